@@ -1,0 +1,143 @@
+/**
+ * YAML text → plain values (Map, array, string, null), refusing hostile input before the
+ * yaml package sees it. The policy is read by every sidecar on every reload, so a bad file
+ * must cost milliseconds and one line, never a hang, an out-of-memory abort or a stack trace.
+ *
+ * Measured with yaml 2.9: ten thousand nested `[` make its composer overflow the stack and,
+ * with `prettyErrors`, abort the process out of memory; its lexer, by contrast, is iterative
+ * and linear. So nesting is bounded here on the lexer's tokens, with an early exit.
+ */
+import { Lexer, LineCounter, parseDocument } from 'yaml';
+import { ConfigError } from '../errors.js';
+
+/** Larger than any real policy (about 10,000 rules), small enough to parse in well under a second. */
+export const MAX_POLICY_BYTES = 1024 * 1024;
+/** A policy is five levels deep; anything near this is not a policy. */
+export const MAX_NESTING = 32;
+/** Anchors may share lists; this bounds the expansion of an alias bomb. */
+export const MAX_ALIAS_COUNT = 100;
+
+const FIX_SYNTAX = 'fix the YAML (see the example policy in the docs)';
+
+/**
+ * Parses `text` (one YAML document, YAML 1.2 failsafe schema: every scalar is a string, so
+ * `on`, `1e3` or `null` mean what they spell) into Maps, arrays, strings and null.
+ * Throws ConfigError whose message starts with `${source}: `.
+ */
+export function readYaml(text: string, source: string): unknown {
+  const bytes = Buffer.byteLength(text, 'utf8');
+  if (bytes > MAX_POLICY_BYTES) {
+    throw new ConfigError(`${source}: is ${bytes} bytes; a policy is at most ${MAX_POLICY_BYTES} bytes`, 'check that --policy names the policy YAML file');
+  }
+  const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  const binary = firstNonPrintable(body);
+  if (binary !== undefined) {
+    throw new ConfigError(
+      `${source}: ${where(body, binary)}: contains the character U+${body.codePointAt(binary)!.toString(16).toUpperCase().padStart(4, '0')}, which YAML text may not hold`,
+      'a policy is UTF-8 YAML text; check that this is the right file',
+    );
+  }
+  scanTokens(body, source);
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(body, { schema: 'failsafe', uniqueKeys: true, prettyErrors: false, lineCounter });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) {
+    const pos = lineCounter.linePos(problem.pos[0]);
+    const hint = problem.code === 'DUPLICATE_KEY' ? 'each key may appear once in a map; merge the two entries' : FIX_SYNTAX;
+    throw new ConfigError(`${source}: line ${pos.line}, column ${pos.col}: ${firstLine(problem.message)}`, hint);
+  }
+  try {
+    return doc.toJS({ mapAsMap: true, maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (err) {
+    // yaml throws ReferenceError for an alias bomb and for an alias to nothing.
+    throw new ConfigError(`${source}: ${firstLine(err instanceof Error ? err.message : String(err))}`, `use anchors and aliases sparingly (at most ${MAX_ALIAS_COUNT} expansions)`, err);
+  }
+}
+
+/** YAML 1.2 c-printable: tab, LF, CR, printable ASCII, NEL, and Unicode beyond the C1 block minus surrogates and U+FFFE/U+FFFF. */
+function firstNonPrintable(text: string): number | undefined {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x20 && c <= 0x7e) continue;
+    if (c === 0x09 || c === 0x0a || c === 0x0d || c === 0x85) continue;
+    if (c >= 0xa0 && c <= 0xd7ff) continue;
+    if (c >= 0xe000 && c <= 0xfffd) continue;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        i++;
+        continue;
+      }
+    }
+    return i;
+  }
+  return undefined;
+}
+
+// The lexer's zero-width control tokens (document start, flow end, scalar marker, BOM).
+const ZERO_WIDTH = new Set(['\x02', '\x18', '\x1f', '\ufeff']);
+
+/**
+ * Refuses tags and excessive nesting. Depth is estimated per line as the open block
+ * indentation levels, plus the `-`/`?`/`:` indicators on the line, plus the open flow
+ * collections: an upper bound on what the composer will recurse through.
+ */
+function scanTokens(text: string, source: string): void {
+  const indents: number[] = [];
+  let offset = 0;
+  let flow = 0;
+  let lineStart = true;
+  let indent = 0;
+  let onLine = 0;
+  let lineOpened = false;
+  for (const token of new Lexer().lex(text)) {
+    const at = offset;
+    if (!ZERO_WIDTH.has(token)) offset += token.length;
+    if (token === '\n' || token === '\r\n') {
+      lineStart = true;
+      indent = 0;
+      onLine = 0;
+      lineOpened = false;
+      continue;
+    }
+    if (lineStart && /^[ \t]+$/.test(token)) {
+      indent = token.length;
+      lineStart = false;
+      continue;
+    }
+    lineStart = false;
+    if (ZERO_WIDTH.has(token) || token[0] === '#' || /^[ \t]+$/.test(token)) continue;
+    if (token[0] === '!') {
+      throw new ConfigError(`${source}: ${where(text, at)}: YAML tag ${clip(token)} is not allowed in a policy`, 'remove the tag; every policy value is a plain string, list or map');
+    }
+    if (flow === 0 && !lineOpened) {
+      while (indents.length > 0 && indents[indents.length - 1]! >= indent) indents.pop();
+      indents.push(indent);
+      lineOpened = true;
+    }
+    if (token === '[' || token === '{') flow++;
+    else if ((token === ']' || token === '}') && flow > 0) flow--;
+    else if (flow === 0 && (token === '-' || token === '?' || token === ':')) onLine++;
+    if (indents.length + onLine + flow > MAX_NESTING) {
+      throw new ConfigError(`${source}: ${where(text, at)}: nested more than ${MAX_NESTING} levels deep`, 'a policy is services → name → allow → entries; check the indentation and brackets');
+    }
+  }
+}
+
+function where(text: string, index: number): string {
+  let line = 1;
+  let lineStart = 0;
+  for (let i = text.indexOf('\n'); i !== -1 && i < index; i = text.indexOf('\n', i + 1)) {
+    line++;
+    lineStart = i + 1;
+  }
+  return `line ${line}, column ${index - lineStart + 1}`;
+}
+
+function firstLine(message: string): string {
+  return clip(message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, ''), 200);
+}
+
+function clip(value: string, max = 40): string {
+  return value.length > max ? `${value.slice(0, max - 3)}...` : value;
+}
