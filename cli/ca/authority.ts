@@ -1,0 +1,109 @@
+/**
+ * The issuing authority: the intermediate's certificate and (decrypted) key, and the
+ * operations that sign with it. Commands decode and validate their flags, then hand
+ * typed options to this.
+ */
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { CaStateError } from '../../common/errors.js';
+import { encodePem, decodeCertificates } from '../../common/pem.js';
+import { parseCertificate, type CertInfo } from '../../common/x509.js';
+import { openEncryptedKey, toPublicCryptoKey, toSigningCryptoKey, signingAlgorithm, keyTypeOf, type KeyType } from '../../common/keys.js';
+import { CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
+import { BACKDATE_MS, leafExtensions, leafSubject, randomSerialHex, type LeafNames } from './profiles.js';
+import { x509 } from './x509-lib.js';
+
+export interface IssuerCert {
+  readonly pem: string;
+  readonly info: CertInfo;
+}
+
+export interface Authority {
+  readonly config: CaConfig;
+  readonly intermediate: IssuerCert;
+  readonly intermediateKey: KeyObject;
+  readonly keyType: KeyType;
+  readonly rootPem: string;
+}
+
+export function readIssuerCert(dir: CaDir, name: string): IssuerCert {
+  const path = dir.file(name);
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch {
+    throw new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory');
+  }
+  const der = decodeCertificates(pem, path)[0]!;
+  return { pem: encodePem('CERTIFICATE', der), info: parseCertificate(der, path) };
+}
+
+/** Loads and opens the intermediate: the only key day-to-day commands need. */
+export function loadAuthority(dir: CaDir, config: CaConfig, passphrase: string): Authority {
+  const intermediate = readIssuerCert(dir, CA_FILES.intermediateCert);
+  const keyPath = dir.file(CA_FILES.intermediateKey);
+  let keyPem: string;
+  try {
+    keyPem = readFileSync(keyPath, 'utf8');
+  } catch {
+    throw new CaStateError(`${keyPath} is missing or unreadable`, 'restore it from your backup of the CA directory');
+  }
+  const intermediateKey = openEncryptedKey(keyPem, passphrase, 'the intermediate key');
+  const keyType = keyTypeOf(intermediateKey);
+  if (!keyType) throw new CaStateError(`${keyPath} holds an unsupported key type`, 'restore it from your backup');
+  const rootPem = readIssuerCert(dir, CA_FILES.rootCert).pem;
+  return { config, intermediate, intermediateKey, keyType, rootPem };
+}
+
+export interface LeafRequest extends LeafNames {
+  readonly service: string;
+  /** The public key to certify (SPKI DER). */
+  readonly spkiDer: Buffer;
+  readonly keyType: KeyType;
+  readonly notBefore: Date;
+  readonly notAfter: Date;
+}
+
+export interface SignedLeaf {
+  readonly der: Buffer;
+  readonly pem: string;
+  readonly info: CertInfo;
+  readonly spkiSha256: string;
+}
+
+/** Signs an X509-SVID with the intermediate. */
+export async function signLeaf(authority: Authority, req: LeafRequest): Promise<SignedLeaf> {
+  const subject = leafSubject(req.service);
+  const publicKey = await toPublicCryptoKey(req.spkiDer, req.keyType);
+  const issuerKeyId = authority.intermediate.info.subjectKeyId;
+  if (!issuerKeyId) throw new CaStateError('intermediate.crt has no subject key identifier', 'restore it from backup');
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomSerialHex(),
+    subject,
+    issuer: new x509.X509Certificate(new Uint8Array(authority.intermediate.info.der)).subjectName,
+    notBefore: req.notBefore,
+    notAfter: req.notAfter,
+    publicKey,
+    signingKey: await toSigningCryptoKey(authority.intermediateKey, authority.keyType),
+    signingAlgorithm: signingAlgorithm(authority.keyType).signAlg,
+    extensions: await leafExtensions(publicKey, issuerKeyId, req, subject.length > 0),
+  });
+  const der = Buffer.from(cert.rawData);
+  return {
+    der,
+    pem: encodePem('CERTIFICATE', der),
+    info: parseCertificate(der),
+    spkiSha256: createHash('sha256').update(req.spkiDer).digest('hex'),
+  };
+}
+
+/** Validity of a leaf issued now: back-dated start, end after `ttlMs`. */
+export function leafValidity(now: number, ttlMs: number): { notBefore: Date; notAfter: Date } {
+  // Whole seconds: X.509 times carry no fraction, and the ledger should agree with the certificate.
+  const start = Math.floor(now / 1000) * 1000;
+  return { notBefore: new Date(start - BACKDATE_MS), notAfter: new Date(start + ttlMs) };
+}
+
+export function spkiOf(key: KeyObject): Buffer {
+  return createPublicKey(key).export({ type: 'spki', format: 'der' });
+}

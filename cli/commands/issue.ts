@@ -1,0 +1,88 @@
+/**
+ * `svcca issue <service>`: a certificate and key (or a signed CSR) written as a
+ * credential set and recorded in the ledger. Re-issuing supersedes the active one.
+ */
+import { resolve } from 'node:path';
+import { assertServiceName } from '../../common/spiffe-id.js';
+import { requireDurationMs, formatDuration } from '../../common/duration.js';
+import { assertUsableSetDir } from '../../common/credential-set.js';
+import { UsageError } from '../../common/errors.js';
+import { assertDnsName, assertIp } from '../names.js';
+import { openCa } from '../open-ca.js';
+import { issueAndRecord, writeIssuedSet } from '../ca/issuance.js';
+import { readCsrPublicKey } from '../ca/csr.js';
+import { actor } from '../actor.js';
+import type { CommandContext } from '../context.js';
+
+export interface IssueOptions {
+  readonly service: string;
+  readonly ttl?: string;
+  readonly dns: readonly string[];
+  readonly ip: readonly string[];
+  readonly out?: string;
+  readonly csr?: string;
+  readonly passphraseFile?: string;
+}
+
+export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise<void> {
+  const service = assertServiceName(opts.service);
+  const ttlMsFlag = opts.ttl === undefined ? undefined : requireDurationMs('--ttl', opts.ttl);
+  const dnsNames = [...new Set(opts.dns.map(assertDnsName))];
+  const ips = [...new Set(opts.ip.map(assertIp))];
+  if (opts.out !== undefined) assertUsableSetDir(opts.out);
+  const csrSpkiDer = opts.csr === undefined ? undefined : await readCsrPublicKey(opts.csr);
+
+  const ca = await openCa(ctx, { passphraseFile: opts.passphraseFile });
+  try {
+    const { config, authority, ledger, dir } = ca;
+    const ttlMs = ttlMsFlag ?? config.defaultTtlMs;
+    if (ttlMs > config.maxTtlMs) {
+      throw new UsageError(`--ttl ${formatDuration(ttlMs)} is longer than this CA's maximum of ${formatDuration(config.maxTtlMs)}`, `use --ttl ${formatDuration(config.maxTtlMs)} or less (short certificates that rotate are the point)`);
+    }
+    const intermediateEnd = authority.intermediate.info.notAfter.getTime();
+    if (Date.now() + ttlMs > intermediateEnd) {
+      throw new UsageError(
+        `--ttl ${formatDuration(ttlMs)} would outlive the intermediate, which ends ${authority.intermediate.info.notAfter.toISOString()}`,
+        'roll the intermediate with `svcca rotate --intermediate`, or use a shorter --ttl',
+      );
+    }
+    const previous = await ledger.getService(service);
+    const previousRecord = previous?.activeSerial ? await ledger.getCertificate(previous.activeSerial) : undefined;
+    const setDir = opts.out !== undefined ? resolve(opts.out) : (previousRecord?.setDir ?? dir.issuedSetDir(service));
+
+    const issued = await issueAndRecord(authority, ledger, {
+      service,
+      ttlMs,
+      dnsNames,
+      ips,
+      setDir,
+      ...(csrSpkiDer ? { csrSpkiDer } : {}),
+      kind: 'issue',
+      actor: actor(),
+      why: csrSpkiDer ? 'issued from a CSR' : 'issued',
+    });
+    writeIssuedSet(authority, issued.record, issued.key);
+    const r = issued.record;
+    ctx.out.line(`Issued ${r.spiffeId}`);
+    ctx.out.line(`  serial     ${r.serial}`);
+    ctx.out.line(`  not after  ${new Date(r.notAfter).toISOString()} (${formatDuration(r.ttlMs)})`);
+    ctx.out.line(`  files      ${setDir}/tls.crt${csrSpkiDer ? '' : ', tls.key'}, ca.crt`);
+    if (issued.previousSerial) ctx.out.line(`  supersedes ${issued.previousSerial} (still valid until it expires; revoke it with svcca revoke --serial if it leaked)`);
+    if (csrSpkiDer) ctx.out.line('  signed from a CSR: the private key stays with its owner');
+    ctx.out.result({
+      service,
+      spiffeId: r.spiffeId,
+      serial: r.serial,
+      notBefore: new Date(r.notBefore).toISOString(),
+      notAfter: new Date(r.notAfter).toISOString(),
+      dnsNames: r.dnsNames,
+      ips: r.ips,
+      setDir,
+      files: { cert: `${setDir}/tls.crt`, key: csrSpkiDer ? null : `${setDir}/tls.key`, ca: `${setDir}/ca.crt` },
+      fromCsr: r.fromCsr,
+      supersedes: issued.previousSerial,
+    });
+  } finally {
+    ca.close();
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Commander wiring: flags to typed options, nothing else. Each command's module is
+ * loaded only when it runs, so `svcca list` never pays for the signing libraries.
+ */
+import { Command, Option } from 'commander';
+import { createOutput } from './output.js';
+import type { CommandContext } from './context.js';
+import { DEFAULT_CA_DIR } from './store/ca-dir.js';
+import { KEY_TYPES } from '../common/keys.js';
+
+export const VERSION = '0.1.0';
+
+const EXIT_CODES = `
+Exit codes:
+  0  success
+  1  user error: one line on stderr says what is wrong and what to do
+  2  partial failure: some of several items failed (each is named)
+  3  policy check: deny
+  4  done, but attention needed (rotate: the intermediate nears its end, or a renewal was clamped to it)`;
+
+type Runner = (opts: never, ctx: CommandContext) => Promise<void>;
+
+/** Loads `cli/commands/<file>.js` and returns its `exportName` function. */
+async function command(file: string, exportName: string): Promise<Runner> {
+  const mod = (await import(`./commands/${file}.js`)) as Record<string, Runner>;
+  const fn = mod[exportName];
+  if (typeof fn !== 'function') throw new Error(`command module ${file} has no ${exportName}`);
+  return fn;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export interface ProgramHooks {
+  /** Receives the context the command ran with, so main can read its exit code. */
+  onContext(ctx: CommandContext): void;
+  env: NodeJS.ProcessEnv;
+}
+
+export function buildProgram(hooks: ProgramHooks): Command {
+  const program = new Command('svcca');
+  program
+    .description('A small internal CA for service-to-service mTLS: SPIFFE identities, short-lived certificates, rotation, revocation.')
+    .version(VERSION, '-V, --version')
+    .showSuggestionAfterError(true)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  svcca init --trust-domain example.org
+  svcca issue order-service
+  svcca issue payment-service --dns payment.internal --out /etc/svcca/payment-service
+  svcca rotate                       # from cron, every 15 minutes
+  svcca revoke order-service --reason keyCompromise
+  svcca list --expiring 6h
+  svcca export order-service --p12 order.p12 --password-file p12.pass
+  svcca policy check order-service payment-service --policy policy.yaml
+
+The CA directory is ./ca-data unless --dir or SVCCA_DIR says otherwise.
+The intermediate key's passphrase comes from --passphrase-file, SVCCA_PASSPHRASE or a prompt.
+${EXIT_CODES}`,
+    );
+
+  const ctxFor = (cmd: Command): CommandContext => {
+    const g = cmd.optsWithGlobals<{ dir?: string; json?: boolean }>();
+    const ctx: CommandContext = {
+      global: { dir: g.dir ?? hooks.env.SVCCA_DIR ?? DEFAULT_CA_DIR, json: g.json === true },
+      out: createOutput(g.json === true),
+      env: hooks.env,
+      exitCode: 0,
+    };
+    hooks.onContext(ctx);
+    return ctx;
+  };
+
+  // Global flags are accepted before or after the command name.
+  const withGlobals = (cmd: Command): Command =>
+    cmd
+      .option('--dir <path>', `CA data directory (default ${DEFAULT_CA_DIR}, env SVCCA_DIR)`)
+      .option('--json', 'machine-readable output on stdout')
+      .showSuggestionAfterError(true);
+  withGlobals(program);
+
+  const passphraseFlag = '--passphrase-file <file>';
+  const passphraseHelp = "file holding the intermediate key's passphrase (or env SVCCA_PASSPHRASE, or a prompt)";
+
+  withGlobals(program.command('init'))
+    .description('create a root and an issuing intermediate for a trust domain')
+    .requiredOption('--trust-domain <td>', 'the SPIFFE trust domain, e.g. example.org')
+    .addOption(new Option('--key-type <type>', `CA and leaf key type (${KEY_TYPES.join(', ')})`).default('ecdsa-p256'))
+    .option(passphraseFlag, passphraseHelp)
+    .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
+    .action(async (o, cmd: Command) => (await command('init', 'runInit'))(o as never, ctxFor(cmd)));
+
+  withGlobals(program.command('issue'))
+    .description('issue a certificate and key for a service (24h by default)')
+    .argument('<service>', 'service name, e.g. order-service or ns/prod/api')
+    .option('--ttl <duration>', 'lifetime, e.g. 24h, 90m, 7d (default: the CA config, 24h)')
+    .option('--dns <name>', 'extra DNS SAN (repeatable)', collect, [])
+    .option('--ip <address>', 'extra IP SAN (repeatable)', collect, [])
+    .option('--out <dir>', 'where to write tls.crt, tls.key, ca.crt (default ca-data/issued/<service>)')
+    .option('--csr <file>', 'sign this CSR instead of making a key (only its public key is used)')
+    .option(passphraseFlag, passphraseHelp)
+    .action(async (service: string, o, cmd: Command) => (await command('issue', 'runIssue'))({ ...o, service } as never, ctxFor(cmd)));
+
+  withGlobals(program.command('rotate'))
+    .description('renew every active certificate that is due (what cron runs); --intermediate rolls the intermediate')
+    .argument('[service...]', 'only these services')
+    .option('--renew-before <threshold>', 'renew when less than this is left: a share of the lifetime (33%) or a duration (8h)', '33%')
+    .option('--dry-run', 'say what would be renewed, change nothing')
+    .option('--exec <cmd>', 'run after each renewed set, with SVCCA_SERVICE and SVCCA_SET_DIR set (e.g. a reload)')
+    .option('--intermediate', 'roll the intermediate (needs the root passphrase)')
+    .option(passphraseFlag, passphraseHelp)
+    .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE)")
+    .addHelpText('after', `\nExit codes for cron:\n  0  all done (nothing due counts)\n  1  usage or CA error\n  2  some renewals or hooks failed (each is named)\n  4  done, but the intermediate nears its end or a renewal was clamped to it: run svcca rotate --intermediate`)
+    .action(async (services: string[], o, cmd: Command) => (await command('rotate', 'runRotate'))({ ...o, services } as never, ctxFor(cmd)));
+
+  withGlobals(program.command('revoke'))
+    .description("revoke a service's unexpired certificates (and stop its rotation), or one certificate by serial")
+    .argument('[service]', 'the service to revoke')
+    .option('--serial <hex>', 'revoke this one certificate')
+    .addOption(new Option('--reason <reason>', 'RFC 5280 reason').choices(['keyCompromise', 'superseded', 'cessationOfOperation', 'affiliationChanged']))
+    .option(passphraseFlag, passphraseHelp)
+    .action(async (service: string | undefined, o, cmd: Command) => (await command('revoke', 'runRevoke'))({ ...o, service } as never, ctxFor(cmd)));
+
+  withGlobals(program.command('crl'))
+    .description("re-sign the intermediates' CRLs and rewrite crl.pem")
+    .option('--next-update <duration>', 'CRL validity', '24h')
+    .option(passphraseFlag, passphraseHelp)
+    .action(async (o, cmd: Command) => (await command('crl', 'runCrl'))(o as never, ctxFor(cmd)));
+
+  withGlobals(program.command('list'))
+    .description('list issued certificates')
+    .option('--expiring <duration>', 'only active certificates expiring within this duration')
+    .option('--revoked', 'only revoked certificates')
+    .option('--all', 'include superseded and expired certificates')
+    .action(async (o, cmd: Command) => (await command('list', 'runList'))(o as never, ctxFor(cmd)));
+
+  withGlobals(program.command('inspect'))
+    .description("show a certificate's details, SPIFFE ID, fingerprints and chain check")
+    .argument('<file|service>', 'a PEM file, or the name of an issued service')
+    .action(async (target: string, o, cmd: Command) => (await command('inspect', 'runInspect'))({ ...o, target } as never, ctxFor(cmd)));
+
+  withGlobals(program.command('export'))
+    .description('write a PKCS#12 file (key, leaf, intermediate) for Java/.NET clients')
+    .argument('<service>', 'the issued service')
+    .requiredOption('--p12 <file>', 'where to write the PKCS#12 file')
+    .option('--password-file <file>', 'file holding the PKCS#12 password (or env SVCCA_P12_PASSWORD, or a prompt)')
+    .option('--legacy', '3DES and a SHA-1 MAC, for old Java and macOS')
+    .action(async (service: string, o, cmd: Command) => (await command('export', 'runExport'))({ ...o, service } as never, ctxFor(cmd)));
+
+  const policy = withGlobals(program.command('policy')).description('check and draw the allow-list');
+  withGlobals(policy.command('check'))
+    .description('would <from> be allowed to call <to>? exit 0 allow, 3 deny')
+    .argument('<from>', 'calling service')
+    .argument('<to>', 'called service')
+    .requiredOption('--policy <file>', 'the mesh policy (policy.yaml)')
+    .option('--method <method>', 'HTTP method (http mode)')
+    .option('--path <path>', 'HTTP path (http mode)')
+    .action(async (from: string, to: string, o, cmd: Command) => (await command('policy-check', 'runPolicyCheck'))({ ...o, from, to } as never, ctxFor(cmd)));
+  withGlobals(policy.command('graph'))
+    .description('draw who may call whom')
+    .requiredOption('--policy <file>', 'the mesh policy (policy.yaml)')
+    .addOption(new Option('--format <format>', 'output format').choices(['dot', 'mermaid', 'svg']).default('dot'))
+    .action(async (o, cmd: Command) => (await command('policy-graph', 'runPolicyGraph'))(o as never, ctxFor(cmd)));
+
+  return program;
+}

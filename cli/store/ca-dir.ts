@@ -1,0 +1,113 @@
+/**
+ * The CA data directory: file names, modes, and the `config` file.
+ * Only `init` creates it; every other command refuses a missing or foreign one.
+ */
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CaStateError, UsageError, errnoCode } from '../../common/errors.js';
+import { writeFileAtomic } from '../../common/atomic-file.js';
+import type { KeyType } from '../../common/keys.js';
+
+export const CA_FILES = {
+  rootCert: 'root.crt',
+  rootKey: 'root.key',
+  intermediateCert: 'intermediate.crt',
+  intermediateKey: 'intermediate.key',
+  trustBundle: 'ca.crt',
+  crl: 'crl.pem',
+  ledger: 'ledger.db',
+  config: 'config',
+  issued: 'issued',
+  /** Retired intermediates kept to sign CRLs for their own leaves. */
+  retired: 'retired',
+} as const;
+
+export const DEFAULT_CA_DIR = './ca-data';
+
+export interface CaConfig {
+  /** Format version of this file. */
+  readonly version: 1;
+  readonly trustDomain: string;
+  readonly keyType: KeyType;
+  /** Default leaf lifetime, ms. */
+  readonly defaultTtlMs: number;
+  /** Longest leaf lifetime `issue` accepts, ms (30 days unless changed here). */
+  readonly maxTtlMs: number;
+  /** CRL validity, ms. */
+  readonly crlNextUpdateMs: number;
+}
+
+export const DEFAULT_TTL_MS = 24 * 3_600_000;
+export const DEFAULT_MAX_TTL_MS = 30 * 86_400_000;
+export const DEFAULT_CRL_NEXT_UPDATE_MS = 24 * 3_600_000;
+
+export class CaDir {
+  readonly path: string;
+  constructor(path: string) {
+    this.path = resolve(path);
+  }
+  file(name: string): string {
+    return join(this.path, name);
+  }
+  /** Default credential-set folder of a service (a service path nests). */
+  issuedSetDir(service: string): string {
+    return join(this.path, CA_FILES.issued, ...service.split('/'));
+  }
+}
+
+/** Opens an existing CA directory or explains exactly why it cannot. */
+export function openCaDir(path: string): { dir: CaDir; config: CaConfig } {
+  const dir = new CaDir(path);
+  let st;
+  try {
+    st = statSync(dir.path);
+  } catch (err) {
+    if (errnoCode(err) === 'ENOENT') {
+      throw new CaStateError(`no CA at ${dir.path}`, 'run `svcca init --trust-domain <td>` first, or point --dir / SVCCA_DIR at your CA directory');
+    }
+    throw new CaStateError(`cannot read ${dir.path} (${errnoCode(err)})`, 'check the path and its permissions');
+  }
+  if (!st.isDirectory()) throw new CaStateError(`--dir ${dir.path} is a file, not a CA directory`, 'point --dir at the directory `svcca init` created');
+  const configPath = dir.file(CA_FILES.config);
+  if (!existsSync(configPath) || !existsSync(dir.file(CA_FILES.intermediateCert))) {
+    throw new CaStateError(`${dir.path} is not an svcca CA directory (no config or intermediate.crt)`, 'run `svcca init` to create one, or point --dir at the right directory');
+  }
+  return { dir, config: readConfig(configPath) };
+}
+
+function readConfig(path: string): CaConfig {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    throw new CaStateError(`${path} is not valid JSON`, 'restore it from backup; it holds the trust domain and defaults');
+  }
+  const c = parsed as Partial<CaConfig>;
+  if (typeof c !== 'object' || c === null || c.version !== 1 || typeof c.trustDomain !== 'string' || typeof c.keyType !== 'string') {
+    throw new CaStateError(`${path} is not an svcca config (version 1)`, 'restore it from backup');
+  }
+  for (const key of ['defaultTtlMs', 'maxTtlMs', 'crlNextUpdateMs'] as const) {
+    if (typeof c[key] !== 'number' || !(c[key]! > 0)) throw new CaStateError(`${path}: ${key} must be a positive number of milliseconds`, 'fix the value or restore the file');
+  }
+  return c as CaConfig;
+}
+
+export function writeConfig(dir: CaDir, config: CaConfig): void {
+  writeFileAtomic(dir.file(CA_FILES.config), `${JSON.stringify(config, null, 2)}\n`, 0o600);
+}
+
+/** Creates a new CA directory (0700); refuses a non-empty one. */
+export function createCaDir(path: string): CaDir {
+  const dir = new CaDir(path);
+  try {
+    const st = statSync(dir.path);
+    if (!st.isDirectory()) throw new UsageError(`--dir ${dir.path} is a file`, 'point --dir at a new or empty directory');
+    if (existsSync(dir.file(CA_FILES.config)) || existsSync(dir.file(CA_FILES.rootKey)) || existsSync(dir.file(CA_FILES.intermediateKey))) {
+      throw new CaStateError(`a CA already exists at ${dir.path}; init never touches an existing CA`, 'use another --dir, or move the old CA away first');
+    }
+  } catch (err) {
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+  mkdirSync(dir.path, { recursive: true, mode: 0o700 });
+  return dir;
+}

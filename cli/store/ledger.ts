@@ -1,0 +1,129 @@
+/**
+ * The ledger: every certificate the CA issued, revocations, CRL numbers, and an
+ * append-only event log. Commands reach it only through this interface, so a
+ * PostgreSQL ledger shared by several CA hosts can sit beside the SQLite one.
+ * Every method is async for that reason, even though SQLite answers synchronously.
+ */
+import type { KeyType } from '../../common/keys.js';
+
+export type CertificateStatus = 'active' | 'superseded' | 'revoked';
+
+export const REVOCATION_REASONS = {
+  keyCompromise: 1,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+} as const;
+export type RevocationReason = keyof typeof REVOCATION_REASONS;
+
+export interface CertificateRecord {
+  /** Lower-case hex, no leading zeros (see common/x509 serialToHex). */
+  readonly serial: string;
+  readonly service: string;
+  readonly spiffeId: string;
+  /** Subject key identifier (hex) of the intermediate that signed it. */
+  readonly issuerKeyId: string;
+  readonly dnsNames: readonly string[];
+  readonly ips: readonly string[];
+  readonly ttlMs: number;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly keyType: KeyType;
+  /** Where its credential set was written. */
+  readonly setDir: string;
+  readonly status: CertificateStatus;
+  readonly fromCsr: boolean;
+  /** SHA-256 (hex) of the subject public key info: how a compromised key is recognized. */
+  readonly spkiSha256: string;
+  readonly certPem: string;
+  readonly issuedAt: number;
+  readonly revokedAt?: number;
+  readonly revocationReason?: RevocationReason;
+}
+
+export type EventKind = 'init' | 'issue' | 'renew' | 'revoke' | 'roll' | 'crl';
+
+export interface LedgerEvent {
+  readonly kind: EventKind;
+  readonly service?: string;
+  readonly serial?: string;
+  /** user@host */
+  readonly actor: string;
+  readonly why: string;
+  readonly at?: number;
+}
+
+export interface StoredEvent extends Required<Omit<LedgerEvent, 'service' | 'serial'>> {
+  readonly id: number;
+  readonly service: string | null;
+  readonly serial: string | null;
+}
+
+export interface ServiceState {
+  readonly name: string;
+  readonly activeSerial: string | null;
+  /** false once revoked: rotation stops until the next `issue`. */
+  readonly rotationEnabled: boolean;
+}
+
+export interface CertificateFilter {
+  readonly service?: string;
+  readonly statuses?: readonly CertificateStatus[];
+  /** Only certificates whose notAfter is before this time (ms). */
+  readonly notAfterBefore?: number;
+  /** Only certificates whose notAfter is after this time (ms), i.e. unexpired at that time. */
+  readonly notAfterAfter?: number;
+  readonly issuerKeyId?: string;
+}
+
+export interface Ledger {
+  /**
+   * Runs `fn` in one immediate (write-locking) transaction; commits when it resolves,
+   * rolls back when it throws. Everything a command changes goes through one of these.
+   */
+  transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T>;
+
+  insertCertificate(record: CertificateRecord): Promise<void>;
+  getCertificate(serial: string): Promise<CertificateRecord | undefined>;
+  listCertificates(filter?: CertificateFilter): Promise<CertificateRecord[]>;
+  countCertificates(): Promise<number>;
+  setStatus(serial: string, status: CertificateStatus): Promise<void>;
+  markRevoked(serial: string, reason: RevocationReason | undefined, at: number): Promise<void>;
+  /** Revocations the CRL of `issuerKeyId` must list at time `now` (see the CRL retention rule). */
+  listRevokedForCrl(issuerKeyId: string): Promise<CertificateRecord[]>;
+
+  getService(name: string): Promise<ServiceState | undefined>;
+  /** Makes `serial` the service's active certificate and turns rotation on. */
+  setActive(name: string, serial: string): Promise<void>;
+  setRotation(name: string, enabled: boolean): Promise<void>;
+  listServices(): Promise<ServiceState[]>;
+  /**
+   * Claims a service for renewal by `owner` until `until` (ms); false when another live
+   * claim holds it. A claim of a killed process simply expires.
+   */
+  claimService(name: string, owner: string, until: number, now: number): Promise<boolean>;
+  releaseClaim(name: string, owner: string): Promise<void>;
+
+  isKeyCompromised(spkiSha256: string): Promise<boolean>;
+  markKeyCompromised(spkiSha256: string, at: number): Promise<void>;
+
+  /** The next CRL number of an issuer (taken and stored in the caller's transaction). */
+  nextCrlNumber(issuerKeyId: string): Promise<bigint>;
+  /** The last CRL number handed out for an issuer, 0 when none. */
+  currentCrlNumber(issuerKeyId: string): Promise<bigint>;
+  /** The highest revocation time (ms) among the issuer's entries; 0 when none. */
+  lastRevocationAt(issuerKeyId: string): Promise<number>;
+  /**
+   * Records that a CRL numbered `number` and issued at `at` was published for the issuer:
+   * entries whose certificate expired before `at` have now been listed after their end
+   * and may be dropped from later CRLs.
+   */
+  recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void>;
+  /** The number and time of the last CRL published for the issuer. */
+  lastPublishedCrl(issuerKeyId: string): Promise<{ number: bigint; at: number } | undefined>;
+
+  appendEvent(event: LedgerEvent): Promise<void>;
+  listEvents(limit?: number): Promise<StoredEvent[]>;
+
+  close(): void;
+}

@@ -1,0 +1,362 @@
+/**
+ * The SQLite ledger (better-sqlite3, WAL). Write transactions are BEGIN IMMEDIATE so
+ * concurrent `svcca` processes queue on the busy timeout instead of failing with
+ * SQLITE_BUSY on a lock upgrade; better-sqlite3's own transaction() refuses async
+ * functions, so the interface issues BEGIN/COMMIT itself.
+ */
+import Database from 'better-sqlite3';
+import type { Database as DatabaseType } from 'better-sqlite3';
+import { chmodSync, existsSync } from 'node:fs';
+import { CaStateError } from '../../common/errors.js';
+import type {
+  CertificateFilter,
+  CertificateRecord,
+  CertificateStatus,
+  Ledger,
+  LedgerEvent,
+  RevocationReason,
+  ServiceState,
+  StoredEvent,
+} from './ledger.js';
+
+/** Bumped when the schema changes; `migrate` brings older ledgers forward. */
+export const SCHEMA_VERSION = 1;
+
+const SCHEMA_V1 = `
+CREATE TABLE certificates (
+  serial TEXT PRIMARY KEY,
+  service TEXT NOT NULL,
+  spiffe_id TEXT NOT NULL,
+  issuer_key_id TEXT NOT NULL,
+  dns_names TEXT NOT NULL,
+  ips TEXT NOT NULL,
+  ttl_ms INTEGER NOT NULL,
+  not_before INTEGER NOT NULL,
+  not_after INTEGER NOT NULL,
+  key_type TEXT NOT NULL,
+  set_dir TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('active','superseded','revoked')),
+  from_csr INTEGER NOT NULL,
+  spki_sha256 TEXT NOT NULL,
+  cert_pem TEXT NOT NULL,
+  issued_at INTEGER NOT NULL,
+  revoked_at INTEGER,
+  revocation_reason TEXT,
+  listed_after_expiry INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX certificates_service ON certificates(service);
+CREATE INDEX certificates_not_after ON certificates(not_after);
+CREATE INDEX certificates_revoked ON certificates(issuer_key_id, status, listed_after_expiry);
+CREATE TABLE services (
+  name TEXT PRIMARY KEY,
+  active_serial TEXT,
+  rotation_enabled INTEGER NOT NULL DEFAULT 1,
+  claim_owner TEXT,
+  claim_until INTEGER
+);
+CREATE TABLE compromised_keys (spki_sha256 TEXT PRIMARY KEY, at INTEGER NOT NULL);
+CREATE TABLE crl_state (
+  issuer_key_id TEXT PRIMARY KEY,
+  next_number TEXT NOT NULL,
+  published_number TEXT,
+  published_at INTEGER
+);
+CREATE TABLE events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  service TEXT,
+  serial TEXT,
+  actor TEXT NOT NULL,
+  why TEXT NOT NULL
+);
+-- the event log is append-only: refuse edits at the database level too
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+`;
+
+interface CertRow {
+  serial: string;
+  service: string;
+  spiffe_id: string;
+  issuer_key_id: string;
+  dns_names: string;
+  ips: string;
+  ttl_ms: number;
+  not_before: number;
+  not_after: number;
+  key_type: string;
+  set_dir: string;
+  status: string;
+  from_csr: number;
+  spki_sha256: string;
+  cert_pem: string;
+  issued_at: number;
+  revoked_at: number | null;
+  revocation_reason: string | null;
+}
+
+function rowToRecord(row: CertRow): CertificateRecord {
+  return {
+    serial: row.serial,
+    service: row.service,
+    spiffeId: row.spiffe_id,
+    issuerKeyId: row.issuer_key_id,
+    dnsNames: JSON.parse(row.dns_names) as string[],
+    ips: JSON.parse(row.ips) as string[],
+    ttlMs: row.ttl_ms,
+    notBefore: row.not_before,
+    notAfter: row.not_after,
+    keyType: row.key_type as CertificateRecord['keyType'],
+    setDir: row.set_dir,
+    status: row.status as CertificateStatus,
+    fromCsr: row.from_csr === 1,
+    spkiSha256: row.spki_sha256,
+    certPem: row.cert_pem,
+    issuedAt: row.issued_at,
+    ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
+    ...(row.revocation_reason === null ? {} : { revocationReason: row.revocation_reason as RevocationReason }),
+  };
+}
+
+export class SqliteLedger implements Ledger {
+  private readonly db: DatabaseType;
+  private depth = 0;
+
+  private constructor(db: DatabaseType) {
+    this.db = db;
+  }
+
+  /** Opens (creating with `create`) the ledger at `path`. */
+  static open(path: string, opts: { create?: boolean } = {}): SqliteLedger {
+    const existed = existsSync(path);
+    if (!existed && !opts.create) {
+      throw new CaStateError(`the ledger ${path} is missing`, 'restore ledger.db from your backup of the CA directory');
+    }
+    let db: DatabaseType;
+    try {
+      db = new Database(path, { timeout: 15_000 });
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = ON');
+    } catch (err) {
+      throw new CaStateError(`cannot open the ledger ${path}: ${(err as Error).message}`, 'check that it is an svcca ledger on a local filesystem', err);
+    }
+    if (!existed) chmodSync(path, 0o600);
+    const ledger = new SqliteLedger(db);
+    ledger.migrate(path);
+    return ledger;
+  }
+
+  private migrate(path: string): void {
+    const version = this.db.pragma('user_version', { simple: true }) as number;
+    if (version === SCHEMA_VERSION) return;
+    if (version > SCHEMA_VERSION) {
+      throw new CaStateError(`the ledger ${path} has schema ${version}, newer than this svcca understands (${SCHEMA_VERSION})`, 'upgrade svcca');
+    }
+    // Immediate, so two first runs racing cannot both create the schema.
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const now = this.db.pragma('user_version', { simple: true }) as number;
+      if (now === 0) {
+        this.db.exec(SCHEMA_V1);
+        this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      }
+      this.db.exec('COMMIT');
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw new CaStateError(`cannot prepare the ledger ${path}: ${(err as Error).message}`, 'check the file and its permissions', err);
+    }
+  }
+
+  async transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T> {
+    if (this.depth > 0) return fn(this);
+    this.db.exec('BEGIN IMMEDIATE');
+    this.depth++;
+    try {
+      const result = await fn(this);
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.db.inTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    } finally {
+      this.depth--;
+    }
+  }
+
+  async insertCertificate(r: CertificateRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO certificates (serial, service, spiffe_id, issuer_key_id, dns_names, ips, ttl_ms, not_before, not_after,
+           key_type, set_dir, status, from_csr, spki_sha256, cert_pem, issued_at, revoked_at, revocation_reason)
+         VALUES (@serial, @service, @spiffeId, @issuerKeyId, @dnsNames, @ips, @ttlMs, @notBefore, @notAfter,
+           @keyType, @setDir, @status, @fromCsr, @spkiSha256, @certPem, @issuedAt, @revokedAt, @revocationReason)`,
+      )
+      .run({
+        ...r,
+        dnsNames: JSON.stringify(r.dnsNames),
+        ips: JSON.stringify(r.ips),
+        fromCsr: r.fromCsr ? 1 : 0,
+        revokedAt: r.revokedAt ?? null,
+        revocationReason: r.revocationReason ?? null,
+      });
+  }
+
+  async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
+    const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(serial) as CertRow | undefined;
+    return row ? rowToRecord(row) : undefined;
+  }
+
+  async listCertificates(filter: CertificateFilter = {}): Promise<CertificateRecord[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.service !== undefined) {
+      where.push('service = @service');
+      params.service = filter.service;
+    }
+    if (filter.statuses && filter.statuses.length > 0) {
+      where.push(`status IN (${filter.statuses.map((_, i) => `@st${i}`).join(', ')})`);
+      filter.statuses.forEach((s, i) => (params[`st${i}`] = s));
+    }
+    if (filter.notAfterBefore !== undefined) {
+      where.push('not_after < @before');
+      params.before = filter.notAfterBefore;
+    }
+    if (filter.notAfterAfter !== undefined) {
+      where.push('not_after > @after');
+      params.after = filter.notAfterAfter;
+    }
+    if (filter.issuerKeyId !== undefined) {
+      where.push('issuer_key_id = @issuer');
+      params.issuer = filter.issuerKeyId;
+    }
+    const sql = `SELECT * FROM certificates ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY service, issued_at`;
+    return (this.db.prepare(sql).all(params) as CertRow[]).map(rowToRecord);
+  }
+
+  async countCertificates(): Promise<number> {
+    return (this.db.prepare('SELECT count(*) AS n FROM certificates').get() as { n: number }).n;
+  }
+
+  async setStatus(serial: string, status: CertificateStatus): Promise<void> {
+    this.db.prepare('UPDATE certificates SET status = ? WHERE serial = ?').run(status, serial);
+  }
+
+  async markRevoked(serial: string, reason: RevocationReason | undefined, at: number): Promise<void> {
+    this.db.prepare("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? WHERE serial = ?").run(at, reason ?? null, serial);
+  }
+
+  async listRevokedForCrl(issuerKeyId: string): Promise<CertificateRecord[]> {
+    const rows = this.db
+      .prepare("SELECT * FROM certificates WHERE issuer_key_id = ? AND status = 'revoked' AND listed_after_expiry = 0 ORDER BY revoked_at")
+      .all(issuerKeyId) as CertRow[];
+    return rows.map(rowToRecord);
+  }
+
+  async getService(name: string): Promise<ServiceState | undefined> {
+    const row = this.db.prepare('SELECT name, active_serial, rotation_enabled FROM services WHERE name = ?').get(name) as
+      | { name: string; active_serial: string | null; rotation_enabled: number }
+      | undefined;
+    return row ? { name: row.name, activeSerial: row.active_serial, rotationEnabled: row.rotation_enabled === 1 } : undefined;
+  }
+
+  async setActive(name: string, serial: string): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO services (name, active_serial, rotation_enabled) VALUES (?, ?, 1)
+         ON CONFLICT(name) DO UPDATE SET active_serial = excluded.active_serial, rotation_enabled = 1`,
+      )
+      .run(name, serial);
+  }
+
+  async setRotation(name: string, enabled: boolean): Promise<void> {
+    this.db.prepare('UPDATE services SET rotation_enabled = ? WHERE name = ?').run(enabled ? 1 : 0, name);
+  }
+
+  async listServices(): Promise<ServiceState[]> {
+    const rows = this.db.prepare('SELECT name, active_serial, rotation_enabled FROM services ORDER BY name').all() as {
+      name: string;
+      active_serial: string | null;
+      rotation_enabled: number;
+    }[];
+    return rows.map((r) => ({ name: r.name, activeSerial: r.active_serial, rotationEnabled: r.rotation_enabled === 1 }));
+  }
+
+  async claimService(name: string, owner: string, until: number, now: number): Promise<boolean> {
+    const res = this.db
+      .prepare('UPDATE services SET claim_owner = ?, claim_until = ? WHERE name = ? AND (claim_owner IS NULL OR claim_until < ? OR claim_owner = ?)')
+      .run(owner, until, name, now, owner);
+    return res.changes === 1;
+  }
+
+  async releaseClaim(name: string, owner: string): Promise<void> {
+    this.db.prepare('UPDATE services SET claim_owner = NULL, claim_until = NULL WHERE name = ? AND claim_owner = ?').run(name, owner);
+  }
+
+  async isKeyCompromised(spkiSha256: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM compromised_keys WHERE spki_sha256 = ?').get(spkiSha256) !== undefined;
+  }
+
+  async markKeyCompromised(spkiSha256: string, at: number): Promise<void> {
+    this.db.prepare('INSERT OR IGNORE INTO compromised_keys (spki_sha256, at) VALUES (?, ?)').run(spkiSha256, at);
+  }
+
+  async nextCrlNumber(issuerKeyId: string): Promise<bigint> {
+    const row = this.db.prepare('SELECT next_number FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as { next_number: string } | undefined;
+    const number = row ? BigInt(row.next_number) : 1n;
+    this.db
+      .prepare(
+        `INSERT INTO crl_state (issuer_key_id, next_number) VALUES (?, ?)
+         ON CONFLICT(issuer_key_id) DO UPDATE SET next_number = excluded.next_number`,
+      )
+      .run(issuerKeyId, (number + 1n).toString());
+    return number;
+  }
+
+  async currentCrlNumber(issuerKeyId: string): Promise<bigint> {
+    const row = this.db.prepare('SELECT next_number FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as { next_number: string } | undefined;
+    return row ? BigInt(row.next_number) - 1n : 0n;
+  }
+
+  async lastRevocationAt(issuerKeyId: string): Promise<number> {
+    const row = this.db.prepare("SELECT max(revoked_at) AS at FROM certificates WHERE issuer_key_id = ? AND status = 'revoked'").get(issuerKeyId) as {
+      at: number | null;
+    };
+    return row.at ?? 0;
+  }
+
+  async recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void> {
+    this.db
+      .prepare("UPDATE certificates SET listed_after_expiry = 1 WHERE issuer_key_id = ? AND status = 'revoked' AND not_after < ? AND listed_after_expiry = 0")
+      .run(issuerKeyId, at);
+    this.db
+      .prepare(
+        `INSERT INTO crl_state (issuer_key_id, next_number, published_number, published_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT(issuer_key_id) DO UPDATE SET published_number = excluded.published_number, published_at = excluded.published_at`,
+      )
+      .run(issuerKeyId, (number + 1n).toString(), number.toString(), at);
+  }
+
+  async lastPublishedCrl(issuerKeyId: string): Promise<{ number: bigint; at: number } | undefined> {
+    const row = this.db.prepare('SELECT published_number, published_at FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as
+      | { published_number: string | null; published_at: number | null }
+      | undefined;
+    if (!row || row.published_number === null || row.published_at === null) return undefined;
+    return { number: BigInt(row.published_number), at: row.published_at };
+  }
+
+  async appendEvent(e: LedgerEvent): Promise<void> {
+    this.db
+      .prepare('INSERT INTO events (at, kind, service, serial, actor, why) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(e.at ?? Date.now(), e.kind, e.service ?? null, e.serial ?? null, e.actor, e.why);
+  }
+
+  async listEvents(limit = 100): Promise<StoredEvent[]> {
+    return this.db.prepare('SELECT id, at, kind, service, serial, actor, why FROM events ORDER BY id DESC LIMIT ?').all(limit) as StoredEvent[];
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

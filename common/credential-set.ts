@@ -1,0 +1,150 @@
+/**
+ * The credential set: `tls.crt` (leaf then intermediate), `tls.key` (0600), `ca.crt`,
+ * laid out like Kubernetes' atomic writer so a Secret volume and a set written by
+ * `svcca` look the same to the sidecar:
+ *
+ *   ..2026_11_25_20_07_24.123456789_ab12/   the files, written and fsynced
+ *   ..data -> ..2026_11_25_...              swapped by rename (atomic)
+ *   tls.crt -> ..data/tls.crt               stable names, never rewritten
+ *
+ * A reader resolves `..data` once and reads every file from that folder, so it can
+ * never pair a key with another set's certificate.
+ */
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { fsyncDir, writeFileDurable } from './atomic-file.js';
+import { IdentityError, UsageError, errnoCode } from './errors.js';
+
+export const SET_FILES = ['tls.crt', 'tls.key', 'ca.crt'] as const;
+export const DATA_LINK = '..data';
+
+export interface CredentialFiles {
+  /** Leaf certificate followed by the intermediate(s), PEM. */
+  readonly certChainPem: string;
+  /** PKCS#8 private key, PEM; written 0600. */
+  readonly keyPem: string;
+  /** Trust bundle (the root), PEM. */
+  readonly caPem: string;
+}
+
+/** A set signed from a CSR has no key: its owner keeps it. */
+export interface CredentialFilesToWrite extends Omit<CredentialFiles, 'keyPem'> {
+  readonly keyPem?: string;
+}
+
+export interface LoadedCredentialSet extends CredentialFiles {
+  /** The folder the files were read from (the resolved `..data`, or the set itself). */
+  readonly sourceDir: string;
+}
+
+function timestampedName(now = new Date()): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  const ts = `${now.getUTCFullYear()}_${p(now.getUTCMonth() + 1)}_${p(now.getUTCDate())}_${p(now.getUTCHours())}_${p(now.getUTCMinutes())}_${p(now.getUTCSeconds())}.${p(now.getUTCMilliseconds(), 3)}`;
+  return `..${ts}_${randomBytes(3).toString('hex')}`;
+}
+
+/** Fails with a clear line when `dir` exists but is not a directory. */
+export function assertUsableSetDir(dir: string): void {
+  try {
+    const st = statSync(dir);
+    if (!st.isDirectory()) throw new UsageError(`--out ${dir} is not a directory`, 'point --out at a directory (it is created if missing)');
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    if (errnoCode(err) !== 'ENOENT') throw err;
+  }
+}
+
+/**
+ * Writes a new set and switches `..data` to it atomically; then removes the previous
+ * folder so no old private key is left behind. A crash at any point leaves the old set
+ * or the new one visible, and at worst an orphan timestamped folder that the next
+ * write removes.
+ */
+export function writeCredentialSet(dir: string, files: CredentialFilesToWrite, opts: { dirMode?: number } = {}): string {
+  assertUsableSetDir(dir);
+  mkdirSync(dir, { recursive: true, mode: opts.dirMode ?? 0o755 });
+  const folderName = timestampedName();
+  const folder = join(dir, folderName);
+  mkdirSync(folder, { mode: 0o755 });
+  writeFileDurable(join(folder, 'tls.crt'), files.certChainPem, 0o644);
+  if (files.keyPem !== undefined) writeFileDurable(join(folder, 'tls.key'), files.keyPem, 0o600);
+  writeFileDurable(join(folder, 'ca.crt'), files.caPem, 0o644);
+  fsyncDir(folder);
+
+  const previous = currentDataFolder(dir);
+  const tmpLink = join(dir, `..data_tmp_${randomBytes(3).toString('hex')}`);
+  symlinkSync(folderName, tmpLink);
+  renameSync(tmpLink, join(dir, DATA_LINK));
+  for (const name of SET_FILES) {
+    if (name === 'tls.key' && files.keyPem === undefined) continue;
+    const link = join(dir, name);
+    if (!isLinkTo(link, join(DATA_LINK, name))) {
+      // First write, or a plain file left by another tool: replace it by the stable link.
+      const tmp = join(dir, `.${name}.${randomBytes(3).toString('hex')}.link`);
+      symlinkSync(join(DATA_LINK, name), tmp);
+      renameSync(tmp, link);
+    }
+  }
+  fsyncDir(dir);
+  removeStaleFolders(dir, folderName, previous);
+  return folder;
+}
+
+function isLinkTo(path: string, target: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink() && readlinkSync(path) === target;
+  } catch {
+    return false;
+  }
+}
+
+function currentDataFolder(dir: string): string | undefined {
+  try {
+    return readlinkSync(join(dir, DATA_LINK));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes every timestamped folder but the live one (the previous set and crash orphans). */
+function removeStaleFolders(dir: string, live: string, _previous: string | undefined): void {
+  for (const entry of readdirSync(dir)) {
+    if (entry === live || entry === DATA_LINK || !entry.startsWith('..')) continue;
+    if (entry.startsWith('..data_tmp_') || /^\.\.\d{4}_/.test(entry)) {
+      rmSync(join(dir, entry), { recursive: true, force: true });
+    }
+  }
+  for (const entry of readdirSync(dir)) {
+    if (/^\.(tls\.crt|tls\.key|ca\.crt)\.[0-9a-f]+\.link$/.test(entry)) unlinkSync(join(dir, entry));
+  }
+}
+
+/** The folder a reader should take all three files from. */
+export function resolveSetFolder(dir: string): string {
+  const link = join(dir, DATA_LINK);
+  try {
+    const target = readlinkSync(link);
+    return resolve(dir, target);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT' || code === 'EINVAL') return resolve(dir); // a plain directory of files
+    throw err;
+  }
+}
+
+/** Reads a set as one consistent snapshot (see the module comment). */
+export function readCredentialSet(dir: string): LoadedCredentialSet {
+  if (!existsSync(dir)) throw new IdentityError(`identity directory ${dir} does not exist`, 'issue a certificate into it with `svcca issue <service> --out DIR`');
+  const sourceDir = resolveSetFolder(dir);
+  const read = (name: string): string => {
+    try {
+      return readFileSync(join(sourceDir, name), 'utf8');
+    } catch (err) {
+      const code = errnoCode(err);
+      const why = code === 'ENOENT' ? 'is missing' : code === 'EACCES' ? 'is not readable by this user' : `cannot be read (${code ?? String(err)})`;
+      throw new IdentityError(`${join(dir, name)} ${why}`, 'a credential set needs tls.crt, tls.key and ca.crt (svcca issue writes all three)');
+    }
+  };
+  return { certChainPem: read('tls.crt'), keyPem: read('tls.key'), caPem: read('ca.crt'), sourceDir };
+}
