@@ -1,0 +1,410 @@
+/**
+ * Reading `crl.pem` as the contract lays it out: one `X509 CRL` block per live issuer
+ * (the root's, then each intermediate's), followed by those intermediates' certificates.
+ *
+ * Parsed with a small DER reader over Buffer rather than @peculiar/x509's X509Crl, which
+ * refuses CRLs above about 1,250 entries and is slow on large ones; this reads and
+ * verifies 100,000 entries in about a tenth of a second. Each CRL counts only once its
+ * signature verifies against an issuer that chains to a root in `ca.crt`: a CRL nobody
+ * trusted signed must not be able to revoke (or un-revoke) anyone. The revocation check
+ * itself happens in the sidecar, not in OpenSSL, so that an expired CRL keeps being
+ * enforced instead of locking every caller out.
+ */
+import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
+import { InputError } from './errors.js';
+import { decodePemBlocks } from './pem.js';
+import { KeyUsageBit, isSignedBy, parseCertificate, serialToHex, type CertInfo } from './x509.js';
+
+export const CRL_PEM_LABEL = 'X509 CRL';
+
+const OID_CRL_NUMBER = '2.5.29.20';
+const OID_AUTHORITY_KEY_ID = '2.5.29.35';
+const OID_DELTA_CRL_INDICATOR = '2.5.29.27';
+const OID_ISSUING_DISTRIBUTION_POINT = '2.5.29.28';
+const OID_REASON_CODE = '2.5.29.21';
+const OID_INVALIDITY_DATE = '2.5.29.24';
+const OID_CERTIFICATE_ISSUER = '2.5.29.29';
+
+/** Signature algorithms a CRL may use, mapped to node:crypto's digest (null for EdDSA). */
+const SIGNATURE_ALGORITHMS: Record<string, string | null> = {
+  '1.2.840.10045.4.3.2': 'sha256', // ecdsa-with-SHA256
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+  '1.2.840.113549.1.1.11': 'sha256', // sha256WithRSAEncryption
+  '1.2.840.113549.1.1.12': 'sha384',
+  '1.2.840.113549.1.1.13': 'sha512',
+  '1.3.101.112': null, // Ed25519
+};
+
+export interface CrlInfo {
+  /** The issuer's distinguished name, DER, hex (what a certificate's issuer field holds). */
+  readonly issuerNameHex: string;
+  /** The verified issuer's subject, for messages. */
+  readonly issuerSubject: string;
+  /** The issuer's subject key identifier (hex), when it has one. */
+  readonly issuerKeyId: string | undefined;
+  /** The CRL's authority key identifier (hex), when present. */
+  readonly authorityKeyId: string | undefined;
+  readonly crlNumber: bigint | undefined;
+  readonly thisUpdate: Date;
+  readonly nextUpdate: Date | undefined;
+  readonly revokedCount: number;
+}
+
+export interface CrlSet {
+  readonly crls: readonly CrlInfo[];
+  /** Every serial any verified CRL lists, as CertInfo.serialHex spells it (lower-case hex,
+   *  no leading zeros). Serials are 16 random bytes per the profile, so one set for all
+   *  issuers is safe, and errs towards refusing. Strings, not BigInts: V8 hashes a BigInt
+   *  by its low 64 bits only, so serials sharing those collide into one slow bucket. */
+  readonly revoked: ReadonlySet<string>;
+  /** Certificates that followed the CRLs (the live intermediates). */
+  readonly issuers: readonly CertInfo[];
+}
+
+/** True when any CRL's nextUpdate has passed (its entries are still enforced). */
+export function crlSetExpired(set: CrlSet, now: Date = new Date()): boolean {
+  return set.crls.some((c) => c.nextUpdate !== undefined && c.nextUpdate.getTime() < now.getTime());
+}
+
+/** The earliest nextUpdate of the set, if any CRL has one. */
+export function crlSetNextUpdate(set: CrlSet): Date | undefined {
+  let min: Date | undefined;
+  for (const c of set.crls) if (c.nextUpdate && (!min || c.nextUpdate < min)) min = c.nextUpdate;
+  return min;
+}
+
+// ---------------------------------------------------------------------------------------
+// A minimal DER reader: definite lengths only (DER forbids the others), bounds-checked.
+
+interface Tlv {
+  readonly tag: number;
+  /** Offset of the tag byte. */
+  readonly start: number;
+  /** Offset of the first content byte. */
+  readonly contentStart: number;
+  /** Offset just past the content. */
+  readonly end: number;
+}
+
+class DerError extends Error {}
+
+function readTlv(buf: Buffer, pos: number, limit: number): Tlv {
+  if (pos + 2 > limit) throw new DerError('truncated');
+  const tag = buf[pos]!;
+  if ((tag & 0x1f) === 0x1f) throw new DerError('multi-byte tags are not used in CRLs');
+  let len = buf[pos + 1]!;
+  let p = pos + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4) throw new DerError('unsupported length encoding');
+    if (p + n > limit) throw new DerError('truncated length');
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + buf[p + i]!;
+    p += n;
+  }
+  if (p + len > limit) throw new DerError('content runs past its container');
+  return { tag, start: pos, contentStart: p, end: p + len };
+}
+
+function children(buf: Buffer, parent: Tlv): Tlv[] {
+  const out: Tlv[] = [];
+  let p = parent.contentStart;
+  while (p < parent.end) {
+    const t = readTlv(buf, p, parent.end);
+    out.push(t);
+    p = t.end;
+  }
+  return out;
+}
+
+function expectTag(t: Tlv | undefined, tag: number, what: string): Tlv {
+  if (!t || t.tag !== tag) throw new DerError(`${what}: expected tag 0x${tag.toString(16)}`);
+  return t;
+}
+
+function readOid(buf: Buffer, t: Tlv): string {
+  expectTag(t, 0x06, 'OID');
+  const bytes = buf.subarray(t.contentStart, t.end);
+  if (bytes.length === 0) throw new DerError('empty OID');
+  const parts: number[] = [];
+  let value = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    value = value * 128 + (b & 0x7f);
+    if (!(b & 0x80)) {
+      if (parts.length === 0) {
+        const first = value < 80 ? Math.floor(value / 40) : 2;
+        parts.push(first, value - first * 40);
+      } else parts.push(value);
+      value = 0;
+    }
+  }
+  return parts.join('.');
+}
+
+/** Lower-case hex, no leading zeros: serialToHex's form, so both sides compare equal. */
+function readIntegerHex(buf: Buffer, t: Tlv): string {
+  expectTag(t, 0x02, 'INTEGER');
+  const bytes = buf.subarray(t.contentStart, t.end);
+  if (bytes.length === 0) throw new DerError('empty INTEGER');
+  // Serials and CRL numbers are positive; a negative one (a broken CA) is read as its
+  // bytes, like serialToHex does for certificates.
+  return serialToHex(bytes);
+}
+
+function readTime(buf: Buffer, t: Tlv): Date {
+  const s = buf.toString('latin1', t.contentStart, t.end);
+  let m: RegExpExecArray | null;
+  if (t.tag === 0x17) {
+    m = /^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})Z$/.exec(s);
+    if (!m) throw new DerError('bad UTCTime');
+    const yy = Number(m[1]);
+    return new Date(Date.UTC(yy >= 50 ? 1900 + yy : 2000 + yy, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  }
+  if (t.tag === 0x18) {
+    m = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(?:\.\d+)?Z$/.exec(s);
+    if (!m) throw new DerError('bad GeneralizedTime');
+    return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  }
+  throw new DerError('expected a time');
+}
+
+interface Extension {
+  readonly oid: string;
+  readonly critical: boolean;
+  readonly value: Buffer;
+}
+
+function readExtensions(buf: Buffer, seq: Tlv): Extension[] {
+  expectTag(seq, 0x30, 'Extensions');
+  return children(buf, seq).map((ext) => {
+    const parts = children(buf, expectTag(ext, 0x30, 'Extension'));
+    const oid = readOid(buf, parts[0]!);
+    let i = 1;
+    let critical = false;
+    if (parts[i]?.tag === 0x01) {
+      critical = buf[parts[i]!.contentStart] !== 0;
+      i++;
+    }
+    const octets = expectTag(parts[i], 0x04, 'extnValue');
+    return { oid, critical, value: buf.subarray(octets.contentStart, octets.end) };
+  });
+}
+
+interface ParsedCrl {
+  readonly tbs: Buffer;
+  readonly signatureOid: string;
+  readonly signature: Buffer;
+  readonly issuerNameDer: Buffer;
+  readonly thisUpdate: Date;
+  readonly nextUpdate: Date | undefined;
+  readonly crlNumber: bigint | undefined;
+  readonly authorityKeyId: string | undefined;
+  readonly revoked: string[];
+}
+
+/** Parses one DER CRL (RFC 5280 §5.1) without checking its signature. */
+export function parseCrlDer(der: Buffer): ParsedCrl {
+  const outer = expectTag(readTlv(der, 0, der.length), 0x30, 'CertificateList');
+  if (outer.end !== der.length) throw new DerError('trailing bytes after the CRL');
+  const [tbsTlv, algTlv, sigTlv] = children(der, outer);
+  expectTag(tbsTlv, 0x30, 'TBSCertList');
+  const algParts = children(der, expectTag(algTlv, 0x30, 'signatureAlgorithm'));
+  const signatureOid = readOid(der, algParts[0]!);
+  expectTag(sigTlv, 0x03, 'signatureValue');
+  if (der[sigTlv!.contentStart] !== 0) throw new DerError('signature BIT STRING has unused bits');
+  const signature = der.subarray(sigTlv!.contentStart + 1, sigTlv!.end);
+
+  const fields = children(der, tbsTlv!);
+  let i = 0;
+  if (fields[i]?.tag === 0x02) i++; // version v2
+  const innerAlg = children(der, expectTag(fields[i++], 0x30, 'signature'));
+  if (readOid(der, innerAlg[0]!) !== signatureOid) throw new DerError('the two signature algorithm fields differ');
+  const issuerTlv = expectTag(fields[i++], 0x30, 'issuer');
+  const issuerNameDer = der.subarray(issuerTlv.start, issuerTlv.end);
+  const thisUpdate = readTime(der, fields[i++]!);
+  let nextUpdate: Date | undefined;
+  if (fields[i] && (fields[i]!.tag === 0x17 || fields[i]!.tag === 0x18)) nextUpdate = readTime(der, fields[i++]!);
+  const revoked: string[] = [];
+  if (fields[i]?.tag === 0x30) {
+    const list = fields[i++]!;
+    let p = list.contentStart;
+    while (p < list.end) {
+      const entry = readTlv(der, p, list.end);
+      if (entry.tag !== 0x30) throw new DerError('revoked entry: expected SEQUENCE');
+      const serialTlv = readTlv(der, entry.contentStart, entry.end);
+      revoked.push(readIntegerHex(der, serialTlv));
+      const dateTlv = readTlv(der, serialTlv.end, entry.end);
+      readTime(der, dateTlv);
+      if (dateTlv.end < entry.end) {
+        for (const ext of readExtensions(der, readTlv(der, dateTlv.end, entry.end))) {
+          if (ext.critical && ext.oid !== OID_REASON_CODE && ext.oid !== OID_INVALIDITY_DATE) {
+            // certificateIssuer makes an indirect CRL: entries for another CA's serials.
+            throw new DerError(`an entry has an unsupported critical extension ${ext.oid === OID_CERTIFICATE_ISSUER ? '(indirect CRL)' : ext.oid}`);
+          }
+        }
+      }
+      p = entry.end;
+    }
+  }
+  let crlNumber: bigint | undefined;
+  let authorityKeyId: string | undefined;
+  if (fields[i]?.tag === 0xa0) {
+    const wrapper = fields[i++]!;
+    for (const ext of readExtensions(der, readTlv(der, wrapper.contentStart, wrapper.end))) {
+      if (ext.oid === OID_CRL_NUMBER) {
+        crlNumber = BigInt(`0x${readIntegerHex(ext.value, readTlv(ext.value, 0, ext.value.length))}`);
+      } else if (ext.oid === OID_AUTHORITY_KEY_ID) {
+        const akiSeq = readTlv(ext.value, 0, ext.value.length);
+        for (const part of children(ext.value, akiSeq)) {
+          if (part.tag === 0x80) authorityKeyId = ext.value.subarray(part.contentStart, part.end).toString('hex');
+        }
+      } else if (ext.oid === OID_DELTA_CRL_INDICATOR) {
+        throw new DerError('delta CRLs are not supported');
+      } else if (ext.critical && ext.oid !== OID_ISSUING_DISTRIBUTION_POINT) {
+        throw new DerError(`unsupported critical extension ${ext.oid}`);
+      } else if (ext.oid === OID_ISSUING_DISTRIBUTION_POINT && ext.critical) {
+        // A partitioned CRL would cover only some certificates; we need complete CRLs.
+        throw new DerError('partitioned CRLs (issuingDistributionPoint) are not supported');
+      }
+    }
+  }
+  if (i !== fields.length) throw new DerError('unexpected fields in TBSCertList');
+  return {
+    tbs: der.subarray(tbsTlv!.start, tbsTlv!.end),
+    signatureOid,
+    signature,
+    issuerNameDer,
+    thisUpdate,
+    nextUpdate,
+    crlNumber,
+    authorityKeyId,
+    revoked,
+  };
+}
+
+/** The subject Name of a certificate, DER, located without a full parse. */
+export function subjectNameDer(certDer: Buffer): Buffer {
+  const cert = readTlv(certDer, 0, certDer.length);
+  const tbs = readTlv(certDer, cert.contentStart, cert.end);
+  const f = children(certDer, tbs);
+  let i = 0;
+  if (f[0]?.tag === 0xa0) i++; // version
+  // serial, signature, issuer, validity, subject
+  const subject = f[i + 4]!;
+  return certDer.subarray(subject.start, subject.end);
+}
+
+/** The issuer Name (DER hex) of a certificate: what to match against a CRL's issuer. */
+export function issuerNameHexOf(certDer: Buffer): string {
+  const cert = readTlv(certDer, 0, certDer.length);
+  const tbs = readTlv(certDer, cert.contentStart, cert.end);
+  const f = children(certDer, tbs);
+  let i = 0;
+  if (f[0]?.tag === 0xa0) i++;
+  const issuer = f[i + 2]!;
+  return certDer.subarray(issuer.start, issuer.end).toString('hex');
+}
+
+interface Candidate {
+  readonly info: CertInfo;
+  readonly nameHex: string;
+  readonly key: KeyObject;
+}
+
+function candidate(info: CertInfo): Candidate {
+  return {
+    info,
+    nameHex: subjectNameDer(info.der).toString('hex'),
+    key: createPublicKey({ key: info.spkiDer, format: 'der', type: 'spki' }),
+  };
+}
+
+/**
+ * Reads and verifies `crl.pem`. `rootsDer` are the trust anchors (`ca.crt`). Throws an
+ * InputError naming `source` when a block is malformed, a CRL's issuer is unknown, a
+ * certificate after the CRLs does not chain to a root, or a signature does not verify:
+ * the caller keeps its previous CRLs (or refuses to start) rather than enforce a CRL
+ * it cannot trust.
+ */
+export function loadCrlPem(pemText: string, rootsDer: readonly Buffer[], source = 'crl.pem'): CrlSet {
+  const blocks = decodePemBlocks(pemText);
+  const crlBlocks = blocks.filter((b) => b.label === CRL_PEM_LABEL || b.label === 'CRL');
+  const certBlocks = blocks.filter((b) => b.label === 'CERTIFICATE');
+  const other = blocks.find((b) => b.label !== CRL_PEM_LABEL && b.label !== 'CRL' && b.label !== 'CERTIFICATE');
+  if (other) throw new InputError(`${source} holds a "${other.label}" block`, `it should hold only ${CRL_PEM_LABEL} blocks and the intermediates' certificates, as svcca writes it`);
+  if (crlBlocks.length === 0) throw new InputError(`${source} holds no ${CRL_PEM_LABEL} block`, 'publish one with `svcca crl` and point identity.crl at ca-data/crl.pem');
+
+  const roots = rootsDer.map((der) => candidate(parseCertificate(der, 'a certificate in ca.crt')));
+  const issuers: CertInfo[] = [];
+  const candidates: Candidate[] = [...roots];
+  certBlocks.forEach((b, n) => {
+    const info = parseCertificate(b.der, `certificate #${n + 1} in ${source}`);
+    const root = roots.find((r) => isSignedBy(info.der, r.info.der));
+    if (!root) throw new InputError(`certificate #${n + 1} in ${source} (${info.subject}) does not chain to ca.crt`, 'the CRL file belongs to another CA; copy crl.pem from the CA that issued this identity');
+    if (info.isCA !== true) throw new InputError(`certificate #${n + 1} in ${source} (${info.subject}) is not a CA certificate`, 'only issuing CAs belong after the CRLs');
+    issuers.push(info);
+    candidates.push(candidate(info));
+  });
+
+  const crls: CrlInfo[] = [];
+  const revoked = new Set<string>();
+  crlBlocks.forEach((b, n) => {
+    const what = `CRL #${n + 1} in ${source}`;
+    let parsed: ParsedCrl;
+    try {
+      parsed = parseCrlDer(b.der);
+    } catch (err) {
+      if (err instanceof DerError) throw new InputError(`${what} is malformed: ${err.message}`, 'publish it again with `svcca crl`', err);
+      throw err;
+    }
+    const digest = SIGNATURE_ALGORITHMS[parsed.signatureOid];
+    if (digest === undefined) throw new InputError(`${what} uses an unsupported signature algorithm ${parsed.signatureOid}`, 'svcca signs with ECDSA or RSA PKCS#1 v1.5 over SHA-2');
+    const nameHex = parsed.issuerNameDer.toString('hex');
+    const matching = candidates.filter(
+      (c) => c.nameHex === nameHex && (parsed.authorityKeyId === undefined || c.info.subjectKeyId === undefined || c.info.subjectKeyId === parsed.authorityKeyId),
+    );
+    if (matching.length === 0) throw new InputError(`${what} was issued by a CA that is neither in ca.crt nor among the certificates after the CRLs`, 'append the issuing intermediate after the CRLs, as `svcca crl` does');
+    const issuer = matching.find((c) => {
+      try {
+        return cryptoVerify(digest, parsed.tbs, c.key, parsed.signature);
+      } catch {
+        return false;
+      }
+    });
+    if (!issuer) throw new InputError(`${what}: its signature does not verify against its issuer`, 'the file was altered or signed by another key; publish it again with `svcca crl`');
+    if (issuer.info.keyUsage !== undefined && (issuer.info.keyUsage & KeyUsageBit.cRLSign) === 0) {
+      throw new InputError(`${what}: its issuer ${issuer.info.subject} may not sign CRLs (no cRLSign key usage)`, 'publish it again with `svcca crl`');
+    }
+    for (const serial of parsed.revoked) revoked.add(serial);
+    crls.push({
+      issuerNameHex: nameHex,
+      issuerSubject: issuer.info.subject,
+      issuerKeyId: issuer.info.subjectKeyId,
+      authorityKeyId: parsed.authorityKeyId,
+      crlNumber: parsed.crlNumber,
+      thisUpdate: parsed.thisUpdate,
+      nextUpdate: parsed.nextUpdate,
+      revokedCount: parsed.revoked.length,
+    });
+  });
+  return { crls, revoked, issuers };
+}
+
+/**
+ * Why `next` must not replace `current`: a CRL whose number is lower than the one in
+ * force for the same issuer would un-revoke whatever was revoked in between (a replayed
+ * old file). Undefined when `next` may be applied.
+ */
+export function crlRollbackProblem(current: CrlSet, next: CrlSet): string | undefined {
+  for (const old of current.crls) {
+    if (old.crlNumber === undefined) continue;
+    const key = old.issuerKeyId ?? old.issuerNameHex;
+    const replacement = next.crls.find((c) => (c.issuerKeyId ?? c.issuerNameHex) === key);
+    if (replacement?.crlNumber !== undefined && replacement.crlNumber < old.crlNumber) {
+      return `the CRL of ${old.issuerSubject} has number ${replacement.crlNumber}, lower than ${old.crlNumber} in force`;
+    }
+  }
+  return undefined;
+}
