@@ -81,11 +81,11 @@ function readService(entry: unknown, name: string, path: string, fail: Fail): Po
 }
 
 function readRule(item: unknown, path: string, fail: Fail): PolicyRule {
+  if (item === null || item === '') fail(path, 'is empty', 'write a caller\'s service name, or from: <service>');
   if (typeof item === 'string') {
     checkServiceName(item, path, fail);
     return Object.freeze({ from: item, plain: true, label: `${path} (${item})` });
   }
-  if (item === null) fail(path, 'is empty', 'write a caller\'s service name, or from: <service>');
   if (!(item instanceof Map)) fail(path, 'must be a service name or a map with from:', 'write one caller per entry');
   const map = item as Map<unknown, unknown>;
   checkKeys(map, path, RULE_KEYS, fail);
@@ -171,9 +171,9 @@ function checkKeys(map: Map<unknown, unknown>, path: string, known: readonly str
   }
 }
 
-/** `services.payment-service`, or `services["api.v1"]` when a dot or odd character would mislead. */
+/** `services.payment-service`, or `services["api.v1"]` when a dot, an odd character or sheer length would mislead. */
 function keyPath(parent: string, key: string): string {
-  if (/^[A-Za-z0-9_/-]+$/.test(key)) return parent ? `${parent}.${key}` : key;
+  if (key.length <= 60 && /^[A-Za-z0-9_/-]+$/.test(key)) return parent ? `${parent}.${key}` : key;
   return `${parent}[${quote(key)}]`;
 }
 

@@ -50,7 +50,9 @@ export function readYaml(text: string, source: string): unknown {
     return doc.toJS({ mapAsMap: true, maxAliasCount: MAX_ALIAS_COUNT });
   } catch (err) {
     // yaml throws ReferenceError for an alias bomb and for an alias to nothing.
-    throw new ConfigError(`${source}: ${firstLine(err instanceof Error ? err.message : String(err))}`, `use anchors and aliases sparingly (at most ${MAX_ALIAS_COUNT} expansions)`, err);
+    const message = firstLine(err instanceof Error ? err.message : String(err));
+    const hint = /excessive alias/i.test(message) ? `use anchors and aliases sparingly (at most ${MAX_ALIAS_COUNT} expansions)` : FIX_SYNTAX;
+    throw new ConfigError(`${source}: ${message}`, hint, err);
   }
 }
 
