@@ -33,7 +33,7 @@ describe('parsePolicy: hostile YAML', () => {
   const cases: { name: string; input: () => string; want: RegExp }[] = [
     { name: 'billion laughs alias bomb', input: () => aliasBomb(9), want: /^p\.yaml: Excessive alias count .*; use anchors and aliases sparingly/ },
     { name: 'ten thousand nested flow sequences', input: () => `services: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`, want: /^p\.yaml: line 1, column \d+: nested more than 32 levels deep/ },
-    { name: 'half a million unclosed flow maps', input: () => `services: ${'{a: '.repeat(200_000)}\n`, want: /nested more than 32 levels deep/ },
+    { name: 'two hundred thousand unclosed flow maps', input: () => `services: ${'{a: '.repeat(200_000)}\n`, want: /nested more than 32 levels deep/ },
     { name: 'a hundred thousand nested block sequences on one line', input: () => `${'- '.repeat(100_000)}x\n`, want: /nested more than 32 levels deep/ },
     {
       name: 'a thousand levels of indentation',
@@ -54,7 +54,7 @@ describe('parsePolicy: hostile YAML', () => {
   }
 
   it('a real policy at the nesting that a policy uses is not refused', () => {
-    const policy = parsePolicy('services:\n  a:\n    allow:\n      - b\n      - from: c\n        methods: [GET]\n        paths: [/x, {}]\n'.replace(', {}', ''), 'p.yaml');
+    const policy = parsePolicy('services:\n  a:\n    allow:\n      - b\n      - from: c\n        methods: [GET]\n        paths:\n          - /x\n', 'p.yaml');
     assert.equal(policy.services.get('a')!.length, 2);
   });
 });
