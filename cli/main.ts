@@ -14,6 +14,11 @@ function commanderLine(err: CommanderError, captured: string): string {
   return text;
 }
 
+/** A message from a library may span lines; the contract promises one. */
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ');
+}
+
 async function main(argv: string[]): Promise<number> {
   let ctx: CommandContext | undefined;
   let captured = '';
@@ -36,7 +41,7 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`svcca: ${usage.line}\n`);
       return ExitCode.user;
     }
-    process.stderr.write(`svcca: ${errorLine(err)}\n`);
+    process.stderr.write(`svcca: ${oneLine(errorLine(err))}\n`);
     if (process.env.SVCCA_DEBUG && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n${err.cause ? String((err.cause as Error).stack ?? err.cause) : ''}\n`);
     return err instanceof SvccaError ? err.exitCode : ExitCode.user;
   }

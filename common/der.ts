@@ -61,3 +61,13 @@ export function time(date: Date): Buffer {
   if (y >= 1950 && y < 2050) return tlv(0x17, Buffer.from(body, 'ascii'));
   return tlv(0x18, Buffer.from(`${iso.slice(0, 2)}${body}`, 'ascii'));
 }
+
+/** SET OF with DER's canonical (sorted) order. */
+export function setOf(...items: Buffer[]): Buffer {
+  return tlv(0x31, Buffer.concat([...items].sort(Buffer.compare)));
+}
+
+export function bmpString(text: string): Buffer {
+  const utf16be = Buffer.from(text, 'utf16le').swap16();
+  return tlv(0x1e, utf16be);
+}

@@ -30,7 +30,9 @@ export function formatDuration(ms: number): string {
   if (ms <= 0) return '0s';
   const parts: string[] = [];
   let rest = Math.round(ms / 1000);
-  for (const [unit, size] of [['d', 86_400], ['h', 3_600], ['m', 60], ['s', 1]] as const) {
+  // Days only from three days up: "24h" and "48h" read better than "1d" and "2d".
+  const units = rest >= 3 * 86_400 ? ([['d', 86_400], ['h', 3_600], ['m', 60], ['s', 1]] as const) : ([['h', 3_600], ['m', 60], ['s', 1]] as const);
+  for (const [unit, size] of units) {
     if (rest >= size) {
       parts.push(`${Math.floor(rest / size)}${unit}`);
       rest %= size;
