@@ -23,6 +23,8 @@ export function assertDnsName(value: string): string {
 }
 
 export function assertIp(value: string): string {
-  if (isIP(value) === 0) throw new UsageError(`--ip ${JSON.stringify(value)} is not an IP address`, 'give an IPv4 or IPv6 address like 10.0.0.7, one per --ip');
+  // isIP accepts an IPv6 zone ("fe80::1%eth0"), which a certificate cannot carry: it
+  // would be dropped silently from the SAN while the ledger kept it.
+  if (isIP(value) === 0 || value.includes('%')) throw new UsageError(`--ip ${JSON.stringify(value)} is not an IP address`, 'give an IPv4 or IPv6 address like 10.0.0.7 (no zone), one per --ip');
   return value;
 }
