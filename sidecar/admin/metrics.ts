@@ -1,0 +1,56 @@
+/**
+ * The sidecar's Prometheus metrics, on a registry of its own (never prom-client's global
+ * one), created once at start and handed to whoever records: no module-level singletons.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Direction = 'inbound' | 'outbound';
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** result: allowed | refused | error. */
+  readonly connections: Counter<'direction' | 'result'>;
+  readonly refusals: Counter<'direction' | 'reason'>;
+  readonly active: Gauge<'direction'>;
+  readonly handshakeSeconds: Histogram<'direction'>;
+  /** flow: received (from the peer side of the listener) | sent. */
+  readonly bytes: Counter<'direction' | 'flow'>;
+  readonly certExpiry: Gauge;
+  readonly crlExpired: Gauge;
+  readonly crlNextUpdate: Gauge;
+  readonly reloads: Counter<'result'>;
+  /** The current value of crlExpired, without going through the async collector. */
+  crlExpiredNow(): boolean;
+}
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry();
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'svcca_sidecar_' });
+  const registers = [registry];
+  let crlExpiredValue = 0;
+  const crlExpired = new Gauge({ name: 'svcca_sidecar_crl_expired', help: '1 when a CRL in force is past its nextUpdate (its entries are still enforced)', registers });
+  const originalSet = crlExpired.set.bind(crlExpired);
+  crlExpired.set = ((value: number) => {
+    crlExpiredValue = value;
+    originalSet(value);
+  }) as typeof crlExpired.set;
+  return {
+    registry,
+    connections: new Counter({ name: 'svcca_sidecar_connections_total', help: 'Connections by direction and result', labelNames: ['direction', 'result'], registers }),
+    refusals: new Counter({ name: 'svcca_sidecar_refusals_total', help: 'Refused connections by direction and reason', labelNames: ['direction', 'reason'], registers }),
+    active: new Gauge({ name: 'svcca_sidecar_active_connections', help: 'Open proxied connections', labelNames: ['direction'], registers }),
+    handshakeSeconds: new Histogram({
+      name: 'svcca_sidecar_handshake_seconds',
+      help: 'TLS handshake time, accept to verified',
+      labelNames: ['direction'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    }),
+    bytes: new Counter({ name: 'svcca_sidecar_bytes_total', help: 'Bytes proxied, by direction and flow (received from / sent to the peer)', labelNames: ['direction', 'flow'], registers }),
+    certExpiry: new Gauge({ name: 'svcca_sidecar_certificate_expiry_timestamp_seconds', help: "The sidecar's certificate notAfter, Unix seconds", registers }),
+    crlExpired,
+    crlNextUpdate: new Gauge({ name: 'svcca_sidecar_crl_next_update_timestamp_seconds', help: 'The earliest nextUpdate of the CRLs in force, Unix seconds', registers }),
+    reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reloads of identity, CRL and policy, by result', labelNames: ['result'], registers }),
+    crlExpiredNow: () => crlExpiredValue === 1,
+  };
+}

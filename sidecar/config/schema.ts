@@ -1,0 +1,350 @@
+/**
+ * The sidecar config's strict schema: YAML → a normalized, validated SidecarConfig.
+ * Every problem is reported as `<file>: <key.path>: <what is wrong>; <what to do>`, an
+ * unknown or misspelt key included (a misspelt optional key silently ignored would run
+ * with a default the user meant to change). All problems are collected, so `--check`
+ * can list them at once; start-up prints the first.
+ */
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { ConfigError } from '../../common/errors.js';
+import { parseDurationMs } from '../../common/duration.js';
+import { closestKey } from '../../common/policy/suggest.js';
+import { parseSpiffeId } from '../../common/spiffe-id.js';
+import { readConfigYaml } from './yaml.js';
+
+export type Address =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number; readonly text: string }
+  | { readonly kind: 'unix'; readonly path: string; readonly text: string };
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+export type InboundMode = 'tcp' | 'http';
+
+/** Limits shared by inbound and outbound listeners. */
+export interface ConnectionLimits {
+  /** A peer that has not finished the TLS handshake by then is dropped. Default 10s. */
+  readonly handshakeTimeoutMs: number;
+  /** A connection with no traffic either way for this long is closed. Default 1h. */
+  readonly idleTimeoutMs: number;
+  /** Connections beyond this are refused at accept. Default 10,000. */
+  readonly maxConnections: number;
+}
+
+export interface InboundConfig extends ConnectionLimits {
+  readonly listen: Address;
+  readonly forward: Address;
+  /** Default tcp. */
+  readonly mode: InboundMode;
+}
+
+export interface OutboundConfig extends ConnectionLimits {
+  readonly listen: Address;
+  readonly connect: { readonly host: string; readonly port: number; readonly text: string };
+  /** The exact SPIFFE ID the server must present. */
+  readonly serverId: string;
+}
+
+export interface SidecarConfig {
+  /** The config file, for messages. */
+  readonly source: string;
+  readonly identity: { readonly dir: string; readonly crl: string | undefined };
+  readonly policy: string | undefined;
+  readonly inbound: InboundConfig | undefined;
+  readonly outbound: readonly OutboundConfig[];
+  readonly admin: { readonly listen: Address } | undefined;
+  /** Default info. */
+  readonly logLevel: LogLevel;
+  /** How long SIGTERM waits for open connections. Default 30s. */
+  readonly shutdownGraceMs: number;
+  /** How often identity, CRL and policy files are checked for changes. Default 2s. */
+  readonly reloadIntervalMs: number;
+}
+
+export const DEFAULTS = {
+  handshakeTimeoutMs: 10_000,
+  idleTimeoutMs: 3_600_000,
+  maxConnections: 10_000,
+  shutdownGraceMs: 30_000,
+  reloadIntervalMs: 2_000,
+  logLevel: 'info' as LogLevel,
+} as const;
+
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
+const MAX_STRING = 4096;
+const MAX_OUTBOUND = 256;
+/** sockaddr_un.sun_path is 108 bytes on Linux, including the NUL. */
+const MAX_UNIX_PATH = 107;
+
+const KEYS = {
+  root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
+  identity: ['dir', 'crl'],
+  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
+  outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
+  admin: ['listen'],
+  log: ['level'],
+  shutdown: ['grace'],
+  reload: ['interval'],
+} as const;
+
+export interface ConfigProblem {
+  readonly message: string;
+  readonly hint: string;
+}
+
+export interface ConfigResult {
+  readonly config: SidecarConfig | undefined;
+  readonly problems: readonly ConfigProblem[];
+}
+
+/** Throws the first problem as a ConfigError; see validateConfigText for all of them. */
+export function parseConfig(text: string, source: string): SidecarConfig {
+  const { config, problems } = validateConfigText(text, source);
+  if (!config) {
+    const first = problems[0]!;
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''}: run with --check to list them)` : '';
+    throw new ConfigError(first.message, `${first.hint}${more}`);
+  }
+  return config;
+}
+
+/** Every problem in the config text; `config` is set only when there is none. */
+export function validateConfigText(text: string, source: string): ConfigResult {
+  let root: unknown;
+  try {
+    root = readConfigYaml(text, source);
+  } catch (err) {
+    if (err instanceof ConfigError) return { config: undefined, problems: [{ message: err.message, hint: err.hint }] };
+    throw err;
+  }
+  const v = new Validator(source, dirname(resolve(source)));
+  const config = v.root(root);
+  return { config: v.problems.length === 0 ? config : undefined, problems: v.problems };
+}
+
+class Validator {
+  readonly problems: ConfigProblem[] = [];
+  constructor(
+    private readonly source: string,
+    private readonly baseDir: string,
+  ) {}
+
+  private fail(path: string, problem: string, hint: string): undefined {
+    this.problems.push({ message: path ? `${this.source}: ${path}: ${problem}` : `${this.source}: ${problem}`, hint });
+    return undefined;
+  }
+
+  private map(value: unknown, path: string, keys: readonly string[], example: string): Map<string, unknown> | undefined {
+    if (!(value instanceof Map)) {
+      return this.fail(path, `expected a map, got ${describe(value)}`, `write ${path}: then indented keys, e.g. ${example}`);
+    }
+    const out = new Map<string, unknown>();
+    for (const [k, val] of value as Map<unknown, unknown>) {
+      if (typeof k !== 'string') {
+        this.fail(path, 'has a key that is not a plain name', `keys are ${keys.join(', ')}`);
+        continue;
+      }
+      if (!keys.includes(k)) {
+        const near = closestKey(k, keys);
+        const key = path ? `${path}.${clip(k)}` : clip(k);
+        this.fail(key, 'unknown key', near ? `did you mean ${near}? (known: ${keys.join(', ')})` : `the known keys here are ${keys.join(', ')}`);
+        continue;
+      }
+      out.set(k, val);
+    }
+    return out;
+  }
+
+  private str(value: unknown, path: string, hint: string): string | undefined {
+    if (typeof value !== 'string' || value.length === 0) return this.fail(path, `expected a string, got ${describe(value)}`, hint);
+    if (value.length > MAX_STRING) return this.fail(path, `is ${value.length} characters long; the limit is ${MAX_STRING}`, hint);
+    return value;
+  }
+
+  private filePath(value: unknown, path: string, hint: string): string | undefined {
+    const s = this.str(value, path, hint);
+    if (s === undefined) return undefined;
+    if (s.includes('\0')) return this.fail(path, 'contains a NUL character', hint);
+    // Relative paths are taken from the config file's folder, so a config and its
+    // files can move together.
+    return isAbsolute(s) ? s : resolve(this.baseDir, s);
+  }
+
+  private duration(value: unknown, path: string, fallback: number): number {
+    if (value === undefined) return fallback;
+    const hint = 'write it like 500ms, 10s, 5m or 1h';
+    const s = this.str(value, path, hint);
+    if (s === undefined) return fallback;
+    const ms = parseDurationMs(s);
+    if (ms === undefined || ms <= 0) return this.fail(path, `expected a positive duration, got ${quote(s)}`, hint) ?? fallback;
+    if (ms > 7 * 86_400_000) return this.fail(path, `${quote(s)} is longer than a week`, 'use a duration of at most 7d') ?? fallback;
+    return ms;
+  }
+
+  private positiveInt(value: unknown, path: string, fallback: number, max: number): number {
+    if (value === undefined) return fallback;
+    const hint = `write a whole number between 1 and ${max}`;
+    const s = this.str(value, path, hint);
+    if (s === undefined) return fallback;
+    if (!/^\d{1,9}$/.test(s) || Number(s) < 1 || Number(s) > max) return this.fail(path, `expected a whole number between 1 and ${max}, got ${quote(s)}`, hint) ?? fallback;
+    return Number(s);
+  }
+
+  private address(value: unknown, path: string, opts: { listen: boolean; unix: boolean }): Address | undefined {
+    const forms = opts.unix ? 'host:port or unix:/path' : 'host:port';
+    const hint = opts.unix ? `e.g. 127.0.0.1:8080 or unix:/run/app.sock` : 'e.g. payment.internal:8443';
+    if (typeof value !== 'string') return this.fail(path, `expected ${forms}, got ${describe(value)}`, hint);
+    if (value.startsWith('unix:')) {
+      if (!opts.unix) return this.fail(path, `expected ${forms}, got ${quote(value)}`, 'a unix socket is not allowed here');
+      const p = value.slice('unix:'.length);
+      if (!p.startsWith('/')) return this.fail(path, `expected unix:/absolute/path, got ${quote(value)}`, 'give the socket an absolute path');
+      if (Buffer.byteLength(p) > MAX_UNIX_PATH || p.includes('\0')) return this.fail(path, `socket path ${quote(value)} is longer than ${MAX_UNIX_PATH} bytes`, 'use a shorter path (the kernel limits socket paths)');
+      return { kind: 'unix', path: p, text: value };
+    }
+    const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?|\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(value);
+    if (!m) return this.fail(path, `expected ${forms}, got ${quote(value)}`, hint);
+    const port = Number(m[2]);
+    const minPort = opts.listen ? 0 : 1;
+    if (port < minPort || port > 65535) return this.fail(path, `port ${m[2]} is out of range`, `use a port between ${minPort} and 65535`);
+    const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
+    return { kind: 'tcp', host, port, text: value };
+  }
+
+  root(value: unknown): SidecarConfig {
+    const top = value === null || value === undefined || value === '' ? undefined : this.map(value, '', KEYS.root, 'identity:');
+    if (value === null || value === undefined || value === '') this.fail('', 'is empty', 'a config needs at least identity.dir and one of inbound or outbound');
+    const m = top ?? new Map<string, unknown>();
+
+    let identity: SidecarConfig['identity'] = { dir: '', crl: undefined };
+    if (!m.has('identity')) this.fail('identity', 'missing', 'add identity: with dir: <the credential set folder> (tls.crt, tls.key, ca.crt)');
+    else {
+      const im = this.map(m.get('identity'), 'identity', KEYS.identity, 'dir: /etc/svcca/payment-service');
+      if (im) {
+        const dir = im.has('dir') ? this.filePath(im.get('dir'), 'identity.dir', 'the folder holding tls.crt, tls.key and ca.crt') : this.fail('identity.dir', 'missing', 'name the folder holding tls.crt, tls.key and ca.crt');
+        const crl = im.has('crl') ? this.filePath(im.get('crl'), 'identity.crl', 'the path of crl.pem (from ca-data/)') : undefined;
+        identity = { dir: dir ?? '', crl };
+      }
+    }
+
+    const policy = m.has('policy') ? this.filePath(m.get('policy'), 'policy', 'the path of the mesh policy YAML') : undefined;
+
+    let inbound: InboundConfig | undefined;
+    if (m.has('inbound')) {
+      const im = this.map(m.get('inbound'), 'inbound', KEYS.inbound, 'listen: 0.0.0.0:8443');
+      if (im) {
+        const listen = im.has('listen') ? this.address(im.get('listen'), 'inbound.listen', { listen: true, unix: true }) : this.fail('inbound.listen', 'missing', 'write listen: 0.0.0.0:8443');
+        const forward = im.has('forward') ? this.address(im.get('forward'), 'inbound.forward', { listen: false, unix: true }) : this.fail('inbound.forward', 'missing', 'write forward: 127.0.0.1:8080 (where the service listens)');
+        let mode: InboundMode = 'tcp';
+        if (im.has('mode')) {
+          const raw = im.get('mode');
+          if (raw === 'tcp' || raw === 'http') mode = raw;
+          else this.fail('inbound.mode', `expected tcp or http, got ${describe(raw)}`, 'write mode: tcp (bytes) or mode: http (per-request policy)');
+        }
+        if (listen && forward) {
+          inbound = { listen, forward, mode, ...this.limits(im, 'inbound') };
+        } else this.limits(im, 'inbound');
+      }
+      if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');
+    }
+
+    const outbound: OutboundConfig[] = [];
+    if (m.has('outbound')) {
+      const list = m.get('outbound');
+      if (!Array.isArray(list)) this.fail('outbound', `expected a list, got ${describe(list)}`, 'write one "- listen: …" entry per upstream service');
+      else if (list.length > MAX_OUTBOUND) this.fail('outbound', `has ${list.length} entries; the limit is ${MAX_OUTBOUND}`, 'split the sidecar');
+      else {
+        list.forEach((entry: unknown, i: number) => {
+          const path = `outbound[${i}]`;
+          const om = this.map(entry, path, KEYS.outbound, 'listen: 127.0.0.1:15001');
+          if (!om) return;
+          const listen = om.has('listen') ? this.address(om.get('listen'), `${path}.listen`, { listen: true, unix: true }) : this.fail(`${path}.listen`, 'missing', 'write listen: 127.0.0.1:15001 or unix:/run/svcca/app.sock');
+          const connect = om.has('connect') ? this.address(om.get('connect'), `${path}.connect`, { listen: false, unix: false }) : this.fail(`${path}.connect`, 'missing', "write connect: <host>:<port> of the other service's sidecar");
+          let serverId: string | undefined;
+          if (!om.has('serverId')) this.fail(`${path}.serverId`, 'missing', 'write serverId: spiffe://<trust-domain>/<service>, the identity the server must present');
+          else {
+            const s = this.str(om.get('serverId'), `${path}.serverId`, 'write serverId: spiffe://<trust-domain>/<service>');
+            if (s !== undefined) {
+              const parsed = parseSpiffeId(s);
+              if (parsed.ok) serverId = s;
+              else this.fail(`${path}.serverId`, `${quote(s)} is not a SPIFFE ID: ${parsed.reason}`, 'write serverId: spiffe://<trust-domain>/<service>');
+            }
+          }
+          const limits = this.limits(om, path);
+          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...limits });
+        });
+      }
+    }
+
+    let admin: SidecarConfig['admin'];
+    if (m.has('admin')) {
+      const am = this.map(m.get('admin'), 'admin', KEYS.admin, 'listen: 127.0.0.1:15000');
+      if (am) {
+        const listen = am.has('listen') ? this.address(am.get('listen'), 'admin.listen', { listen: true, unix: true }) : this.fail('admin.listen', 'missing', 'write listen: 127.0.0.1:15000');
+        if (listen) admin = { listen };
+      }
+    }
+
+    let logLevel: LogLevel = DEFAULTS.logLevel;
+    if (m.has('log')) {
+      const lm = this.map(m.get('log'), 'log', KEYS.log, 'level: info');
+      if (lm?.has('level')) {
+        const raw = lm.get('level');
+        if (typeof raw === 'string' && (LOG_LEVELS as readonly string[]).includes(raw)) logLevel = raw as LogLevel;
+        else this.fail('log.level', `expected one of ${LOG_LEVELS.join(', ')}, got ${describe(raw)}`, 'write level: info (debug also logs every allowed connection)');
+      }
+    }
+    let shutdownGraceMs: number = DEFAULTS.shutdownGraceMs;
+    if (m.has('shutdown')) {
+      const sm = this.map(m.get('shutdown'), 'shutdown', KEYS.shutdown, 'grace: 30s');
+      if (sm) shutdownGraceMs = this.duration(sm.get('grace'), 'shutdown.grace', DEFAULTS.shutdownGraceMs);
+    }
+    let reloadIntervalMs: number = DEFAULTS.reloadIntervalMs;
+    if (m.has('reload')) {
+      const rm = this.map(m.get('reload'), 'reload', KEYS.reload, 'interval: 2s');
+      if (rm) reloadIntervalMs = this.duration(rm.get('interval'), 'reload.interval', DEFAULTS.reloadIntervalMs);
+    }
+
+    if (top && !inbound && outbound.length === 0 && !m.has('inbound') && !m.has('outbound')) {
+      this.fail('', 'has neither inbound nor outbound', 'add inbound: (to accept calls) or outbound: (to make them), or both');
+    }
+    this.checkDistinctListeners(inbound, outbound, admin);
+    return { source: this.source, identity, policy, inbound, outbound, admin, logLevel, shutdownGraceMs, reloadIntervalMs };
+  }
+
+  private limits(m: Map<string, unknown>, path: string): ConnectionLimits {
+    return {
+      handshakeTimeoutMs: this.duration(m.get('handshakeTimeout'), `${path}.handshakeTimeout`, DEFAULTS.handshakeTimeoutMs),
+      idleTimeoutMs: this.duration(m.get('idleTimeout'), `${path}.idleTimeout`, DEFAULTS.idleTimeoutMs),
+      maxConnections: this.positiveInt(m.get('maxConnections'), `${path}.maxConnections`, DEFAULTS.maxConnections, 1_000_000),
+    };
+  }
+
+  private checkDistinctListeners(inbound: InboundConfig | undefined, outbound: readonly OutboundConfig[], admin: SidecarConfig['admin']): void {
+    const seen = new Map<string, string>();
+    const add = (addr: Address | undefined, path: string) => {
+      if (!addr) return;
+      if (addr.kind === 'tcp' && addr.port === 0) return; // port 0: the kernel picks distinct ports
+      const key = addr.kind === 'unix' ? `unix:${addr.path}` : `${addr.host}:${addr.port}`;
+      const other = seen.get(key);
+      if (other) this.fail(path, `${addr.text} is also ${other}`, 'give each listener its own address');
+      else seen.set(key, path);
+    };
+    add(inbound?.listen, 'inbound.listen');
+    outbound.forEach((o, i) => add(o.listen, `outbound[${i}].listen`));
+    add(admin?.listen, 'admin.listen');
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === null || value === undefined || value === '') return 'nothing';
+  if (typeof value === 'string') return quote(value);
+  if (Array.isArray(value)) return 'a list';
+  if (value instanceof Map) return 'a map';
+  return typeof value;
+}
+
+function quote(s: string): string {
+  return JSON.stringify(clip(s));
+}
+
+function clip(s: string, max = 60): string {
+  return s.length > max ? `${s.slice(0, max - 3)}...` : s;
+}

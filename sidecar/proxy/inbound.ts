@@ -1,0 +1,244 @@
+/**
+ * Inbound, tcp mode: mTLS in, the caller judged (X509-SVID, CRL, policy) on every
+ * connection — a resumed session included — before one byte is forwarded, then piped
+ * to the local service.
+ *
+ * OpenSSL is run with `rejectUnauthorized: false`: with `true` it destroys a refused
+ * client inside the handshake and the server never learns who or why, and every refusal
+ * must be logged with both. OpenSSL's chain verdict (`authorized`) is one of the checks
+ * in verifyPeer, which runs the rest in JS.
+ */
+import { createServer, type Server, type TLSSocket } from 'node:tls';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { evaluatePolicy } from '../../common/policy/index.js';
+import type { CertInfo } from '../../common/x509.js';
+import type { Metrics } from '../admin/metrics.js';
+import type { InboundConfig } from '../config/schema.js';
+import { validityProblem } from '../reload/identity.js';
+import type { Snapshot } from '../reload/snapshot.js';
+import type { SnapshotStore } from '../reload/store.js';
+import { boundAddress, dial, listenOn, remoteOf } from './listen.js';
+import { pipeBoth, type PipeHandle } from './pipe.js';
+import { CertCache, NO_CERTIFICATE, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+
+export interface InboundDeps {
+  readonly config: InboundConfig;
+  readonly store: SnapshotStore;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly certs: CertCache;
+  readonly now?: () => Date;
+}
+
+interface LiveConnection {
+  readonly peer: string;
+  readonly service: string;
+  readonly address: string;
+  readonly leaf: CertInfo;
+  pipe: PipeHandle | undefined;
+  readonly socket: TLSSocket;
+}
+
+export class InboundProxy {
+  readonly #deps: InboundDeps;
+  readonly #server: Server;
+  readonly #live = new Set<LiveConnection>();
+  readonly #pending = new Set<Socket>();
+  readonly #acceptedAt = new WeakMap<Socket, bigint>();
+  #address = '';
+  #closing = false;
+
+  constructor(deps: InboundDeps) {
+    this.#deps = deps;
+    const snap = deps.store.current;
+    this.#server = createServer({
+      ...snap.serverOptions,
+      requestCert: true,
+      rejectUnauthorized: false,
+      handshakeTimeout: deps.config.handshakeTimeoutMs,
+      allowHalfOpen: true,
+      // A refused peer must not be able to resume its way past us later either: every
+      // connection is judged anyway, but short tickets bound what a stolen one is worth.
+      sessionTimeout: 300,
+    });
+    this.#server.maxConnections = deps.config.maxConnections;
+    this.#server.on('connection', (raw: Socket) => {
+      this.#acceptedAt.set(raw, process.hrtime.bigint());
+      this.#pending.add(raw);
+      raw.once('close', () => this.#pending.delete(raw));
+    });
+    this.#server.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket));
+    // With this listener present Node no longer destroys a socket that hits
+    // handshakeTimeout (a silent client would stay forever): destroy it here.
+    this.#server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const timeout = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || /timeout/i.test(err.message);
+      this.refuse(socket, timeout ? 'handshake-timeout' : 'handshake-failed', NO_CERTIFICATE, timeout ? `no TLS handshake within ${deps.config.handshakeTimeoutMs} ms` : err.message);
+      socket.destroy();
+    });
+    this.#server.on('drop', (data?: { remoteAddress?: string; remotePort?: number }) => {
+      const address = data?.remoteAddress ? `${data.remoteAddress}:${data.remotePort}` : 'unix';
+      this.logRefusal(NO_CERTIFICATE, address, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
+    });
+    deps.store.onSwap((next, previous) => {
+      if (next.serverOptions !== previous.serverOptions) {
+        // New handshakes get the new certificate; open streams go on. Keep the ticket keys
+        // so that sessions issued before the swap can still resume (and then be judged).
+        const keys = this.#server.getTicketKeys();
+        this.#server.setSecureContext({ ...next.serverOptions });
+        this.#server.setTicketKeys(keys);
+      }
+      this.recheck(next);
+    });
+  }
+
+  /** Starts listening; resolves with the bound address (port 0 resolved). */
+  async start(): Promise<string> {
+    await listenOn(this.#server, this.#deps.config.listen);
+    this.#address = boundAddress(this.#server, this.#deps.config.listen);
+    return this.#address;
+  }
+
+  get address(): string {
+    return this.#address;
+  }
+
+  get activeConnections(): number {
+    return this.#live.size;
+  }
+
+  /** Stops accepting; open connections go on. Resolves when the server is closed. */
+  stopAccepting(): Promise<void> {
+    this.#closing = true;
+    for (const raw of this.#pending) raw.destroy(); // handshakes not yet done
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  /** Ends every open connection (the grace period is over). */
+  destroyAll(): void {
+    for (const c of this.#live) c.pipe?.destroy() ?? c.socket.destroy();
+  }
+
+  /**
+   * Re-judges the open connections against a new snapshot: revoked, no longer allowed
+   * by the policy, or past notAfter — closed and logged.
+   */
+  recheck(snap: Snapshot): void {
+    const now = this.now();
+    for (const c of this.#live) {
+      const still = stillValid(c.leaf, snap, now);
+      let reason: RefusalReason | undefined;
+      let detail = '';
+      if (!still.ok) {
+        reason = still.reason;
+        detail = still.detail;
+      } else if (snap.policy) {
+        const d = evaluatePolicy(snap.policy.policy, snap.identity.id.service, c.service);
+        if (!d.allow) {
+          reason = 'policy-denied';
+          detail = d.reason;
+        }
+      }
+      if (reason) {
+        this.logRefusal(c.peer, c.address, reason, `${detail}; closing the open connection`, { open: true });
+        c.pipe?.destroy() ?? c.socket.destroy();
+      }
+    }
+  }
+
+  private now(): Date {
+    return this.#deps.now ? this.#deps.now() : new Date();
+  }
+
+  private onSecure(socket: TLSSocket): void {
+    const { logger, metrics, store } = this.#deps;
+    const address = remoteOf(socket);
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    // TLS 1.2 renegotiation would let a peer swap certificates after it was judged.
+    socket.disableRenegotiation();
+    socket.on('error', () => socket.destroy());
+    const snap = store.current;
+    const now = this.now();
+    const leafDer = peerLeafDer(socket);
+    const own = validityProblem(snap.identity.leaf, now);
+    if (own) {
+      this.refuse(socket, 'own-certificate-invalid', NO_CERTIFICATE, `this sidecar's own certificate cannot be used: ${own}`);
+      return;
+    }
+    const verdict = verifyPeer({ leafDer, authorized: socket.authorized, authorizationError: socket.authorizationError?.toString(), role: 'client' }, snap, now, this.#deps.certs);
+    if (!verdict.ok) {
+      this.refuse(socket, verdict.reason, verdict.peer, verdict.detail, socket.isSessionReused());
+      return;
+    }
+    const caller = verdict.id;
+    const decision = snap.policy ? evaluatePolicy(snap.policy.policy, snap.identity.id.service, caller.service) : { allow: false, reason: 'no policy is configured' };
+    if (!decision.allow) {
+      this.refuse(socket, 'policy-denied', caller.uri, decision.reason, socket.isSessionReused());
+      return;
+    }
+    this.observeHandshake(socket);
+    const live: LiveConnection = { peer: caller.uri, service: caller.service, address, leaf: verdict.leaf, pipe: undefined, socket };
+    this.#live.add(live);
+    metrics.active.inc({ direction: 'inbound' });
+    const upstream = dial(this.#deps.config.forward);
+    let connected = false;
+    const onUpstreamError = (err: NodeJS.ErrnoException) => {
+      if (connected) return;
+      this.#live.delete(live);
+      metrics.active.dec({ direction: 'inbound' });
+      metrics.connections.inc({ direction: 'inbound', result: 'error' });
+      metrics.refusals.inc({ direction: 'inbound', reason: 'forward-unavailable' });
+      logger.warn(
+        { event: 'refused', direction: 'inbound', peer: caller.uri, address, reason: 'forward-unavailable', detail: `the local service at ${this.#deps.config.forward.text} is unreachable (${err.code ?? err.message})` },
+        'caller allowed but the local service is down; connection closed',
+      );
+      upstream.destroy();
+      socket.destroy();
+    };
+    upstream.once('error', onUpstreamError);
+    upstream.once('connect', () => {
+      connected = true;
+      upstream.off('error', onUpstreamError);
+      if (socket.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
+      logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.uri, address, rule: decision.rule, resumed: socket.isSessionReused() }, 'connection allowed');
+      live.pipe = pipeBoth(socket, upstream, {
+        idleTimeoutMs: this.#deps.config.idleTimeoutMs,
+        onClose: (stats) => {
+          this.#live.delete(live);
+          metrics.active.dec({ direction: 'inbound' });
+          metrics.bytes.inc({ direction: 'inbound', flow: 'received' }, stats.received);
+          metrics.bytes.inc({ direction: 'inbound', flow: 'sent' }, stats.sent);
+          logger.debug({ event: 'closed', direction: 'inbound', peer: caller.uri, address, received: stats.received, sent: stats.sent, how: stats.reason }, 'connection closed');
+        },
+      });
+    });
+    // A caller that goes away while we dial: do not leave the upstream half-open.
+    socket.once('close', () => {
+      if (!connected) upstream.destroy();
+    });
+  }
+
+  private observeHandshake(socket: TLSSocket): void {
+    const raw = (socket as unknown as { _parent?: Socket })._parent;
+    const started = raw ? this.#acceptedAt.get(raw) : undefined;
+    if (started !== undefined) this.#deps.metrics.handshakeSeconds.observe({ direction: 'inbound' }, Number(process.hrtime.bigint() - started) / 1e9);
+  }
+
+  private refuse(socket: TLSSocket, reason: RefusalReason, peer: string, detail: string, resumed?: boolean): void {
+    this.logRefusal(peer, remoteOf(socket), reason, detail, resumed ? { resumed: true } : {});
+    socket.destroy();
+  }
+
+  private logRefusal(peer: string, address: string, reason: RefusalReason, detail: string, extra: Record<string, unknown> = {}): void {
+    this.#deps.metrics.connections.inc({ direction: 'inbound', result: 'refused' });
+    this.#deps.metrics.refusals.inc({ direction: 'inbound', reason });
+    this.#deps.logger.warn({ event: 'refused', direction: 'inbound', peer, address, reason, detail, ...extra }, 'connection refused');
+  }
+}

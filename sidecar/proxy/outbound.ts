@@ -1,0 +1,237 @@
+/**
+ * Outbound: plaintext in from the local service, mTLS out under this service's identity.
+ * The server is judged as an X509-SVID (chain, validity, CRL) and must present exactly
+ * `serverId` — no host-name matching: the SPIFFE ID is the identity — before one byte of
+ * the client's is sent (the client socket stays paused until then).
+ *
+ * A resumed client session carries no peer certificate and skips checkServerIdentity, so
+ * a session is cached only after its server passed the check, together with the leaf it
+ * showed, keyed by target, serverId and the snapshot's trust key; the cache is dropped
+ * on every swap. A resumed connection is re-judged from that leaf (validity, CRL).
+ */
+import { createServer, type Server, type Socket } from 'node:net';
+import { isIP } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { CertInfo } from '../../common/x509.js';
+import type { Metrics } from '../admin/metrics.js';
+import type { OutboundConfig } from '../config/schema.js';
+import { validityProblem } from '../reload/identity.js';
+import { CIPHERS, type Snapshot } from '../reload/snapshot.js';
+import type { SnapshotStore } from '../reload/store.js';
+import { boundAddress, listenOn, remoteOf } from './listen.js';
+import { pipeBoth, type PipeHandle } from './pipe.js';
+import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+
+export interface OutboundDeps {
+  readonly config: OutboundConfig;
+  readonly store: SnapshotStore;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly certs: CertCache;
+  readonly now?: () => Date;
+}
+
+interface CachedSession {
+  readonly session: Buffer;
+  readonly leaf: CertInfo;
+}
+
+interface LiveOutbound {
+  readonly leaf: CertInfo;
+  readonly client: string;
+  pipe: PipeHandle | undefined;
+  readonly tls: TLSSocket;
+}
+
+/** Sessions kept per target; a handful is plenty for reuse, and bounds memory. */
+const MAX_SESSIONS_PER_KEY = 1;
+
+export class OutboundProxy {
+  readonly #deps: OutboundDeps;
+  readonly #server: Server;
+  readonly #sessions = new Map<string, CachedSession>();
+  readonly #live = new Set<LiveOutbound>();
+  readonly #clients = new Set<Socket>();
+  #address = '';
+
+  constructor(deps: OutboundDeps) {
+    this.#deps = deps;
+    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => this.onClient(client));
+    this.#server.maxConnections = deps.config.maxConnections;
+    this.#server.on('drop', () => {
+      this.logRefusal('unix', deps.config.serverId, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
+    });
+    deps.store.onSwap((next) => {
+      this.#sessions.clear();
+      this.recheck(next);
+    });
+  }
+
+  async start(): Promise<string> {
+    await listenOn(this.#server, this.#deps.config.listen);
+    this.#address = boundAddress(this.#server, this.#deps.config.listen);
+    return this.#address;
+  }
+
+  get address(): string {
+    return this.#address;
+  }
+
+  get activeConnections(): number {
+    return this.#live.size;
+  }
+
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => this.#server.close(() => resolve()));
+  }
+
+  destroyAll(): void {
+    for (const c of this.#live) c.pipe?.destroy() ?? c.tls.destroy();
+    for (const c of this.#clients) c.destroy();
+  }
+
+  /** Closes open connections whose server was revoked since or reached notAfter. */
+  recheck(snap: Snapshot): void {
+    const now = this.now();
+    for (const c of this.#live) {
+      const still = stillValid(c.leaf, snap, now);
+      if (!still.ok) {
+        this.logRefusal(c.client, this.#deps.config.serverId, still.reason, `${still.detail}; closing the open connection`);
+        c.pipe?.destroy() ?? c.tls.destroy();
+      }
+    }
+  }
+
+  private now(): Date {
+    return this.#deps.now ? this.#deps.now() : new Date();
+  }
+
+  private sessionKey(snap: Snapshot): string {
+    const { connect, serverId } = this.#deps.config;
+    return `${connect.text}|${serverId}|${snap.trustKey}`;
+  }
+
+  private onClient(client: Socket): void {
+    const { config, metrics, logger } = this.#deps;
+    const clientAddr = remoteOf(client);
+    this.#clients.add(client);
+    client.once('close', () => this.#clients.delete(client));
+    client.on('error', () => client.destroy());
+    const snap = this.#deps.store.current;
+    const now = this.now();
+    const own = validityProblem(snap.identity.leaf, now);
+    if (own) {
+      this.logRefusal(clientAddr, config.serverId, 'own-certificate-invalid', `this sidecar's own certificate cannot be used: ${own}`);
+      client.destroy();
+      return;
+    }
+    const key = this.sessionKey(snap);
+    const cached = this.#sessions.get(key);
+    const started = process.hrtime.bigint();
+    const host = config.connect.host;
+    // allowHalfOpen is honoured by tls.connect though @types/node does not list it.
+    const tls = tlsConnect({
+      host,
+      port: config.connect.port,
+      ...(isIP(host) ? {} : { servername: host }),
+      secureContext: snap.clientContext,
+      minVersion: 'TLSv1.2',
+      ciphers: CIPHERS,
+      rejectUnauthorized: false,
+      // The SPIFFE ID is checked in verifyPeer; host names mean nothing here.
+      checkServerIdentity: () => undefined,
+      allowHalfOpen: true,
+      ...(cached ? { session: cached.session } : {}),
+    } as ConnectionOptions);
+    let verified: CertInfo | undefined;
+    let pendingSession: Buffer | undefined;
+    let settled = false;
+    const remember = (session: Buffer) => {
+      if (verified && this.#deps.store.current.trustKey === snap.trustKey && MAX_SESSIONS_PER_KEY > 0) this.#sessions.set(key, { session, leaf: verified });
+    };
+    tls.on('session', (session: Buffer) => {
+      if (verified) remember(session);
+      else pendingSession = session;
+    });
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      this.logRefusal(clientAddr, config.serverId, 'handshake-timeout', `no TLS handshake with ${config.connect.text} within ${config.handshakeTimeoutMs} ms`);
+      tls.destroy();
+      client.destroy();
+    }, config.handshakeTimeoutMs);
+    tls.once('error', (err: NodeJS.ErrnoException) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      this.logRefusal(clientAddr, config.serverId, 'connect-failed', `cannot reach ${config.connect.text}: ${err.code ?? err.message}`);
+      client.destroy();
+    });
+    client.once('close', () => {
+      if (!settled) {
+        settled = true;
+        clearTimeout(timer);
+        tls.destroy();
+      }
+    });
+    tls.once('secureConnect', () => {
+      if (settled) {
+        tls.destroy();
+        return;
+      }
+      settled = true;
+      clearTimeout(timer);
+      tls.disableRenegotiation();
+      const current = this.#deps.store.current;
+      const leafDer = peerLeafDer(tls);
+      let refusal: { reason: RefusalReason; detail: string; peer: string } | undefined;
+      let leaf: CertInfo | undefined;
+      if (!leafDer && tls.isSessionReused() && cached) {
+        // Resumed: no certificate on the wire; the session was cached only after its
+        // server proved serverId, so re-judge the leaf it showed then.
+        const still = stillValid(cached.leaf, current, this.now());
+        if (still.ok) leaf = cached.leaf;
+        else refusal = { reason: still.reason, detail: still.detail, peer: config.serverId };
+      } else {
+        const verdict = verifyPeer({ leafDer, authorized: tls.authorized, authorizationError: tls.authorizationError?.toString(), role: 'server' }, current, this.now(), this.#deps.certs);
+        if (!verdict.ok) refusal = { reason: verdict.reason, detail: verdict.detail, peer: verdict.peer };
+        else if (verdict.id.uri !== config.serverId) refusal = { reason: 'wrong-server-id', detail: `the server presented ${verdict.id.uri}, not ${config.serverId}`, peer: verdict.id.uri };
+        else leaf = verdict.leaf;
+      }
+      if (refusal || !leaf) {
+        this.#sessions.delete(key);
+        const r = refusal ?? { reason: 'untrusted-chain' as const, detail: 'no certificate to judge', peer: config.serverId };
+        this.logRefusal(clientAddr, r.peer, r.reason, r.detail);
+        tls.destroy();
+        client.destroy();
+        return;
+      }
+      verified = leaf;
+      if (pendingSession) remember(pendingSession);
+      metrics.handshakeSeconds.observe({ direction: 'outbound' }, Number(process.hrtime.bigint() - started) / 1e9);
+      metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
+      logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, resumed: tls.isSessionReused() }, 'outbound connection verified');
+      const live: LiveOutbound = { leaf, client: clientAddr, pipe: undefined, tls };
+      this.#live.add(live);
+      metrics.active.inc({ direction: 'outbound' });
+      live.pipe = pipeBoth(client, tls, {
+        idleTimeoutMs: config.idleTimeoutMs,
+        onClose: (stats) => {
+          this.#live.delete(live);
+          metrics.active.dec({ direction: 'outbound' });
+          metrics.bytes.inc({ direction: 'outbound', flow: 'received' }, stats.received);
+          metrics.bytes.inc({ direction: 'outbound', flow: 'sent' }, stats.sent);
+        },
+      });
+      client.resume();
+    });
+  }
+
+  private logRefusal(client: string, peer: string, reason: RefusalReason, detail: string): void {
+    const { metrics, logger, config } = this.#deps;
+    metrics.connections.inc({ direction: 'outbound', result: 'refused' });
+    metrics.refusals.inc({ direction: 'outbound', reason });
+    logger.warn({ event: 'refused', direction: 'outbound', peer, address: config.connect.text, client, reason, detail }, 'outbound connection refused');
+  }
+}

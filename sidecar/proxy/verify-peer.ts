@@ -1,0 +1,131 @@
+/**
+ * Judging a peer's certificate as an X509-SVID, in JS, on every connection (a resumed
+ * TLS session skips OpenSSL's checks, so OpenSSL's verdict alone is not enough).
+ *
+ * The checks run from the most specific to the most general, so that each refusal names
+ * the check that caught it: a certificate from another CA that is also expired is logged
+ * as expired; an SVID-shaped certificate that does not chain is logged as untrusted.
+ * The identity is read from the certificate's DER, never from Node's `subjectaltname`
+ * string (where a DNS SAN can read `URI:spiffe://…`).
+ */
+import type { TLSSocket } from 'node:tls';
+import { createHash } from 'node:crypto';
+import { parseSpiffeId, type SpiffeId } from '../../common/spiffe-id.js';
+import { EKU_CLIENT_AUTH, EKU_SERVER_AUTH, KeyUsageBit, parseCertificate, type CertInfo } from '../../common/x509.js';
+import type { Snapshot } from '../reload/snapshot.js';
+
+/** Stable refusal codes: the `reason` label of the refusal metric and log line. */
+export type RefusalReason =
+  | 'no-certificate'
+  | 'unparsable-certificate'
+  | 'ca-certificate'
+  | 'ca-key-usage'
+  | 'wrong-key-usage'
+  | 'no-uri-san'
+  | 'multiple-uri-sans'
+  | 'not-spiffe-id'
+  | 'foreign-trust-domain'
+  | 'not-yet-valid'
+  | 'expired'
+  | 'untrusted-chain'
+  | 'revoked'
+  | 'policy-denied'
+  | 'wrong-server-id'
+  | 'own-certificate-invalid'
+  | 'handshake-failed'
+  | 'handshake-timeout'
+  | 'too-many-connections'
+  | 'forward-unavailable'
+  | 'connect-failed';
+
+export type PeerVerdict =
+  | { readonly ok: true; readonly id: SpiffeId; readonly leaf: CertInfo }
+  | { readonly ok: false; readonly reason: RefusalReason; readonly detail: string; readonly peer: string; readonly leaf?: CertInfo };
+
+export const NO_CERTIFICATE = 'no certificate';
+
+/**
+ * Parsing costs about 0.3 ms; a cache keyed by the DER's hash costs microseconds. Bounded,
+ * and cleared wholesale when full: certificates rotate, a leak would be slow but sure.
+ */
+export class CertCache {
+  readonly #map = new Map<string, CertInfo>();
+  constructor(private readonly max = 4096) {}
+  parse(der: Buffer): CertInfo {
+    const key = createHash('sha256').update(der).digest('base64');
+    const hit = this.#map.get(key);
+    if (hit) return hit;
+    const info = parseCertificate(der, 'peer certificate');
+    if (this.#map.size >= this.max) this.#map.clear();
+    this.#map.set(key, info);
+    return info;
+  }
+}
+
+/**
+ * The peer's leaf DER, or undefined when it sent none. `getPeerCertificate(true)` must be
+ * called before `getPeerX509Certificate()` (after it, Node returns only the leaf).
+ */
+export function peerLeafDer(socket: TLSSocket): Buffer | undefined {
+  const cert = socket.getPeerCertificate(true);
+  if (!cert || typeof cert !== 'object' || !('raw' in cert) || !Buffer.isBuffer(cert.raw)) return undefined;
+  return cert.raw;
+}
+
+export interface PeerInput {
+  readonly leafDer: Buffer | undefined;
+  /** OpenSSL's chain verdict against ca.crt (the session's, when resumed). */
+  readonly authorized: boolean;
+  readonly authorizationError?: string | undefined;
+  /** The peer is a TLS client (inbound) or server (outbound). */
+  readonly role: 'client' | 'server';
+}
+
+/** Judges a peer certificate against the snapshot (trust domain, CRLs) at `now`. */
+export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: CertCache): PeerVerdict {
+  if (!input.leafDer) return { ok: false, reason: 'no-certificate', detail: 'the peer sent no certificate', peer: NO_CERTIFICATE };
+  let leaf: CertInfo;
+  try {
+    leaf = cache.parse(input.leafDer);
+  } catch {
+    return { ok: false, reason: 'unparsable-certificate', detail: 'the certificate cannot be parsed', peer: NO_CERTIFICATE };
+  }
+  const claimed = leaf.uris.length === 1 ? leaf.uris[0]! : leaf.uris.length === 0 ? `(no URI SAN; subject ${leaf.subject || 'empty'})` : leaf.uris.join(',');
+  const refuse = (reason: RefusalReason, detail: string): PeerVerdict => ({ ok: false, reason, detail, peer: claimed, leaf });
+
+  if (leaf.isCA === true) return refuse('ca-certificate', 'the certificate is a CA certificate (basicConstraints CA:TRUE), not a service identity');
+  if (leaf.keyUsage !== undefined && (leaf.keyUsage & (KeyUsageBit.keyCertSign | KeyUsageBit.cRLSign)) !== 0) {
+    return refuse('ca-key-usage', 'the certificate may sign certificates or CRLs (keyCertSign/cRLSign), which an X509-SVID must not');
+  }
+  if (leaf.keyUsage !== undefined && (leaf.keyUsage & KeyUsageBit.digitalSignature) === 0) {
+    return refuse('wrong-key-usage', 'the certificate lacks the digitalSignature key usage');
+  }
+  const eku = input.role === 'client' ? EKU_CLIENT_AUTH : EKU_SERVER_AUTH;
+  if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(eku)) {
+    return refuse('wrong-key-usage', `the certificate's extended key usage does not allow ${input.role === 'client' ? 'clientAuth' : 'serverAuth'}`);
+  }
+  if (leaf.uris.length === 0) {
+    const dns = leaf.dnsNames.length ? `; it has DNS SANs ${leaf.dnsNames.map((d) => JSON.stringify(d)).join(', ')}` : '';
+    return refuse('no-uri-san', `the certificate has no URI SAN${dns}`);
+  }
+  if (leaf.uris.length > 1) return refuse('multiple-uri-sans', `the certificate has ${leaf.uris.length} URI SANs; an X509-SVID has exactly one`);
+  const parsed = parseSpiffeId(leaf.uris[0]!);
+  if (!parsed.ok) return refuse('not-spiffe-id', `the URI SAN is not a SPIFFE ID: ${parsed.reason}`);
+  if (parsed.id.trustDomain !== snap.identity.id.trustDomain) {
+    return refuse('foreign-trust-domain', `trust domain ${parsed.id.trustDomain} is not ours (${snap.identity.id.trustDomain})`);
+  }
+  if (now < leaf.notBefore) return refuse('not-yet-valid', `the certificate is not valid before ${leaf.notBefore.toISOString()}`);
+  if (now > leaf.notAfter) return refuse('expired', `the certificate expired at ${leaf.notAfter.toISOString()}`);
+  if (!input.authorized) {
+    return refuse('untrusted-chain', `the chain does not verify against ca.crt (${input.authorizationError ?? 'unknown error'})`);
+  }
+  if (snap.crl?.set.revoked.has(leaf.serialHex)) return refuse('revoked', `serial ${leaf.serialHex} is revoked`);
+  return { ok: true, id: parsed.id, leaf };
+}
+
+/** Whether an already-accepted peer is still acceptable (after a CRL swap, or at notAfter). */
+export function stillValid(leaf: CertInfo, snap: Snapshot, now: Date): { ok: true } | { ok: false; reason: RefusalReason; detail: string } {
+  if (now > leaf.notAfter) return { ok: false, reason: 'expired', detail: `the certificate expired at ${leaf.notAfter.toISOString()}` };
+  if (snap.crl?.set.revoked.has(leaf.serialHex)) return { ok: false, reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };
+  return { ok: true };
+}

@@ -1,0 +1,84 @@
+/**
+ * The sidecar's own identity: the credential set read as one consistent snapshot
+ * (`..data` resolved once), checked to be usable — the key opens and matches the leaf,
+ * the chain verifies up to a root in `ca.crt`, the leaf is an X509-SVID. Whether it is
+ * within its validity is reported, not enforced: an expired certificate must not stop
+ * the sidecar (a renewal may be on its way); it serves nothing until a valid one arrives.
+ */
+import { createHash } from 'node:crypto';
+import { IdentityError, InputError } from '../../common/errors.js';
+import { readCredentialSet } from '../../common/credential-set.js';
+import { keyMatchesSpki, readPrivateKeyPem } from '../../common/keys.js';
+import { decodeCertificates } from '../../common/pem.js';
+import { parseSpiffeId, type SpiffeId } from '../../common/spiffe-id.js';
+import { isSignedBy, parseCertificate, type CertInfo } from '../../common/x509.js';
+
+export interface Identity {
+  readonly id: SpiffeId;
+  readonly leaf: CertInfo;
+  /** tls.crt as read: leaf then intermediates. */
+  readonly chainPem: string;
+  readonly keyPem: string;
+  readonly caPem: string;
+  readonly roots: readonly Buffer[];
+  /** Changes whenever the certificate, key or trust bundle changes (never logged with the key). */
+  readonly fingerprint: string;
+  /** The folder the files were read from. */
+  readonly sourceDir: string;
+}
+
+/** Why `leaf` cannot be used right now, or undefined when it is within its validity. */
+export function validityProblem(leaf: CertInfo, now: Date): string | undefined {
+  if (now < leaf.notBefore) return `the certificate is not valid before ${leaf.notBefore.toISOString()}`;
+  if (now > leaf.notAfter) return `the certificate expired at ${leaf.notAfter.toISOString()}`;
+  return undefined;
+}
+
+/** Reads and checks the credential set in `dir`; throws IdentityError with one line. */
+export function loadIdentity(dir: string): Identity {
+  const set = readCredentialSet(dir);
+  const what = (name: string) => `${dir}/${name}`;
+  let chain: Buffer[];
+  let roots: Buffer[];
+  try {
+    chain = decodeCertificates(set.certChainPem, what('tls.crt'));
+    roots = decodeCertificates(set.caPem, what('ca.crt'));
+  } catch (err) {
+    if (err instanceof InputError) throw new IdentityError(err.message, err.hint, err);
+    throw err;
+  }
+  let leaf: CertInfo;
+  let rootInfos: CertInfo[];
+  try {
+    leaf = parseCertificate(chain[0]!, what('tls.crt'));
+    rootInfos = roots.map((r) => parseCertificate(r, what('ca.crt')));
+  } catch (err) {
+    if (err instanceof InputError) throw new IdentityError(err.message, err.hint, err);
+    throw err;
+  }
+  let key;
+  try {
+    key = readPrivateKeyPem(set.keyPem, what('tls.key'));
+  } catch (err) {
+    if (err instanceof InputError) throw new IdentityError(err.message, err.hint, err);
+    throw err;
+  }
+  if (!keyMatchesSpki(key, leaf.spkiDer)) {
+    throw new IdentityError(`${what('tls.key')} does not belong to the certificate in ${what('tls.crt')}`, 'reissue the set with `svcca issue`, which writes both together');
+  }
+  if (leaf.uris.length !== 1) {
+    throw new IdentityError(`${what('tls.crt')} has ${leaf.uris.length} URI SANs; an X509-SVID has exactly one`, 'issue the certificate with `svcca issue <service>`');
+  }
+  const parsed = parseSpiffeId(leaf.uris[0]!);
+  if (!parsed.ok) throw new IdentityError(`${what('tls.crt')} carries ${JSON.stringify(leaf.uris[0])}, which is not a SPIFFE ID: ${parsed.reason}`, 'issue the certificate with `svcca issue <service>`');
+  if (leaf.isCA === true) throw new IdentityError(`${what('tls.crt')} is a CA certificate, not a service certificate`, 'issue the certificate with `svcca issue <service>`');
+  let top = chain[0]!;
+  for (let i = 1; i < chain.length; i++) {
+    if (!isSignedBy(top, chain[i]!)) throw new IdentityError(`${what('tls.crt')}: certificate #${i} is not signed by certificate #${i + 1}`, 'tls.crt must hold the leaf, then its intermediate, as `svcca issue` writes it');
+    top = chain[i]!;
+  }
+  const anchored = rootInfos.some((r) => Buffer.compare(r.der, top) === 0 || isSignedBy(top, r.der));
+  if (!anchored) throw new IdentityError(`${what('tls.crt')} does not chain to ${what('ca.crt')}`, 'the set mixes files from two CAs; reissue it with `svcca issue`');
+  const fingerprint = createHash('sha256').update(set.certChainPem).update('\0').update(set.caPem).update('\0').update(set.keyPem).digest('hex');
+  return { id: parsed.id, leaf, chainPem: set.certChainPem, keyPem: set.keyPem, caPem: set.caPem, roots, fingerprint, sourceDir: set.sourceDir };
+}

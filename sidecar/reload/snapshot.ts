@@ -1,0 +1,144 @@
+/**
+ * One immutable snapshot of everything a connection is judged by: identity (and the TLS
+ * options made from it), the verified CRLs, the policy. The proxy reads the current
+ * snapshot once per connection; a reload builds a whole new one and swaps one pointer.
+ */
+import { createHash } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { loadCrlPem, type CrlSet } from '../../common/crl.js';
+import { ConfigError, InputError, errnoCode } from '../../common/errors.js';
+import { loadPolicyFile, type Policy } from '../../common/policy/index.js';
+import type { SidecarConfig } from '../config/schema.js';
+import { loadIdentity, type Identity } from './identity.js';
+
+/**
+ * TLS 1.3 suites, then TLS 1.2 with ECDHE key exchange and AEAD ciphers only (no CBC,
+ * no static RSA, no DHE): forward secrecy and no padding oracles.
+ */
+export const CIPHERS = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** crl.pem of 100,000 entries is about 5 MB; this leaves room and stops /dev/zero. */
+const MAX_CRL_BYTES = 64 * 1024 * 1024;
+
+export interface CrlState {
+  readonly path: string;
+  readonly set: CrlSet;
+  /** sha256 of the file, to skip re-verifying an unchanged file. */
+  readonly hash: string;
+}
+
+export interface PolicyState {
+  readonly path: string;
+  readonly policy: Policy;
+  readonly hash: string;
+}
+
+export interface Snapshot {
+  /** Grows by one per swap. */
+  readonly generation: number;
+  readonly identity: Identity;
+  readonly crl: CrlState | undefined;
+  readonly policy: PolicyState | undefined;
+  /** For tls.createServer / setSecureContext. */
+  readonly serverOptions: SecureContextOptions;
+  /** For outbound tls.connect. */
+  readonly clientContext: SecureContext;
+  /** Changes when the certificate, key, trust bundle or CRLs change: outbound TLS
+   *  sessions are kept only under the key they were verified with. */
+  readonly trustKey: string;
+}
+
+export function tlsOptionsFor(identity: Identity): SecureContextOptions {
+  return {
+    key: identity.keyPem,
+    cert: identity.chainPem,
+    ca: identity.caPem,
+    minVersion: 'TLSv1.2',
+    ciphers: CIPHERS,
+    honorCipherOrder: true,
+  };
+}
+
+/** Reads a file fully, refusing one larger than `max` without reading it all. */
+export function readBoundedText(path: string, max: number, what: string): string {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    const code = errnoCode(err);
+    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this user' : `cannot be opened (${code ?? String(err)})`;
+    throw new ConfigError(`${what}: ${path} ${why}`, 'check the path in the config', err);
+  }
+  try {
+    if (fstatSync(fd).isDirectory()) throw new ConfigError(`${what}: ${path} is a directory`, 'name the file itself');
+    const buf = Buffer.alloc(Math.min(max + 1, Math.max(fstatSync(fd).size + 1, 4096)));
+    let chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+      total += n;
+      if (total > max) throw new ConfigError(`${what}: ${path} is larger than ${max} bytes`, 'check that this is the right file');
+    }
+    const text = Buffer.concat(chunks, total).toString('utf8');
+    chunks = [];
+    return text;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function loadCrlState(path: string, identity: Identity, previous?: CrlState): CrlState {
+  const text = readBoundedText(path, MAX_CRL_BYTES, 'identity.crl');
+  const hash = createHash('sha256').update(text).digest('hex');
+  if (previous && previous.hash === hash && previous.path === path) return previous;
+  try {
+    return { path, set: loadCrlPem(text, identity.roots, path), hash };
+  } catch (err) {
+    if (err instanceof InputError) throw new ConfigError(`identity.crl: ${err.message}`, err.hint, err);
+    throw err;
+  }
+}
+
+export function loadPolicyState(path: string, previous?: PolicyState): PolicyState {
+  const text = readBoundedText(path, 1024 * 1024 + 1, 'policy');
+  const hash = createHash('sha256').update(text).digest('hex');
+  if (previous && previous.hash === hash && previous.path === path) return previous;
+  return { path, policy: loadPolicyFile(path), hash };
+}
+
+/**
+ * Loads identity, CRL and policy as the config names them and builds a snapshot; throws
+ * (IdentityError / ConfigError, one line) when any is unusable. Unchanged parts of
+ * `previous` are reused, so a poll that finds nothing new costs no parsing.
+ */
+export function buildSnapshot(config: SidecarConfig, previous?: Snapshot): Snapshot {
+  const loaded = loadIdentity(config.identity.dir);
+  const identity = previous && previous.identity.fingerprint === loaded.fingerprint ? previous.identity : loaded;
+  // A new trust bundle may verify different CRL signers: re-verify from scratch then.
+  const sameTrust = previous !== undefined && previous.identity.caPem === identity.caPem;
+  const crl = config.identity.crl ? loadCrlState(config.identity.crl, identity, sameTrust ? previous?.crl : undefined) : undefined;
+  const policy = config.policy ? loadPolicyState(config.policy, previous?.policy) : undefined;
+  const identityChanged = identity !== previous?.identity;
+  const serverOptions = identityChanged ? tlsOptionsFor(identity) : previous!.serverOptions;
+  const clientContext = identityChanged ? createSecureContext(serverOptions) : previous!.clientContext;
+  const trustKey = createHash('sha256').update(identity.fingerprint).update(crl?.hash ?? '').digest('hex').slice(0, 32);
+  return { generation: (previous?.generation ?? 0) + 1, identity, crl, policy, serverOptions, clientContext, trustKey };
+}
+
+/** True when `next` differs from `prev` in anything a connection is judged by. */
+export function snapshotChanged(prev: Snapshot, next: Snapshot): boolean {
+  return prev.identity !== next.identity || prev.crl !== next.crl || prev.policy !== next.policy;
+}
