@@ -4,11 +4,12 @@
  * typed options to this.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { fsyncDir } from '../../common/atomic-file.js';
 import { CaStateError } from '../../common/errors.js';
 import { encodePem, decodeCertificates } from '../../common/pem.js';
 import { parseCertificate, type CertInfo } from '../../common/x509.js';
-import { openEncryptedKey, toPublicCryptoKey, toSigningCryptoKey, signingAlgorithm, keyTypeOf, type KeyType } from '../../common/keys.js';
+import { keyMatchesSpki, openEncryptedKey, toPublicCryptoKey, toSigningCryptoKey, signingAlgorithm, keyTypeOf, type KeyType } from '../../common/keys.js';
 import { CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
 import { BACKDATE_MS, leafExtensions, leafSubject, randomSerialHex, type LeafNames } from './profiles.js';
 import { x509 } from './x509-lib.js';
@@ -38,9 +39,14 @@ export function readIssuerCert(dir: CaDir, name: string): IssuerCert {
   return { pem: encodePem('CERTIFICATE', der), info: parseCertificate(der, path) };
 }
 
-/** Loads and opens the intermediate: the only key day-to-day commands need. */
+/**
+ * Loads and opens the current intermediate: the only key day-to-day commands need.
+ * Refuses a key that does not belong to intermediate.crt, after finishing a roll that
+ * stopped between moving the new key and moving its certificate (the one state in which
+ * they legitimately disagree).
+ */
 export function loadAuthority(dir: CaDir, config: CaConfig, passphrase: string): Authority {
-  const intermediate = readIssuerCert(dir, CA_FILES.intermediateCert);
+  let intermediate = readIssuerCert(dir, CA_FILES.intermediateCert);
   const keyPath = dir.file(CA_FILES.intermediateKey);
   let keyPem: string;
   try {
@@ -51,6 +57,16 @@ export function loadAuthority(dir: CaDir, config: CaConfig, passphrase: string):
   const intermediateKey = openEncryptedKey(keyPem, passphrase, 'the intermediate key');
   const keyType = keyTypeOf(intermediateKey);
   if (!keyType) throw new CaStateError(`${keyPath} holds an unsupported key type`, 'restore it from your backup');
+  if (!keyMatchesSpki(intermediateKey, intermediate.info.spkiDer)) {
+    const nextPath = dir.file(CA_FILES.nextIntermediateCert);
+    const next = existsSync(nextPath) ? readIssuerCert(dir, CA_FILES.nextIntermediateCert) : undefined;
+    if (!next || !keyMatchesSpki(intermediateKey, next.info.spkiDer)) {
+      throw new CaStateError(`${keyPath} does not belong to ${dir.file(CA_FILES.intermediateCert)}`, 'restore both from the same backup of the CA directory');
+    }
+    renameSync(nextPath, dir.file(CA_FILES.intermediateCert));
+    fsyncDir(dir.path);
+    intermediate = next;
+  }
   const rootPem = readIssuerCert(dir, CA_FILES.rootCert).pem;
   return { config, intermediate, intermediateKey, keyType, rootPem };
 }

@@ -5,6 +5,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { summarizeCrl, type CrlSummary } from './crl-reader.js';
 import { writeFileAtomic } from '../../common/atomic-file.js';
 import { decodePemBlocks, encodePem } from '../../common/pem.js';
 import type { KeyType } from '../../common/keys.js';
@@ -33,11 +34,11 @@ export interface SignedCrl {
  * Signs the issuer's CRL with every revocation the ledger holds for it. Takes the CRL
  * number inside the caller's transaction, so number and content always agree.
  */
-export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date, nextUpdate: Date): Promise<SignedCrl> {
+export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date, nextUpdate: Date, atLeast?: bigint): Promise<SignedCrl> {
   const issuerKeyId = signer.cert.info.subjectKeyId;
   if (!issuerKeyId) throw new CaStateError('an issuer certificate has no subject key identifier', 'restore the CA from backup');
   const revoked = await ledger.listRevokedForCrl(issuerKeyId);
-  const number = await ledger.nextCrlNumber(issuerKeyId);
+  const number = await ledger.nextCrlNumber(issuerKeyId, atLeast);
   const der = buildCrlDer({
     issuerDer: signer.cert.info.der,
     issuerKeyId,
@@ -76,4 +77,68 @@ export function readCrlBlocks(dir: CaDir): Buffer[] {
 
 export function pemOfCrl(der: Buffer): string {
   return encodePem(CRL_PEM_LABEL, der);
+}
+
+/** What the current crl.pem holds: each CRL's summary by issuer key id, and the root's PEM block. */
+export interface PublishedCrls {
+  readonly byIssuer: ReadonlyMap<string, CrlSummary>;
+  /** The root's CRL exactly as written (copied verbatim when only the intermediates' are re-signed). */
+  readonly rootPem: string | undefined;
+  readonly rootSummary: CrlSummary | undefined;
+}
+
+export function readPublishedCrls(dir: CaDir, rootKeyId: string): PublishedCrls {
+  const byIssuer = new Map<string, CrlSummary>();
+  let rootPem: string | undefined;
+  let rootSummary: CrlSummary | undefined;
+  for (const der of readCrlBlocks(dir)) {
+    const summary = summarizeCrl(der);
+    if (!summary.authorityKeyId) continue;
+    byIssuer.set(summary.authorityKeyId, summary);
+    if (summary.authorityKeyId === rootKeyId) {
+      rootPem = pemOfCrl(der);
+      rootSummary = summary;
+    }
+  }
+  return { byIssuer, rootPem, rootSummary };
+}
+
+/** The CRL number to start from for an issuer: one past what crl.pem already shows. */
+export function numberFloor(published: PublishedCrls, issuerKeyId: string): bigint {
+  const n = published.byIssuer.get(issuerKeyId)?.number;
+  return n === undefined ? 1n : n + 1n;
+}
+
+/**
+ * Writes crl.pem while holding the ledger's write lock, unless the file already holds a
+ * newer CRL of one of these issuers: that one was signed after ours was committed, so it
+ * lists everything ours does. Two processes publishing at once can therefore never move
+ * crl.pem backwards. The newer of the given root CRL and the one on disk is kept. Returns
+ * whether it wrote.
+ */
+export async function writeCrlBundleIfNewer(
+  ledger: Ledger,
+  dir: CaDir,
+  rootKeyId: string,
+  rootCrlPem: string,
+  signed: readonly SignedCrl[],
+  intermediateCertPems: readonly string[],
+): Promise<boolean> {
+  return ledger.transaction(async () => {
+    const current = readPublishedCrls(dir, rootKeyId);
+    for (const crl of signed) {
+      const there = current.byIssuer.get(crl.issuerKeyId)?.number;
+      if (there !== undefined && there > crl.number) return false;
+    }
+    const ours = summarizeCrl(decodeOne(rootCrlPem)).number ?? 0n;
+    const root = current.rootPem && (current.rootSummary?.number ?? 0n) > ours ? current.rootPem : rootCrlPem;
+    writeCrlBundle(dir, root, signed.map((c) => c.pem), intermediateCertPems);
+    return true;
+  });
+}
+
+function decodeOne(pem: string): Buffer {
+  const block = decodePemBlocks(pem).find((b) => b.label === CRL_PEM_LABEL);
+  if (!block) throw new CaStateError('the root CRL block is not a CRL', 'run `svcca rotate --intermediate` to re-sign it');
+  return block.der;
 }

@@ -20,6 +20,9 @@ export const CA_FILES = {
   issued: 'issued',
   /** Retired intermediates kept to sign CRLs for their own leaves. */
   retired: 'retired',
+  /** A rolled intermediate staged before the switch (see cli/ca/intermediate-roll.ts). */
+  nextIntermediateCert: 'intermediate.next.crt',
+  nextIntermediateKey: 'intermediate.next.key',
 } as const;
 
 export const DEFAULT_CA_DIR = './ca-data';

@@ -66,6 +66,23 @@ export interface ServiceState {
   readonly rotationEnabled: boolean;
 }
 
+/** The few fields `rotate` needs to decide what is due, without loading certificates. */
+export interface RotationCandidate {
+  readonly service: string;
+  readonly serial: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  readonly fromCsr: boolean;
+  readonly issuerKeyId: string;
+}
+
+/** A renewal claim on a service (see `claimService`). */
+export interface ServiceClaim {
+  readonly service: string;
+  readonly owner: string;
+  readonly until: number;
+}
+
 export interface CertificateFilter {
   readonly service?: string;
   readonly statuses?: readonly CertificateStatus[];
@@ -103,12 +120,26 @@ export interface Ledger {
    */
   claimService(name: string, owner: string, until: number, now: number): Promise<boolean>;
   releaseClaim(name: string, owner: string): Promise<void>;
+  /** Every claim currently recorded, live or not: a claim outliving its owner marks unfinished work. */
+  listClaims(): Promise<ServiceClaim[]>;
+  /** The owner of a service's claim, if any (expired ones included). */
+  getClaim(name: string): Promise<ServiceClaim | undefined>;
+  /** The active certificate of every service whose rotation is on, slimmed down. */
+  listRotationCandidates(): Promise<RotationCandidate[]>;
+  /** The latest notAfter (ms) among an issuer's certificates; 0 when it signed none. */
+  latestNotAfter(issuerKeyId: string): Promise<number>;
+  /** True when an event of `kind` names `serial` (used to tell a committed roll from an abandoned one). */
+  hasEvent(kind: EventKind, serial: string): Promise<boolean>;
 
   isKeyCompromised(spkiSha256: string): Promise<boolean>;
   markKeyCompromised(spkiSha256: string, at: number): Promise<void>;
 
-  /** The next CRL number of an issuer (taken and stored in the caller's transaction). */
-  nextCrlNumber(issuerKeyId: string): Promise<bigint>;
+  /**
+   * The next CRL number of an issuer (taken and stored in the caller's transaction);
+   * never below `atLeast`, so a crl.pem restored or written ahead of the ledger is never
+   * followed by a CRL with the same number.
+   */
+  nextCrlNumber(issuerKeyId: string, atLeast?: bigint): Promise<bigint>;
   /** The last CRL number handed out for an issuer, 0 when none. */
   currentCrlNumber(issuerKeyId: string): Promise<bigint>;
   /** The highest revocation time (ms) among the issuer's entries; 0 when none. */

@@ -13,8 +13,11 @@ import type {
   CertificateRecord,
   CertificateStatus,
   Ledger,
+  EventKind,
   LedgerEvent,
   RevocationReason,
+  RotationCandidate,
+  ServiceClaim,
   ServiceState,
   StoredEvent,
 } from './ledger.js';
@@ -294,6 +297,50 @@ export class SqliteLedger implements Ledger {
     this.db.prepare('UPDATE services SET claim_owner = NULL, claim_until = NULL WHERE name = ? AND claim_owner = ?').run(name, owner);
   }
 
+  async listClaims(): Promise<ServiceClaim[]> {
+    const rows = this.db.prepare('SELECT name, claim_owner, claim_until FROM services WHERE claim_owner IS NOT NULL').all() as {
+      name: string;
+      claim_owner: string;
+      claim_until: number | null;
+    }[];
+    return rows.map((r) => ({ service: r.name, owner: r.claim_owner, until: r.claim_until ?? 0 }));
+  }
+
+  async getClaim(name: string): Promise<ServiceClaim | undefined> {
+    const row = this.db.prepare('SELECT claim_owner, claim_until FROM services WHERE name = ? AND claim_owner IS NOT NULL').get(name) as
+      | { claim_owner: string; claim_until: number | null }
+      | undefined;
+    return row ? { service: name, owner: row.claim_owner, until: row.claim_until ?? 0 } : undefined;
+  }
+
+  async listRotationCandidates(): Promise<RotationCandidate[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT c.service, c.serial, c.not_before, c.not_after, c.from_csr, c.issuer_key_id
+           FROM services s JOIN certificates c ON c.serial = s.active_serial
+          WHERE s.rotation_enabled = 1 AND c.status = 'active'
+          ORDER BY c.service`,
+      )
+      .all() as { service: string; serial: string; not_before: number; not_after: number; from_csr: number; issuer_key_id: string }[];
+    return rows.map((r) => ({
+      service: r.service,
+      serial: r.serial,
+      notBefore: r.not_before,
+      notAfter: r.not_after,
+      fromCsr: r.from_csr === 1,
+      issuerKeyId: r.issuer_key_id,
+    }));
+  }
+
+  async latestNotAfter(issuerKeyId: string): Promise<number> {
+    const row = this.db.prepare('SELECT max(not_after) AS n FROM certificates WHERE issuer_key_id = ?').get(issuerKeyId) as { n: number | null };
+    return row.n ?? 0;
+  }
+
+  async hasEvent(kind: EventKind, serial: string): Promise<boolean> {
+    return this.db.prepare('SELECT 1 FROM events WHERE kind = ? AND serial = ? LIMIT 1').get(kind, serial) !== undefined;
+  }
+
   async isKeyCompromised(spkiSha256: string): Promise<boolean> {
     return this.db.prepare('SELECT 1 FROM compromised_keys WHERE spki_sha256 = ?').get(spkiSha256) !== undefined;
   }
@@ -302,9 +349,10 @@ export class SqliteLedger implements Ledger {
     this.db.prepare('INSERT OR IGNORE INTO compromised_keys (spki_sha256, at) VALUES (?, ?)').run(spkiSha256, at);
   }
 
-  async nextCrlNumber(issuerKeyId: string): Promise<bigint> {
+  async nextCrlNumber(issuerKeyId: string, atLeast = 1n): Promise<bigint> {
     const row = this.db.prepare('SELECT next_number FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as { next_number: string } | undefined;
-    const number = row ? BigInt(row.next_number) : 1n;
+    const stored = row ? BigInt(row.next_number) : 1n;
+    const number = stored > atLeast ? stored : atLeast;
     this.db
       .prepare(
         `INSERT INTO crl_state (issuer_key_id, next_number) VALUES (?, ?)
