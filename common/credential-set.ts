@@ -10,7 +10,7 @@
  * A reader resolves `..data` once and reads every file from that folder, so it can
  * never pair a key with another set's certificate.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { fsyncDir, writeFileDurable } from './atomic-file.js';
@@ -117,6 +117,34 @@ function removeStaleFolders(dir: string, live: string, _previous: string | undef
   }
   for (const entry of readdirSync(dir)) {
     if (/^\.(tls\.crt|tls\.key|ca\.crt)\.[0-9a-f]+\.link$/.test(entry)) unlinkSync(join(dir, entry));
+  }
+}
+
+/**
+ * Removes a set svcca wrote from `dir` (after it moved to another `--out`): the stable
+ * links, `..data` and the timestamped folders, so no old private key lingers there.
+ * Anything else in `dir` is left alone; `dir` itself goes only when empty.
+ */
+export function removeCredentialSet(dir: string): void {
+  if (readlinkSafe(join(dir, DATA_LINK)) === undefined) return; // no set of ours there (any more)
+  for (const name of SET_FILES) {
+    if (isLinkTo(join(dir, name), join(DATA_LINK, name))) unlinkSync(join(dir, name));
+  }
+  unlinkSync(join(dir, DATA_LINK));
+  removeStaleFolders(dir, '', undefined);
+  fsyncDir(dir);
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty: other files of the user's live there
+  }
+}
+
+function readlinkSafe(path: string): string | undefined {
+  try {
+    return readlinkSync(path);
+  } catch {
+    return undefined;
   }
 }
 

@@ -5,8 +5,8 @@
 import { resolve } from 'node:path';
 import { assertServiceName } from '../../common/spiffe-id.js';
 import { requireDurationMs, formatDuration } from '../../common/duration.js';
-import { assertUsableSetDir } from '../../common/credential-set.js';
-import { UsageError } from '../../common/errors.js';
+import { assertUsableSetDir, removeCredentialSet } from '../../common/credential-set.js';
+import { UsageError, errorLine } from '../../common/errors.js';
 import { assertDnsName, assertIp } from '../names.js';
 import { openCa } from '../open-ca.js';
 import { issueAndRecord, writeIssuedSet } from '../ca/issuance.js';
@@ -62,6 +62,14 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
       why: csrSpkiDer ? 'issued from a CSR' : 'issued',
     });
     writeIssuedSet(authority, issued.record, issued.key);
+    // The set moved to a new --out: the old place must not keep the superseded key.
+    if (previousRecord && resolve(previousRecord.setDir) !== setDir) {
+      try {
+        removeCredentialSet(previousRecord.setDir);
+      } catch (err) {
+        ctx.out.warn(`the previous set in ${previousRecord.setDir} could not be removed (${errorLine(err)}); delete it by hand`);
+      }
+    }
     const r = issued.record;
     ctx.out.line(`Issued ${r.spiffeId}`);
     ctx.out.line(`  serial     ${r.serial}`);
