@@ -51,7 +51,9 @@ export function assertUsableSetDir(dir: string): void {
     if (!st.isDirectory()) throw new UsageError(`--out ${dir} is not a directory`, 'point --out at a directory (it is created if missing)');
   } catch (err) {
     if (err instanceof UsageError) throw err;
-    if (errnoCode(err) !== 'ENOENT') throw err;
+    const code = errnoCode(err);
+    if (code === 'ENOTDIR') throw new UsageError(`--out ${dir} lies below a file, not a directory`, 'point --out at a directory (it is created if missing)');
+    if (code !== 'ENOENT') throw new UsageError(`--out ${dir} cannot be used (${code})`, 'point --out at a directory this user can write');
   }
 }
 
