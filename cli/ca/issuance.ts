@@ -118,3 +118,19 @@ export function writeIssuedSet(authority: Authority, record: CertificateRecord, 
     caPem: authority.rootPem,
   });
 }
+
+/**
+ * Writes the set under the ledger's write lock, and only while `record` is still the
+ * service's active certificate. Concurrent issuers of one service thus never interleave
+ * their `..data` swaps (one removing the other's new folder), and the set on disk is
+ * always the ledger's active certificate. Returns false when a newer certificate
+ * superseded this one first: its issuer writes the set.
+ */
+export async function writeIssuedSetIfActive(authority: Authority, ledger: Ledger, record: CertificateRecord, key: KeyObject | null): Promise<boolean> {
+  return ledger.transaction(async (tx) => {
+    const service = await tx.getService(record.service);
+    if (service?.activeSerial !== record.serial) return false;
+    writeIssuedSet(authority, record, key);
+    return true;
+  });
+}

@@ -9,7 +9,7 @@ import { assertUsableSetDir, removeCredentialSet } from '../../common/credential
 import { UsageError, errorLine } from '../../common/errors.js';
 import { assertDnsName, assertIp } from '../names.js';
 import { openCa } from '../open-ca.js';
-import { issueAndRecord, writeIssuedSet } from '../ca/issuance.js';
+import { issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
 import { readCsrPublicKey } from '../ca/csr.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
@@ -61,9 +61,10 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
       actor: actor(),
       why: csrSpkiDer ? 'issued from a CSR' : 'issued',
     });
-    writeIssuedSet(authority, issued.record, issued.key);
+    const written = await writeIssuedSetIfActive(authority, ledger, issued.record, issued.key);
+    if (!written) ctx.out.warn(`another svcca issued ${service} again at the same moment; its newer certificate is the active one and holds ${setDir}`);
     // The set moved to a new --out: the old place must not keep the superseded key.
-    if (previousRecord && resolve(previousRecord.setDir) !== setDir) {
+    if (written && previousRecord && resolve(previousRecord.setDir) !== setDir) {
       try {
         removeCredentialSet(previousRecord.setDir);
       } catch (err) {
