@@ -14,9 +14,9 @@
  *               `resume: true` offers the last TLS session ticket each time
  *   download    one connection, GET /big?bytes=N, MB/s from request to last byte
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 
 export interface TlsFiles {
   readonly cert: string;
@@ -161,12 +161,14 @@ interface Opened {
 }
 
 class Connector {
-  readonly #tls: { cert: Buffer; key: Buffer; ca: Buffer } | undefined;
+  /** Built once: passing cert/key/ca to every tls.connect would rebuild it (and parse
+   *  the key) per connection and make the client, not the target, the bottleneck. */
+  readonly #tls: SecureContext | undefined;
   /** The newest TLS session ticket received (TLS 1.3 sends them after the handshake). */
   session: Buffer | undefined;
 
   constructor(private readonly job: ClientJob) {
-    this.#tls = job.tls ? { cert: readFileSync(job.tls.cert), key: readFileSync(job.tls.key), ca: readFileSync(job.tls.ca) } : undefined;
+    this.#tls = job.tls ? createSecureContext({ cert: readFileSync(job.tls.cert), key: readFileSync(job.tls.key), ca: readFileSync(job.tls.ca), minVersion: 'TLSv1.2' }) : undefined;
   }
 
   open(resume: boolean): Promise<Opened> {
@@ -189,8 +191,7 @@ class Connector {
       const s: TLSSocket = tlsConnect({
         host: this.job.host,
         port: this.job.port,
-        ...this.#tls,
-        minVersion: 'TLSv1.2',
+        secureContext: this.#tls,
         ...(resume && this.session ? { session: this.session } : {}),
       });
       socket = s;
@@ -361,18 +362,18 @@ function main(): void {
     process.exit(2);
   }
   const limit = setTimeout(() => {
-    process.stderr.write(`bench client: ${job.phase} did not finish within ${job.timeoutSeconds ?? 60} s\n`);
+    writeSync(2, `bench client: ${job.phase} did not finish within ${job.timeoutSeconds ?? 60} s\n`);
     process.exit(1);
   }, (job.timeoutSeconds ?? 60) * 1000);
   run(job).then(
     (r) => {
       clearTimeout(limit);
-      process.stdout.write(`${JSON.stringify(r)}\n`);
+      writeSync(1, `${JSON.stringify(r)}\n`); // sync: exit follows
       process.exit(0);
     },
     (e: unknown) => {
       const msg = e instanceof Error ? ((e as NodeJS.ErrnoException).code ? `${(e as NodeJS.ErrnoException).code}: ${e.message}` : e.message) : String(e);
-      process.stderr.write(`bench client: ${job.phase} against ${job.host}:${job.port}: ${msg}\n`);
+      writeSync(2, `bench client: ${job.phase} against ${job.host}:${job.port}: ${msg}\n`);
       process.exit(1);
     },
   );

@@ -1,0 +1,128 @@
+/**
+ * Child processes of the benchmark: every one is tracked and killed on exit, signal or
+ * failure, so a run leaves nothing behind (run.sh's trap is the second line of defence).
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+
+const children = new Set<ChildProcess>();
+
+export function spawnLogged(cmd: string, args: readonly string[], opts: { log: string; cwd?: string }): ChildProcess {
+  const fd = openSync(opts.log, 'a');
+  try {
+    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', fd, fd] });
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+    return child;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Stops one child: SIGTERM, then SIGKILL after `graceMs`. */
+export function stopChild(child: ChildProcess, graceMs = 3000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export async function stopAll(): Promise<void> {
+  await Promise.all([...children].map((c) => stopChild(c)));
+}
+
+/** Synchronous last resort (process 'exit' handlers cannot wait). */
+export function killAllNow(): void {
+  for (const c of children) {
+    try {
+      c.kill('SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function tail(file: string, lines = 5): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Waits until something accepts on 127.0.0.1:`port`; resolves false if `child` exits
+ * first or `timeoutMs` passes.
+ */
+export async function waitListening(port: number, child: ChildProcess, timeoutMs = 10_000): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) return false;
+    if (await canConnect(port)) return child.exitCode === null;
+    await sleep(100);
+  }
+  return false;
+}
+
+/** Waits for an exit; resolves with the exit code, or undefined if still running after `ms`. */
+export function exitWithin(child: ChildProcess, ms: number): Promise<number | undefined> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(undefined), ms);
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      resolve(code ?? 1);
+    });
+  });
+}
+
+/** Runs a command to completion with a hard time bound. */
+export function runCommand(cmd: string, args: readonly string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; cwd?: string }): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const t0 = process.hrtime.bigint();
+  return new Promise((resolve) => {
+    const child = execFile(cmd, args, { timeout: opts.timeoutMs, killSignal: 'SIGKILL', env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? ((err as unknown as { code: number }).code) : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr), ms: Number(process.hrtime.bigint() - t0) / 1e6 });
+    });
+    children.add(child);
+    child.once('exit', () => children.delete(child));
+  });
+}
+
+/** The path of a command on PATH (also /usr/sbin, where haproxy and nginx live), or undefined. */
+export async function which(name: string): Promise<string | undefined> {
+  const r = await runCommand('sh', ['-c', `PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin" command -v ${name}`], { timeoutMs: 5000 });
+  const p = r.stdout.trim();
+  return r.code === 0 && p ? p : undefined;
+}

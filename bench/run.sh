@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# make bench: the proxy benchmark (svcca-sidecar vs direct and the installed mTLS
+# proxies, one run, ratios), then the CA-side benchmarks when they exist.
+# Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
+# Knobs: BENCH_REPS (3), BENCH_SECONDS (1.5), BENCH_DOWNLOAD_MB (200), BENCH_CONNECTIONS (16).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for f in dist/bin/svcca.mjs dist/bin/svcca-sidecar.mjs dist/bench/proxy-bench.js dist/bench/proxy/client.js; do
+  [[ -f $f ]] || { echo "bench: $f is missing; run make build first" >&2; exit 1; }
+done
+command -v openssl >/dev/null || { echo "bench: openssl is required (certificate checks and s_time)" >&2; exit 1; }
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/svcca-bench.XXXXXX")
+BENCH_PID=""
+cleanup() {
+  local rc=$?
+  if [[ -n $BENCH_PID ]]; then
+    # The benchmark runs in its own process group (set -m): it stops its children itself
+    # on SIGTERM; whatever is left of the group after that is killed by the group's id.
+    kill -TERM "$BENCH_PID" 2>/dev/null || true
+    wait "$BENCH_PID" 2>/dev/null || true
+    kill -KILL -- "-$BENCH_PID" 2>/dev/null || true
+  fi
+  if [[ $rc -ne 0 && -d $WORK ]]; then
+    echo "bench: failed; logs kept in $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p bench/results
+set -m # own process group for the benchmark and everything it starts
+node dist/bench/proxy-bench.js --work "$WORK" --results bench/results &
+BENCH_PID=$!
+set +m
+wait "$BENCH_PID"
+kill -KILL -- "-$BENCH_PID" 2>/dev/null || true # nothing should be left; make sure
+BENCH_PID=""
+
+for b in ca-issue ca-rotate; do
+  if [[ -f dist/bench/$b.js ]]; then
+    echo
+    echo "== $b"
+    node "dist/bench/$b.js"
+  else
+    echo
+    echo "== $b: skipped (bench/$b.ts is not there yet)"
+  fi
+done
