@@ -113,7 +113,7 @@ ${EXIT_CODES}`,
     .option('--intermediate', 'roll the intermediate (needs the root passphrase)')
     .option(passphraseFlag, passphraseHelp)
     .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE)")
-    .addHelpText('after', `\nExit codes for cron:\n  0  all done (nothing due counts)\n  1  usage or CA error\n  2  some renewals or hooks failed (each is named)\n  4  done, but the intermediate nears its end or a renewal was clamped to it: run svcca rotate --intermediate`)
+    .addHelpText('after', `\nCertificates signed from a CSR are renewed by re-signing the same public key (the CA never had\nthe private key); a key revoked for keyCompromise is never signed again: that service is skipped\nwith the command its owner should run (not a failure).\n\nExit codes for cron:\n  0  all done (nothing due counts)\n  1  usage or CA error\n  2  some renewals or hooks failed (each is named)\n  4  done, but the intermediate nears its end or a renewal was clamped to it: run svcca rotate --intermediate`)
     .action(async (services: string[], o, cmd: Command) => (await command('rotate', 'runRotate'))({ ...o, services } as never, ctxFor(cmd)));
 
   withGlobals(program.command('revoke'))
