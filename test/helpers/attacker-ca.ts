@@ -17,6 +17,7 @@ import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_na
 import { subjectNameDer } from '../../common/crl.js';
 import { keyTypeOf, signingAlgorithm, type KeyType } from '../../common/keys.js';
 import { decodeCertificates, encodePem } from '../../common/pem.js';
+import { parseCertificate } from '../../common/x509.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -78,6 +79,12 @@ function keyId(spki: Buffer): Buffer {
   return createHash('sha1').update(spki).digest();
 }
 
+/** The issuer's own subject key identifier (what the real CLI wrote), so AKIs match it. */
+function issuerKeyId(issuer: Signer): Buffer {
+  const ski = parseCertificate(issuer.certDer).subjectKeyId;
+  return ski ? Buffer.from(ski, 'hex') : keyId(spkiOf(issuer.key));
+}
+
 export interface CertOptions {
   readonly cn?: string;
   readonly uris?: readonly string[];
@@ -118,10 +125,7 @@ async function makeCert(issuer: Signer | undefined, opts: CertOptions): Promise<
   ];
   if (names.length) extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
   extensions.push(new x509.Extension('2.5.29.14', false, ab(derOctetString(keyId(spki)))));
-  if (issuer) {
-    const issuerSpki = spkiOf(issuer.key);
-    extensions.push(new x509.Extension('2.5.29.35', false, ab(derSeq(derTlv(0x80, keyId(issuerSpki))))));
-  }
+  if (issuer) extensions.push(new x509.Extension('2.5.29.35', false, ab(derSeq(derTlv(0x80, issuerKeyId(issuer))))));
   if (opts.permittedUriHost !== undefined) {
     const nc = new NameConstraints({
       permittedSubtrees: new GeneralSubtrees([new GeneralSubtree({ base: new GeneralName({ uniformResourceIdentifier: opts.permittedUriHost }) })]),
@@ -305,7 +309,7 @@ export function makeCrlDer(issuer: Signer, opts: CrlOptions = {}): Buffer {
   const entries = (opts.serials ?? []).map((s) => derSeq(derInteger(typeof s === 'bigint' ? s : BigInt(`0x${s}`)), revDate));
   const exts = derSeq(
     derSeq(derOid('2.5.29.20'), derOctetString(derInteger(opts.crlNumber ?? 1n))),
-    derSeq(derOid('2.5.29.35'), derOctetString(derSeq(derTlv(0x80, keyId(spkiOf(issuer.key)))))),
+    derSeq(derOid('2.5.29.35'), derOctetString(derSeq(derTlv(0x80, issuerKeyId(issuer))))),
   );
   const tbs = derSeq(
     derInteger(1n),

@@ -202,6 +202,7 @@ export function tlsExchange(address: string, creds: Creds, opts: { payload?: str
       ...(opts.maxVersion ? { maxVersion: opts.maxVersion } : {}),
     });
     let localPort: number | undefined;
+    let reused = false;
     s.setEncoding('utf8');
     // Read now: after close, localPort is gone.
     s.once('connect', () => (localPort = s.localPort));
@@ -209,11 +210,12 @@ export function tlsExchange(address: string, creds: Creds, opts: { payload?: str
     s.on('secureConnect', () => {
       handshake = true;
       localPort ??= s.localPort;
+      reused = s.isSessionReused(); // null after close
       if (opts.payload !== undefined) s.end(opts.payload);
     });
     s.on('data', (d: string) => (data += d));
     s.on('error', (e) => (error = (e as NodeJS.ErrnoException).code ?? e.message));
-    s.on('close', () => resolve({ data, handshake, reused: s.isSessionReused(), session, error, localPort }));
+    s.on('close', () => resolve({ data, handshake, reused, session, error, localPort }));
     s.setTimeout(15_000, () => s.destroy());
   });
 }
