@@ -47,6 +47,14 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// `svcca --help | head` closes the pipe early: that is not an error worth a trace.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 main(process.argv).then(
   (code) => {
     process.exitCode = code;

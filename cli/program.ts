@@ -7,6 +7,7 @@ import { createOutput } from './output.js';
 import type { CommandContext } from './context.js';
 import { DEFAULT_CA_DIR } from './store/ca-dir.js';
 import { KEY_TYPES } from '../common/keys.js';
+import { UsageError } from '../common/errors.js';
 
 export const VERSION = '0.1.0';
 
@@ -26,6 +27,16 @@ async function command(file: string, exportName: string): Promise<Runner> {
   const fn = mod[exportName];
   if (typeof fn !== 'function') throw new Error(`command module ${file} has no ${exportName}`);
   return fn;
+}
+
+/**
+ * Required flags are checked here rather than with commander's requiredOption, which
+ * reports a missing flag before an unknown one: `--trust-domian x` would otherwise say
+ * "--trust-domain not specified" instead of suggesting the right spelling.
+ */
+function need<T extends Record<string, unknown>>(opts: T, key: keyof T & string, flag: string, example: string): T {
+  if (opts[key] === undefined) throw new UsageError(`${flag} is required`, `for example: ${example}`);
+  return opts;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -87,11 +98,11 @@ ${EXIT_CODES}`,
 
   withGlobals(program.command('init'))
     .description('create a root and an issuing intermediate for a trust domain')
-    .requiredOption('--trust-domain <td>', 'the SPIFFE trust domain, e.g. example.org')
+    .option('--trust-domain <td>', 'the SPIFFE trust domain, e.g. example.org (required)')
     .addOption(new Option('--key-type <type>', `CA and leaf key type (${KEY_TYPES.join(', ')})`).default('ecdsa-p256'))
     .option(passphraseFlag, passphraseHelp)
     .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
-    .action(async (o, cmd: Command) => (await command('init', 'runInit'))(o as never, ctxFor(cmd)));
+    .action(async (o, cmd: Command) => (await command('init', 'runInit'))(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org') as never, ctxFor(cmd)));
 
   withGlobals(program.command('issue'))
     .description('issue a certificate and key for a service (24h by default)')
@@ -145,25 +156,25 @@ ${EXIT_CODES}`,
   withGlobals(program.command('export'))
     .description('write a PKCS#12 file (key, leaf, intermediate) for Java/.NET clients')
     .argument('<service>', 'the issued service')
-    .requiredOption('--p12 <file>', 'where to write the PKCS#12 file')
+    .option('--p12 <file>', 'where to write the PKCS#12 file (required)')
     .option('--password-file <file>', 'file holding the PKCS#12 password (or env SVCCA_P12_PASSWORD, or a prompt)')
     .option('--legacy', '3DES and a SHA-1 MAC, for old Java and macOS')
-    .action(async (service: string, o, cmd: Command) => (await command('export', 'runExport'))({ ...o, service } as never, ctxFor(cmd)));
+    .action(async (service: string, o, cmd: Command) => (await command('export', 'runExport'))(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`) as never, ctxFor(cmd)));
 
   const policy = withGlobals(program.command('policy')).description('check and draw the allow-list');
   withGlobals(policy.command('check'))
     .description('would <from> be allowed to call <to>? exit 0 allow, 3 deny')
     .argument('<from>', 'calling service')
     .argument('<to>', 'called service')
-    .requiredOption('--policy <file>', 'the mesh policy (policy.yaml)')
+    .option('--policy <file>', 'the mesh policy (policy.yaml; required)')
     .option('--method <method>', 'HTTP method (http mode)')
     .option('--path <path>', 'HTTP path (http mode)')
-    .action(async (from: string, to: string, o, cmd: Command) => (await command('policy-check', 'runPolicyCheck'))({ ...o, from, to } as never, ctxFor(cmd)));
+    .action(async (from: string, to: string, o, cmd: Command) => (await command('policy-check', 'runPolicyCheck'))(need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`) as never, ctxFor(cmd)));
   withGlobals(policy.command('graph'))
     .description('draw who may call whom')
-    .requiredOption('--policy <file>', 'the mesh policy (policy.yaml)')
+    .option('--policy <file>', 'the mesh policy (policy.yaml; required)')
     .addOption(new Option('--format <format>', 'output format').choices(['dot', 'mermaid', 'svg']).default('dot'))
-    .action(async (o, cmd: Command) => (await command('policy-graph', 'runPolicyGraph'))(o as never, ctxFor(cmd)));
+    .action(async (o, cmd: Command) => (await command('policy-graph', 'runPolicyGraph'))(need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg') as never, ctxFor(cmd)));
 
   return program;
 }

@@ -60,7 +60,8 @@ export function openEncryptedKey(pem: string, passphrase: string, what: string):
   } catch (err) {
     const code = errnoCode(err) ?? '';
     if (code.includes('BAD_DECRYPT') || code.includes('INTERRUPTED') || code.includes('DECODER')) {
-      throw new PassphraseError(`wrong passphrase for ${what}`, 'give the passphrase it was created with (--passphrase-file, SVCCA_PASSPHRASE or the prompt)', err);
+      const sources = what.includes('root') ? '--root-passphrase-file or SVCCA_ROOT_PASSPHRASE' : '--passphrase-file, SVCCA_PASSPHRASE or the prompt';
+      throw new PassphraseError(`wrong passphrase for ${what}`, `give the passphrase it was created with (${sources})`, err);
     }
     throw new InputError(`${what} cannot be read as a private key`, 'restore it from your backup of the CA directory', err);
   }
