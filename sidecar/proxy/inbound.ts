@@ -153,6 +153,8 @@ export class InboundProxy {
   private onSecure(socket: TLSSocket): void {
     const { logger, metrics, store } = this.#deps;
     const address = remoteOf(socket);
+    const raw = (socket as unknown as { _parent?: Socket })._parent;
+    if (raw) this.#pending.delete(raw); // handshake done: shutdown now waits for it instead
     if (this.#closing) {
       socket.destroy();
       return;

@@ -1,0 +1,87 @@
+/**
+ * SIGTERM: stop accepting, let open connections finish (within the grace period), exit 0.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { makeCa, type TestCa } from '../helpers/cli.js';
+import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, writePolicy } from './sidecar-harness.js';
+
+function openCaller(address: string, creds: ReturnType<typeof credsFromDir>): Promise<TLSSocket> {
+  const [host, port] = splitHostPort(address);
+  return new Promise((resolve, reject) => {
+    const s = tlsConnect({ host, port, cert: creds.cert, key: creds.key, ca: creds.ca, checkServerIdentity: () => undefined });
+    s.setEncoding('utf8');
+    s.once('data', () => resolve(s)); // the service's greeting: the connection is through
+    s.once('error', reject);
+  });
+}
+
+function nextData(s: TLSSocket): Promise<string> {
+  return new Promise((resolve) => s.once('data', (d: string) => resolve(d)));
+}
+
+describe('sidecar SIGTERM', () => {
+  let ca: TestCa;
+  let order: string;
+  let payment: string;
+  let policy: string;
+  const closers: (() => Promise<unknown>)[] = [];
+
+  before(() => {
+    ca = makeCa();
+    order = ca.issue('order-service');
+    payment = ca.issue('payment-service');
+    policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
+  });
+  after(async () => {
+    for (const c of closers.reverse()) await c();
+    ca?.cleanup();
+  });
+
+  it('drains: refuses new connections, lets the open one finish, then exits 0', { timeout: 60_000 }, async () => {
+    const echo = await startEchoService('payment');
+    closers.push(() => echo.close());
+    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0' }), 'drain.yaml');
+    closers.push(() => sidecar.stop('SIGKILL'));
+    const caller = await openCaller(sidecar.inbound!, credsFromDir(order));
+
+    sidecar.proc.kill('SIGTERM');
+    await sidecar.waitForLine((l) => l.event === 'shutdown');
+
+    // New connections are no longer accepted.
+    const [host, port] = splitHostPort(sidecar.inbound!);
+    const refused = await new Promise<string>((resolve) => {
+      const s = netConnect({ host, port });
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      s.on('close', () => resolve('closed'));
+    });
+    assert.ok(['ECONNREFUSED', 'ECONNRESET', 'closed'].includes(refused), refused);
+
+    // The open connection still carries data both ways.
+    const echoed = nextData(caller);
+    caller.write('still here\n');
+    assert.equal(await echoed, 'still here\n');
+    assert.equal(sidecar.proc.exitCode, null, 'the sidecar waits for the open connection');
+
+    caller.end();
+    assert.equal(await sidecar.exited, 0);
+    assert.ok(sidecar.lines.some((l) => l.event === 'stopped'));
+  });
+
+  it('closes what is still open when the grace period ends, and exits 0', { timeout: 60_000 }, async () => {
+    const echo = await startEchoService('payment');
+    closers.push(() => echo.close());
+    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: echo.address, extra: 'shutdown:\n  grace: 300ms' }), 'grace.yaml');
+    closers.push(() => sidecar.stop('SIGKILL'));
+    const caller = await openCaller(sidecar.inbound!, credsFromDir(order));
+    caller.on('error', () => undefined);
+    const closed = new Promise<void>((r) => caller.once('close', () => r()));
+    sidecar.proc.kill('SIGTERM');
+    await closed;
+    assert.equal(await sidecar.exited, 0);
+    const line = await sidecar.waitForLine((l) => l.event === 'shutdown' && l.open === 1 && l.level === 'warn');
+    assert.match(String(line.msg), /grace period over/);
+  });
+});
