@@ -265,3 +265,28 @@ export async function revokeSerials(ca: { dir: string; svcca: (args: readonly st
   renameSync(tmp, crlPath);
   return 'test-signer';
 }
+
+/**
+ * Runs a command without blocking this process's event loop (the in-process services the
+ * sidecar forwards to must keep answering meanwhile; spawnSync would freeze them).
+ */
+export function runAsync(cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number; until?: RegExp } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      stdout += d;
+      // A client that keeps its connection open (s_client -quiet) is stopped once it saw enough.
+      if (opts.until?.test(stdout)) child.kill('SIGTERM');
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? -1, stdout, stderr });
+    });
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(opts.input ?? '');
+  });
+}

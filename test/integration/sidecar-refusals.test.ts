@@ -11,11 +11,12 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyUsageBit } from '../../common/x509.js';
-import { makeCa, run, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
+import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
 import { createIntermediate, createRootCa, issueCert, issueSvid, loadCaDir, type IssuedCert } from '../helpers/attacker-ca.js';
 import {
   credsFromDir,
   refusalFrom,
+  runAsync,
   sidecarYaml,
   startEchoService,
   startSidecarProcess,
@@ -81,9 +82,9 @@ describe('sidecar inbound refuses', () => {
     const count = () => sidecar.lines.filter((l) => l.reason === 'no-certificate').length;
     const before = count();
     const [host, port] = [sidecar.inbound!.split(':')[0]!, sidecar.inbound!.split(':')[1]!];
-    const s = run('openssl', ['s_client', '-connect', `${host}:${port}`, '-CAfile', join(ca.dir, 'ca.crt'), '-quiet', '-no_ign_eof'], { input: 'ping\n', timeoutMs: 15_000 });
+    const s = await runAsync('openssl', ['s_client', '-connect', `${host}:${port}`, '-CAfile', join(ca.dir, 'ca.crt'), '-quiet', '-no_ign_eof'], { input: 'ping\n', timeoutMs: 15_000 });
     assert.doesNotMatch(s.stdout, /hello payment/);
-    const c = run('curl', ['-sS', '--max-time', '10', '--cacert', join(ca.dir, 'ca.crt'), '-k', `https://${sidecar.inbound}/`], { timeoutMs: 15_000 });
+    const c = await runAsync('curl', ['-sS', '--max-time', '10', '--cacert', join(ca.dir, 'ca.crt'), '-k', `https://${sidecar.inbound}/`], { timeoutMs: 15_000 });
     assert.notEqual(c.status, 0, 'curl without a certificate must fail');
     await sidecar.waitForLine(() => count() >= before + 2);
   });
@@ -154,7 +155,7 @@ describe('sidecar inbound refuses', () => {
     const count = () => sidecar.lines.filter((l) => l.reason === 'policy-denied').length;
     const before = count();
     const set = join(ca.root, 'sets', 'intruder');
-    const c = run('curl', ['-sS', '--max-time', '10', '--cacert', join(set, 'ca.crt'), '-k', '--cert', join(set, 'tls.crt'), '--key', join(set, 'tls.key'), `https://${sidecar.inbound}/`], { timeoutMs: 15_000 });
+    const c = await runAsync('curl', ['-sS', '--max-time', '10', '--cacert', join(set, 'ca.crt'), '-k', '--cert', join(set, 'tls.crt'), '--key', join(set, 'tls.key'), `https://${sidecar.inbound}/`], { timeoutMs: 15_000 });
     assert.notEqual(c.status, 0);
     assert.doesNotMatch(c.stdout, /hello payment/);
     await sidecar.waitForLine(() => count() > before);
@@ -169,7 +170,7 @@ describe('sidecar inbound refuses', () => {
     writeFileSync(keyFile, leaf.keyPem);
     const count = () => sidecar.lines.filter((l) => l.reason === 'untrusted-chain').length;
     const before = count();
-    const s = run('openssl', ['s_client', '-connect', sidecar.inbound!, '-cert', certFile, '-key', keyFile, '-quiet', '-no_ign_eof'], { input: 'ping\n', timeoutMs: 15_000 });
+    const s = await runAsync('openssl', ['s_client', '-connect', sidecar.inbound!, '-cert', certFile, '-key', keyFile, '-quiet', '-no_ign_eof'], { input: 'ping\n', timeoutMs: 15_000 });
     assert.doesNotMatch(s.stdout, /hello payment/);
     const line = await sidecar.waitForLine(() => count() > before);
     assert.ok(line);
