@@ -1,0 +1,73 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { CertCache, stillValid, verifyPeer } from '../../../sidecar/proxy/verify-peer.js';
+import type { Snapshot } from '../../../sidecar/reload/snapshot.js';
+import { KeyUsageBit } from '../../../common/x509.js';
+import { createIntermediate, createRootCa, issueCert, issueSvid, type IssuedCert, type Signer } from '../../helpers/attacker-ca.js';
+
+const DAY = 86_400_000;
+const ORDER = 'spiffe://example.org/order-service';
+
+/** Just what verifyPeer reads from a snapshot. */
+function snapshot(revoked: string[] = []): Snapshot {
+  return {
+    identity: { id: { trustDomain: 'example.org', service: 'payment-service', uri: 'spiffe://example.org/payment-service' } },
+    crl: { path: 'crl.pem', hash: '', set: { crls: [], issuers: [], revoked: new Set(revoked) } },
+  } as unknown as Snapshot;
+}
+
+describe('verifyPeer (X509-SVID checks in JS)', () => {
+  let inter: Signer;
+  const certs: Record<string, IssuedCert> = {};
+  before(async () => {
+    const root = await createRootCa();
+    inter = await createIntermediate(root, { permittedUriHost: 'example.org' });
+    const now = Date.now();
+    certs.good = await issueSvid(inter, ORDER);
+    certs.expired = await issueSvid(inter, ORDER, { notBefore: new Date(now - 2 * DAY), notAfter: new Date(now - DAY) });
+    certs.future = await issueSvid(inter, ORDER, { notBefore: new Date(now + DAY), notAfter: new Date(now + 2 * DAY) });
+    certs.twoUris = await issueCert(inter, { uris: [ORDER, 'spiffe://example.org/x'] });
+    certs.dnsOnly = await issueCert(inter, { dns: [`URI:${ORDER}`] });
+    certs.https = await issueCert(inter, { uris: ['https://example.org/order-service'] });
+    certs.foreign = await issueSvid(inter, 'spiffe://evil.org/order-service');
+    certs.ca = await issueCert(inter, { isCA: true, uris: [ORDER] });
+    certs.signer = await issueCert(inter, { uris: [ORDER], keyUsage: KeyUsageBit.digitalSignature | KeyUsageBit.cRLSign });
+    certs.serverOnly = await issueCert(inter, { uris: [ORDER], eku: ['1.3.6.1.5.5.7.3.1'] });
+    certs.noDigSig = await issueCert(inter, { uris: [ORDER], keyUsage: KeyUsageBit.keyEncipherment });
+  });
+
+  const table: { name: string; cert: string | undefined; authorized?: boolean; role?: 'client' | 'server'; revoked?: boolean; want: string }[] = [
+    { name: 'a good SVID', cert: 'good', want: 'ok' },
+    { name: 'no certificate', cert: undefined, want: 'no-certificate' },
+    { name: 'expired', cert: 'expired', want: 'expired' },
+    { name: 'not yet valid', cert: 'future', want: 'not-yet-valid' },
+    { name: 'two URI SANs', cert: 'twoUris', want: 'multiple-uri-sans' },
+    { name: 'a DNS SAN reading URI:spiffe://', cert: 'dnsOnly', want: 'no-uri-san' },
+    { name: 'a non-spiffe URI', cert: 'https', want: 'not-spiffe-id' },
+    { name: 'another trust domain', cert: 'foreign', want: 'foreign-trust-domain' },
+    { name: 'CA:TRUE', cert: 'ca', want: 'ca-certificate' },
+    { name: 'cRLSign on a leaf', cert: 'signer', want: 'ca-key-usage' },
+    { name: 'no digitalSignature', cert: 'noDigSig', want: 'wrong-key-usage' },
+    { name: 'serverAuth only, as a client', cert: 'serverOnly', want: 'wrong-key-usage' },
+    { name: 'serverAuth only, as a server', cert: 'serverOnly', role: 'server', want: 'ok' },
+    { name: 'a chain OpenSSL refused', cert: 'good', authorized: false, want: 'untrusted-chain' },
+    { name: 'revoked', cert: 'good', revoked: true, want: 'revoked' },
+  ];
+  for (const t of table) {
+    it(t.name, () => {
+      const leaf = t.cert ? certs[t.cert]! : undefined;
+      const snap = snapshot(t.revoked && leaf ? [leaf.serialHex] : []);
+      const v = verifyPeer({ leafDer: leaf?.certDer, authorized: t.authorized ?? true, authorizationError: 'X', role: t.role ?? 'client' }, snap, new Date(), new CertCache());
+      assert.equal(v.ok ? 'ok' : v.reason, t.want, v.ok ? '' : v.detail);
+    });
+  }
+
+  it('stillValid notices a revocation and notAfter after the fact', () => {
+    const cache = new CertCache();
+    const v = verifyPeer({ leafDer: certs.good!.certDer, authorized: true, role: 'client' }, snapshot(), new Date(), cache);
+    assert.ok(v.ok);
+    assert.deepEqual(stillValid(v.leaf, snapshot(), new Date()), { ok: true });
+    assert.equal((stillValid(v.leaf, snapshot([certs.good!.serialHex]), new Date()) as { reason: string }).reason, 'revoked');
+    assert.equal((stillValid(v.leaf, snapshot(), new Date(Date.now() + 2 * DAY)) as { reason: string }).reason, 'expired');
+  });
+});
