@@ -88,7 +88,27 @@ export interface SignedLeaf {
 }
 
 /** Signs an X509-SVID with the intermediate. */
+/**
+ * What signing needs from the intermediate, worked out once per authority: importing
+ * the key into WebCrypto and re-parsing the issuer name cost more than the signature,
+ * which matters when `rotate` renews thousands of certificates in one run.
+ */
+const signingState = new WeakMap<Authority, Promise<{ signingKey: CryptoKey; issuerName: x509.Name }>>();
+
+function signingStateOf(authority: Authority): Promise<{ signingKey: CryptoKey; issuerName: x509.Name }> {
+  let state = signingState.get(authority);
+  if (!state) {
+    state = toSigningCryptoKey(authority.intermediateKey, authority.keyType).then((signingKey) => ({
+      signingKey,
+      issuerName: new x509.X509Certificate(new Uint8Array(authority.intermediate.info.der)).subjectName,
+    }));
+    signingState.set(authority, state);
+  }
+  return state;
+}
+
 export async function signLeaf(authority: Authority, req: LeafRequest): Promise<SignedLeaf> {
+  const { signingKey, issuerName } = await signingStateOf(authority);
   const subject = leafSubject(req.service);
   const publicKey = await toPublicCryptoKey(req.spkiDer, req.keyType);
   const issuerKeyId = authority.intermediate.info.subjectKeyId;
@@ -96,11 +116,11 @@ export async function signLeaf(authority: Authority, req: LeafRequest): Promise<
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerialHex(),
     subject,
-    issuer: new x509.X509Certificate(new Uint8Array(authority.intermediate.info.der)).subjectName,
+    issuer: issuerName,
     notBefore: req.notBefore,
     notAfter: req.notAfter,
     publicKey,
-    signingKey: await toSigningCryptoKey(authority.intermediateKey, authority.keyType),
+    signingKey,
     signingAlgorithm: signingAlgorithm(authority.keyType).signAlg,
     extensions: await leafExtensions(publicKey, issuerKeyId, req, subject.length > 0),
   });

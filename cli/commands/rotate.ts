@@ -17,7 +17,7 @@ import { openCaDir, CA_FILES } from '../store/ca-dir.js';
 import { SqliteLedger } from '../store/sqlite-ledger.js';
 import type { Ledger, RotationCandidate } from '../store/ledger.js';
 import { readIssuerCert, type Authority } from '../ca/authority.js';
-import { issueAndRecord, writeIssuedSet } from '../ca/issuance.js';
+import { issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
 import { DEFAULT_THRESHOLD, intermediateNearsEnd, parseThreshold, planRotation, type PlannedRenewal, type Threshold } from '../ca/rotation-plan.js';
 import { claimServices, newClaimOwner, recoverStaleClaims, releaseClaims } from '../ca/renewal.js';
 import { runHook } from '../ca/hooks.js';
@@ -262,7 +262,9 @@ async function renewOne(s: CaSession, item: PlannedRenewal & { interrupted: bool
     actor: who,
     why,
   });
-  writeIssuedSet(authority, issued.record, issued.key);
+  // Under the ledger's lock and only while still active: a concurrent `issue` that
+  // superseded this renewal writes its own set, and ours must not overwrite it.
+  await writeIssuedSetIfActive(authority, ledger, issued.record, issued.key);
   return {
     kind: 'renewed',
     renewed: {

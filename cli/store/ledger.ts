@@ -106,7 +106,10 @@ export interface Ledger {
   countCertificates(): Promise<number>;
   setStatus(serial: string, status: CertificateStatus): Promise<void>;
   markRevoked(serial: string, reason: RevocationReason | undefined, at: number): Promise<void>;
-  /** Revocations the CRL of `issuerKeyId` must list at time `now` (see the CRL retention rule). */
+  /**
+   * Revocations the CRL of `issuerKeyId` must list (see the CRL retention rule). Their
+   * `certPem` is empty: a CRL needs only serial, time and reason.
+   */
   listRevokedForCrl(issuerKeyId: string): Promise<CertificateRecord[]>;
 
   getService(name: string): Promise<ServiceState | undefined>;

@@ -7,6 +7,7 @@
 import Database from 'better-sqlite3';
 import type { Database as DatabaseType } from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { CaStateError } from '../../common/errors.js';
 import type {
   CertificateFilter,
@@ -99,7 +100,17 @@ interface CertRow {
   revocation_reason: string | null;
 }
 
-function rowToRecord(row: CertRow): CertificateRecord {
+/**
+ * Set folders inside the CA directory are stored relative to it, so a ca-data/
+ * restored from backup at another path (or mounted elsewhere in a container) still
+ * finds its sets; folders elsewhere (--out) stay absolute.
+ */
+function storedSetDir(base: string, setDir: string): string {
+  const rel = relative(base, setDir);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : setDir;
+}
+
+function rowToRecord(base: string, row: CertRow): CertificateRecord {
   return {
     serial: row.serial,
     service: row.service,
@@ -111,7 +122,7 @@ function rowToRecord(row: CertRow): CertificateRecord {
     notBefore: row.not_before,
     notAfter: row.not_after,
     keyType: row.key_type as CertificateRecord['keyType'],
-    setDir: row.set_dir,
+    setDir: isAbsolute(row.set_dir) ? row.set_dir : join(base, row.set_dir),
     status: row.status as CertificateStatus,
     fromCsr: row.from_csr === 1,
     spkiSha256: row.spki_sha256,
@@ -124,10 +135,13 @@ function rowToRecord(row: CertRow): CertificateRecord {
 
 export class SqliteLedger implements Ledger {
   private readonly db: DatabaseType;
+  /** The CA directory: relative set folders are resolved against it. */
+  private readonly base: string;
   private depth = 0;
 
-  private constructor(db: DatabaseType) {
+  private constructor(db: DatabaseType, base: string) {
     this.db = db;
+    this.base = base;
   }
 
   /** Opens (creating with `create`) the ledger at `path`. */
@@ -146,7 +160,7 @@ export class SqliteLedger implements Ledger {
       throw new CaStateError(`cannot open the ledger ${path}: ${(err as Error).message}`, 'check that it is an svcca ledger on a local filesystem', err);
     }
     if (!existed) chmodSync(path, 0o600);
-    const ledger = new SqliteLedger(db);
+    const ledger = new SqliteLedger(db, dirname(resolve(path)));
     ledger.migrate(path);
     return ledger;
   }
@@ -198,6 +212,7 @@ export class SqliteLedger implements Ledger {
       )
       .run({
         ...r,
+        setDir: storedSetDir(this.base, r.setDir),
         dnsNames: JSON.stringify(r.dnsNames),
         ips: JSON.stringify(r.ips),
         fromCsr: r.fromCsr ? 1 : 0,
@@ -208,7 +223,7 @@ export class SqliteLedger implements Ledger {
 
   async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
     const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(serial) as CertRow | undefined;
-    return row ? rowToRecord(row) : undefined;
+    return row ? rowToRecord(this.base, row) : undefined;
   }
 
   async listCertificates(filter: CertificateFilter = {}): Promise<CertificateRecord[]> {
@@ -235,7 +250,7 @@ export class SqliteLedger implements Ledger {
       params.issuer = filter.issuerKeyId;
     }
     const sql = `SELECT * FROM certificates ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY service, issued_at`;
-    return (this.db.prepare(sql).all(params) as CertRow[]).map(rowToRecord);
+    return (this.db.prepare(sql).all(params) as CertRow[]).map((row) => rowToRecord(this.base, row));
   }
 
   async countCertificates(): Promise<number> {
@@ -252,9 +267,12 @@ export class SqliteLedger implements Ledger {
 
   async listRevokedForCrl(issuerKeyId: string): Promise<CertificateRecord[]> {
     const rows = this.db
-      .prepare("SELECT * FROM certificates WHERE issuer_key_id = ? AND status = 'revoked' AND listed_after_expiry = 0 ORDER BY revoked_at")
+      // Everything but the certificate PEM: a 100,000-entry CRL need not hold them all in memory.
+      .prepare(
+        "SELECT serial, service, spiffe_id, issuer_key_id, dns_names, ips, ttl_ms, not_before, not_after, key_type, set_dir, status, from_csr, spki_sha256, '' AS cert_pem, issued_at, revoked_at, revocation_reason FROM certificates WHERE issuer_key_id = ? AND status = 'revoked' AND listed_after_expiry = 0 ORDER BY revoked_at",
+      )
       .all(issuerKeyId) as CertRow[];
-    return rows.map(rowToRecord);
+    return rows.map((row) => rowToRecord(this.base, row));
   }
 
   async getService(name: string): Promise<ServiceState | undefined> {
