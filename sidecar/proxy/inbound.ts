@@ -90,6 +90,7 @@ export class InboundProxy {
       }
       this.recheck(next);
     });
+    deps.store.onTick((snap) => this.recheckExpiry(snap));
   }
 
   /** Starts listening; resolves with the bound address (port 0 resolved). */
@@ -142,6 +143,20 @@ export class InboundProxy {
       if (reason) {
         this.logRefusal(c.peer, c.address, reason, `${detail}; closing the open connection`, { open: true });
         c.pipe?.destroy() ?? c.socket.destroy();
+      }
+    }
+  }
+
+  /** Closes open connections whose caller's certificate reached notAfter. */
+  recheckExpiry(snap: Snapshot): void {
+    const now = this.now();
+    for (const c of this.#live) {
+      if (now > c.leaf.notAfter) {
+        const still = stillValid(c.leaf, snap, now);
+        if (!still.ok) {
+          this.logRefusal(c.peer, c.address, still.reason, `${still.detail}; closing the open connection`, { open: true });
+          c.pipe?.destroy() ?? c.socket.destroy();
+        }
       }
     }
   }

@@ -66,6 +66,10 @@ export class OutboundProxy {
       this.#sessions.clear();
       this.recheck(next);
     });
+    deps.store.onTick((snap) => {
+      const now = this.now();
+      if ([...this.#live].some((c) => now > c.leaf.notAfter)) this.recheck(snap);
+    });
   }
 
   async start(): Promise<string> {

@@ -63,13 +63,15 @@ export class CertCache {
 }
 
 /**
- * The peer's leaf DER, or undefined when it sent none. `getPeerCertificate(true)` must be
- * called before `getPeerX509Certificate()` (after it, Node returns only the leaf).
+ * The peer's leaf DER, or undefined when it sent none. Only the leaf is needed (OpenSSL
+ * verified the chain), so the cheap X509 handle is used rather than building
+ * getPeerCertificate(true)'s object graph per connection. (Should the chain ever be
+ * needed: getPeerCertificate(true) must be called before getPeerX509Certificate().)
+ * A resumed server-side session still carries the client's leaf.
  */
 export function peerLeafDer(socket: TLSSocket): Buffer | undefined {
-  const cert = socket.getPeerCertificate(true);
-  if (!cert || typeof cert !== 'object' || !('raw' in cert) || !Buffer.isBuffer(cert.raw)) return undefined;
-  return cert.raw;
+  const cert = socket.getPeerX509Certificate();
+  return cert ? cert.raw : undefined;
 }
 
 export interface PeerInput {

@@ -32,6 +32,7 @@ export class SnapshotStore {
   #stamp: string;
   #timer: NodeJS.Timeout | undefined;
   readonly #listeners: SwapListener[] = [];
+  readonly #tickListeners: ((snap: Snapshot) => void)[] = [];
 
   private constructor(
     private readonly config: SidecarConfig,
@@ -55,6 +56,12 @@ export class SnapshotStore {
 
   onSwap(listener: SwapListener): void {
     this.#listeners.push(listener);
+  }
+
+  /** Called every poll interval with the current snapshot: open connections whose peer
+   *  reached notAfter since are found here, without any file change. */
+  onTick(listener: (snap: Snapshot) => void): void {
+    this.#tickListeners.push(listener);
   }
 
   /**
@@ -113,6 +120,7 @@ export class SnapshotStore {
     this.#timer = setInterval(() => {
       this.refreshCrlExpiry();
       if (this.fileStamp() !== this.#stamp) this.reload('poll');
+      for (const listener of this.#tickListeners) listener(this.#current);
     }, intervalMs);
     this.#timer.unref();
   }
