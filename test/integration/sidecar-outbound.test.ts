@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { statSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
@@ -17,7 +18,7 @@ function plainExchange(address: string, payload: string): Promise<{ data: string
   const [host, port] = splitHostPort(address);
   return new Promise((resolve) => {
     let data = '';
-    const s = netConnect({ host, port, allowHalfOpen: true });
+    const s = address.startsWith('unix:') ? netConnect({ path: address.slice(5), allowHalfOpen: true }) : netConnect({ host, port, allowHalfOpen: true });
     let localPort: number | undefined;
     s.setEncoding('utf8');
     s.on('connect', () => {
@@ -70,13 +71,14 @@ describe('sidecar outbound', () => {
       `  - listen: 127.0.0.1:0\n    connect: ${fakes[0]!.address}\n    serverId: spiffe://example.org/payment-service`,
       `  - listen: 127.0.0.1:0\n    connect: ${fakes[1]!.address}\n    serverId: spiffe://example.org/payment-service`,
       `  - listen: 127.0.0.1:0\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/inventory-service`,
+      `  - listen: unix:${join(ca.root, 'order-out.sock')}\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/payment-service`,
     ];
     order = await startSidecarProcess(
       ca.root,
       sidecarYaml({ setDir: orderSet, crl: join(ca.dir, 'crl.pem'), policy, inbound: false, extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug` }),
       'order.yaml',
     );
-    assert.equal(order.outbound.length, 4);
+    assert.equal(order.outbound.length, 5);
   });
   after(async () => {
     await order?.stop();
@@ -91,6 +93,14 @@ describe('sidecar outbound', () => {
     assert.equal(r.data, 'hello payment\nping\n');
     const line = await order.waitForLine((l) => l.event === 'allowed' && l.direction === 'outbound');
     assert.equal(line.peer, 'spiffe://example.org/payment-service');
+  });
+
+  it('listens on a unix socket only its own user may use', async () => {
+    const path = join(ca.root, 'order-out.sock');
+    assert.equal(order.outbound[4], `unix:${path}`);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    const r = await plainExchange(order.outbound[4]!, 'via unix\n');
+    assert.equal(r.data, 'hello payment\nvia unix\n');
   });
 
   it('reuses the TLS session toward the same target and serverId', async () => {
