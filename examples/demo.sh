@@ -113,7 +113,43 @@ bold "8. Without any client certificate: refused"
 if OUT=$(curl -sS --max-time 5 -k "https://127.0.0.1:$PAY_IN/charge" 2>&1); then fail "a call without a certificate got through"; fi
 say "-> refused: ${OUT:0:100}"
 
-bold "9. order-service's key leaks: revoke it"
+bold "9. Rotate payment-service while order-service keeps calling it"
+# The serial payment-service's sidecar presents to a new handshake (openssl as the client).
+serial_seen() {
+  openssl s_client -connect "127.0.0.1:$PAY_IN" -cert "$WORK/order-service/tls.crt" -cert_chain "$WORK/order-service/tls.crt" \
+    -key "$WORK/order-service/tls.key" -CAfile "$WORK/order-service/ca.crt" </dev/null 2>/dev/null \
+    | openssl x509 -noout -serial 2>/dev/null | cut -d= -f2 | tr 'A-F' 'a-f' | sed 's/^0*//'
+}
+BEFORE=$(serial_seen)
+[ -n "$BEFORE" ] || fail "could not read payment-service's serial"
+say "payment-service's sidecar presents serial $BEFORE"
+( n=0; failed=0
+  while [ ! -f "$WORK/stop-calls" ]; do
+    n=$((n + 1)); curl -fsS --max-time 5 "http://127.0.0.1:$ORDER_OUT/charge" >/dev/null 2>&1 || failed=$((failed + 1))
+  done
+  echo "$n $failed" > "$WORK/calls" ) &
+CALLER=$!
+PIDS+=($CALLER)
+sleep 1
+say "svcca rotate payment-service --renew-before 100%   (what cron does when a certificate is due)"
+$SVCCA rotate payment-service --renew-before 100% | sed 's/^/   /'
+AFTER=""
+for _ in $(seq 1 100); do
+  AFTER=$(serial_seen)
+  [ -n "$AFTER" ] && [ "$AFTER" != "$BEFORE" ] && break
+  sleep 0.1
+done
+[ -n "$AFTER" ] && [ "$AFTER" != "$BEFORE" ] || fail "the sidecar did not pick up the rotated certificate"
+say "the next handshake carries the new serial $AFTER (no restart)"
+sleep 1
+touch "$WORK/stop-calls"
+wait "$CALLER" || true
+read -r CALLS FAILED < "$WORK/calls"
+say "order-service made $CALLS calls across the rotation; $FAILED failed"
+[ "$FAILED" -eq 0 ] || fail "$FAILED calls failed during the rotation"
+[ "$CALLS" -gt 0 ] || fail "no calls were made during the rotation"
+
+bold "10. order-service's key leaks: revoke it"
 say "svcca revoke order-service --reason keyCompromise"
 $SVCCA revoke order-service --reason keyCompromise | sed 's/^/   /'
 say "waiting for payment-service's sidecar to load the new crl.pem ..."
