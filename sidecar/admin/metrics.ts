@@ -21,6 +21,8 @@ export interface Metrics {
   readonly reloads: Counter<'result'>;
   /** The current value of crlExpired, without going through the async collector. */
   crlExpiredNow(): boolean;
+  /** http mode: one per request; status is the code sent, result allowed | denied | bad-request. */
+  readonly httpRequests: Counter<'status' | 'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -52,5 +54,6 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     crlNextUpdate: new Gauge({ name: 'svcca_sidecar_crl_next_update_timestamp_seconds', help: 'The earliest nextUpdate of the CRLs in force, Unix seconds', registers }),
     reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reloads of identity, CRL and policy, by result', labelNames: ['result'], registers }),
     crlExpiredNow: () => crlExpiredValue === 1,
+    httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
   };
 }
