@@ -87,7 +87,7 @@ async function main(): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => {
     logger.info({ event: 'signal', signal: 'SIGHUP' }, 'SIGHUP: reloading');
-    sidecar.reload();
+    sidecar.reload('signal');
   });
   process.on('uncaughtException', (err) => {
     // Fail closed: a sidecar in an unknown state must not keep forwarding.

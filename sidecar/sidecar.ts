@@ -14,15 +14,16 @@ import { InboundProxy } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { CertCache } from './proxy/verify-peer.js';
 import { validityProblem } from './reload/identity.js';
-import { SnapshotStore, type ReloadOutcome } from './reload/store.js';
+import { SnapshotStore, type ReloadOutcome, type ReloadTrigger } from './reload/store.js';
+import { ReloadWatcher, watchTargets } from './reload/watcher.js';
 
 export interface SidecarHandle {
   readonly store: SnapshotStore;
   readonly metrics: Metrics;
   /** Bound addresses (port 0 resolved). */
   readonly addresses: { readonly inbound?: string; readonly outbound: readonly string[]; readonly admin?: string };
-  /** Re-reads identity, CRL and policy now (what SIGHUP does). */
-  reload(): ReloadOutcome;
+  /** Re-reads identity, CRL and policy now; SIGHUP passes 'signal'. */
+  reload(trigger?: ReloadTrigger): ReloadOutcome;
   /** Stops accepting, waits up to `graceMs` for open connections, then closes them. */
   shutdown(graceMs?: number): Promise<void>;
 }
@@ -30,6 +31,13 @@ export interface SidecarHandle {
 export interface SidecarDeps {
   readonly logger: Logger;
   readonly metrics?: Metrics;
+  /** File-system events trigger a check (default true; the bench turns it off to
+   *  measure the timers alone). */
+  readonly watch?: boolean;
+  /** Quiet time after a burst of file events. Default 200 ms. */
+  readonly watchDebounceMs?: number;
+  /** The content-hash check whatever events and stats say. Default 60 s. */
+  readonly hashIntervalMs?: number;
 }
 
 /**
@@ -64,6 +72,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   const admin = config.admin ? new AdminServer({ listen: config.admin.listen, store, metrics, accepting: () => accepting }) : undefined;
 
   const started: { stop: () => Promise<void> }[] = [];
+  let watcher: ReloadWatcher | undefined;
   try {
     const inboundAddr = inbound ? await bind('inbound.listen', config.inbound!.listen.text, () => inbound.start()) : undefined;
     if (inbound) started.push({ stop: () => inbound.stopAccepting() });
@@ -73,7 +82,15 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       started.push({ stop: () => o.stopAccepting() });
     }
     const adminAddr = admin ? await bind('admin.listen', config.admin!.listen.text, () => admin.start()) : undefined;
-    store.startPolling(config.reloadIntervalMs);
+    store.startTimers({ statIntervalMs: config.reloadIntervalMs, ...(deps.hashIntervalMs ? { hashIntervalMs: deps.hashIntervalMs } : {}) });
+    if (deps.watch !== false) {
+      watcher = await ReloadWatcher.start({
+        targets: watchTargets(config.identity.dir, [config.identity.crl, config.policy]),
+        onChange: () => store.reload('watch'),
+        logger,
+        ...(deps.watchDebounceMs !== undefined ? { debounceMs: deps.watchDebounceMs } : {}),
+      });
+    }
 
     logger.info(
       {
@@ -96,11 +113,12 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       store,
       metrics,
       addresses,
-      reload: () => store.reload('api'),
+      reload: (trigger = 'api') => store.reload(trigger),
       shutdown(graceMs = config.shutdownGraceMs) {
         shuttingDown ??= (async () => {
           accepting = false;
-          store.stopPolling();
+          store.stopTimers();
+          await watcher?.close();
           const open = () => (inbound?.activeConnections ?? 0) + outbound.reduce((n, o) => n + o.activeConnections, 0);
           logger.info({ event: 'shutdown', open: open(), graceMs }, 'stopping: no new connections; waiting for open ones');
           const closed = Promise.all([inbound?.stopAccepting(), ...outbound.map((o) => o.stopAccepting())]);
@@ -118,7 +136,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       },
     };
   } catch (err) {
-    store.stopPolling();
+    store.stopTimers();
+    await watcher?.close().catch(() => undefined);
     for (const s of started) await s.stop();
     await admin?.close().catch(() => undefined);
     throw err;

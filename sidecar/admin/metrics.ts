@@ -18,7 +18,9 @@ export interface Metrics {
   readonly certExpiry: Gauge;
   readonly crlExpired: Gauge;
   readonly crlNextUpdate: Gauge;
-  readonly reloads: Counter<'result'>;
+  /** kind: identity | crl | policy; result: applied | refused | unchanged (one per kind
+   *  per check; a bad file seen again by an event or timer is not counted twice). */
+  readonly reloads: Counter<'kind' | 'result'>;
   /** The current value of crlExpired, without going through the async collector. */
   crlExpiredNow(): boolean;
   /** http mode: one per request; status is the code sent, result allowed | denied | bad-request. */
@@ -52,7 +54,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     certExpiry: new Gauge({ name: 'svcca_sidecar_certificate_expiry_timestamp_seconds', help: "The sidecar's certificate notAfter, Unix seconds", registers }),
     crlExpired,
     crlNextUpdate: new Gauge({ name: 'svcca_sidecar_crl_next_update_timestamp_seconds', help: 'The earliest nextUpdate of the CRLs in force, Unix seconds', registers }),
-    reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reloads of identity, CRL and policy, by result', labelNames: ['result'], registers }),
+    reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reload checks of identity, CRL and policy, by kind and result (applied, refused, unchanged)', labelNames: ['kind', 'result'], registers }),
     crlExpiredNow: () => crlExpiredValue === 1,
     httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
   };

@@ -8,7 +8,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { loadCrlPem, type CrlSet } from '../../common/crl.js';
 import { ConfigError, InputError, errnoCode } from '../../common/errors.js';
-import { loadPolicyFile, type Policy } from '../../common/policy/index.js';
+import { MAX_POLICY_BYTES, parsePolicy, type Policy } from '../../common/policy/index.js';
 import type { SidecarConfig } from '../config/schema.js';
 import { loadIdentity, type Identity } from './identity.js';
 
@@ -102,8 +102,13 @@ export function readBoundedText(path: string, max: number, what: string): string
 
 export function loadCrlState(path: string, identity: Identity, previous?: CrlState): CrlState {
   const text = readBoundedText(path, MAX_CRL_BYTES, 'identity.crl');
-  const hash = createHash('sha256').update(text).digest('hex');
+  const hash = sha256(text);
   if (previous && previous.hash === hash && previous.path === path) return previous;
+  return crlStateFromText(path, text, hash, identity);
+}
+
+/** Verifies CRL text already read (and hashed) against `identity`'s roots. */
+export function crlStateFromText(path: string, text: string, hash: string, identity: Identity): CrlState {
   try {
     return { path, set: loadCrlPem(text, identity.roots, path), hash };
   } catch (err) {
@@ -112,11 +117,29 @@ export function loadCrlState(path: string, identity: Identity, previous?: CrlSta
   }
 }
 
+export function readCrlText(path: string): string {
+  return readBoundedText(path, MAX_CRL_BYTES, 'identity.crl');
+}
+
 export function loadPolicyState(path: string, previous?: PolicyState): PolicyState {
-  const text = readBoundedText(path, 1024 * 1024 + 1, 'policy');
-  const hash = createHash('sha256').update(text).digest('hex');
+  const text = readPolicyText(path);
+  const hash = sha256(text);
   if (previous && previous.hash === hash && previous.path === path) return previous;
-  return { path, policy: loadPolicyFile(path), hash };
+  return policyStateFromText(path, text, hash);
+}
+
+/** Parses policy text already read: what was hashed is what is judged. */
+export function policyStateFromText(path: string, text: string, hash: string): PolicyState {
+  return { path, policy: parsePolicy(text, path), hash };
+}
+
+export function readPolicyText(path: string): string {
+  // One byte over the limit, so that parsePolicy names the size rather than a read error.
+  return readBoundedText(path, MAX_POLICY_BYTES + 1, 'policy');
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /**
@@ -131,6 +154,14 @@ export function buildSnapshot(config: SidecarConfig, previous?: Snapshot): Snaps
   const sameTrust = previous !== undefined && previous.identity.caPem === identity.caPem;
   const crl = config.identity.crl ? loadCrlState(config.identity.crl, identity, sameTrust ? previous?.crl : undefined) : undefined;
   const policy = config.policy ? loadPolicyState(config.policy, previous?.policy) : undefined;
+  return composeSnapshot(previous, identity, crl, policy);
+}
+
+/**
+ * The next snapshot from parts already validated; TLS contexts are rebuilt only when the
+ * identity changed (a new context means new handshakes use the new certificate).
+ */
+export function composeSnapshot(previous: Snapshot | undefined, identity: Identity, crl: CrlState | undefined, policy: PolicyState | undefined): Snapshot {
   const identityChanged = identity !== previous?.identity;
   const serverOptions = identityChanged ? tlsOptionsFor(identity) : previous!.serverOptions;
   const clientContext = identityChanged ? createSecureContext(serverOptions) : previous!.clientContext;
