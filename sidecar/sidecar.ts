@@ -47,9 +47,6 @@ export interface SidecarDeps {
  */
 export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Promise<SidecarHandle> {
   const { logger } = deps;
-  if (config.inbound?.mode === 'http') {
-    throw new ConfigError(`${config.source}: inbound.mode: http mode is not implemented yet`, 'use mode: tcp for now');
-  }
   const metrics = deps.metrics ?? createMetrics();
   const store = SnapshotStore.open(config, logger, metrics);
   const snap = store.current;
@@ -59,7 +56,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     if (!snap.policy.policy.services.has(self.service)) {
       logger.warn({ event: 'policy', service: self.service, policy: snap.policy.path }, `${self.service} is not in the policy: every caller will be refused; add it under services:`);
     }
-    for (const w of tcpModeWarnings(snap.policy.policy, self.service)) logger.warn({ event: 'policy', policy: snap.policy.path }, w);
+    if (config.inbound.mode === 'tcp') for (const w of tcpModeWarnings(snap.policy.policy, self.service)) logger.warn({ event: 'policy', policy: snap.policy.path }, w);
   }
   if (!config.identity.crl) logger.warn({ event: 'crl' }, 'identity.crl is not set: revoked certificates are not refused; point it at the CA\'s crl.pem');
   const own = validityProblem(snap.identity.leaf, new Date());
