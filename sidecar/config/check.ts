@@ -80,6 +80,5 @@ export function checkConfigFile(path: string, now: Date = new Date()): CheckRepo
       errors.push(errorLine(err));
     }
   }
-  if (config.inbound?.mode === 'http') errors.push(`${path}: inbound.mode: http mode is not implemented yet; use mode: tcp for now`);
   return { ok: errors.length === 0, errors, warnings, notes };
 }

@@ -34,6 +34,11 @@ export interface InboundConfig extends ConnectionLimits {
   readonly forward: Address;
   /** Default tcp. */
   readonly mode: InboundMode;
+  /**
+   * http mode: how long the local service may stay silent after a request was sent before
+   * the caller gets 504 (once it has started answering, the idle timeout applies). Default 30s.
+   */
+  readonly upstreamTimeoutMs: number;
 }
 
 export interface OutboundConfig extends ConnectionLimits {
@@ -65,6 +70,7 @@ export const DEFAULTS = {
   maxConnections: 10_000,
   shutdownGraceMs: 30_000,
   reloadIntervalMs: 2_000,
+  upstreamTimeoutMs: 30_000,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -77,7 +83,7 @@ const MAX_UNIX_PATH = 107;
 const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl'],
-  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
+  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout'],
   outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
   admin: ['listen'],
   log: ['level'],
@@ -238,8 +244,9 @@ class Validator {
           if (raw === 'tcp' || raw === 'http') mode = raw;
           else this.fail('inbound.mode', `expected tcp or http, got ${describe(raw)}`, 'write mode: tcp (bytes) or mode: http (per-request policy)');
         }
+        const upstreamTimeoutMs = this.duration(im.get('upstreamTimeout'), 'inbound.upstreamTimeout', DEFAULTS.upstreamTimeoutMs);
         if (listen && forward) {
-          inbound = { listen, forward, mode, ...this.limits(im, 'inbound') };
+          inbound = { listen, forward, mode, upstreamTimeoutMs, ...this.limits(im, 'inbound') };
         } else this.limits(im, 'inbound');
       }
       if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');

@@ -1,7 +1,8 @@
 /**
- * Inbound, tcp mode: mTLS in, the caller judged (X509-SVID, CRL, policy) on every
- * connection — a resumed session included — before one byte is forwarded, then piped
- * to the local service.
+ * Inbound: mTLS in, the caller judged (X509-SVID, CRL) on every connection — a resumed
+ * session included — before one byte is forwarded. tcp mode then applies the policy to
+ * the connection and pipes it to the local service; http mode (http-inbound.ts) applies
+ * it to each request. The certificate is parsed once per connection in both.
  *
  * OpenSSL is run with `rejectUnauthorized: false`: with `true` it destroys a refused
  * client inside the handshake and the server never learns who or why, and every refusal
@@ -18,6 +19,8 @@ import type { InboundConfig } from '../config/schema.js';
 import { validityProblem } from '../reload/identity.js';
 import type { Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';
+import { xfccValue } from './http-headers.js';
+import { HttpInbound, type HttpConnection } from './http-inbound.js';
 import { boundAddress, dial, listenOn, remoteOf } from './listen.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
 import { CertCache, NO_CERTIFICATE, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
@@ -38,6 +41,8 @@ interface LiveConnection {
   readonly leaf: CertInfo;
   pipe: PipeHandle | undefined;
   readonly socket: TLSSocket;
+  /** http mode: the requests open on it, re-judged when the policy changes. */
+  readonly http?: HttpConnection;
 }
 
 export class InboundProxy {
@@ -46,11 +51,13 @@ export class InboundProxy {
   readonly #live = new Set<LiveConnection>();
   readonly #pending = new Set<Socket>();
   readonly #acceptedAt = new WeakMap<Socket, bigint>();
+  readonly #http: HttpInbound | undefined;
   #address = '';
   #closing = false;
 
   constructor(deps: InboundDeps) {
     this.#deps = deps;
+    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, store: deps.store, logger: deps.logger, metrics: deps.metrics, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
     const snap = deps.store.current;
     this.#server = createServer({
       ...snap.serverOptions,
@@ -112,12 +119,16 @@ export class InboundProxy {
   stopAccepting(): Promise<void> {
     this.#closing = true;
     for (const raw of this.#pending) raw.destroy(); // handshakes not yet done
+    // http mode: an idle keep-alive connection would otherwise hold the drain for the
+    // whole grace period.
+    this.#http?.drain();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
 
   /** Ends every open connection (the grace period is over). */
   destroyAll(): void {
     for (const c of this.#live) c.pipe?.destroy() ?? c.socket.destroy();
+    this.#http?.close();
   }
 
   /**
@@ -133,6 +144,13 @@ export class InboundProxy {
       if (!still.ok) {
         reason = still.reason;
         detail = still.detail;
+      } else if (c.http) {
+        // Per request: an idle connection is judged again by its next request.
+        const denied = this.#http!.recheckOpen(c.http, snap);
+        if (denied) {
+          reason = 'policy-denied';
+          detail = denied;
+        }
       } else if (snap.policy) {
         const d = evaluatePolicy(snap.policy.policy, snap.identity.id.service, c.service);
         if (!d.allow) {
@@ -191,6 +209,10 @@ export class InboundProxy {
       return;
     }
     const caller = verdict.id;
+    if (this.#http) {
+      this.acceptHttp(socket, caller.uri, caller.service, address, verdict.leaf, leafDer!, snap.identity.id.uri);
+      return;
+    }
     const decision = snap.policy ? evaluatePolicy(snap.policy.policy, snap.identity.id.service, caller.service) : { allow: false, reason: 'no policy is configured' };
     if (!decision.allow) {
       this.refuse(socket, 'policy-denied', caller.uri, decision.reason, socket.isSessionReused());
@@ -239,6 +261,24 @@ export class InboundProxy {
     // A caller that goes away while we dial: do not leave the upstream half-open.
     socket.once('close', () => {
       if (!connected) upstream.destroy();
+    });
+  }
+
+  /** http mode: the policy is applied per request, so the connection itself is kept. */
+  private acceptHttp(socket: TLSSocket, peer: string, service: string, address: string, leaf: CertInfo, leafDer: Buffer, self: string): void {
+    const { logger, metrics } = this.#deps;
+    this.observeHandshake(socket);
+    metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
+    metrics.active.inc({ direction: 'inbound' });
+    logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer, address, resumed: socket.isSessionReused() }, 'connection allowed');
+    const http = this.#http!.accept(socket, { peer, service, address, ip: socket.remoteAddress, leaf, xfcc: xfccValue(self, leafDer, peer) });
+    const live: LiveConnection = { peer, service, address, leaf, pipe: undefined, socket, http };
+    this.#live.add(live);
+    socket.once('close', () => {
+      this.#live.delete(live);
+      metrics.active.dec({ direction: 'inbound' });
+      metrics.bytes.inc({ direction: 'inbound', flow: 'received' }, socket.bytesRead);
+      metrics.bytes.inc({ direction: 'inbound', flow: 'sent' }, socket.bytesWritten);
     });
   }
 

@@ -1,0 +1,148 @@
+/**
+ * Header rewriting for http mode, pure: what the local service receives and what the
+ * caller gets back.
+ *
+ * The local service trusts `x-forwarded-client-cert` to say who called, so nothing the
+ * caller sent may survive under that name in any spelling the service could read it by:
+ * header names are compared after lower-casing and mapping `_` to `-`, because CGI/WSGI
+ * servers (and many frameworks) read `X_Forwarded_Client_Cert` and
+ * `X-Forwarded-Client-Cert` as the same variable. Every copy is removed (rawHeaders keeps
+ * duplicates), then the sidecar adds exactly one, Envoy's SANITIZE_SET.
+ *
+ * A request whose `Connection` header names a header the sidecar sets is refused rather
+ * than cleaned: a proxy further in honours the nomination and would strip the sidecar's
+ * own value, leaving the service with none (or with one an app falls back to).
+ *
+ * The forwarding headers (`x-forwarded-for`, `-proto`, `-host`, `forwarded`,
+ * `x-real-ip`) are dropped in every spelling and `x-forwarded-for` / `x-forwarded-proto`
+ * set from the connection itself: a caller must not be able to choose the address the
+ * service logs or rate-limits by.
+ */
+import { createHash } from 'node:crypto';
+
+/** RFC 9110 §7.6.1 and the de-facto ones (`proxy-connection`, `keep-alive`). */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'http2-settings']);
+
+/** Set by the sidecar from the connection; anything the caller sent is dropped. */
+const SIDECAR_SET = new Set(['x-forwarded-client-cert', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
+
+/** The sidecar answers `Expect: 100-continue` itself, after the policy allowed the request. */
+const ANSWERED_HERE = new Set(['expect']);
+
+/**
+ * Framing and routing stay end to end even when the caller nominates them in
+ * `Connection`: the sidecar, not the caller, decides how the body is delimited.
+ */
+const NEVER_NOMINATED = new Set(['host', 'content-length']);
+
+export const XFCC = 'x-forwarded-client-cert';
+
+/** Lower case, `_` read as `-`: the name as a CGI-style server would see it. */
+export function canonicalHeaderName(name: string): string {
+  return name.toLowerCase().replace(/_/g, '-');
+}
+
+/**
+ * Envoy's element for a verified caller: `By=<own id>;Hash=<hex SHA-256 of the caller's
+ * DER>;URI=<caller id>`. SPIFFE IDs carry no `;`, `,`, `=` or `"`, so no quoting is needed.
+ */
+export function xfccValue(selfUri: string, callerDer: Buffer, callerUri: string): string {
+  return `By=${selfUri};Hash=${createHash('sha256').update(callerDer).digest('hex')};URI=${callerUri}`;
+}
+
+export interface UpstreamRequestInput {
+  /** `req.rawHeaders`: name, value, name, value … with every duplicate. */
+  readonly rawHeaders: readonly string[];
+  /** The value built by xfccValue for this connection. */
+  readonly xfcc: string;
+  /** The caller's IP (the TLS peer), or undefined on a unix listener. */
+  readonly clientIp: string | undefined;
+  /** Used as Host when the request has none (HTTP/1.0). */
+  readonly fallbackHost: string;
+  /** The `Upgrade` value to pass on, for an upgrade request; undefined otherwise. */
+  readonly upgrade?: string | undefined;
+}
+
+export type UpstreamHeaders =
+  | { readonly ok: true; /** flat name/value list, for http.request's `headers` */ readonly headers: string[]; /** the body arrives chunked */ readonly chunked: boolean }
+  | { readonly ok: false; readonly reason: 'sidecar-header-nominated' | 'bad-request'; /** one short line, safe for a 400 body */ readonly detail: string };
+
+/** The headers the local service receives for one request, or why the request is refused. */
+export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHeaders {
+  const raw = input.rawHeaders;
+  const nominated = new Set<string>();
+  let hosts = 0;
+  let transferEncoding: string | undefined;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (name === 'connection') {
+      for (const token of raw[i + 1]!.split(',')) {
+        const t = canonicalHeaderName(token.trim());
+        if (t === '') continue;
+        if (SIDECAR_SET.has(t)) return { ok: false, reason: 'sidecar-header-nominated', detail: `the Connection header names ${t}, which the sidecar sets` };
+        if (!NEVER_NOMINATED.has(t)) nominated.add(t);
+      }
+    } else if (name === 'host') hosts++;
+    else if (name === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? raw[i + 1]! : `${transferEncoding}, ${raw[i + 1]!}`;
+  }
+  // Two Host headers are read differently by different servers (first, last, joined).
+  if (hosts > 1) return { ok: false, reason: 'bad-request', detail: 'more than one Host header' };
+  // Node's parser has already refused Transfer-Encoding together with Content-Length.
+  // Any coding besides chunked would have to be passed on undecoded and re-framed:
+  // refuse it rather than guess (Envoy does the same).
+  const chunked = transferEncoding !== undefined;
+  if (chunked && transferEncoding!.trim().toLowerCase() !== 'chunked') {
+    return { ok: false, reason: 'bad-request', detail: 'only Transfer-Encoding: chunked is accepted' };
+  }
+
+  const headers: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    const c = canonicalHeaderName(name);
+    if (HOP_BY_HOP.has(c) || SIDECAR_SET.has(c) || ANSWERED_HERE.has(c) || nominated.has(c)) continue;
+    headers.push(name, raw[i + 1]!);
+  }
+  if (hosts === 0) headers.push('host', input.fallbackHost);
+  // Setting it by hand makes Node chunk the body it re-sends, whatever the method.
+  if (chunked) headers.push('transfer-encoding', 'chunked');
+  if (input.upgrade !== undefined) headers.push('connection', 'upgrade', 'upgrade', input.upgrade);
+  headers.push(XFCC, input.xfcc);
+  if (input.clientIp) headers.push('x-forwarded-for', input.clientIp);
+  headers.push('x-forwarded-proto', 'https');
+  return { ok: true, headers, chunked };
+}
+
+/**
+ * The local service's response headers as the caller gets them: hop-by-hop headers and
+ * those its `Connection` names removed (Node frames the body again on the caller's side).
+ * For a 101, `Connection: upgrade` and the `Upgrade` value are kept.
+ */
+export function clientResponseHeaders(rawHeaders: readonly string[], opts: { upgrade?: boolean } = {}): string[] {
+  const nominated = new Set<string>();
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    if (rawHeaders[i]!.toLowerCase() === 'connection') {
+      for (const token of rawHeaders[i + 1]!.split(',')) nominated.add(token.trim().toLowerCase());
+    }
+  }
+  nominated.delete('upgrade');
+  const out: string[] = [];
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (opts.upgrade && lower === 'upgrade') {
+      out.push(name, rawHeaders[i + 1]!);
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || nominated.has(lower)) continue;
+    out.push(name, rawHeaders[i + 1]!);
+  }
+  if (opts.upgrade) out.push('Connection', 'Upgrade');
+  return out;
+}
+
+/** True when the request carries a body (Content-Length above 0, or chunked). */
+export function requestHasBody(headers: { readonly [name: string]: string | string[] | undefined }): boolean {
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const cl = headers['content-length'];
+  return typeof cl === 'string' && cl !== '0';
+}

@@ -1,0 +1,419 @@
+/**
+ * Inbound, http mode: HTTP/1.1 inside a caller connection that already passed the
+ * X509-SVID checks, each request judged on its own — the caller still valid under the
+ * current snapshot, the target in origin form and normalized, the headers sane, the policy
+ * allowing this method and path — then forwarded to the local service over a keep-alive
+ * pool with bodies streamed both ways. WebSocket (any Upgrade) requests are judged the
+ * same way and become a byte tunnel after the service's 101.
+ *
+ * Node's parser (llhttp, strict) does the framing and refuses the classic smuggling shapes
+ * (Content-Length with Transfer-Encoding, duplicate Content-Length, bad chunking) through
+ * `clientError`, answered 400 here. The http.Server never listens: the TLS listener hands
+ * it each accepted socket, so one TLS server and one verification path serve both modes.
+ */
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import { normalizeRequestTarget } from '../../common/http-path.js';
+import { evaluatePolicy, type Decision } from '../../common/policy/index.js';
+import type { CertInfo } from '../../common/x509.js';
+import type { Metrics } from '../admin/metrics.js';
+import type { InboundConfig } from '../config/schema.js';
+import type { Snapshot } from '../reload/snapshot.js';
+import type { SnapshotStore } from '../reload/store.js';
+import { clientResponseHeaders, requestHasBody, upstreamRequestHeaders } from './http-headers.js';
+import { pipeBoth } from './pipe.js';
+import { UpstreamPool } from './upstream-pool.js';
+import { stillValid } from './verify-peer.js';
+
+/** The `result` label of svcca_sidecar_http_requests_total. */
+export type HttpResult = 'allowed' | 'denied' | 'bad-request';
+
+/** Refusal codes of http mode (the `reason` of the log line and refusal metric). */
+export type HttpRefusalReason = 'policy-denied' | 'revoked' | 'expired' | 'bad-target' | 'bad-request' | 'sidecar-header-nominated' | 'unsupported-method';
+
+/** Who is on a caller connection: worked out once, at the handshake, for all its requests. */
+export interface HttpCaller {
+  /** SPIFFE ID. */
+  readonly peer: string;
+  readonly service: string;
+  /** `ip:port`, as logged. */
+  readonly address: string;
+  /** For x-forwarded-for; undefined on a unix listener. */
+  readonly ip: string | undefined;
+  readonly leaf: CertInfo;
+  /** The x-forwarded-client-cert value for every request of this connection. */
+  readonly xfcc: string;
+}
+
+interface Exchange {
+  readonly method: string;
+  readonly path: string;
+}
+
+/** One caller connection: who, and the requests (or tunnel) open on it right now. */
+export class HttpConnection {
+  readonly exchanges = new Set<Exchange>();
+  constructor(
+    readonly caller: HttpCaller,
+    readonly socket: TLSSocket,
+  ) {}
+}
+
+export interface HttpInboundDeps {
+  readonly config: InboundConfig;
+  readonly store: SnapshotStore;
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly now?: () => Date;
+}
+
+type Gate =
+  | { readonly ok: true; readonly path: string; readonly forwardPath: string; readonly headers: string[]; readonly rule: string | undefined }
+  | {
+      readonly ok: false;
+      readonly status: 400 | 403;
+      readonly result: HttpResult;
+      readonly reason: HttpRefusalReason;
+      readonly detail: string;
+      readonly body: string;
+      /** The normalized path, once known. */
+      readonly path?: string;
+    };
+
+export class HttpInbound {
+  readonly #deps: HttpInboundDeps;
+  readonly #server: Server;
+  readonly #pool: UpstreamPool;
+  readonly #conns = new WeakMap<object, HttpConnection>();
+  readonly #open = new Set<HttpConnection>();
+  #draining = false;
+
+  constructor(deps: HttpInboundDeps) {
+    this.#deps = deps;
+    this.#pool = new UpstreamPool(deps.config.forward);
+    this.#server = createServer({ requireHostHeader: true, joinDuplicateHeaders: false });
+    // A caller's keep-alive connection lives as long as a tcp-mode one would.
+    this.#server.keepAliveTimeout = deps.config.idleTimeoutMs;
+    this.#server.timeout = deps.config.idleTimeoutMs;
+    // A long upload is bounded by the idle timeout, not by its total length.
+    this.#server.requestTimeout = 0;
+    // A caller that sends its request and then half-closes still gets its answer.
+    (this.#server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
+    this.#server.on('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, false));
+    // Answering 100 only after the policy allowed the request keeps a refused caller
+    // from sending its body at all.
+    this.#server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
+    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    this.#server.on('connect', (req: IncomingMessage, socket: Duplex) => this.onConnect(req, socket));
+    this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+  }
+
+  /** Serves HTTP on a verified caller connection. */
+  accept(socket: TLSSocket, caller: HttpCaller): HttpConnection {
+    const conn = new HttpConnection(caller, socket);
+    this.#conns.set(socket, conn);
+    this.#open.add(conn);
+    socket.once('close', () => this.#open.delete(conn));
+    this.#server.emit('connection', socket);
+    return conn;
+  }
+
+  /**
+   * The policy reason an open request or tunnel on `conn` is no longer allowed under
+   * `snap`, or undefined. An idle keep-alive connection has nothing to re-judge: its next
+   * request is judged when it comes.
+   */
+  recheckOpen(conn: HttpConnection, snap: Snapshot): string | undefined {
+    for (const ex of conn.exchanges) {
+      const d = decide(snap, conn.caller.service, ex.method, ex.path);
+      if (!d.allow) return `${d.reason} (open request ${ex.method} ${ex.path})`;
+    }
+    return undefined;
+  }
+
+  /** Shutdown: idle connections are closed now, busy ones after their current response. */
+  drain(): void {
+    this.#draining = true;
+    for (const c of this.#open) if (c.exchanges.size === 0) c.socket.end();
+  }
+
+  /** Closes the pool's idle connections to the local service. */
+  close(): void {
+    this.#pool.destroy();
+  }
+
+  private now(): Date {
+    return this.#deps.now ? this.#deps.now() : new Date();
+  }
+
+  private gate(conn: HttpConnection, req: IncomingMessage, upgrade?: string): Gate {
+    const snap = this.#deps.store.current;
+    const caller = conn.caller;
+    // The connection was judged at its handshake; a CRL or the clock may have moved since.
+    const still = stillValid(caller.leaf, snap, this.now());
+    if (!still.ok) {
+      const reason = still.reason === 'revoked' ? 'revoked' : 'expired';
+      return { ok: false, status: 403, result: 'denied', reason, detail: still.detail, body: `forbidden: ${caller.peer} is no longer accepted (${reason})\n` };
+    }
+    const target = normalizeRequestTarget(req.url ?? '');
+    if (!target.ok) return { ok: false, status: 400, result: 'bad-request', reason: 'bad-target', detail: target.reason, body: `bad request: ${target.reason}\n` };
+    const headers = upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, upgrade });
+    if (!headers.ok) return { ok: false, status: 400, result: 'bad-request', reason: headers.reason, detail: headers.detail, body: `bad request: ${headers.detail}\n`, path: target.path };
+    const method = req.method ?? '';
+    const d = decide(snap, caller.service, method, target.path);
+    if (!d.allow) {
+      return { ok: false, status: 403, result: 'denied', reason: 'policy-denied', detail: d.reason, body: `forbidden: no rule allows ${caller.peer} to ${method} ${target.path}\n`, path: target.path };
+    }
+    return { ok: true, path: target.path, forwardPath: target.query ? `${target.path}?${target.query}` : target.path, headers: headers.headers, rule: d.rule };
+  }
+
+  private logRefusal(conn: HttpConnection | undefined, req: IncomingMessage | undefined, g: { status: number; result: HttpResult; reason: string; detail: string; path?: string }): void {
+    const { logger, metrics } = this.#deps;
+    metrics.refusals.inc({ direction: 'inbound', reason: g.reason });
+    metrics.httpRequests.inc({ status: String(g.status), result: g.result });
+    logger.warn(
+      {
+        event: 'refused',
+        direction: 'inbound',
+        mode: 'http',
+        peer: conn?.caller.peer ?? 'unknown',
+        address: conn?.caller.address ?? 'unknown',
+        method: req?.method,
+        path: g.path,
+        // The raw target only when it could not be normalized, cut short: it is the
+        // caller's text.
+        target: g.path === undefined && req?.url !== undefined ? clip(req.url) : undefined,
+        status: g.status,
+        reason: g.reason,
+        detail: g.detail,
+      },
+      g.status === 403 ? 'request refused' : 'bad request refused',
+    );
+  }
+
+  private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
+    const conn = this.#conns.get(req.socket);
+    if (!conn) {
+      req.socket.destroy(); // not a socket we verified: fail closed
+      return;
+    }
+    const g = this.gate(conn, req);
+    if (!g.ok) {
+      this.logRefusal(conn, req, g);
+      res.statusCode = g.status;
+      res.setHeader('content-type', 'text/plain; charset=utf-8');
+      res.setHeader('content-length', Buffer.byteLength(g.body));
+      // A body we did not ask for (no 100 sent) would be read as the next request; a bad
+      // request or a no-longer-valid caller gets no further requests on this connection.
+      if (expectContinue || g.status === 400 || g.reason !== 'policy-denied' || this.#draining) res.setHeader('connection', 'close');
+      res.end(g.body);
+      return;
+    }
+    if (expectContinue) res.writeContinue();
+    const method = req.method!;
+    const ex: Exchange = { method, path: g.path };
+    conn.exchanges.add(ex);
+    res.once('close', () => {
+      conn.exchanges.delete(ex);
+      this.#deps.metrics.httpRequests.inc({ status: res.headersSent ? String(res.statusCode) : 'none', result: 'allowed' });
+      if (this.#deps.logger.isLevelEnabled('debug')) {
+        this.#deps.logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method, path: g.path, rule: g.rule, status: res.statusCode }, 'request allowed');
+      }
+    });
+    this.forward(conn, req, res, g, false);
+  }
+
+  private forward(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, g: Extract<Gate, { ok: true }>, retried: boolean): void {
+    const { config, logger } = this.#deps;
+    const hasBody = requestHasBody(req.headers);
+    let up: ReturnType<UpstreamPool['request']>;
+    try {
+      up = this.#pool.request({ method: req.method!, path: g.forwardPath, headers: g.headers, pooled: true });
+    } catch (err) {
+      this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `cannot build the request to the local service (${(err as Error).message})`);
+      return;
+    }
+    let timedOut = false;
+    up.setTimeout(config.upstreamTimeoutMs, () => {
+      timedOut = true;
+      up.destroy();
+    });
+    // The caller went away: stop the upstream exchange too (a finished one is left alone).
+    res.once('close', () => {
+      if (!res.writableFinished) up.destroy();
+    });
+    up.once('response', (upRes) => {
+      // From here on, the service is answering: silence mid-body is bounded by the idle
+      // timeout, and a slow reader on the caller's side is not the service's fault.
+      up.setTimeout(config.idleTimeoutMs);
+      const headers = clientResponseHeaders(upRes.rawHeaders);
+      if (this.#draining) headers.push('connection', 'close');
+      try {
+        res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
+      } catch (err) {
+        upRes.destroy();
+        this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service sent a response that cannot be passed on (${(err as Error).message})`);
+        return;
+      }
+      upRes.on('error', () => res.destroy());
+      upRes.once('close', () => {
+        // Cut mid-body: the caller must see a cut, not a short body that looks complete.
+        if (!upRes.complete) res.destroy();
+      });
+      upRes.pipe(res);
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      req.unpipe(up);
+      if (res.headersSent || res.destroyed) {
+        res.destroy();
+        return;
+      }
+      // A pooled connection the service closed just as we wrote to it: safe to send again
+      // only when nothing of the body has been consumed, i.e. there is none.
+      if (!timedOut && !retried && !hasBody && up.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
+        this.forward(conn, req, res, g, true);
+        return;
+      }
+      if (timedOut) this.upstreamFailed(conn, req, res, g.path, 504, 'upstream-timeout', `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`);
+      else this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`);
+    });
+    if (hasBody && !retried) req.pipe(up);
+    else {
+      up.end();
+      req.resume();
+    }
+  }
+
+  private upstreamFailed(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, path: string, status: 502 | 504, reason: string, detail: string): void {
+    this.#deps.logger.warn({ event: 'upstream-error', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method: req.method, path, status, reason, detail }, 'the local service failed the request');
+    if (res.headersSent || res.destroyed) {
+      res.destroy();
+      return;
+    }
+    const body = status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n';
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(requestHasBody(req.headers) ? { connection: 'close' } : {}) });
+    res.end(body);
+  }
+
+  private onUpgrade(req: IncomingMessage, duplex: Duplex, head: Buffer): void {
+    const socket = duplex as TLSSocket;
+    const conn = this.#conns.get(socket);
+    if (!conn) {
+      socket.destroy();
+      return;
+    }
+    const { config, logger, metrics } = this.#deps;
+    const g = this.gate(conn, req, String(req.headers.upgrade ?? ''));
+    if (!g.ok) {
+      this.logRefusal(conn, req, g);
+      endWith(socket, rawResponse(g.status, g.body));
+      return;
+    }
+    const method = req.method!;
+    const ex: Exchange = { method, path: g.path };
+    conn.exchanges.add(ex);
+    socket.once('close', () => conn.exchanges.delete(ex));
+    // A tunnel leaves the pool for good, so it gets a connection of its own.
+    const up = this.#pool.request({ method, path: g.forwardPath, headers: g.headers, pooled: false });
+    let settled = false;
+    let timedOut = false;
+    up.setTimeout(config.upstreamTimeoutMs, () => {
+      timedOut = true;
+      up.destroy();
+    });
+    socket.once('close', () => {
+      if (!settled) up.destroy();
+    });
+    up.once('upgrade', (upRes, upSocket: Socket, upHead: Buffer) => {
+      settled = true;
+      upSocket.setTimeout(0);
+      if (socket.destroyed) {
+        upSocket.destroy();
+        return;
+      }
+      metrics.httpRequests.inc({ status: String(upRes.statusCode), result: 'allowed' });
+      logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method, path: g.path, rule: g.rule, upgrade: req.headers.upgrade }, 'upgrade allowed');
+      socket.write(rawHead(upRes.statusCode ?? 101, upRes.statusMessage, clientResponseHeaders(upRes.rawHeaders, { upgrade: true })));
+      if (upHead.length > 0) socket.write(upHead);
+      if (head.length > 0) upSocket.write(head);
+      pipeBoth(socket, upSocket, { idleTimeoutMs: config.idleTimeoutMs, onClose: () => conn.exchanges.delete(ex) });
+    });
+    up.once('response', (upRes) => {
+      // The service declined to switch protocols: pass its answer on, then close.
+      settled = true;
+      up.setTimeout(config.idleTimeoutMs);
+      metrics.httpRequests.inc({ status: String(upRes.statusCode), result: 'allowed' });
+      socket.write(rawHead(upRes.statusCode ?? 502, upRes.statusMessage, [...clientResponseHeaders(upRes.rawHeaders), 'Connection', 'close']));
+      upRes.on('error', () => socket.destroy());
+      upRes.pipe(socket);
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => {
+      if (settled) {
+        socket.destroy();
+        return;
+      }
+      settled = true;
+      const status = timedOut ? 504 : 502;
+      const reason = timedOut ? 'upstream-timeout' : 'upstream-unavailable';
+      const detail = timedOut ? `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms` : `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`;
+      logger.warn({ event: 'upstream-error', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method, path: g.path, status, reason, detail }, 'the local service failed the request');
+      metrics.httpRequests.inc({ status: String(status), result: 'allowed' });
+      endWith(socket, rawResponse(status, status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n'));
+    });
+    up.end();
+  }
+
+  private onConnect(req: IncomingMessage, duplex: Duplex): void {
+    const conn = this.#conns.get(duplex);
+    const target = normalizeRequestTarget(req.url ?? '');
+    const detail = target.ok ? 'CONNECT is not supported: the sidecar is not a forward proxy' : target.reason;
+    this.logRefusal(conn, req, { status: 400, result: 'bad-request', reason: 'unsupported-method', detail });
+    endWith(duplex, rawResponse(400, `bad request: ${detail}\n`));
+  }
+
+  private onClientError(err: NodeJS.ErrnoException, duplex: Duplex): void {
+    // A caller that went away mid-request is not refused, just gone.
+    if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !duplex.writable) {
+      duplex.destroy();
+      return;
+    }
+    const conn = this.#conns.get(duplex);
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const detail = `${err.code ?? 'parse error'}: ${String(err.message).replace(/^Parse Error: /, '')}`;
+    this.logRefusal(conn, undefined, { status, result: 'bad-request', reason: 'bad-request', detail });
+    endWith(duplex, rawResponse(status, `bad request: ${detail}\n`));
+  }
+}
+
+function decide(snap: Snapshot, caller: string, method: string, path: string): Decision {
+  if (!snap.policy) return { allow: false, reason: 'no policy is configured' };
+  return evaluatePolicy(snap.policy.policy, snap.identity.id.service, caller, { method, path });
+}
+
+function rawHead(status: number, message: string | undefined, headers: readonly string[]): string {
+  let s = `HTTP/1.1 ${status} ${message || STATUS_CODES[status] || ''}\r\n`;
+  for (let i = 0; i + 1 < headers.length; i += 2) s += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${s}\r\n`;
+}
+
+function rawResponse(status: number, body: string): string {
+  return rawHead(status, undefined, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(body)), 'Connection', 'close']) + body;
+}
+
+/** Writes a last response on a socket the HTTP server no longer manages, then lets it go. */
+function endWith(socket: Duplex, text: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(text);
+  // The caller normally closes once it read the answer; do not wait on one that does not.
+  setTimeout(() => socket.destroy(), 2000).unref();
+}
+
+function clip(s: string, max = 200): string {
+  return s.length > max ? `${s.slice(0, max)}...` : s;
+}
