@@ -1,27 +1,14 @@
 /**
- * Certificate parsing from DER with @peculiar/asn1-x509 (about 0.3 ms a certificate,
- * a third of @peculiar/x509's cost, which matters per handshake). Identity is read
- * from the SAN extension itself, never from a string Node or OpenSSL formatted.
+ * Certificate parsing from DER with the small reader in der-reader.ts: a few
+ * microseconds a certificate and no start-up cost, where the ASN.1 schema libraries
+ * cost about 0.3 ms a parse and tens of milliseconds to load. Identity is read from
+ * the SAN extension itself, never from a string Node or OpenSSL formatted.
  */
 import { createHash, X509Certificate as NodeX509 } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import {
-  AuthorityKeyIdentifier,
-  BasicConstraints,
-  Certificate,
-  ExtendedKeyUsage,
-  KeyUsage,
-  Name,
-  SubjectAlternativeName,
-  SubjectKeyIdentifier,
-  id_ce_authorityKeyIdentifier,
-  id_ce_basicConstraints,
-  id_ce_extKeyUsage,
-  id_ce_keyUsage,
-  id_ce_subjectAltName,
-  id_ce_subjectKeyIdentifier,
-} from '@peculiar/asn1-x509';
 import { InputError } from './errors.js';
+import { DerError, children, contentOf, expectTag, rawOf, readExtensions, readOid, readTime, readTlv, serialToHex, type Tlv } from './der-reader.js';
+
+export { serialToHex } from './der-reader.js';
 
 export const KeyUsageBit = {
   digitalSignature: 1,
@@ -38,6 +25,13 @@ export const KeyUsageBit = {
 export const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 export const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 
+const OID_SAN = '2.5.29.17';
+const OID_BASIC_CONSTRAINTS = '2.5.29.19';
+const OID_KEY_USAGE = '2.5.29.15';
+const OID_EXT_KEY_USAGE = '2.5.29.37';
+const OID_SKI = '2.5.29.14';
+const OID_AKI = '2.5.29.35';
+
 export interface CertInfo {
   readonly der: Buffer;
   /** Lower-case hex of the serial's unsigned value, no leading zeros. */
@@ -47,6 +41,8 @@ export interface CertInfo {
   readonly notAfter: Date;
   readonly subject: string;
   readonly issuer: string;
+  /** The subject Name exactly as encoded (what a child's issuer field must hold). */
+  readonly subjectDer: Buffer;
   readonly subjectCN: string | undefined;
   readonly uris: readonly string[];
   readonly dnsNames: readonly string[];
@@ -67,27 +63,11 @@ export interface CertInfo {
   readonly criticalExtensionOids: readonly string[];
 }
 
-export function serialToHex(bytes: ArrayBuffer | Uint8Array): string {
-  const hex = Buffer.from(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes)).toString('hex').replace(/^(00)+/, '');
-  return hex === '' ? '0' : hex;
-}
-
 /** Normalizes a user-typed serial (`0A:1b`, `0x0a1b`, `0A1B`) to the ledger's form. */
 export function normalizeSerialHex(text: string): string | undefined {
   const cleaned = text.trim().toLowerCase().replace(/^0x/, '').replace(/:/g, '');
   if (!/^[0-9a-f]+$/.test(cleaned) || cleaned.length > 42) return undefined;
   return cleaned.replace(/^0+/, '') || '0';
-}
-
-function nameToString(name: Name): string {
-  const parts: string[] = [];
-  for (const rdn of name) {
-    for (const atv of rdn) {
-      const short = SHORT_NAMES[atv.type] ?? atv.type;
-      parts.push(`${short}=${atv.value.toString()}`);
-    }
-  }
-  return parts.join(', ');
 }
 
 const SHORT_NAMES: Record<string, string> = {
@@ -99,100 +79,183 @@ const SHORT_NAMES: Record<string, string> = {
   '2.5.4.11': 'OU',
 };
 
-function commonName(name: Name): string | undefined {
-  for (const rdn of name) for (const atv of rdn) if (atv.type === '2.5.4.3') return atv.value.toString();
-  return undefined;
+function readDirectoryString(buf: Buffer, t: Tlv): string {
+  const bytes = contentOf(buf, t);
+  switch (t.tag) {
+    case 0x1e: // BMPString
+      return Buffer.from(bytes).swap16().toString('utf16le');
+    case 0x1c: // UniversalString (UTF-32BE)
+      return String.fromCodePoint(...Array.from({ length: bytes.length / 4 }, (_, i) => bytes.readUInt32BE(i * 4)));
+    case 0x14: // T61String: read as Latin-1, as OpenSSL does
+      return bytes.toString('latin1');
+    default: // UTF8String, PrintableString, IA5String, VisibleString, NumericString
+      return bytes.toString('utf8');
+  }
+}
+
+/** `CN=…, O=…` and the common name, from a Name. */
+function readName(buf: Buffer, name: Tlv): { text: string; cn: string | undefined } {
+  expectTag(name, 0x30, 'Name');
+  const parts: string[] = [];
+  let cn: string | undefined;
+  for (const rdn of children(buf, name)) {
+    expectTag(rdn, 0x31, 'RelativeDistinguishedName');
+    for (const atv of children(buf, rdn)) {
+      const [type, value] = children(buf, expectTag(atv, 0x30, 'AttributeTypeAndValue'));
+      if (!type || !value) throw new DerError('short AttributeTypeAndValue');
+      const oid = readOid(buf, type);
+      const text = readDirectoryString(buf, value);
+      if (oid === '2.5.4.3' && cn === undefined) cn = text;
+      parts.push(`${SHORT_NAMES[oid] ?? oid}=${text}`);
+    }
+  }
+  return { text: parts.join(', '), cn };
+}
+
+/** RFC 5952 text of an IPv6 address (the longest run of zero groups compressed). */
+function ipv6Text(b: Buffer): string {
+  const groups = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2));
+  let best = { at: -1, len: 0 };
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > best.len && j - i > 1) best = { at: i, len: j - i };
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best.at === -1) return hex.join(':');
+  return `${hex.slice(0, best.at).join(':')}::${hex.slice(best.at + best.len).join(':')}`;
+}
+
+function ipText(bytes: Buffer): string {
+  if (bytes.length === 4) return Array.from(bytes).join('.');
+  if (bytes.length === 16) return ipv6Text(bytes);
+  throw new DerError('an IP SAN is neither 4 nor 16 bytes');
+}
+
+/** Key usage bits from the BIT STRING: bit i (MSB first) becomes 1 << i. */
+function readKeyUsage(value: Buffer): number {
+  const top = readTlv(value, 0, value.length);
+  expectTag(top, 0x03, 'KeyUsage');
+  const bytes = contentOf(value, top);
+  const unused = bytes[0] ?? 0;
+  const bits = (bytes.length - 1) * 8 - unused;
+  let n = 0;
+  for (let i = 0; i < bits; i++) if (bytes[1 + (i >> 3)]! & (0x80 >> (i & 7))) n |= 1 << i;
+  return n;
 }
 
 /** Parses one DER certificate; throws InputError naming `what` when it is not one. */
 export function parseCertificate(der: Uint8Array, what = 'certificate'): CertInfo {
-  let cert: Certificate;
+  const buf = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
   try {
-    cert = AsnConvert.parse(der, Certificate);
-  } catch (err) {
-    throw new InputError(`${what} is not a valid X.509 certificate`, 'check that the file holds a PEM certificate', err);
-  }
-  const tbs = cert.tbsCertificate;
-  const uris: string[] = [];
-  const dnsNames: string[] = [];
-  const ips: string[] = [];
-  let otherSans = 0;
-  let isCA: boolean | undefined;
-  let pathLen: number | undefined;
-  let keyUsage: number | undefined;
-  let extKeyUsage: string[] | undefined;
-  let subjectKeyId: string | undefined;
-  let authorityKeyId: string | undefined;
-  const extensionOids: string[] = [];
-  const criticalExtensionOids: string[] = [];
-  try {
-    for (const ext of tbs.extensions ?? []) {
-      extensionOids.push(ext.extnID);
-      if (ext.critical) criticalExtensionOids.push(ext.extnID);
-      const value = ext.extnValue.buffer;
-      switch (ext.extnID) {
-        case id_ce_subjectAltName:
-          for (const gn of AsnConvert.parse(value, SubjectAlternativeName)) {
-            if (gn.uniformResourceIdentifier !== undefined) uris.push(gn.uniformResourceIdentifier);
-            else if (gn.dNSName !== undefined) dnsNames.push(gn.dNSName);
-            else if (gn.iPAddress !== undefined) ips.push(gn.iPAddress);
+    const cert = readTlv(buf, 0, buf.length);
+    expectTag(cert, 0x30, 'Certificate');
+    if (cert.end !== buf.length) throw new DerError('trailing bytes after the certificate');
+    const [tbs] = children(buf, cert);
+    const fields = children(buf, expectTag(tbs, 0x30, 'TBSCertificate'));
+    let i = fields[0]?.tag === 0xa0 ? 1 : 0; // [0] EXPLICIT version
+    const serialT = expectTag(fields[i++], 0x02, 'serialNumber');
+    i++; // signature AlgorithmIdentifier
+    const issuer = readName(buf, fields[i++]!);
+    const validity = children(buf, expectTag(fields[i++], 0x30, 'Validity'));
+    const subjectT = fields[i++]!;
+    const subject = readName(buf, subjectT);
+    const spkiT = expectTag(fields[i++], 0x30, 'SubjectPublicKeyInfo');
+    let extensionsT: Tlv | undefined;
+    for (; i < fields.length; i++) {
+      if (fields[i]!.tag === 0xa3) extensionsT = children(buf, fields[i]!)[0];
+    }
+
+    const uris: string[] = [];
+    const dnsNames: string[] = [];
+    const ips: string[] = [];
+    let otherSans = 0;
+    let isCA: boolean | undefined;
+    let pathLen: number | undefined;
+    let keyUsage: number | undefined;
+    let extKeyUsage: string[] | undefined;
+    let subjectKeyId: string | undefined;
+    let authorityKeyId: string | undefined;
+    const extensionOids: string[] = [];
+    const criticalExtensionOids: string[] = [];
+    for (const ext of extensionsT ? readExtensions(buf, extensionsT) : []) {
+      extensionOids.push(ext.oid);
+      if (ext.critical) criticalExtensionOids.push(ext.oid);
+      const v = ext.value;
+      const top = () => readTlv(v, 0, v.length);
+      switch (ext.oid) {
+        case OID_SAN:
+          for (const gn of children(v, expectTag(top(), 0x30, 'SubjectAltName'))) {
+            const content = contentOf(v, gn);
+            if (gn.tag === 0x86) uris.push(content.toString('latin1'));
+            else if (gn.tag === 0x82) dnsNames.push(content.toString('latin1'));
+            else if (gn.tag === 0x87) ips.push(ipText(content));
             else otherSans++;
           }
           break;
-        case id_ce_basicConstraints: {
-          const bc = AsnConvert.parse(value, BasicConstraints);
-          isCA = bc.cA;
-          pathLen = bc.pathLenConstraint;
+        case OID_BASIC_CONSTRAINTS: {
+          const parts = children(v, expectTag(top(), 0x30, 'BasicConstraints'));
+          let k = 0;
+          isCA = false;
+          if (parts[k]?.tag === 0x01) isCA = v[parts[k++]!.contentStart] !== 0;
+          if (parts[k]?.tag === 0x02) pathLen = Number(BigInt(`0x${contentOf(v, parts[k]!).toString('hex') || '0'}`));
           break;
         }
-        case id_ce_keyUsage:
-          keyUsage = AsnConvert.parse(value, KeyUsage).toNumber();
+        case OID_KEY_USAGE:
+          keyUsage = readKeyUsage(v);
           break;
-        case id_ce_extKeyUsage:
-          extKeyUsage = [...AsnConvert.parse(value, ExtendedKeyUsage)];
+        case OID_EXT_KEY_USAGE:
+          extKeyUsage = children(v, expectTag(top(), 0x30, 'ExtKeyUsage')).map((t) => readOid(v, t));
           break;
-        case id_ce_subjectKeyIdentifier:
-          subjectKeyId = Buffer.from(AsnConvert.parse(value, SubjectKeyIdentifier).buffer).toString('hex');
+        case OID_SKI:
+          subjectKeyId = contentOf(v, expectTag(top(), 0x04, 'SubjectKeyIdentifier')).toString('hex');
           break;
-        case id_ce_authorityKeyIdentifier: {
-          const aki = AsnConvert.parse(value, AuthorityKeyIdentifier);
-          if (aki.keyIdentifier) authorityKeyId = Buffer.from(aki.keyIdentifier.buffer).toString('hex');
+        case OID_AKI: {
+          const keyId = children(v, expectTag(top(), 0x30, 'AuthorityKeyIdentifier')).find((t) => t.tag === 0x80);
+          if (keyId) authorityKeyId = contentOf(v, keyId).toString('hex');
           break;
         }
         default:
           break;
       }
     }
+    const serialHex = serialToHex(contentOf(buf, serialT));
+    return {
+      der: Buffer.from(buf),
+      serialHex,
+      serial: BigInt(`0x${serialHex}`),
+      notBefore: readTime(buf, validity[0]!),
+      notAfter: readTime(buf, validity[1]!),
+      subject: subject.text,
+      issuer: issuer.text,
+      subjectDer: Buffer.from(rawOf(buf, subjectT)),
+      subjectCN: subject.cn,
+      uris,
+      dnsNames,
+      ips,
+      otherSans,
+      isCA,
+      pathLen,
+      keyUsage,
+      extKeyUsage,
+      subjectKeyId,
+      authorityKeyId,
+      spkiDer: Buffer.from(rawOf(buf, spkiT)),
+      fingerprintSha256: createHash('sha256').update(buf).digest('hex'),
+      extensionOids,
+      criticalExtensionOids,
+    };
   } catch (err) {
-    throw new InputError(`${what} has a malformed extension`, 'the certificate is damaged or was not made by a conforming CA', err);
+    if (err instanceof DerError || err instanceof RangeError || err instanceof TypeError) {
+      throw new InputError(`${what} is not a valid X.509 certificate`, 'check that the file holds a PEM certificate', err);
+    }
+    throw err;
   }
-  const serialBytes = new Uint8Array(tbs.serialNumber);
-  const serialHex = serialToHex(serialBytes);
-  const derBuf = Buffer.from(der);
-  return {
-    der: derBuf,
-    serialHex,
-    serial: BigInt(`0x${serialHex}`),
-    notBefore: tbs.validity.notBefore.getTime(),
-    notAfter: tbs.validity.notAfter.getTime(),
-    subject: nameToString(tbs.subject),
-    issuer: nameToString(tbs.issuer),
-    subjectCN: commonName(tbs.subject),
-    uris,
-    dnsNames,
-    ips,
-    otherSans,
-    isCA,
-    pathLen,
-    keyUsage,
-    extKeyUsage,
-    subjectKeyId,
-    authorityKeyId,
-    spkiDer: Buffer.from(AsnConvert.serialize(tbs.subjectPublicKeyInfo)),
-    fingerprintSha256: createHash('sha256').update(derBuf).digest('hex'),
-    extensionOids,
-    criticalExtensionOids,
-  };
 }
 
 /** `AB:CD:...` form used by openssl and browsers. */

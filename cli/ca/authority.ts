@@ -9,10 +9,9 @@ import { fsyncDir } from '../../common/atomic-file.js';
 import { CaStateError } from '../../common/errors.js';
 import { encodePem, decodeCertificates } from '../../common/pem.js';
 import { parseCertificate, type CertInfo } from '../../common/x509.js';
-import { keyMatchesSpki, openEncryptedKey, toPublicCryptoKey, toSigningCryptoKey, signingAlgorithm, keyTypeOf, type KeyType } from '../../common/keys.js';
+import { keyMatchesSpki, openEncryptedKey, keyTypeOf, type KeyType } from '../../common/keys.js';
 import { CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
-import { BACKDATE_MS, leafExtensions, leafSubject, randomSerialHex, type LeafNames } from './profiles.js';
-import { x509 } from './x509-lib.js';
+import { BACKDATE_MS, buildLeafDer, randomSerialHex, type LeafNames } from './leaf-certificate.js';
 
 export interface IssuerCert {
   readonly pem: string;
@@ -88,43 +87,17 @@ export interface SignedLeaf {
 }
 
 /** Signs an X509-SVID with the intermediate. */
-/**
- * What signing needs from the intermediate, worked out once per authority: importing
- * the key into WebCrypto and re-parsing the issuer name cost more than the signature,
- * which matters when `rotate` renews thousands of certificates in one run.
- */
-const signingState = new WeakMap<Authority, Promise<{ signingKey: CryptoKey; issuerName: x509.Name }>>();
-
-function signingStateOf(authority: Authority): Promise<{ signingKey: CryptoKey; issuerName: x509.Name }> {
-  let state = signingState.get(authority);
-  if (!state) {
-    state = toSigningCryptoKey(authority.intermediateKey, authority.keyType).then((signingKey) => ({
-      signingKey,
-      issuerName: new x509.X509Certificate(new Uint8Array(authority.intermediate.info.der)).subjectName,
-    }));
-    signingState.set(authority, state);
-  }
-  return state;
-}
-
 export async function signLeaf(authority: Authority, req: LeafRequest): Promise<SignedLeaf> {
-  const { signingKey, issuerName } = await signingStateOf(authority);
-  const subject = leafSubject(req.service);
-  const publicKey = await toPublicCryptoKey(req.spkiDer, req.keyType);
   const issuerKeyId = authority.intermediate.info.subjectKeyId;
   if (!issuerKeyId) throw new CaStateError('intermediate.crt has no subject key identifier', 'restore it from backup');
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerialHex(),
-    subject,
-    issuer: issuerName,
-    notBefore: req.notBefore,
-    notAfter: req.notAfter,
-    publicKey,
-    signingKey,
-    signingAlgorithm: signingAlgorithm(authority.keyType).signAlg,
-    extensions: await leafExtensions(publicKey, issuerKeyId, req, subject.length > 0),
+  const der = buildLeafDer({
+    ...req,
+    serialHex: randomSerialHex(),
+    issuerNameDer: authority.intermediate.info.subjectDer,
+    issuerKeyId,
+    issuerKey: authority.intermediateKey,
+    issuerKeyType: authority.keyType,
   });
-  const der = Buffer.from(cert.rawData);
   return {
     der,
     pem: encodePem('CERTIFICATE', der),

@@ -4,8 +4,8 @@
  * CRL number and authority key identifier extensions.
  */
 import { sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { AsnConvert } from '@peculiar/asn1-schema';
-import { Certificate } from '@peculiar/asn1-x509';
+import { parseCertificate } from '../../common/x509.js';
+import { signatureAlgorithm } from './signature.js';
 import { bitString, enumerated, explicit, integer, nullValue, octetString, oid, seq, time, tlv } from '../../common/der.js';
 import { encodePem } from '../../common/pem.js';
 import type { KeyType } from '../../common/keys.js';
@@ -34,24 +34,6 @@ export interface CrlParams {
   readonly entries: readonly CrlEntry[];
 }
 
-function signatureAlgorithm(keyType: KeyType): { der: Buffer; hash: string } {
-  switch (keyType) {
-    case 'ecdsa-p256':
-      return { der: seq(oid('1.2.840.10045.4.3.2')), hash: 'sha256' };
-    case 'ecdsa-p384':
-      return { der: seq(oid('1.2.840.10045.4.3.3')), hash: 'sha384' };
-    case 'rsa-2048':
-    case 'rsa-3072':
-      return { der: seq(oid('1.2.840.113549.1.1.11'), nullValue()), hash: 'sha256' };
-  }
-}
-
-/** The issuer's subject Name exactly as encoded in its certificate. */
-function issuerNameDer(issuerDer: Buffer): Buffer {
-  const cert = AsnConvert.parse(issuerDer, Certificate);
-  return Buffer.from(AsnConvert.serialize(cert.tbsCertificate.subject));
-}
-
 export function buildCrlDer(p: CrlParams): Buffer {
   const alg = signatureAlgorithm(p.keyType);
   const entries = p.entries.map((e) => {
@@ -68,7 +50,7 @@ export function buildCrlDer(p: CrlParams): Buffer {
       seq(oid(OID_CRL_NUMBER), octetString(integer(p.number))),
     ),
   );
-  const tbsParts = [integer(1n), alg.der, issuerNameDer(p.issuerDer), time(p.thisUpdate), time(p.nextUpdate)];
+  const tbsParts = [integer(1n), alg.der, parseCertificate(p.issuerDer).subjectDer, time(p.thisUpdate), time(p.nextUpdate)];
   if (entries.length > 0) tbsParts.push(seq(...entries));
   tbsParts.push(extensions);
   const tbs = seq(...tbsParts);

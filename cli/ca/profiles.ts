@@ -1,27 +1,16 @@
 /**
- * What each certificate svcca makes contains: the root, the issuing intermediate, and
- * the leaf X509-SVID (exactly one URI SAN, CA:FALSE, digitalSignature only, serverAuth +
- * clientAuth, random 16-byte serial, CN only up to 64 characters, notBefore back-dated).
+ * What the CA certificates contain: the root and the issuing intermediate (pathlen 0,
+ * key identifiers, a critical name constraint on the trust domain). The leaf profile
+ * lives in leaf-certificate.ts.
  */
-import { randomBytes } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints } from '@peculiar/asn1-x509';
 import { x509 } from './x509-lib.js';
 
 export const ROOT_LIFETIME_MS = 10 * 365 * 86_400_000;
 export const INTERMEDIATE_LIFETIME_MS = 365 * 86_400_000;
-/** Leaves start one minute in the past so a peer's slightly slow clock accepts them. */
-export const BACKDATE_MS = 60_000;
-/** X.520 upper bound for a common name. */
-export const MAX_CN_LENGTH = 64;
+export { BACKDATE_MS, MAX_CN_LENGTH, randomSerialHex } from './leaf-certificate.js';
 const OID_NAME_CONSTRAINTS = '2.5.29.30';
-
-/** 16 random bytes, top bit cleared (positive) and the next one set so DER keeps all 16. */
-export function randomSerialHex(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) | 0x40;
-  return bytes.toString('hex');
-}
 
 export function rootSubject(trustDomain: string): x509.JsonName {
   return [{ O: ['svcca'] }, { CN: [`svcca root CA for ${trustDomain}`] }];
@@ -29,11 +18,6 @@ export function rootSubject(trustDomain: string): x509.JsonName {
 
 export function intermediateSubject(trustDomain: string, generation: number): x509.JsonName {
   return [{ O: ['svcca'] }, { CN: [`svcca intermediate CA ${generation} for ${trustDomain}`] }];
-}
-
-/** The leaf's subject: CN = service when it fits X.520's bound, otherwise empty. */
-export function leafSubject(service: string): x509.JsonName {
-  return service.length <= MAX_CN_LENGTH ? [{ CN: [service] }] : [];
 }
 
 export function nameConstraintsExtension(trustDomain: string): x509.Extension {
@@ -60,28 +44,5 @@ export async function intermediateExtensions(publicKey: CryptoKey, rootKeyId: st
     await x509.SubjectKeyIdentifierExtension.create(publicKey),
     new x509.AuthorityKeyIdentifierExtension(rootKeyId),
     nameConstraintsExtension(trustDomain),
-  ];
-}
-
-export interface LeafNames {
-  readonly spiffeId: string;
-  readonly dnsNames: readonly string[];
-  readonly ips: readonly string[];
-}
-
-export async function leafExtensions(publicKey: CryptoKey, issuerKeyId: string, names: LeafNames, hasSubject: boolean): Promise<x509.Extension[]> {
-  const san: x509.JsonGeneralNames = [
-    { type: 'url', value: names.spiffeId },
-    ...names.dnsNames.map((value) => ({ type: 'dns' as const, value })),
-    ...names.ips.map((value) => ({ type: 'ip' as const, value })),
-  ];
-  return [
-    new x509.BasicConstraintsExtension(false, undefined, true),
-    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
-    // RFC 5280: the SAN is critical when the subject is empty.
-    new x509.SubjectAlternativeNameExtension(san, !hasSubject),
-    await x509.SubjectKeyIdentifierExtension.create(publicKey),
-    new x509.AuthorityKeyIdentifierExtension(issuerKeyId),
   ];
 }

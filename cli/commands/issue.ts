@@ -10,7 +10,6 @@ import { UsageError, errorLine } from '../../common/errors.js';
 import { assertDnsName, assertIp } from '../names.js';
 import { openCa } from '../open-ca.js';
 import { issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
-import { readCsrPublicKey } from '../ca/csr.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
 
@@ -30,7 +29,8 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
   const dnsNames = [...new Set(opts.dns.map(assertDnsName))];
   const ips = [...new Set(opts.ip.map(assertIp))];
   if (opts.out !== undefined) assertUsableSetDir(opts.out);
-  const csrSpkiDer = opts.csr === undefined ? undefined : await readCsrPublicKey(opts.csr);
+  // Loaded only for --csr: CSR parsing needs @peculiar/x509, which plain issuance does not.
+  const csrSpkiDer = opts.csr === undefined ? undefined : await (await import('../ca/csr.js')).readCsrPublicKey(opts.csr);
 
   const ca = await openCa(ctx, { passphraseFile: opts.passphraseFile });
   try {
