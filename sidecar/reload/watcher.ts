@@ -65,6 +65,8 @@ export class ReloadWatcher {
   #firstPendingAt = 0;
   #pending = new Set<string>();
   #closed = false;
+  /** chokidar reports symlinks found by its initial scan as 'add' despite ignoreInitial. */
+  #ready = false;
 
   private constructor(opts: WatcherOptions) {
     this.#opts = opts;
@@ -87,6 +89,7 @@ export class ReloadWatcher {
   static async start(opts: WatcherOptions): Promise<ReloadWatcher> {
     const w = new ReloadWatcher(opts);
     await new Promise<void>((resolve) => w.#watcher.once('ready', () => resolve()));
+    w.#ready = true;
     return w;
   }
 
@@ -97,7 +100,7 @@ export class ReloadWatcher {
   }
 
   private onEvent(path: string): void {
-    if (this.#closed || !this.matters(path)) return;
+    if (!this.#ready || this.#closed || !this.matters(path)) return;
     const now = Date.now();
     if (this.#pending.size === 0) this.#firstPendingAt = now;
     this.#pending.add(path);
