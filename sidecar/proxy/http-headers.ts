@@ -57,8 +57,10 @@ export interface UpstreamRequestInput {
   readonly xfcc: string;
   /** The caller's IP (the TLS peer), or undefined on a unix listener. */
   readonly clientIp: string | undefined;
-  /** Used as Host when the request has none (HTTP/1.0). */
+  /** Used as Host when an HTTP/1.0 request has none. */
   readonly fallbackHost: string;
+  /** HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 does not. */
+  readonly hostRequired: boolean;
   /** The `Upgrade` value to pass on, for an upgrade request; undefined otherwise. */
   readonly upgrade?: string | undefined;
 }
@@ -87,6 +89,7 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
   }
   // Two Host headers are read differently by different servers (first, last, joined).
   if (hosts > 1) return { ok: false, reason: 'bad-request', detail: 'more than one Host header' };
+  if (hosts === 0 && input.hostRequired) return { ok: false, reason: 'bad-request', detail: 'no Host header (HTTP/1.1 requires one)' };
   // Node's parser has already refused Transfer-Encoding together with Content-Length.
   // Any coding besides chunked would have to be passed on undecoded and re-framed:
   // refuse it rather than guess (Envoy does the same).

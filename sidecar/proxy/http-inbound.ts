@@ -94,7 +94,8 @@ export class HttpInbound {
   constructor(deps: HttpInboundDeps) {
     this.#deps = deps;
     this.#pool = new UpstreamPool(deps.config.forward);
-    this.#server = createServer({ requireHostHeader: true, joinDuplicateHeaders: false });
+    // Node's own Host and Expect refusals would go unlogged: both are judged here instead.
+    this.#server = createServer({ requireHostHeader: false, joinDuplicateHeaders: false });
     // A caller's keep-alive connection lives as long as a tcp-mode one would.
     this.#server.keepAliveTimeout = deps.config.idleTimeoutMs;
     this.#server.timeout = deps.config.idleTimeoutMs;
@@ -106,6 +107,7 @@ export class HttpInbound {
     // Answering 100 only after the policy allowed the request keeps a refused caller
     // from sending its body at all.
     this.#server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res, true));
+    this.#server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => this.onUnmetExpectation(req, res));
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.#server.on('connect', (req: IncomingMessage, socket: Duplex) => this.onConnect(req, socket));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
@@ -160,7 +162,7 @@ export class HttpInbound {
     }
     const target = normalizeRequestTarget(req.url ?? '');
     if (!target.ok) return { ok: false, status: 400, result: 'bad-request', reason: 'bad-target', detail: target.reason, body: `bad request: ${target.reason}\n` };
-    const headers = upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, upgrade });
+    const headers = upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade });
     if (!headers.ok) return { ok: false, status: 400, result: 'bad-request', reason: headers.reason, detail: headers.detail, body: `bad request: ${headers.detail}\n`, path: target.path };
     const method = req.method ?? '';
     const d = decide(snap, caller.service, method, target.path);
@@ -364,6 +366,15 @@ export class HttpInbound {
       endWith(socket, rawResponse(status, status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n'));
     });
     up.end();
+  }
+
+  private onUnmetExpectation(req: IncomingMessage, res: ServerResponse): void {
+    const conn = this.#conns.get(req.socket);
+    const detail = `Expect: ${clip(String(req.headers.expect ?? ''), 60)} is not supported (only 100-continue)`;
+    this.logRefusal(conn, req, { status: 417, result: 'bad-request', reason: 'bad-request', detail });
+    const body = `expectation failed: ${detail}\n`;
+    res.writeHead(417, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
   }
 
   private onConnect(req: IncomingMessage, duplex: Duplex): void {

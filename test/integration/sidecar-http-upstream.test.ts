@@ -79,4 +79,13 @@ describe('sidecar http mode: local service failures', () => {
     assert.equal(line.reason, 'bad-request');
     assert.equal(line.peer, 'spiffe://example.org/order-service');
   });
+
+  it('answers 400 to an HTTP/1.1 request without Host and 417 to an unknown Expect, each logged', async () => {
+    const noHost = await rawCall(slow.inbound!, credsFromDir(order), 'GET /stock HTTP/1.1\r\n\r\n');
+    assert.equal(noHost.status, 400);
+    assert.match((await slow.waitForLine((l) => l.event === 'refused' && typeof l.address === 'string' && l.address.endsWith(`:${noHost.localPort}`))).detail as string, /no Host/);
+    const expect = await rawCall(slow.inbound!, credsFromDir(order), getRequest('/stock', ['Expect: something-else']));
+    assert.equal(expect.status, 417);
+    assert.equal((await slow.waitForLine((l) => l.event === 'refused' && typeof l.address === 'string' && l.address.endsWith(`:${expect.localPort}`))).status, 417);
+  });
 });

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { canonicalHeaderName, clientResponseHeaders, requestHasBody, upstreamRequestHeaders, xfccValue } from '../../../sidecar/proxy/http-headers.js';
 
 const XFCC = 'By=spiffe://td/inventory;Hash=ab;URI=spiffe://td/order';
-const base = { xfcc: XFCC, clientIp: '10.0.0.7', fallbackHost: '127.0.0.1:8080' };
+const base = { xfcc: XFCC, clientIp: '10.0.0.7', fallbackHost: '127.0.0.1:8080', hostRequired: true };
 
 function pairs(flat: readonly string[]): [string, string][] {
   const out: [string, string][] = [];
@@ -56,7 +56,7 @@ describe('upstreamRequestHeaders', () => {
   ];
   for (const c of kept) {
     it(c.name, () => {
-      const r = upstreamRequestHeaders({ ...base, rawHeaders: c.raw });
+      const r = upstreamRequestHeaders({ ...base, hostRequired: c.raw.some((h) => h.toLowerCase() === 'host'), rawHeaders: c.raw });
       assert.ok(r.ok, JSON.stringify(r));
       assert.deepEqual(pairs(r.headers), c.want);
     });
@@ -80,6 +80,7 @@ describe('upstreamRequestHeaders', () => {
     { name: 'Connection names XFCC in a second header', raw: ['Host', 'a', 'Connection', 'close', 'connection', ' x-forwarded-client-cert '], reason: 'sidecar-header-nominated', detail: /x-forwarded-client-cert/ },
     { name: 'Connection names x-forwarded-for', raw: ['Host', 'a', 'Connection', 'X-Forwarded-For'], reason: 'sidecar-header-nominated', detail: /x-forwarded-for/ },
     { name: 'two Host headers', raw: ['Host', 'a', 'host', 'b'], reason: 'bad-request', detail: /Host/ },
+    { name: 'no Host (HTTP/1.1)', raw: ['Accept', '*/*'], reason: 'bad-request', detail: /no Host/ },
     { name: 'gzip, chunked', raw: ['Host', 'a', 'Transfer-Encoding', 'gzip, chunked'], reason: 'bad-request', detail: /chunked/ },
     { name: 'chunked twice in two headers', raw: ['Host', 'a', 'Transfer-Encoding', 'chunked', 'Transfer-Encoding', 'chunked'], reason: 'bad-request', detail: /chunked/ },
   ];
