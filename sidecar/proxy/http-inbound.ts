@@ -32,7 +32,7 @@ import { stillValid } from './verify-peer.js';
 export type HttpResult = 'allowed' | 'denied' | 'bad-request';
 
 /** Refusal codes of http mode (the `reason` of the log line and refusal metric). */
-export type HttpRefusalReason = 'policy-denied' | 'revoked' | 'expired' | 'bad-target' | 'bad-request' | 'sidecar-header-nominated' | 'unsupported-method';
+export type HttpRefusalReason = 'policy-denied' | 'revoked' | 'expired' | 'bad-target' | 'bad-request' | 'sidecar-header-nominated' | 'unsupported-method' | 'request-head-timeout';
 
 /** Who is on a caller connection: worked out once, at the handshake, for all its requests. */
 export interface HttpCaller {
@@ -95,7 +95,17 @@ export class HttpInbound {
     this.#deps = deps;
     this.#pool = new UpstreamPool(deps.config.forward);
     // Node's own Host and Expect refusals would go unlogged: both are judged here instead.
-    this.#server = createServer({ requireHostHeader: false, joinDuplicateHeaders: false });
+    // A request head must complete within the handshake timeout of its first byte
+    // (slowloris). Node enforces headersTimeout only once its connection tracking runs,
+    // which starts on 'listening'; this server never listens (it is handed verified
+    // sockets), so the event is emitted below by hand.
+    const headersTimeout = deps.config.handshakeTimeoutMs;
+    this.#server = createServer({
+      requireHostHeader: false,
+      joinDuplicateHeaders: false,
+      headersTimeout,
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(headersTimeout / 4))),
+    });
     // A caller's keep-alive connection lives as long as a tcp-mode one would.
     this.#server.keepAliveTimeout = deps.config.idleTimeoutMs;
     this.#server.timeout = deps.config.idleTimeoutMs;
@@ -111,6 +121,7 @@ export class HttpInbound {
     this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     this.#server.on('connect', (req: IncomingMessage, socket: Duplex) => this.onConnect(req, socket));
     this.#server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+    this.#server.emit('listening');
   }
 
   /** Serves HTTP on a verified caller connection. */
@@ -392,9 +403,12 @@ export class HttpInbound {
       return;
     }
     const conn = this.#conns.get(duplex);
-    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const detail = `${err.code ?? 'parse error'}: ${String(err.message).replace(/^Parse Error: /, '')}`;
-    this.logRefusal(conn, undefined, { status, result: 'bad-request', reason: 'bad-request', detail });
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+    const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : timedOut ? 408 : 400;
+    const detail = timedOut
+      ? `the request head did not complete within ${this.#deps.config.handshakeTimeoutMs / 1000}s`
+      : `${err.code ?? 'parse error'}: ${String(err.message).replace(/^Parse Error: /, '')}`;
+    this.logRefusal(conn, undefined, { status, result: 'bad-request', reason: timedOut ? 'request-head-timeout' : 'bad-request', detail });
     endWith(duplex, rawResponse(status, `bad request: ${detail}\n`));
   }
 }

@@ -45,7 +45,7 @@ admin:
     assert.equal(c.policy, '/srv/mesh/policy.yaml');
   });
 
-  it('accepts http mode in the schema (the proxy refuses it until implemented)', () => {
+  it('accepts http mode in the schema', () => {
     assert.equal(parseConfig(`${BASE}  mode: http\n`, 's.yaml').inbound?.mode, 'http');
   });
 
