@@ -2,7 +2,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { ConfigError, errnoCode } from '../errors.js';
 import { parsePolicy } from './parse.js';
 import type { Policy } from './types.js';
-import { MAX_POLICY_BYTES } from './yaml-text.js';
+import { MAX_POLICY_BYTES } from './parse.js';
 
 const READABLE = 'check the path and that this user may read the file';
 

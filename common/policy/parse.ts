@@ -18,9 +18,22 @@ import { normalizeRequestTarget } from '../http-path.js';
 import { serviceNameProblem } from '../spiffe-id.js';
 import { closestKey } from './suggest.js';
 import type { Policy, PolicyRule } from './types.js';
-import { readYaml } from './yaml-text.js';
+import { readYaml, type YamlLimits } from '../safe-yaml.js';
 
-export { MAX_POLICY_BYTES } from './yaml-text.js';
+/** Larger than any real policy (about 10,000 rules), small enough to parse in well under a second. */
+export const MAX_POLICY_BYTES = 1024 * 1024;
+
+const POLICY_YAML: YamlLimits = {
+  what: 'policy',
+  maxBytes: MAX_POLICY_BYTES,
+  // A policy is five levels deep; anything near this is not a policy.
+  maxNesting: 32,
+  // Anchors may share lists of callers.
+  maxAliasCount: 100,
+  fixSyntax: 'fix the YAML (see the example policy in the docs)',
+  tooBigHint: 'check that --policy names the policy YAML file',
+  nestingHint: 'a policy is services → name → allow → entries; check the indentation and brackets',
+};
 
 /** Longer than any route a real service exposes; keeps messages and matching cheap. */
 export const MAX_POLICY_PATH = 2048;
@@ -38,7 +51,7 @@ const NAME_HINT = 'a service name is 1-128 characters of a-z 0-9 . - _, each "/"
  * message: `${source}: services.x.allow[1].method: unknown key`.
  */
 export function parsePolicy(yamlText: string, source: string): Policy {
-  const root = readYaml(yamlText, source);
+  const root = readYaml(yamlText, source, POLICY_YAML);
   const fail = (path: string, problem: string, hint: string): never => {
     throw new ConfigError(path ? `${source}: ${path}: ${problem}` : `${source}: ${problem}`, hint);
   };

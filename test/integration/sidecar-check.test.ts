@@ -72,8 +72,8 @@ describe('svcca-sidecar --check and start-up refusals', () => {
     { name: 'a duplicate key', body: () => `${good()}identity:\n  dir: /x\n`, want: /line \d+.*[Dd]uplicate|unique/ },
     { name: 'an alias bomb', body: () => `a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n`, want: /alias|anchors/i },
     { name: 'thousands of nested levels', body: () => `identity: ${'['.repeat(5000)}${']'.repeat(5000)}\n`, want: /nested more than/ },
-    { name: 'a megabyte-long value', body: () => `${good()}policy: ${'a'.repeat(1024 * 1024)}\n`, want: /bytes; a sidecar config is at most/ },
-    { name: 'binary bytes', body: () => `identity:\n  dir: /x\u0000\u0001\n`, want: /contains the byte\/character U\+0000/ },
+    { name: 'a megabyte-long value', body: () => `${good()}policy: ${'a'.repeat(1024 * 1024)}\n`, want: /bytes; a config is at most \d+ bytes/ },
+    { name: 'binary bytes', body: () => `identity:\n  dir: /x\u0000\u0001\n`, want: /contains the character U\+0000/ },
   ];
   for (const { name, body, want } of bad) {
     it(`--check refuses ${name}, naming the key`, () => {

@@ -60,7 +60,7 @@ admin:
     { name: 'outbound not a list', text: `${BASE}outbound:\n  listen: a:1\n`, want: /outbound: expected a list/ },
     { name: 'serverId from no trust domain', text: `${BASE}outbound:\n  - listen: 127.0.0.1:1\n    connect: a:1\n    serverId: spiffe://\n`, want: /outbound\[0\]\.serverId/ },
     { name: 'a week-long timeout', text: `${BASE}  idleTimeout: 30d\n`, want: /inbound\.idleTimeout: "30d" is longer than a week/ },
-    { name: 'a YAML tag', text: `${BASE}  mode: !!binary dGNw\n`, want: /YAML tags are not allowed/ },
+    { name: 'a YAML tag', text: `${BASE}  mode: !!binary dGNw\n`, want: /YAML tag !!binary is not allowed in a config/ },
     { name: 'a unix path beyond sun_path', text: BASE.replace('127.0.0.1:8080', `unix:/${'a'.repeat(120)}`), want: /longer than 107 bytes/ },
   ];
   for (const { name, text, want } of refusals) {

@@ -1,57 +1,66 @@
 /**
  * YAML text → plain values (Map, array, string, null), refusing hostile input before the
- * yaml package sees it. The policy is read by every sidecar on every reload, so a bad file
- * must cost milliseconds and one line, never a hang, an out-of-memory abort or a stack trace.
+ * yaml package sees it. The policy and the sidecar config are read by every sidecar (the
+ * policy on every reload), so a bad file must cost milliseconds and one line, never a hang,
+ * an out-of-memory abort or a stack trace.
  *
  * Measured with yaml 2.9: ten thousand nested `[` make its composer overflow the stack and,
  * with `prettyErrors`, abort the process out of memory; its lexer, by contrast, is iterative
  * and linear. So nesting is bounded here on the lexer's tokens, with an early exit.
  */
 import { Lexer, LineCounter, parseDocument } from 'yaml';
-import { ConfigError } from '../errors.js';
+import { ConfigError } from './errors.js';
 
-/** Larger than any real policy (about 10,000 rules), small enough to parse in well under a second. */
-export const MAX_POLICY_BYTES = 1024 * 1024;
-/** A policy is five levels deep; anything near this is not a policy. */
-export const MAX_NESTING = 32;
-/** Anchors may share lists; this bounds the expansion of an alias bomb. */
-export const MAX_ALIAS_COUNT = 100;
-
-const FIX_SYNTAX = 'fix the YAML (see the example policy in the docs)';
+/** What a kind of file may hold, and how its refusals read. */
+export interface YamlLimits {
+  /** "policy", "config": used in messages. */
+  readonly what: string;
+  readonly maxBytes: number;
+  /** Far above the file's real depth; anything near it is not that kind of file. */
+  readonly maxNesting: number;
+  /** Bounds the expansion of an alias bomb. */
+  readonly maxAliasCount: number;
+  /** What to do about a syntax error. */
+  readonly fixSyntax: string;
+  /** What to do about a file over maxBytes. */
+  readonly tooBigHint: string;
+  /** What to do about nesting past maxNesting. */
+  readonly nestingHint: string;
+}
 
 /**
  * Parses `text` (one YAML document, YAML 1.2 failsafe schema: every scalar is a string, so
  * `on`, `1e3` or `null` mean what they spell) into Maps, arrays, strings and null.
  * Throws ConfigError whose message starts with `${source}: `.
  */
-export function readYaml(text: string, source: string): unknown {
+export function readYaml(text: string, source: string, limits: YamlLimits): unknown {
   const bytes = Buffer.byteLength(text, 'utf8');
-  if (bytes > MAX_POLICY_BYTES) {
-    throw new ConfigError(`${source}: is ${bytes} bytes; a policy is at most ${MAX_POLICY_BYTES} bytes`, 'check that --policy names the policy YAML file');
+  if (bytes > limits.maxBytes) {
+    throw new ConfigError(`${source}: is ${bytes} bytes; a ${limits.what} is at most ${limits.maxBytes} bytes`, limits.tooBigHint);
   }
   const body = text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   const binary = firstNonPrintable(body);
   if (binary !== undefined) {
     throw new ConfigError(
       `${source}: ${where(body, binary)}: contains the character U+${body.codePointAt(binary)!.toString(16).toUpperCase().padStart(4, '0')}, which YAML text may not hold`,
-      'a policy is UTF-8 YAML text; check that this is the right file',
+      `a ${limits.what} is UTF-8 YAML text; check that this is the right file`,
     );
   }
-  scanTokens(body, source);
+  scanTokens(body, source, limits);
   const lineCounter = new LineCounter();
   const doc = parseDocument(body, { schema: 'failsafe', uniqueKeys: true, prettyErrors: false, lineCounter });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) {
     const pos = lineCounter.linePos(problem.pos[0]);
-    const hint = problem.code === 'DUPLICATE_KEY' ? 'each key may appear once in a map; merge the two entries' : FIX_SYNTAX;
+    const hint = problem.code === 'DUPLICATE_KEY' ? 'each key may appear once in a map; merge the two entries' : limits.fixSyntax;
     throw new ConfigError(`${source}: line ${pos.line}, column ${pos.col}: ${firstLine(problem.message)}`, hint);
   }
   try {
-    return doc.toJS({ mapAsMap: true, maxAliasCount: MAX_ALIAS_COUNT });
+    return doc.toJS({ mapAsMap: true, maxAliasCount: limits.maxAliasCount });
   } catch (err) {
     // yaml throws ReferenceError for an alias bomb and for an alias to nothing.
     const message = firstLine(err instanceof Error ? err.message : String(err));
-    const hint = /excessive alias/i.test(message) ? `use anchors and aliases sparingly (at most ${MAX_ALIAS_COUNT} expansions)` : FIX_SYNTAX;
+    const hint = /excessive alias/i.test(message) ? `use anchors and aliases sparingly (at most ${limits.maxAliasCount} expansions)` : limits.fixSyntax;
     throw new ConfigError(`${source}: ${message}`, hint, err);
   }
 }
@@ -84,7 +93,7 @@ const ZERO_WIDTH = new Set(['\x02', '\x18', '\x1f', '\ufeff']);
  * indentation levels, plus the `-`/`?`/`:` indicators on the line, plus the open flow
  * collections: an upper bound on what the composer will recurse through.
  */
-function scanTokens(text: string, source: string): void {
+function scanTokens(text: string, source: string, limits: YamlLimits): void {
   const indents: number[] = [];
   let offset = 0;
   let flow = 0;
@@ -110,7 +119,7 @@ function scanTokens(text: string, source: string): void {
     lineStart = false;
     if (ZERO_WIDTH.has(token) || token[0] === '#' || /^[ \t]+$/.test(token)) continue;
     if (token[0] === '!') {
-      throw new ConfigError(`${source}: ${where(text, at)}: YAML tag ${clip(token)} is not allowed in a policy`, 'remove the tag; every policy value is a plain string, list or map');
+      throw new ConfigError(`${source}: ${where(text, at)}: YAML tag ${clip(token)} is not allowed in a ${limits.what}`, `remove the tag; every ${limits.what} value is a plain string, list or map`);
     }
     if (flow === 0 && !lineOpened) {
       while (indents.length > 0 && indents[indents.length - 1]! >= indent) indents.pop();
@@ -120,8 +129,8 @@ function scanTokens(text: string, source: string): void {
     if (token === '[' || token === '{') flow++;
     else if ((token === ']' || token === '}') && flow > 0) flow--;
     else if (flow === 0 && (token === '-' || token === '?' || token === ':')) onLine++;
-    if (indents.length + onLine + flow > MAX_NESTING) {
-      throw new ConfigError(`${source}: ${where(text, at)}: nested more than ${MAX_NESTING} levels deep`, 'a policy is services → name → allow → entries; check the indentation and brackets');
+    if (indents.length + onLine + flow > limits.maxNesting) {
+      throw new ConfigError(`${source}: ${where(text, at)}: nested more than ${limits.maxNesting} levels deep`, limits.nestingHint);
     }
   }
 }
