@@ -8,14 +8,14 @@
  * service. Never import this from product code.
  */
 import 'reflect-metadata';
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign as cryptoSign, webcrypto, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, randomBytes, sign as cryptoSign, webcrypto, type KeyObject } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { GeneralName, GeneralSubtree, GeneralSubtrees, NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import { subjectNameDer } from '../../common/crl.js';
-import { keyTypeOf, signingAlgorithm, type KeyType } from '../../common/keys.js';
+import { generateKey, keyTypeOf, signingAlgorithm, type KeyType } from '../../common/keys.js';
 import { decodeCertificates, encodePem } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
 
@@ -42,18 +42,8 @@ export interface IssuedCert {
 
 const HOUR = 3_600_000;
 
-function newKey(type: KeyType): KeyObject {
-  switch (type) {
-    case 'ecdsa-p256':
-      return generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
-    case 'ecdsa-p384':
-      return generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).privateKey;
-    case 'rsa-2048':
-      return generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey;
-    case 'rsa-3072':
-      return generateKeyPairSync('rsa', { modulusLength: 3072 }).privateKey;
-  }
-}
+// Keys the same way the CA makes them: node:crypto, never pure JS.
+const newKey = generateKey;
 
 async function cryptoKeyOf(key: KeyObject, type: KeyType): Promise<CryptoKey> {
   const der = key.export({ type: 'pkcs8', format: 'der' });
