@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { once } from 'node:events';
 import { makeCa, spawnSvcca, type TestCa } from '../helpers/cli.js';
-import { allCrlSerials, readLedger, sleep } from './cli-rotate-helpers.js';
+import { allCrlSerials, killDelay, readLedger, sleep, timeRun } from './cli-rotate-helpers.js';
 
 const TRIES = 50;
 
@@ -23,12 +23,14 @@ describe('kill -9 during svcca revoke', () => {
 
   it(`${TRIES} tries: a revocation in the ledger always reaches crl.pem by the next rotate or crl`, { timeout: 180_000 }, async () => {
     const serials = readLedger(ca).certs.map((c) => c.serial);
-    assert.ok(serials.length >= TRIES);
+    assert.ok(serials.length > TRIES);
+    // One uninterrupted revoke (of a certificate the loop does not use) sets the kill window.
+    const runMs = await timeRun(['revoke', '--serial', serials[TRIES]!, '--reason', 'superseded', '--dir', ca.dir]);
     let interrupted = 0;
     for (let i = 0; i < TRIES; i++) {
       const child = spawnSvcca(['revoke', '--serial', serials[i]!, '--reason', 'keyCompromise', '--dir', ca.dir]);
       const exited = once(child, 'exit');
-      const delay = 150 + Math.floor(Math.random() * 350);
+      const delay = killDelay(runMs);
       const finished = await Promise.race([exited.then(() => true), sleep(delay).then(() => false)]);
       if (!finished) {
         child.kill('SIGKILL');
@@ -46,6 +48,6 @@ describe('kill -9 during svcca revoke', () => {
       }
       for (const s of listed) assert.ok(ledger.revoked.has(s), `try ${i}: crl.pem lists ${s}, which the ledger does not hold revoked`);
     }
-    assert.ok(interrupted >= TRIES / 2, `only ${interrupted} of ${TRIES} runs were interrupted`);
+    assert.ok(interrupted >= TRIES / 4, `only ${interrupted} of ${TRIES} runs were interrupted (a full run took ${runMs} ms)`);
   });
 });

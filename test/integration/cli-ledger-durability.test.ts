@@ -12,6 +12,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { makeCa, spawnSvcca, type TestCa } from '../helpers/cli.js';
+import { timeRun } from './cli-rotate-helpers.js';
 import { readCredentialSet } from '../../common/credential-set.js';
 
 interface Row {
@@ -82,13 +83,15 @@ describe('kill -9 at random moments', () => {
   it('leaves every set absent or whole, every record whole, the database intact, and the next issue working', async () => {
     const TRIES = 50;
     const deadline = Date.now() + 75_000;
+    // One uninterrupted issue sets the kill window: from start-up to just before the end.
+    const runMs = await timeRun(['issue', 'calibration', '--out', setDir('calibration'), '--dir', ca.dir]);
     let killed = 0;
     let completed = 0;
     for (let i = 0; i < TRIES && Date.now() < deadline; i++) {
       const svc = SERVICES[i % SERVICES.length]!;
       const child = spawnSvcca(['issue', svc, '--out', setDir(svc), '--dir', ca.dir]);
       const exited = waitExit(child);
-      const delay = Math.floor(Math.random() * 300);
+      const delay = Math.floor(Math.random() * runMs);
       const timer = setTimeout(() => child.kill('SIGKILL'), delay);
       const res = await exited;
       clearTimeout(timer);

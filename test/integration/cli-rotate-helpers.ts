@@ -7,7 +7,8 @@ import Database from 'better-sqlite3';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run, type RunResult, type TestCa } from '../helpers/cli.js';
+import { once } from 'node:events';
+import { run, spawnSvcca, type RunResult, type TestCa } from '../helpers/cli.js';
 
 export function pemBlocksOf(text: string, label: string): string[] {
   const re = new RegExp(`-----BEGIN ${label}-----[\\s\\S]*?-----END ${label}-----\\n?`, 'g');
@@ -135,4 +136,22 @@ export function isOneLineError(res: RunResult): boolean {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Wall time of one uninterrupted run of `svcca <args>`, to place kill -9 moments inside a
+ * run on this machine whatever its speed (a fixed window goes stale when the CLI gets
+ * faster: every run then finishes before the kill and the loop proves nothing).
+ */
+export async function timeRun(args: readonly string[]): Promise<number> {
+  const t0 = Date.now();
+  const child = spawnSvcca(args);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`svcca ${args.join(' ')} failed while timing it (exit ${code})`);
+  return Date.now() - t0;
+}
+
+/** A kill moment in the later part of a run that takes `runMs`: past start-up, where the work is. */
+export function killDelay(runMs: number): number {
+  return Math.floor(runMs * (0.35 + Math.random() * 0.6));
 }
