@@ -8,7 +8,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { SIDECAR_BIN } from '../helpers/cli.js';
+import { after, before } from 'node:test';
+import { SIDECAR_BIN, makeCa, type TestCa } from '../helpers/cli.js';
 import { parseCertificate } from '../../common/x509.js';
 import { decodeCertificates } from '../../common/pem.js';
 
@@ -289,4 +290,30 @@ export function runAsync(cmd: string, args: readonly string[], opts: { input?: s
     child.stdin!.on('error', () => undefined);
     child.stdin!.end(opts.input ?? '');
   });
+}
+
+/** The usual cast: a CA, order-service and payment-service, and a policy letting order call payment. */
+export interface OrderPayment {
+  ca: TestCa;
+  order: string;
+  payment: string;
+  policy: string;
+  /** Run in reverse order after the suite (echo services, sidecars). */
+  readonly closers: (() => Promise<unknown>)[];
+}
+
+/** Registers the suite's before/after hooks for the usual cast and returns it (filled in `before`). */
+export function useOrderPayment(): OrderPayment {
+  const pair = { closers: [] as (() => Promise<unknown>)[] } as OrderPayment;
+  before(() => {
+    pair.ca = makeCa();
+    pair.order = pair.ca.issue('order-service');
+    pair.payment = pair.ca.issue('payment-service');
+    pair.policy = writePolicy(pair.ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
+  });
+  after(async () => {
+    for (const c of pair.closers.reverse()) await c();
+    pair.ca?.cleanup();
+  });
+  return pair;
 }

@@ -1,12 +1,11 @@
 /**
  * SIGTERM: stop accepting, let open connections finish (within the grace period), exit 0.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, writePolicy } from './sidecar-harness.js';
+import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, useOrderPayment } from './sidecar-harness.js';
 
 function openCaller(address: string, creds: ReturnType<typeof credsFromDir>): Promise<TLSSocket> {
   const [host, port] = splitHostPort(address);
@@ -23,29 +22,14 @@ function nextData(s: TLSSocket): Promise<string> {
 }
 
 describe('sidecar SIGTERM', () => {
-  let ca: TestCa;
-  let order: string;
-  let payment: string;
-  let policy: string;
-  const closers: (() => Promise<unknown>)[] = [];
-
-  before(() => {
-    ca = makeCa();
-    order = ca.issue('order-service');
-    payment = ca.issue('payment-service');
-    policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
-  });
-  after(async () => {
-    for (const c of closers.reverse()) await c();
-    ca?.cleanup();
-  });
+  const pair = useOrderPayment();
 
   it('drains: refuses new connections, lets the open one finish, then exits 0', { timeout: 60_000 }, async () => {
     const echo = await startEchoService('payment');
-    closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0' }), 'drain.yaml');
-    closers.push(() => sidecar.stop('SIGKILL'));
-    const caller = await openCaller(sidecar.inbound!, credsFromDir(order));
+    pair.closers.push(() => echo.close());
+    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0' }), 'drain.yaml');
+    pair.closers.push(() => sidecar.stop('SIGKILL'));
+    const caller = await openCaller(sidecar.inbound!, credsFromDir(pair.order));
 
     sidecar.proc.kill('SIGTERM');
     await sidecar.waitForLine((l) => l.event === 'shutdown');
@@ -72,10 +56,10 @@ describe('sidecar SIGTERM', () => {
 
   it('closes what is still open when the grace period ends, and exits 0', { timeout: 60_000 }, async () => {
     const echo = await startEchoService('payment');
-    closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: echo.address, extra: 'shutdown:\n  grace: 300ms' }), 'grace.yaml');
-    closers.push(() => sidecar.stop('SIGKILL'));
-    const caller = await openCaller(sidecar.inbound!, credsFromDir(order));
+    pair.closers.push(() => echo.close());
+    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address, extra: 'shutdown:\n  grace: 300ms' }), 'grace.yaml');
+    pair.closers.push(() => sidecar.stop('SIGKILL'));
+    const caller = await openCaller(sidecar.inbound!, credsFromDir(pair.order));
     caller.on('error', () => undefined);
     const closed = new Promise<void>((r) => caller.once('close', () => r()));
     sidecar.proc.kill('SIGTERM');

@@ -4,38 +4,22 @@
  * exists); an allowed caller whose local service is down is closed and the reason logged;
  * connections beyond maxConnections are refused and logged.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
-import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, refusalFrom, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, writePolicy } from './sidecar-harness.js';
+import { credsFromDir, refusalFrom, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, useOrderPayment } from './sidecar-harness.js';
 
 describe('sidecar timeouts and limits', () => {
-  let ca: TestCa;
-  let order: string;
-  let payment: string;
-  let policy: string;
-  const closers: (() => Promise<unknown>)[] = [];
-
-  before(() => {
-    ca = makeCa();
-    order = ca.issue('order-service');
-    payment = ca.issue('payment-service');
-    policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
-  });
-  after(async () => {
-    for (const c of closers.reverse()) await c();
-    ca?.cleanup();
-  });
+  const pair = useOrderPayment();
 
   // The timeout only keeps a regression (the client never dropped) from hanging the suite.
   it('drops a silent client at the handshake timeout', { timeout: 30_000 }, async () => {
     const sidecar = await startSidecarProcess(
-      ca.root,
-      `${sidecarYaml({ setDir: payment, policy, forward: '127.0.0.1:1' }).trimEnd()}\n  handshakeTimeout: 300ms\n`,
+      pair.ca.root,
+      `${sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: '127.0.0.1:1' }).trimEnd()}\n  handshakeTimeout: 300ms\n`,
       'silent.yaml',
     );
-    closers.push(() => sidecar.stop());
+    pair.closers.push(() => sidecar.stop());
     const [host, port] = splitHostPort(sidecar.inbound!);
     const s: Socket = netConnect({ host, port });
     s.on('error', () => undefined);
@@ -54,9 +38,9 @@ describe('sidecar timeouts and limits', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const deadPort = (probe.address() as { port: number }).port;
     await new Promise((r) => probe.close(r));
-    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: `127.0.0.1:${deadPort}` }), 'down.yaml');
-    closers.push(() => sidecar.stop());
-    const r = await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: 'hello?\n' });
+    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `127.0.0.1:${deadPort}` }), 'down.yaml');
+    pair.closers.push(() => sidecar.stop());
+    const r = await tlsExchange(sidecar.inbound!, credsFromDir(pair.order), { payload: 'hello?\n' });
     assert.equal(r.data, '');
     const line = await sidecar.waitForLine(refusalFrom(r.localPort));
     assert.equal(line.reason, 'forward-unavailable');
@@ -66,9 +50,9 @@ describe('sidecar timeouts and limits', () => {
 
   it('refuses connections beyond maxConnections', async () => {
     const echo = await startEchoService('payment');
-    closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(ca.root, `${sidecarYaml({ setDir: payment, policy, forward: echo.address }).trimEnd()}\n  maxConnections: 1\n`, 'max.yaml');
-    closers.push(() => sidecar.stop());
+    pair.closers.push(() => echo.close());
+    const sidecar = await startSidecarProcess(pair.ca.root, `${sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address }).trimEnd()}\n  maxConnections: 1\n`, 'max.yaml');
+    pair.closers.push(() => sidecar.stop());
     const [host, port] = splitHostPort(sidecar.inbound!);
     const first: Socket = netConnect({ host, port });
     first.on('error', () => undefined);

@@ -3,35 +3,19 @@
  * arrive intact (each direction finishes on its own); a unix-socket `forward`; 200
  * concurrent callers.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, type RunningSidecar, useOrderPayment } from './sidecar-harness.js';
 
 const TEN_MB = 10 * 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 describe('sidecar transfers', () => {
-  let ca: TestCa;
-  let order: string;
-  let payment: string;
-  let policy: string;
-  const closers: (() => Promise<unknown>)[] = [];
-
-  before(() => {
-    ca = makeCa();
-    order = ca.issue('order-service');
-    payment = ca.issue('payment-service');
-    policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
-  });
-  after(async () => {
-    for (const c of closers.reverse()) await c();
-    ca?.cleanup();
-  });
+  const pair = useOrderPayment();
 
   it('carries a 10 MB upload, then a 10 MB download, across half-close', async () => {
     const download = randomBytes(TEN_MB);
@@ -51,12 +35,12 @@ describe('sidecar transfers', () => {
       s.on('error', () => undefined);
     });
     await new Promise<void>((r) => service.listen(0, '127.0.0.1', r));
-    closers.push(() => new Promise((r) => service.close(r)));
-    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: `127.0.0.1:${(service.address() as { port: number }).port}` }), 'half-close.yaml');
-    closers.push(() => sidecar.stop());
+    pair.closers.push(() => new Promise((r) => service.close(r)));
+    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `127.0.0.1:${(service.address() as { port: number }).port}` }), 'half-close.yaml');
+    pair.closers.push(() => sidecar.stop());
 
     const upload = randomBytes(TEN_MB);
-    const creds = credsFromDir(order);
+    const creds = credsFromDir(pair.order);
     const [host, port] = splitHostPort(sidecar.inbound!);
     const received = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -73,21 +57,21 @@ describe('sidecar transfers', () => {
   });
 
   it('forwards to a unix socket', async () => {
-    const path = join(ca.root, 'payment.sock');
+    const path = join(pair.ca.root, 'payment.sock');
     const echo = await startEchoService('payment-unix', { path });
-    closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: `unix:${path}` }), 'unix.yaml');
-    closers.push(() => sidecar.stop());
-    const r = await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: 'over unix\n' });
+    pair.closers.push(() => echo.close());
+    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `unix:${path}` }), 'unix.yaml');
+    pair.closers.push(() => sidecar.stop());
+    const r = await tlsExchange(sidecar.inbound!, credsFromDir(pair.order), { payload: 'over unix\n' });
     assert.equal(r.data, 'hello payment-unix\nover unix\n');
   });
 
   it('serves 200 concurrent callers', async () => {
     const echo = await startEchoService('payment');
-    closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: echo.address }), 'concurrent.yaml');
-    closers.push(() => sidecar.stop());
-    const creds = credsFromDir(order);
+    pair.closers.push(() => echo.close());
+    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address }), 'concurrent.yaml');
+    pair.closers.push(() => sidecar.stop());
+    const creds = credsFromDir(pair.order);
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => tlsExchange(sidecar.inbound!, creds, { payload: `caller ${i}\n` })));
     results.forEach((r, i) => assert.equal(r.data, `hello payment\ncaller ${i}\n`, `caller ${i}: ${r.error ?? ''}`));
     assert.equal(echo.connections(), 200);
