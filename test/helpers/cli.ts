@@ -1,11 +1,13 @@
 /**
  * Running the real, built CLI from tests, and making throwaway CAs with it.
  */
-import { spawnSync, spawn, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync, type ChildProcessByStdio, type SpawnSyncReturns } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { spawnTracked } from './children.js';
 
 /** dist/bin/svcca.mjs, from dist/test/helpers/cli.js. */
 export const SVCCA_BIN = fileURLToPath(new URL('../../bin/svcca.mjs', import.meta.url));
@@ -42,8 +44,8 @@ export function runSvcca(args: readonly string[], opts: { env?: NodeJS.ProcessEn
 }
 
 /** Runs the CLI asynchronously (for concurrency tests and kill -9 loops). */
-export function spawnSvcca(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE })) {
-  return spawn(process.execPath, [SVCCA_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnSvcca(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE })): ChildProcessByStdio<null, Readable, Readable> {
+  return spawnTracked(process.execPath, [SVCCA_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcessByStdio<null, Readable, Readable>;
 }
 
 export function tempDir(prefix = 'svcca-test-'): string {

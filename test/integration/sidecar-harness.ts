@@ -3,13 +3,14 @@
  * built `svcca-sidecar` binary with a config, reading its JSON log lines, a small local
  * service to forward to, and TLS clients that report what they got.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before } from 'node:test';
 import { SIDECAR_BIN, makeCa, type TestCa } from '../helpers/cli.js';
+import { spawnTracked } from '../helpers/children.js';
 import { parseCertificate } from '../../common/x509.js';
 import { decodeCertificates } from '../../common/pem.js';
 
@@ -42,7 +43,7 @@ export interface RunningSidecar {
 export async function startSidecarProcess(dir: string, yaml: string, name = 'sidecar.yaml'): Promise<RunningSidecar> {
   const configPath = join(dir, name);
   writeFileSync(configPath, yaml);
-  const proc = spawn(process.execPath, [SIDECAR_BIN, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawnTracked(process.execPath, [SIDECAR_BIN, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let err = '';
@@ -273,7 +274,7 @@ export async function revokeSerials(ca: { dir: string; svcca: (args: readonly st
  */
 export function runAsync(cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number; until?: RegExp } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawnTracked(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
@@ -316,4 +317,16 @@ export function useOrderPayment(): OrderPayment {
     pair.ca?.cleanup();
   });
   return pair;
+}
+
+/**
+ * `promise`, or a rejection naming `step` after `ms`: a step that waits on another
+ * process must fail with its name, not hold the test until the runner's timeout.
+ */
+export function within<T>(step: string, ms: number, promise: Promise<T>, context: () => string = () => ''): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${step}: not within ${ms} ms${context() ? `; ${context()}` : ''}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, splitHostPort, startSidecarProcess, writePolicy } from './sidecar-harness.js';
+import { credsFromDir, splitHostPort, startSidecarProcess, within, writePolicy } from './sidecar-harness.js';
 import { getRequest, httpSidecarYaml, RawHttpConnection, STOCK_POLICY } from './sidecar-http-harness.js';
 
 /** A service that answers `/slow` a second after it arrived, anything else at once. */
@@ -62,14 +62,17 @@ describe('sidecar http mode: SIGTERM drain', () => {
   it('finishes the request in flight with Connection: close, closes the idle connection, refuses new ones, exits 0', { timeout: 120_000 }, async () => {
     const backend = await startSlowBackend();
     closers.push(() => backend.close());
-    // A grace period far longer than the safety bounds below: an idle connection that is
-    // not closed by the drain itself would only go at its end, and the test would fail.
-    const sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extra: 'shutdown:\n  grace: 300s' }), 'http-drain.yaml');
+    // A grace period far longer than every bound below: an idle connection that is not
+    // closed by the drain itself would only go at its end, and the test would fail.
+    const sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extra: 'shutdown:\n  grace: 90s' }), 'http-drain.yaml');
     closers.push(() => sidecar.stop('SIGKILL'));
+    // Each step is bounded and named, with the sidecar's last words: a hang says where.
+    const lastLines = () => `sidecar said: ${JSON.stringify(sidecar.lines.slice(-6))}`;
+    const step = <T>(name: string, ms: number, p: Promise<T>) => within(name, ms, p, lastLines);
     const creds = credsFromDir(order);
 
-    const idle = await RawHttpConnection.open(sidecar.inbound!, creds);
-    const busy = await RawHttpConnection.open(sidecar.inbound!, creds);
+    const idle = await step('open the idle connection', 10_000, RawHttpConnection.open(sidecar.inbound!, creds));
+    const busy = await step('open the busy connection', 10_000, RawHttpConnection.open(sidecar.inbound!, creds));
     closers.push(async () => {
       idle.close();
       busy.close();
@@ -80,21 +83,26 @@ describe('sidecar http mode: SIGTERM drain', () => {
     assert.notEqual(warm.headers.connection, 'close');
 
     busy.write(getRequest('/stock/slow'));
-    await backend.slowArrived;
+    await step('the slow request reaches the service', 10_000, backend.slowArrived);
     sidecar.proc.kill('SIGTERM');
     await sidecar.waitForLine((l) => l.event === 'shutdown');
 
     // New connections are no longer accepted.
     const [host, port] = splitHostPort(sidecar.inbound!);
-    const refused = await new Promise<string>((resolve) => {
-      const s = netConnect({ host, port });
-      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
-      s.on('close', () => resolve('closed'));
-    });
+    const probe = netConnect({ host, port });
+    const refused = await step(
+      'a new connection is refused',
+      10_000,
+      new Promise<string>((resolve) => {
+        probe.on('connect', () => resolve('connected'));
+        probe.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+        probe.on('close', () => resolve('closed'));
+      }),
+    ).finally(() => probe.destroy());
     assert.ok(['ECONNREFUSED', 'ECONNRESET', 'closed'].includes(refused), refused);
 
     // The idle keep-alive connection is closed by the drain (bound: a safety net only,
-    // far below the 300 s grace period).
+    // far below the grace period).
     await idle.waitClosed(20_000);
 
     // The request in flight completes, and the caller is told not to reuse the connection.
@@ -104,7 +112,7 @@ describe('sidecar http mode: SIGTERM drain', () => {
     assert.equal(answer.headers.connection, 'close');
     await busy.waitClosed(20_000);
 
-    assert.equal(await sidecar.exited, 0);
+    assert.equal(await step('the sidecar exits after the drain', 20_000, sidecar.exited), 0);
     assert.ok(sidecar.lines.some((l) => l.event === 'stopped'));
     assert.ok(!sidecar.lines.some((l) => l.event === 'shutdown' && l.level === 'warn'), 'the grace period ran out');
   });
