@@ -36,8 +36,6 @@ export interface SidecarDeps {
   readonly watch?: boolean;
   /** Quiet time after a burst of file events. Default 200 ms. */
   readonly watchDebounceMs?: number;
-  /** The content-hash check whatever events and stats say. Default 60 s. */
-  readonly hashIntervalMs?: number;
 }
 
 /**
@@ -79,7 +77,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       started.push({ stop: () => o.stopAccepting() });
     }
     const adminAddr = admin ? await bind('admin.listen', config.admin!.listen.text, () => admin.start()) : undefined;
-    store.startTimers({ statIntervalMs: config.reloadIntervalMs, ...(deps.hashIntervalMs ? { hashIntervalMs: deps.hashIntervalMs } : {}) });
+    store.startTimers({ statIntervalMs: config.reloadIntervalMs, hashIntervalMs: config.reloadHashIntervalMs });
     if (deps.watch !== false) {
       watcher = await ReloadWatcher.start({
         targets: watchTargets(config.identity.dir, [config.identity.crl, config.policy]),
@@ -117,8 +115,9 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
           store.stopTimers();
           await watcher?.close();
           const open = () => (inbound?.activeConnections ?? 0) + outbound.reduce((n, o) => n + o.activeConnections, 0);
-          logger.info({ event: 'shutdown', open: open(), graceMs }, 'stopping: no new connections; waiting for open ones');
           const closed = Promise.all([inbound?.stopAccepting(), ...outbound.map((o) => o.stopAccepting())]);
+          // Logged once the listeners are closed, so that whoever reads it finds them closed.
+          logger.info({ event: 'shutdown', open: open(), graceMs }, 'stopping: no new connections; waiting for open ones');
           const deadline = Date.now() + graceMs;
           while (open() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
           const left = open();

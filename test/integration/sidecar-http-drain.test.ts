@@ -6,9 +6,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { connect as netConnect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, splitHostPort, startSidecarProcess, within, writePolicy } from './sidecar-harness.js';
+import { credsFromDir, startSidecarProcess, within, writePolicy } from './sidecar-harness.js';
 import { getRequest, httpSidecarYaml, RawHttpConnection, STOCK_POLICY } from './sidecar-http-harness.js';
 
 /** A service that answers `/slow` a second after it arrived, anything else at once. */
@@ -87,19 +87,16 @@ describe('sidecar http mode: SIGTERM drain', () => {
     sidecar.proc.kill('SIGTERM');
     await sidecar.waitForLine((l) => l.event === 'shutdown');
 
-    // New connections are no longer accepted.
-    const [host, port] = splitHostPort(sidecar.inbound!);
-    const probe = netConnect({ host, port });
-    const refused = await step(
+    // New connections are no longer served: no TLS session can be opened.
+    const fresh = await step(
       'a new connection is refused',
       10_000,
-      new Promise<string>((resolve) => {
-        probe.on('connect', () => resolve('connected'));
-        probe.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
-        probe.on('close', () => resolve('closed'));
-      }),
-    ).finally(() => probe.destroy());
-    assert.ok(['ECONNREFUSED', 'ECONNRESET', 'closed'].includes(refused), refused);
+      RawHttpConnection.open(sidecar.inbound!, creds).then(
+        (c) => (c.close(), 'a TLS session was opened'),
+        (e: NodeJS.ErrnoException) => e.code ?? e.message,
+      ),
+    );
+    assert.ok(['ECONNREFUSED', 'ECONNRESET'].includes(fresh), fresh);
 
     // The idle keep-alive connection is closed by the drain (bound: a safety net only,
     // far below the grace period).

@@ -3,9 +3,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, useOrderPayment } from './sidecar-harness.js';
+import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, useOrderPayment, within } from './sidecar-harness.js';
 
 function openCaller(address: string, creds: ReturnType<typeof credsFromDir>): Promise<TLSSocket> {
   const [host, port] = splitHostPort(address);
@@ -34,14 +33,10 @@ describe('sidecar SIGTERM', () => {
     sidecar.proc.kill('SIGTERM');
     await sidecar.waitForLine((l) => l.event === 'shutdown');
 
-    // New connections are no longer accepted.
-    const [host, port] = splitHostPort(sidecar.inbound!);
-    const refused = await new Promise<string>((resolve) => {
-      const s = netConnect({ host, port });
-      s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
-      s.on('close', () => resolve('closed'));
-    });
-    assert.ok(['ECONNREFUSED', 'ECONNRESET', 'closed'].includes(refused), refused);
+    // New connections are no longer served: no TLS session can be opened.
+    const fresh = await within('a new connection is refused', 10_000, tlsExchange(sidecar.inbound!, credsFromDir(pair.order), { payload: 'ping' }));
+    assert.equal(fresh.handshake, false, 'a TLS session was opened during the drain');
+    assert.equal(fresh.data, '');
 
     // The open connection still carries data both ways.
     const echoed = nextData(caller);
@@ -50,7 +45,7 @@ describe('sidecar SIGTERM', () => {
     assert.equal(sidecar.proc.exitCode, null, 'the sidecar waits for the open connection');
 
     caller.end();
-    assert.equal(await sidecar.exited, 0);
+    assert.equal(await within('the sidecar exits after the drain', 20_000, sidecar.exited), 0);
     assert.ok(sidecar.lines.some((l) => l.event === 'stopped'));
   });
 
