@@ -7,7 +7,7 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../../common/errors.js';
-import { parseDurationMs } from '../../common/duration.js';
+import { formatDuration, parseDurationMs } from '../../common/duration.js';
 import { closestKey } from '../../common/policy/suggest.js';
 import { parseSpiffeId } from '../../common/spiffe-id.js';
 import { readConfigYaml } from './yaml.js';
@@ -62,6 +62,11 @@ export interface SidecarConfig {
   readonly shutdownGraceMs: number;
   /** How often identity, CRL and policy files are checked for changes. Default 2s. */
   readonly reloadIntervalMs: number;
+  /**
+   * How often every file is re-read and compared by content hash, for changes that leave
+   * inode, size and mtime as they were (a copy that preserves mtime). Default 60s.
+   */
+  readonly reloadHashIntervalMs: number;
 }
 
 export const DEFAULTS = {
@@ -70,6 +75,7 @@ export const DEFAULTS = {
   maxConnections: 10_000,
   shutdownGraceMs: 30_000,
   reloadIntervalMs: 2_000,
+  reloadHashIntervalMs: 60_000,
   upstreamTimeoutMs: 30_000,
   logLevel: 'info' as LogLevel,
 } as const;
@@ -88,7 +94,7 @@ const KEYS = {
   admin: ['listen'],
   log: ['level'],
   shutdown: ['grace'],
-  reload: ['interval'],
+  reload: ['interval', 'hashInterval'],
 } as const;
 
 export interface ConfigProblem {
@@ -174,13 +180,14 @@ class Validator {
     return isAbsolute(s) ? s : resolve(this.baseDir, s);
   }
 
-  private duration(value: unknown, path: string, fallback: number): number {
+  private duration(value: unknown, path: string, fallback: number, minMs = 1): number {
     if (value === undefined) return fallback;
     const hint = 'write it like 500ms, 10s, 5m or 1h';
     const s = this.str(value, path, hint);
     if (s === undefined) return fallback;
     const ms = parseDurationMs(s);
     if (ms === undefined || ms <= 0) return this.fail(path, `expected a positive duration, got ${quote(s)}`, hint) ?? fallback;
+    if (ms < minMs) return this.fail(path, `${quote(s)} is shorter than ${formatDuration(minMs)}`, `use a duration of at least ${formatDuration(minMs)}`) ?? fallback;
     if (ms > 7 * 86_400_000) return this.fail(path, `${quote(s)} is longer than a week`, 'use a duration of at most 7d') ?? fallback;
     return ms;
   }
@@ -304,16 +311,21 @@ class Validator {
       if (sm) shutdownGraceMs = this.duration(sm.get('grace'), 'shutdown.grace', DEFAULTS.shutdownGraceMs);
     }
     let reloadIntervalMs: number = DEFAULTS.reloadIntervalMs;
+    let reloadHashIntervalMs: number = DEFAULTS.reloadHashIntervalMs;
     if (m.has('reload')) {
       const rm = this.map(m.get('reload'), 'reload', KEYS.reload, 'interval: 2s');
-      if (rm) reloadIntervalMs = this.duration(rm.get('interval'), 'reload.interval', DEFAULTS.reloadIntervalMs);
+      if (rm) {
+        reloadIntervalMs = this.duration(rm.get('interval'), 'reload.interval', DEFAULTS.reloadIntervalMs);
+        // Each hash check re-reads every file (a CRL can be megabytes): not more than once a second.
+        reloadHashIntervalMs = this.duration(rm.get('hashInterval'), 'reload.hashInterval', DEFAULTS.reloadHashIntervalMs, 1_000);
+      }
     }
 
     if (top && !inbound && outbound.length === 0 && !m.has('inbound') && !m.has('outbound')) {
       this.fail('', 'has neither inbound nor outbound', 'add inbound: (to accept calls) or outbound: (to make them), or both');
     }
     this.checkDistinctListeners(inbound, outbound, admin);
-    return { source: this.source, identity, policy, inbound, outbound, admin, logLevel, shutdownGraceMs, reloadIntervalMs };
+    return { source: this.source, identity, policy, inbound, outbound, admin, logLevel, shutdownGraceMs, reloadIntervalMs, reloadHashIntervalMs };
   }
 
   private limits(m: Map<string, unknown>, path: string): ConnectionLimits {

@@ -37,6 +37,14 @@ admin:
     assert.equal(c.outbound[1]!.connect.host, '::1');
     assert.equal(c.shutdownGraceMs, 30_000);
     assert.equal(c.logLevel, 'info');
+    assert.equal(c.reloadIntervalMs, 2_000);
+    assert.equal(c.reloadHashIntervalMs, 60_000);
+  });
+
+  it('reads reload.interval and reload.hashInterval', () => {
+    const c = parseConfig(`${BASE}reload:\n  interval: 500ms\n  hashInterval: 5m\n`, 's.yaml');
+    assert.equal(c.reloadIntervalMs, 500);
+    assert.equal(c.reloadHashIntervalMs, 300_000);
   });
 
   it('resolves relative paths against the config file folder', () => {
@@ -60,6 +68,8 @@ admin:
     { name: 'outbound not a list', text: `${BASE}outbound:\n  listen: a:1\n`, want: /outbound: expected a list/ },
     { name: 'serverId from no trust domain', text: `${BASE}outbound:\n  - listen: 127.0.0.1:1\n    connect: a:1\n    serverId: spiffe://\n`, want: /outbound\[0\]\.serverId/ },
     { name: 'a week-long timeout', text: `${BASE}  idleTimeout: 30d\n`, want: /inbound\.idleTimeout: "30d" is longer than a week/ },
+    { name: 'a hash check more often than once a second', text: `${BASE}reload:\n  hashInterval: 100ms\n`, want: /^s\.yaml: reload\.hashInterval: "100ms" is shorter than 1s$/ },
+    { name: 'a misspelt reload key', text: `${BASE}reload:\n  hashinterval: 5m\n`, want: /reload\.hashinterval: unknown key$/ },
     { name: 'a YAML tag', text: `${BASE}  mode: !!binary dGNw\n`, want: /YAML tag !!binary is not allowed in a config/ },
     { name: 'a unix path beyond sun_path', text: BASE.replace('127.0.0.1:8080', `unix:/${'a'.repeat(120)}`), want: /longer than 107 bytes/ },
   ];
