@@ -276,6 +276,21 @@ export function loadCrlPem(pemText: string, rootsDer: readonly Buffer[], source 
 }
 
 /**
+ * The CRL in `set` from the CA that issued `cert`, or undefined when the set holds none.
+ * A certificate whose issuer has no CRL here has an unknown revocation status: callers
+ * refuse it, since a crl.pem with one issuer's CRL cut out (the other CRLs still genuine
+ * and signed) would otherwise un-revoke everything that issuer revoked.
+ */
+export function crlCovering(set: CrlSet, cert: CertInfo): CrlInfo | undefined {
+  if (cert.authorityKeyId !== undefined) {
+    const byKey = set.crls.find((c) => c.issuerKeyId === cert.authorityKeyId);
+    if (byKey) return byKey;
+  }
+  const nameHex = issuerNameHexOf(cert.der);
+  return set.crls.find((c) => c.issuerNameHex === nameHex && (c.issuerKeyId === undefined || cert.authorityKeyId === undefined || c.issuerKeyId === cert.authorityKeyId));
+}
+
+/**
  * Why `next` must not replace `current`: a CRL whose number is lower than the one in
  * force for the same issuer would un-revoke whatever was revoked in between (a replayed
  * old file). Undefined when `next` may be applied.

@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import { createHash } from 'node:crypto';
 import { parseSpiffeId, type SpiffeId } from '../../common/spiffe-id.js';
 import { EKU_CLIENT_AUTH, EKU_SERVER_AUTH, KeyUsageBit, parseCertificate, type CertInfo } from '../../common/x509.js';
+import { crlCovering } from '../../common/crl.js';
 import type { Snapshot } from '../reload/snapshot.js';
 
 /** Stable refusal codes: the `reason` label of the refusal metric and log line. */
@@ -29,6 +30,7 @@ export type RefusalReason =
   | 'expired'
   | 'untrusted-chain'
   | 'revoked'
+  | 'revocation-unknown'
   | 'policy-denied'
   | 'wrong-server-id'
   | 'own-certificate-invalid'
@@ -121,13 +123,25 @@ export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: C
   if (!input.authorized) {
     return refuse('untrusted-chain', `the chain does not verify against ca.crt (${input.authorizationError ?? 'unknown error'})`);
   }
-  if (snap.crl?.set.revoked.has(leaf.serialHex)) return refuse('revoked', `serial ${leaf.serialHex} is revoked`);
+  const revocation = revocationProblem(leaf, snap);
+  if (revocation) return refuse(revocation.reason, revocation.detail);
   return { ok: true, id: parsed.id, leaf };
+}
+
+/** Revoked, or no CRL from its issuer to tell (with a CRL configured); undefined when fine. */
+function revocationProblem(leaf: CertInfo, snap: Snapshot): { reason: RefusalReason; detail: string } | undefined {
+  if (!snap.crl) return undefined;
+  if (snap.crl.set.revoked.has(leaf.serialHex)) return { reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };
+  if (!crlCovering(snap.crl.set, leaf)) {
+    return { reason: 'revocation-unknown', detail: `${snap.crl.path} holds no CRL from the certificate's issuer (${leaf.issuer}), so its revocation cannot be checked` };
+  }
+  return undefined;
 }
 
 /** Whether an already-accepted peer is still acceptable (after a CRL swap, or at notAfter). */
 export function stillValid(leaf: CertInfo, snap: Snapshot, now: Date): { ok: true } | { ok: false; reason: RefusalReason; detail: string } {
   if (now > leaf.notAfter) return { ok: false, reason: 'expired', detail: `the certificate expired at ${leaf.notAfter.toISOString()}` };
-  if (snap.crl?.set.revoked.has(leaf.serialHex)) return { ok: false, reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };
+  const revocation = revocationProblem(leaf, snap);
+  if (revocation) return { ok: false, ...revocation };
   return { ok: true };
 }

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
-import { loadCrlPem, type CrlSet } from '../../common/crl.js';
+import { crlCovering, loadCrlPem, type CrlSet } from '../../common/crl.js';
 import { ConfigError, InputError, errnoCode } from '../../common/errors.js';
 import { MAX_POLICY_BYTES, parsePolicy, type Policy } from '../../common/policy/index.js';
 import type { SidecarConfig } from '../config/schema.js';
@@ -109,12 +109,23 @@ export function loadCrlState(path: string, identity: Identity, previous?: CrlSta
 
 /** Verifies CRL text already read (and hashed) against `identity`'s roots. */
 export function crlStateFromText(path: string, text: string, hash: string, identity: Identity): CrlState {
+  let set: CrlSet;
   try {
-    return { path, set: loadCrlPem(text, identity.roots, path), hash };
+    set = loadCrlPem(text, identity.roots, path);
   } catch (err) {
     if (err instanceof InputError) throw new ConfigError(`identity.crl: ${err.message}`, err.hint, err);
     throw err;
   }
+  // Peers from an issuer without a CRL are refused one by one (revocation-unknown); a
+  // file without our own issuer's CRL is refused whole, since that is the CA that issues
+  // the mesh's certificates now, and such a file is cut, not merely late.
+  if (!crlCovering(set, identity.leaf)) {
+    throw new ConfigError(
+      `identity.crl: ${path} holds no CRL from ${identity.leaf.issuer}, the CA that issued this sidecar's certificate`,
+      'publish it again with `svcca crl` (one CRL per issuing CA): with a CRL cut out, what that CA revoked would be accepted again',
+    );
+  }
+  return { path, set, hash };
 }
 
 export function readCrlText(path: string): string {

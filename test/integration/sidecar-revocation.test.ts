@@ -10,6 +10,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
+import { decodePemBlocks, encodePem } from '../../common/pem.js';
+import { parseCrlDer, subjectNameDer } from '../../common/crl.js';
 import { crlPemFile, loadCaDir, makeCrlDer } from '../helpers/attacker-ca.js';
 import {
   adminGet,
@@ -151,6 +153,44 @@ describe('sidecar revocation', () => {
       const r = await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: 'z\n' });
       assert.equal(r.data, '');
       assert.equal((await sidecar.waitForLine(refusalFrom(r.localPort))).reason, 'revoked');
+    } finally {
+      writeFileSync(crlPath, good);
+    }
+  });
+  it("refuses a crl.pem with the intermediate's CRL cut out (the root's left genuine): the revoked caller stays refused", async () => {
+    // What the attacker can do without any key: drop one signed block from the real file.
+    const crlPath = join(ca.dir, 'crl.pem');
+    const good = readFileSync(crlPath, 'utf8');
+    const { intermediate } = loadCaDir(ca.dir, TEST_PASSPHRASE);
+    const intermediateName = subjectNameDer(intermediate.certDer);
+    const blocks = decodePemBlocks(good);
+    const kept = blocks.filter((b) => !(b.label === 'X509 CRL' && parseCrlDer(b.der).issuerNameDer.equals(intermediateName)));
+    assert.equal(kept.length, blocks.length - 1, 'the file held one CRL from the intermediate');
+    assert.ok(kept.some((b) => b.label === 'X509 CRL'), "the root's CRL stays");
+    const stripped = kept.map((b) => encodePem(b.label, b.der)).join('');
+
+    const strippedCopy = join(ca.root, 'crl-stripped.pem');
+    writeFileSync(strippedCopy, stripped);
+    // A start on such a file fails with the reason.
+    const start = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: join(ca.root, 'sets', 'payment-service'), crl: strippedCopy, policy: join(ca.root, 'policy.yaml'), forward: echo.address }),
+      'sidecar-stripped-crl.yaml',
+    ).then(
+      async (started) => (await started.stop('SIGKILL'), 'the sidecar started'),
+      (err: Error) => err.message,
+    );
+    assert.match(start, /holds no CRL from .*the CA that issued this sidecar's certificate/);
+
+    writeFileSync(crlPath, stripped);
+    try {
+      const refused = await sidecar.waitForLine((l) => l.event === 'reload' && l.result === 'failure' && /holds no CRL from/.test(String(l.reason)));
+      assert.equal(refused.refusal, 'crl-invalid');
+      const r = await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: 'z\n' });
+      assert.equal(r.data, '');
+      assert.equal((await sidecar.waitForLine(refusalFrom(r.localPort))).reason, 'revoked');
+      const other = await tlsExchange(sidecar.inbound!, credsFromDir(inventory), { payload: 'w\n' });
+      assert.equal(other.data, 'hello payment\nw\n');
     } finally {
       writeFileSync(crlPath, good);
     }

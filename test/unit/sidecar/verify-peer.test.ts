@@ -2,22 +2,28 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { CertCache, stillValid, verifyPeer } from '../../../sidecar/proxy/verify-peer.js';
 import type { Snapshot } from '../../../sidecar/reload/snapshot.js';
-import { KeyUsageBit } from '../../../common/x509.js';
+import { KeyUsageBit, parseCertificate } from '../../../common/x509.js';
+import { subjectNameDer } from '../../../common/crl.js';
 import { createIntermediate, createRootCa, issueCert, issueSvid, type IssuedCert, type Signer } from '../../helpers/attacker-ca.js';
 
 const DAY = 86_400_000;
 const ORDER = 'spiffe://example.org/order-service';
 
-/** Just what verifyPeer reads from a snapshot. */
-function snapshot(revoked: string[] = []): Snapshot {
+/** Just what verifyPeer reads from a snapshot: a CRL set holding one CRL per issuer in `crlsFrom`. */
+function snapshot(revoked: string[] = [], crlsFrom: Signer[] = [inter]): Snapshot {
+  const crls = crlsFrom.map((s) => {
+    const info = parseCertificate(s.certDer);
+    return { issuerNameHex: subjectNameDer(s.certDer).toString('hex'), issuerSubject: info.subject, issuerKeyId: info.subjectKeyId, authorityKeyId: info.subjectKeyId, crlNumber: 1n, thisUpdate: new Date(), nextUpdate: undefined, revokedCount: revoked.length };
+  });
   return {
     identity: { id: { trustDomain: 'example.org', service: 'payment-service', uri: 'spiffe://example.org/payment-service' } },
-    crl: { path: 'crl.pem', hash: '', set: { crls: [], issuers: [], revoked: new Set(revoked) } },
+    crl: { path: 'crl.pem', hash: '', set: { crls, issuers: [], revoked: new Set(revoked) } },
   } as unknown as Snapshot;
 }
 
+let inter: Signer;
+
 describe('verifyPeer (X509-SVID checks in JS)', () => {
-  let inter: Signer;
   const certs: Record<string, IssuedCert> = {};
   before(async () => {
     const root = await createRootCa();
@@ -69,5 +75,20 @@ describe('verifyPeer (X509-SVID checks in JS)', () => {
     assert.deepEqual(stillValid(v.leaf, snapshot(), new Date()), { ok: true });
     assert.equal((stillValid(v.leaf, snapshot([certs.good!.serialHex]), new Date()) as { reason: string }).reason, 'revoked');
     assert.equal((stillValid(v.leaf, snapshot(), new Date(Date.now() + 2 * DAY)) as { reason: string }).reason, 'expired');
+    // The CRL from its issuer cut out of the file: revocation unknown, so no longer valid.
+    assert.equal((stillValid(v.leaf, snapshot([], []), new Date()) as { reason: string }).reason, 'revocation-unknown');
+  });
+
+  it('refuses a certificate whose issuer has no CRL in the file (a CRL cut out)', async () => {
+    const otherRoot = await createRootCa();
+    const otherInter = await createIntermediate(otherRoot, { permittedUriHost: 'example.org' });
+    const cache = new CertCache();
+    const judge = (crlsFrom: Signer[]) => verifyPeer({ leafDer: certs.good!.certDer, authorized: true, role: 'client' }, snapshot([], crlsFrom), new Date(), cache);
+    const none = judge([]);
+    assert.equal(none.ok ? 'ok' : none.reason, 'revocation-unknown');
+    const otherOnly = judge([otherInter]);
+    assert.equal(otherOnly.ok ? 'ok' : otherOnly.reason, 'revocation-unknown');
+    assert.match(otherOnly.ok ? 'accepted' : otherOnly.detail, /holds no CRL from the certificate's issuer/);
+    assert.ok(judge([otherInter, inter]).ok);
   });
 });
