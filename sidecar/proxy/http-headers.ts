@@ -13,18 +13,25 @@
  * than cleaned: a proxy further in honours the nomination and would strip the sidecar's
  * own value, leaving the service with none (or with one an app falls back to).
  *
- * The forwarding headers (`x-forwarded-for`, `-proto`, `-host`, `forwarded`,
- * `x-real-ip`) are dropped in every spelling and `x-forwarded-for` / `x-forwarded-proto`
- * set from the connection itself: a caller must not be able to choose the address the
- * service logs or rate-limits by.
+ * Every `x-forwarded-*` header (`-for`, `-proto`, `-host`, `-port`, `-prefix`, `-uri`…),
+ * `forwarded`, `x-real-ip`, and the URL overrides `x-original-url` / `x-rewrite-url` are
+ * dropped in every spelling, and `x-forwarded-for` / `x-forwarded-proto` set from the
+ * connection itself: a caller must not choose the address the service logs or
+ * rate-limits by, nor a route other than the path the policy judged (some frameworks
+ * route by `x-original-url`).
  */
 import { createHash } from 'node:crypto';
 
 /** RFC 9110 §7.6.1 and the de-facto ones (`proxy-connection`, `keep-alive`). */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'http2-settings']);
 
-/** Set by the sidecar from the connection; anything the caller sent is dropped. */
-const SIDECAR_SET = new Set(['x-forwarded-client-cert', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-real-ip']);
+/** Set by the sidecar from the connection, or not at all; anything the caller sent is dropped. */
+const SIDECAR_SET = new Set(['forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url']);
+const SIDECAR_SET_PREFIX = 'x-forwarded-';
+
+function setBySidecar(canonical: string): boolean {
+  return SIDECAR_SET.has(canonical) || canonical.startsWith(SIDECAR_SET_PREFIX);
+}
 
 /** The sidecar answers `Expect: 100-continue` itself, after the policy allowed the request. */
 const ANSWERED_HERE = new Set(['expect']);
@@ -81,7 +88,7 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
       for (const token of raw[i + 1]!.split(',')) {
         const t = canonicalHeaderName(token.trim());
         if (t === '') continue;
-        if (SIDECAR_SET.has(t)) return { ok: false, reason: 'sidecar-header-nominated', detail: `the Connection header names ${t}, which the sidecar sets` };
+        if (setBySidecar(t)) return { ok: false, reason: 'sidecar-header-nominated', detail: `the Connection header names ${t}, which the sidecar sets` };
         if (!NEVER_NOMINATED.has(t)) nominated.add(t);
       }
     } else if (name === 'host') hosts++;
@@ -102,7 +109,7 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
     const c = canonicalHeaderName(name);
-    if (HOP_BY_HOP.has(c) || SIDECAR_SET.has(c) || ANSWERED_HERE.has(c) || nominated.has(c)) continue;
+    if (HOP_BY_HOP.has(c) || setBySidecar(c) || ANSWERED_HERE.has(c) || nominated.has(c)) continue;
     headers.push(name, raw[i + 1]!);
   }
   if (hosts === 0) headers.push('host', input.fallbackHost);

@@ -34,6 +34,11 @@ describe('upstreamRequestHeaders', () => {
       want: [['Host', 'inv'], ['x-forwarded-client-cert', XFCC], ['x-forwarded-for', '10.0.0.7'], ['x-forwarded-proto', 'https']],
     },
     {
+      name: 'every x-forwarded-* header and the URL overrides are removed, in any spelling',
+      raw: ['Host', 'inv', 'X-Forwarded-Port', '80', 'X-Forwarded-Prefix', '/admin', 'X_Forwarded_Server', 'e', 'X-Forwarded-Ssl', 'off', 'X-Forwarded-Scheme', 'http', 'X-Forwarded-Uri', '/admin', 'X-Original-URL', '/admin', 'x_rewrite_url', '/admin', 'X-Forwardedness', 'kept'],
+      want: [['Host', 'inv'], ['X-Forwardedness', 'kept'], ['x-forwarded-client-cert', XFCC], ['x-forwarded-for', '10.0.0.7'], ['x-forwarded-proto', 'https']],
+    },
+    {
       name: 'hop-by-hop and nominated headers removed, any spelling of the nominated one',
       raw: ['Host', 'inv', 'Connection', 'keep-alive, X-Secret', 'X-Secret', '1', 'x_secret', '2', 'Keep-Alive', '5', 'TE', 'trailers', 'Trailer', 'x', 'Upgrade', 'h2c', 'Proxy-Authorization', 'b', 'Proxy-Connection', 'k', 'Expect', '100-continue', 'X-Other', 'y'],
       want: [['Host', 'inv'], ['X-Other', 'y'], ['x-forwarded-client-cert', XFCC], ['x-forwarded-for', '10.0.0.7'], ['x-forwarded-proto', 'https']],
@@ -77,6 +82,7 @@ describe('upstreamRequestHeaders', () => {
   const refused: { name: string; raw: string[]; reason: string; detail: RegExp }[] = [
     { name: 'Connection names XFCC', raw: ['Host', 'a', 'Connection', 'x-forwarded-client-cert'], reason: 'sidecar-header-nominated', detail: /x-forwarded-client-cert/ },
     { name: 'Connection names XFCC with _ and upper case', raw: ['Host', 'a', 'Connection', 'close, X_Forwarded_Client_Cert'], reason: 'sidecar-header-nominated', detail: /x-forwarded-client-cert/ },
+    { name: 'Connection names x-forwarded-for', raw: ['Host', 'a', 'Connection', 'X-Forwarded-For'], reason: 'sidecar-header-nominated', detail: /x-forwarded-for/ },
     { name: 'Connection names XFCC in a second header', raw: ['Host', 'a', 'Connection', 'close', 'connection', ' x-forwarded-client-cert '], reason: 'sidecar-header-nominated', detail: /x-forwarded-client-cert/ },
     { name: 'Connection names x-forwarded-for', raw: ['Host', 'a', 'Connection', 'X-Forwarded-For'], reason: 'sidecar-header-nominated', detail: /x-forwarded-for/ },
     { name: 'two Host headers', raw: ['Host', 'a', 'host', 'b'], reason: 'bad-request', detail: /Host/ },
