@@ -83,6 +83,14 @@ export const DEFAULTS = {
 const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'];
 const MAX_STRING = 4096;
 const MAX_OUTBOUND = 256;
+/** 127.0.0.0/8, ::1 (also as ::ffff:127.x) and `localhost`: what only this host reaches. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1' || /^0{0,4}(:0{0,4}){6}:0{0,3}1$/.test(h)) return true;
+  const v4 = /^(?:::ffff:)?(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
+  return v4 !== null && Number(v4[1]) === 127 && v4.slice(2).every((o) => Number(o) <= 255);
+}
+
 /** sockaddr_un.sun_path is 108 bytes on Linux, including the NUL. */
 const MAX_UNIX_PATH = 107;
 
@@ -201,7 +209,11 @@ class Validator {
     return Number(s);
   }
 
-  private address(value: unknown, path: string, opts: { listen: boolean; unix: boolean }): Address | undefined {
+  /**
+   * `opts.local`: the address must be loopback (or a unix socket), with the reason a
+   * wider one is refused. The plaintext side of the sidecar is only as private as that.
+   */
+  private address(value: unknown, path: string, opts: { listen: boolean; unix: boolean; local?: string }): Address | undefined {
     const forms = opts.unix ? 'host:port or unix:/path' : 'host:port';
     const hint = opts.unix ? `e.g. 127.0.0.1:8080 or unix:/run/app.sock` : 'e.g. payment.internal:8443';
     if (typeof value !== 'string') return this.fail(path, `expected ${forms}, got ${describe(value)}`, hint);
@@ -218,6 +230,9 @@ class Validator {
     const minPort = opts.listen ? 0 : 1;
     if (port < minPort || port > 65535) return this.fail(path, `port ${m[2]} is out of range`, `use a port between ${minPort} and 65535`);
     const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
+    if (opts.local !== undefined && !isLoopbackHost(host)) {
+      return this.fail(path, `${quote(value)} is not a loopback address: ${opts.local}`, 'use 127.0.0.1:PORT, [::1]:PORT or a unix:/path socket');
+    }
     return { kind: 'tcp', host, port, text: value };
   }
 
@@ -244,7 +259,7 @@ class Validator {
       const im = this.map(m.get('inbound'), 'inbound', KEYS.inbound, 'listen: 0.0.0.0:8443');
       if (im) {
         const listen = im.has('listen') ? this.address(im.get('listen'), 'inbound.listen', { listen: true, unix: true }) : this.fail('inbound.listen', 'missing', 'write listen: 0.0.0.0:8443');
-        const forward = im.has('forward') ? this.address(im.get('forward'), 'inbound.forward', { listen: false, unix: true }) : this.fail('inbound.forward', 'missing', 'write forward: 127.0.0.1:8080 (where the service listens)');
+        const forward = im.has('forward') ? this.address(im.get('forward'), 'inbound.forward', { listen: false, unix: true, local: 'the plaintext leg to the service would cross the network unauthenticated' }) : this.fail('inbound.forward', 'missing', 'write forward: 127.0.0.1:8080 (where the service listens)');
         let mode: InboundMode = 'tcp';
         if (im.has('mode')) {
           const raw = im.get('mode');
@@ -269,7 +284,7 @@ class Validator {
           const path = `outbound[${i}]`;
           const om = this.map(entry, path, KEYS.outbound, 'listen: 127.0.0.1:15001');
           if (!om) return;
-          const listen = om.has('listen') ? this.address(om.get('listen'), `${path}.listen`, { listen: true, unix: true }) : this.fail(`${path}.listen`, 'missing', 'write listen: 127.0.0.1:15001 or unix:/run/svcca/app.sock');
+          const listen = om.has('listen') ? this.address(om.get('listen'), `${path}.listen`, { listen: true, unix: true, local: 'anything that reaches it could call out as this service without a credential' }) : this.fail(`${path}.listen`, 'missing', 'write listen: 127.0.0.1:15001 or unix:/run/svcca/app.sock');
           const connect = om.has('connect') ? this.address(om.get('connect'), `${path}.connect`, { listen: false, unix: false }) : this.fail(`${path}.connect`, 'missing', "write connect: <host>:<port> of the other service's sidecar");
           let serverId: string | undefined;
           if (!om.has('serverId')) this.fail(`${path}.serverId`, 'missing', 'write serverId: spiffe://<trust-domain>/<service>, the identity the server must present');

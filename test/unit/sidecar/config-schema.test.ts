@@ -41,6 +41,14 @@ admin:
     assert.equal(c.reloadHashIntervalMs, 60_000);
   });
 
+  it('takes any loopback address for inbound.forward and outbound[].listen', () => {
+    for (const local of ['localhost:8080', '[::1]:8080', '127.0.0.2:8080', '[::ffff:127.0.0.1]:8080']) {
+      const c = parseConfig(`${BASE.replace('127.0.0.1:8080', `"${local}"`)}outbound:\n  - listen: "${local.replace('8080', '15001')}"\n    connect: a:1\n    serverId: spiffe://example.org/a\n`, 's.yaml');
+      assert.equal(c.inbound?.forward.text, local);
+      assert.equal(c.outbound[0]!.listen.text, local.replace('8080', '15001'));
+    }
+  });
+
   it('reads reload.interval and reload.hashInterval', () => {
     const c = parseConfig(`${BASE}reload:\n  interval: 500ms\n  hashInterval: 5m\n`, 's.yaml');
     assert.equal(c.reloadIntervalMs, 500);
@@ -70,6 +78,10 @@ admin:
     { name: 'a week-long timeout', text: `${BASE}  idleTimeout: 30d\n`, want: /inbound\.idleTimeout: "30d" is longer than a week/ },
     { name: 'a hash check more often than once a second', text: `${BASE}reload:\n  hashInterval: 100ms\n`, want: /^s\.yaml: reload\.hashInterval: "100ms" is shorter than 1s$/ },
     { name: 'a misspelt reload key', text: `${BASE}reload:\n  hashinterval: 5m\n`, want: /reload\.hashinterval: unknown key$/ },
+    { name: 'a forward off this host', text: BASE.replace('127.0.0.1:8080', '10.0.0.5:8080'), want: /^s\.yaml: inbound\.forward: "10\.0\.0\.5:8080" is not a loopback address: the plaintext leg/ },
+    { name: 'a forward by host name', text: BASE.replace('127.0.0.1:8080', 'app.internal:8080'), want: /inbound\.forward: "app\.internal:8080" is not a loopback address/ },
+    { name: 'an outbound listener on every address', text: `${BASE}outbound:\n  - listen: 0.0.0.0:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n`, want: /outbound\[0\]\.listen: "0\.0\.0\.0:15001" is not a loopback address: anything that reaches it could call out as this service/ },
+    { name: 'an outbound listener on every IPv6 address', text: `${BASE}outbound:\n  - listen: "[::]:15001"\n    connect: a:1\n    serverId: spiffe://example.org/a\n`, want: /outbound\[0\]\.listen: "\[::\]:15001" is not a loopback address/ },
     { name: 'a YAML tag', text: `${BASE}  mode: !!binary dGNw\n`, want: /YAML tag !!binary is not allowed in a config/ },
     { name: 'a unix path beyond sun_path', text: BASE.replace('127.0.0.1:8080', `unix:/${'a'.repeat(120)}`), want: /longer than 107 bytes/ },
   ];
