@@ -59,7 +59,10 @@ export function openEncryptedKey(pem: string, passphrase: string, what: string):
     return createPrivateKey({ key: pem, format: 'pem', passphrase });
   } catch (err) {
     const code = errnoCode(err) ?? '';
-    if (code.includes('BAD_DECRYPT') || code.includes('INTERRUPTED') || code.includes('DECODER')) {
+    // A wrong passphrase mostly fails the padding check (BAD_DECRYPT); about 1 in 256
+    // times the padding happens to look right and the garbage fails to decode instead
+    // (UNSUPPORTED): both mean the passphrase, since the encrypted envelope itself parsed.
+    if (code.includes('BAD_DECRYPT') || code.includes('INTERRUPTED') || code.includes('DECODER') || code.includes('UNSUPPORTED')) {
       const sources = what.includes('root') ? '--root-passphrase-file or SVCCA_ROOT_PASSPHRASE' : '--passphrase-file, SVCCA_PASSPHRASE or the prompt';
       throw new PassphraseError(`wrong passphrase for ${what}`, `give the passphrase it was created with (${sources})`, err);
     }
