@@ -8,6 +8,7 @@ import { evaluatePolicy, loadPolicyFile } from '../../common/policy/index.js';
 import type { Decision } from '../../common/policy/index.js';
 import { parseSpiffeId, serviceNameProblem } from '../../common/spiffe-id.js';
 import type { CommandContext } from '../context.js';
+import { METHODS } from 'node:http';
 
 export interface PolicyCheckOptions {
   /** The caller: a service name, or a SPIFFE ID whose path is one. */
@@ -24,8 +25,10 @@ export interface PolicyCheckOptions {
 const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 export async function runPolicyCheck(opts: PolicyCheckOptions, ctx: CommandContext): Promise<void> {
-  const from = serviceArg(opts.from, '<from>');
-  const to = serviceArg(opts.to, '<to>');
+  const caller = serviceArg(opts.from, '<from>');
+  const callee = serviceArg(opts.to, '<to>');
+  const from = caller.service;
+  const to = callee.service;
   if ((opts.method === undefined) !== (opts.path === undefined)) {
     throw new UsageError(
       opts.method === undefined ? '--path needs --method' : '--method needs --path',
@@ -37,7 +40,14 @@ export async function runPolicyCheck(opts: PolicyCheckOptions, ctx: CommandConte
 
   let decision: Decision;
   let path: string | undefined;
-  if (method !== undefined && opts.path !== undefined) {
+  if (caller.trustDomain !== undefined && callee.trustDomain !== undefined && caller.trustDomain !== callee.trustDomain) {
+    // The sidecar refuses a foreign trust domain at the handshake, before any policy.
+    decision = { allow: false, reason: `the caller's trust domain ${caller.trustDomain} is not the callee's (${callee.trustDomain}): the sidecar refuses it before the policy` };
+  } else if (method !== undefined && !METHODS.includes(method)) {
+    const upper = method.toUpperCase();
+    const hint = upper !== method && METHODS.includes(upper) ? ` (methods are case-sensitive: did you mean ${upper}?)` : '';
+    decision = { allow: false, reason: `the sidecar answers 400 to method ${method}: its HTTP parser does not know it${hint}` };
+  } else if (method !== undefined && opts.path !== undefined) {
     const target = normalizeRequestTarget(opts.path);
     if (target.ok) {
       path = target.path;
@@ -66,12 +76,14 @@ export async function runPolicyCheck(opts: PolicyCheckOptions, ctx: CommandConte
 }
 
 /** Accepts a service name or a SPIFFE ID, since users paste either from logs. */
-function serviceArg(value: string, name: string): string {
+function serviceArg(value: string, name: string): { service: string; trustDomain?: string } {
   let service = value;
+  let trustDomain: string | undefined;
   if (value.startsWith('spiffe://')) {
     const parsed = parseSpiffeId(value);
     if (!parsed.ok) throw new UsageError(`${name}: invalid SPIFFE ID ${JSON.stringify(clip(value))}: ${parsed.reason}`, 'give a service name such as order-service');
     service = parsed.id.service;
+    trustDomain = parsed.id.trustDomain;
   }
   const problem = serviceNameProblem(service);
   if (problem) {
@@ -80,15 +92,15 @@ function serviceArg(value: string, name: string): string {
       'use 1-128 characters of a-z 0-9 . - _ (e.g. order-service)',
     );
   }
-  return service;
+  return trustDomain === undefined ? { service } : { service, trustDomain };
 }
 
 function methodArg(value: string): string {
   if (!HTTP_TOKEN.test(value) || value.length > 32) {
     throw new UsageError(`--method: ${JSON.stringify(clip(value))} is not an HTTP method`, 'use a method such as GET or POST');
   }
-  // The sidecar's HTTP parser sees methods upper-case; `--method get` clearly means GET.
-  return value.toUpperCase();
+  // Not upper-cased: the sidecar's HTTP parser answers 400 to `get`, and so must this.
+  return value;
 }
 
 function clip(value: string): string {

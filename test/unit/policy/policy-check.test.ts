@@ -43,7 +43,21 @@ describe('runPolicyCheck', () => {
       input: { from: 'notification-service', to: 'inventory-service', method: 'GET', path: '/stock%2F..%2Fadmin' },
       want: { lines: ['deny: the sidecar answers 400 to this path: encoded "/" (%2F) in the path'], exitCode: 3 },
     },
-    { name: 'a lower-case method means the upper-case one', input: { from: 'notification-service', to: 'inventory-service', method: 'get', path: '/stock' }, want: { lines: [`allow: ${NOTIFY_RULE}`], exitCode: 0 } },
+    {
+      name: 'a lower-case method is a deny, as the sidecar answers 400 to it',
+      input: { from: 'notification-service', to: 'inventory-service', method: 'get', path: '/stock' },
+      want: { lines: ['deny: the sidecar answers 400 to method get: its HTTP parser does not know it (methods are case-sensitive: did you mean GET?)'], exitCode: 3 },
+    },
+    {
+      name: 'a method the parser does not know is a deny',
+      input: { from: 'notification-service', to: 'inventory-service', method: 'FETCH', path: '/stock' },
+      want: { lines: ['deny: the sidecar answers 400 to method FETCH: its HTTP parser does not know it'], exitCode: 3 },
+    },
+    {
+      name: 'a caller from another trust domain is a deny whatever the policy says',
+      input: { from: 'spiffe://evil.org/order-service', to: 'spiffe://example.org/payment-service' },
+      want: { lines: ["deny: the caller's trust domain evil.org is not the callee's (example.org): the sidecar refuses it before the policy"], exitCode: 3 },
+    },
     {
       name: 'SPIFFE IDs are accepted for from and to',
       input: { from: 'spiffe://example.org/order-service', to: 'spiffe://example.org/payment-service' },
