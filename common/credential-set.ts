@@ -13,7 +13,7 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
-import { fsyncDir, writeFileDurable } from './atomic-file.js';
+import { fsyncDir, makeDirectories, writeFileDurable } from './atomic-file.js';
 import { IdentityError, UsageError, errnoCode } from './errors.js';
 
 export const SET_FILES = ['tls.crt', 'tls.key', 'ca.crt'] as const;
@@ -65,7 +65,7 @@ export function assertUsableSetDir(dir: string): void {
  */
 export function writeCredentialSet(dir: string, files: CredentialFilesToWrite, opts: { dirMode?: number } = {}): string {
   assertUsableSetDir(dir);
-  mkdirSync(dir, { recursive: true, mode: opts.dirMode ?? 0o755 });
+  makeDirectories(dir, opts.dirMode ?? 0o755);
   const folderName = timestampedName();
   const folder = join(dir, folderName);
   mkdirSync(folder, { mode: 0o755 });

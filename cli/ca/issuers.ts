@@ -4,9 +4,9 @@
  * nothing but the CRL for its own leaves, and only until the last of them has expired.
  * Retired keys keep the intermediate's passphrase: they are the files the roll moved.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../common/atomic-file.js';
+import { makeDirectories, writeFileAtomic } from '../../common/atomic-file.js';
 import { CaStateError } from '../../common/errors.js';
 import { keyMatchesSpki, keyTypeOf, openEncryptedKey } from '../../common/keys.js';
 import { CA_FILES, type CaDir } from '../store/ca-dir.js';
@@ -38,7 +38,7 @@ export function listRetired(dir: CaDir): IssuerCert[] {
  */
 export function retireCopy(dir: CaDir, cert: IssuerCert, encryptedKeyPem: string): void {
   const keyId = requireKeyId(cert);
-  mkdirSync(retiredDir(dir), { recursive: true, mode: 0o700 });
+  makeDirectories(retiredDir(dir), 0o700);
   writeFileAtomic(dir.file(retiredName(keyId, 'key')), encryptedKeyPem, 0o600);
   writeFileAtomic(dir.file(retiredName(keyId, 'crt')), cert.pem, 0o644);
 }

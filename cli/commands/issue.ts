@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { assertServiceName } from '../../common/spiffe-id.js';
+import { makeDirectories } from '../../common/atomic-file.js';
 import { requireDurationMs, formatDuration } from '../../common/duration.js';
 import { assertUsableSetDir, removeCredentialSet } from '../../common/credential-set.js';
 import { UsageError, errorLine } from '../../common/errors.js';
@@ -12,6 +13,8 @@ import { openCa } from '../open-ca.js';
 import { issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
+
+const SET_FILE_NAMES = new Set(['tls.crt', 'tls.key', 'ca.crt']);
 
 export interface IssueOptions {
   readonly service: string;
@@ -25,6 +28,9 @@ export interface IssueOptions {
 
 export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise<void> {
   const service = assertServiceName(opts.service);
+  // Sets nest by service path: issued/team/tls.key/ would stand where team's key belongs.
+  const clash = service.split('/').slice(1).find((segment) => SET_FILE_NAMES.has(segment));
+  if (clash) throw new UsageError(`invalid service name ${JSON.stringify(service)}: a segment named ${clash} would collide with the files of a credential set`, 'choose another name for that segment');
   const ttlMsFlag = opts.ttl === undefined ? undefined : requireDurationMs('--ttl', opts.ttl);
   const dnsNames = [...new Set(opts.dns.map(assertDnsName))];
   const ips = [...new Set(opts.ip.map(assertIp))];
@@ -49,6 +55,9 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
     const previous = await ledger.getService(service);
     const previousRecord = previous?.activeSerial ? await ledger.getCertificate(previous.activeSerial) : undefined;
     const setDir = opts.out !== undefined ? resolve(opts.out) : (previousRecord?.setDir ?? dir.issuedSetDir(service));
+    // Before the ledger records anything: a folder that cannot be made must not leave an
+    // active certificate behind with no set on disk.
+    makeDirectories(setDir, 0o755);
 
     const issued = await issueAndRecord(authority, ledger, {
       service,

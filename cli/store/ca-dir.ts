@@ -2,10 +2,10 @@
  * The CA data directory: file names, modes, and the `config` file.
  * Only `init` creates it; every other command refuses a missing or foreign one.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CaStateError, UsageError, errnoCode } from '../../common/errors.js';
-import { writeFileAtomic } from '../../common/atomic-file.js';
+import { makeDirectories, writeFileAtomic } from '../../common/atomic-file.js';
 import type { KeyType } from '../../common/keys.js';
 
 export const CA_FILES = {
@@ -109,8 +109,10 @@ export function createCaDir(path: string): CaDir {
       throw new CaStateError(`a CA already exists at ${dir.path}; init never touches an existing CA`, 'use another --dir, or move the old CA away first');
     }
   } catch (err) {
-    if (errnoCode(err) !== 'ENOENT') throw err;
+    const code = errnoCode(err);
+    if (code === 'ENOTDIR') throw new UsageError(`--dir ${dir.path} lies below a file, not a directory`, 'point --dir at a new or empty directory');
+    if (code !== 'ENOENT') throw err;
   }
-  mkdirSync(dir.path, { recursive: true, mode: 0o700 });
+  makeDirectories(dir.path, 0o700);
   return dir;
 }

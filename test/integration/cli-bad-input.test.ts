@@ -144,6 +144,11 @@ const CASES: Case[] = [
   // --out
   { name: '--out pointing at a file', args: (p) => issue(p, 'api', '--out', join(p.in, 'plain-file')), want: /--out .* is not a directory/ },
   { name: '--out below a file', args: (p) => issue(p, 'api', '--out', join(p.in, 'plain-file', 'sub')), want: /--out .* lies below a file/ },
+  // mkdirSync({ recursive: true }) loops forever where mkdir answers ENOENT (inside /proc).
+  { name: '--out inside /proc', args: (p) => issue(p, 'api', '--out', '/proc/svcca-no-such/set'), want: /cannot create the directory \/proc\/svcca-no-such/ },
+  { name: 'a service path segment named like a set file', args: (p) => issue(p, 'existing/tls.key'), want: /a segment named tls\.key would collide with the files of a credential set/ },
+  { name: 'init --dir inside /proc', args: () => ['init', '--trust-domain', 'example.org', '--dir', '/proc/svcca-no-such/ca'], want: /cannot create the directory \/proc\/svcca-no-such/ },
+  { name: 'init --dir below a file', args: (p) => ['init', '--trust-domain', 'example.org', '--dir', join(p.in, 'plain-file', 'ca')], want: /--dir .* lies below a file, not a directory/ },
 ];
 
 describe('bad input: exit 1, one line, nothing written', () => {
