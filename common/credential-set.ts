@@ -10,7 +10,7 @@
  * A reader resolves `..data` once and reads every file from that folder, so it can
  * never pair a key with another set's certificate.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join, resolve } from 'node:path';
 import { fsyncDir, makeDirectories, writeFileDurable } from './atomic-file.js';
@@ -165,7 +165,14 @@ export function resolveSetFolder(dir: string): string {
 
 /** Reads a set as one consistent snapshot (see the module comment). */
 export function readCredentialSet(dir: string): LoadedCredentialSet {
-  if (!existsSync(dir)) throw new IdentityError(`identity directory ${dir} does not exist`, 'issue a certificate into it with `svcca issue <service> --out DIR`');
+  try {
+    accessSync(dir, constants.R_OK | constants.X_OK);
+  } catch (err) {
+    const code = errnoCode(err);
+    if (code === 'ENOENT') throw new IdentityError(`identity directory ${dir} does not exist`, 'issue a certificate into it with `svcca issue <service> --out DIR`');
+    if (code === 'EACCES') throw new IdentityError(`identity directory ${dir} is not readable by this user (uid ${process.getuid?.() ?? '?'})`, 'run as the user that owns it, or give this user read access (ca-data/ itself is 0700: issue with --out into a folder the sidecar can read)');
+    throw new IdentityError(`identity directory ${dir} cannot be read (${code ?? String(err)})`, 'check the path and its permissions');
+  }
   const sourceDir = resolveSetFolder(dir);
   const read = (name: string): string => {
     try {

@@ -2,7 +2,7 @@
  * The CA data directory: file names, modes, and the `config` file.
  * Only `init` creates it; every other command refuses a missing or foreign one.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CaStateError, UsageError, errnoCode } from '../../common/errors.js';
 import { makeDirectories, writeFileAtomic } from '../../common/atomic-file.js';
@@ -71,6 +71,14 @@ export function openCaDir(path: string): { dir: CaDir; config: CaConfig } {
     throw new CaStateError(`cannot read ${dir.path} (${errnoCode(err)})`, 'check the path and its permissions');
   }
   if (!st.isDirectory()) throw new CaStateError(`--dir ${dir.path} is a file, not a CA directory`, 'point --dir at the directory `svcca init` created');
+  try {
+    accessSync(dir.path, constants.R_OK | constants.X_OK);
+  } catch (err) {
+    if (errnoCode(err) === 'EACCES') {
+      throw new CaStateError(`${dir.path} is not accessible to this user (uid ${process.getuid?.() ?? '?'}; the CA directory is 0700, owned by uid ${st.uid})`, 'run svcca as the user that ran `svcca init`');
+    }
+    throw err;
+  }
   const configPath = dir.file(CA_FILES.config);
   if (!existsSync(configPath) || !existsSync(dir.file(CA_FILES.intermediateCert))) {
     throw new CaStateError(`${dir.path} is not an svcca CA directory (no config or intermediate.crt)`, 'run `svcca init` to create one, or point --dir at the right directory');
