@@ -219,9 +219,20 @@ export class OutboundProxy {
       const live: LiveOutbound = { leaf, client: clientAddr, pipe: undefined, tls };
       this.#live.add(live);
       metrics.active.inc({ direction: 'outbound' });
+      // The server's sidecar judges us after our handshake is done (TLS 1.3) and refuses
+      // by closing without a byte: say so here, or the app only sees an empty reply.
+      const cut = watchForServerCut(tls);
       live.pipe = pipeBoth(client, tls, {
         idleTimeoutMs: config.idleTimeoutMs,
         onClose: (stats) => {
+          const how = cut();
+          if (how) {
+            metrics.refusals.inc({ direction: 'outbound', reason: 'closed-by-server' });
+            logger.warn(
+              { event: 'refused', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, reason: 'closed-by-server', detail: `the server ${how} before sending a byte: its sidecar most likely refused this service (policy-denied, revoked…); its log says why` },
+              'outbound connection closed by the server',
+            );
+          }
           this.#live.delete(live);
           metrics.active.dec({ direction: 'outbound' });
           metrics.bytes.inc({ direction: 'outbound', flow: 'received' }, stats.received);
@@ -238,4 +249,21 @@ export class OutboundProxy {
     metrics.refusals.inc({ direction: 'outbound', reason });
     logger.warn({ event: 'refused', direction: 'outbound', peer, address: config.connect.text, client, reason, detail }, 'outbound connection refused');
   }
+}
+
+/**
+ * Watches a verified outbound connection for the server cutting it before it sent any
+ * data: a reset, or an end while our side was still open. Returns how, asked at close.
+ */
+function watchForServerCut(tls: TLSSocket): () => string | undefined {
+  let received = 0;
+  let cut: string | undefined;
+  tls.on('data', (d: Buffer) => (received += d.length));
+  tls.once('end', () => {
+    if (received === 0 && !tls.writableEnded) cut ??= 'closed the connection';
+  });
+  tls.on('error', (err: NodeJS.ErrnoException) => {
+    if (received === 0) cut ??= `reset the connection (${err.code ?? err.message})`;
+  });
+  return () => cut;
 }

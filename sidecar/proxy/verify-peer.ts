@@ -38,7 +38,8 @@ export type RefusalReason =
   | 'handshake-timeout'
   | 'too-many-connections'
   | 'forward-unavailable'
-  | 'connect-failed';
+  | 'connect-failed'
+  | 'closed-by-server';
 
 export type PeerVerdict =
   | { readonly ok: true; readonly id: SpiffeId; readonly leaf: CertInfo }

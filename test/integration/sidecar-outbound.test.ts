@@ -47,6 +47,7 @@ describe('sidecar outbound', () => {
   let ca: TestCa;
   let payment: RunningSidecar;
   let order: RunningSidecar;
+  let inventory: RunningSidecar;
   let echo: Awaited<ReturnType<typeof startEchoService>>;
   let fakes: Awaited<ReturnType<typeof impostor>>[] = [];
 
@@ -55,9 +56,11 @@ describe('sidecar outbound', () => {
     const orderSet = ca.issue('order-service');
     const paymentSet = ca.issue('payment-service');
     const intruderSet = ca.issue('intruder');
-    const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n  order-service:\n    allow: []\n');
+    const inventorySet = ca.issue('inventory-service');
+    const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n  order-service:\n    allow: []\n  inventory-service:\n    allow: []\n');
     echo = await startEchoService('payment');
     payment = await startSidecarProcess(ca.root, sidecarYaml({ setDir: paymentSet, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }), 'payment.yaml');
+    inventory = await startSidecarProcess(ca.root, sidecarYaml({ setDir: inventorySet, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }), 'inventory.yaml');
 
     const intruder = credsFromDir(intruderSet);
     fakes.push(await impostor(intruder.cert, intruder.key));
@@ -72,17 +75,19 @@ describe('sidecar outbound', () => {
       `  - listen: 127.0.0.1:0\n    connect: ${fakes[1]!.address}\n    serverId: spiffe://example.org/payment-service`,
       `  - listen: 127.0.0.1:0\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/inventory-service`,
       `  - listen: unix:${join(ca.root, 'order-out.sock')}\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/payment-service`,
+      `  - listen: 127.0.0.1:0\n    connect: ${inventory.inbound}\n    serverId: spiffe://example.org/inventory-service`,
     ];
     order = await startSidecarProcess(
       ca.root,
       sidecarYaml({ setDir: orderSet, crl: join(ca.dir, 'crl.pem'), policy, inbound: false, extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug` }),
       'order.yaml',
     );
-    assert.equal(order.outbound.length, 5);
+    assert.equal(order.outbound.length, 6);
   });
   after(async () => {
     await order?.stop();
     await payment?.stop();
+    await inventory?.stop();
     await echo?.close();
     for (const f of fakes) await f.close();
     ca?.cleanup();
@@ -93,6 +98,33 @@ describe('sidecar outbound', () => {
     assert.equal(r.data, 'hello payment\nping\n');
     const line = await order.waitForLine((l) => l.event === 'allowed' && l.direction === 'outbound');
     assert.equal(line.peer, 'spiffe://example.org/payment-service');
+  });
+
+  it("says so when the server's sidecar refuses this service (the app alone sees only an empty reply)", async () => {
+    // An app that sends a request and waits, as HTTP clients do (no half-close).
+    const [host, port] = splitHostPort(order.outbound[5]!);
+    const app = netConnect({ host, port });
+    app.on('error', () => undefined);
+    let data = '';
+    app.on('data', (d: Buffer) => (data += d.toString()));
+    await new Promise<void>((r) => app.once('connect', () => r()));
+    const localPort = app.localPort;
+    app.write('GET / HTTP/1.1\r\nHost: inventory\r\n\r\n');
+    await new Promise<void>((r) => app.once('close', () => r()));
+    assert.equal(data, '');
+    const there = await inventory.waitForLine((l) => l.event === 'refused' && l.peer === 'spiffe://example.org/order-service');
+    assert.equal(there.reason, 'policy-denied');
+    const here = await order.waitForLine((l) => l.event === 'refused' && l.client === `127.0.0.1:${localPort}`);
+    assert.equal(here.reason, 'closed-by-server');
+    assert.equal(here.peer, 'spiffe://example.org/inventory-service');
+    assert.match(String(here.detail), /before sending a byte: its sidecar most likely refused this service/);
+  });
+
+  it('does not call an ordinary exchange a refusal', async () => {
+    const r = await plainExchange(order.outbound[0]!, 'ok\n');
+    assert.equal(r.data, 'hello payment\nok\n');
+    await new Promise((res) => setTimeout(res, 300));
+    assert.ok(!order.lines.some((l) => l.reason === 'closed-by-server' && l.client === `127.0.0.1:${r.localPort}`));
   });
 
   it('listens on a unix socket only its own user may use', async () => {
