@@ -99,6 +99,10 @@ export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: C
   const refuse = (reason: RefusalReason, detail: string): PeerVerdict => ({ ok: false, reason, detail, peer: claimed, leaf });
 
   if (leaf.isCA === true) return refuse('ca-certificate', 'the certificate is a CA certificate (basicConstraints CA:TRUE), not a service identity');
+  // X509-SVID §4: a leaf sets basicConstraints cA=false and the digitalSignature usage;
+  // one that leaves them out is not an SVID, whoever signed it.
+  if (leaf.isCA === undefined) return refuse('ca-certificate', 'the certificate has no basicConstraints extension; an X509-SVID states CA:FALSE');
+  if (leaf.keyUsage === undefined) return refuse('wrong-key-usage', 'the certificate has no key usage extension; an X509-SVID sets digitalSignature');
   if (leaf.keyUsage !== undefined && (leaf.keyUsage & (KeyUsageBit.keyCertSign | KeyUsageBit.cRLSign)) !== 0) {
     return refuse('ca-key-usage', 'the certificate may sign certificates or CRLs (keyCertSign/cRLSign), which an X509-SVID must not');
   }

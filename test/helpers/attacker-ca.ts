@@ -86,7 +86,8 @@ export interface CertOptions {
   readonly isCA?: boolean | undefined;
   readonly pathLen?: number;
   /** KeyUsageFlags bits; default digitalSignature (leaf) or keyCertSign|cRLSign (CA). */
-  readonly keyUsage?: number;
+  /** null: no key usage extension at all. */
+  readonly keyUsage?: number | null;
   /** Extended key usages; default serverAuth+clientAuth for a leaf, none for a CA. */
   readonly eku?: readonly string[];
   /** A URI name constraint host (e.g. `example.org`); none when undefined. */
@@ -104,8 +105,8 @@ async function makeCert(issuer: Signer | undefined, opts: CertOptions): Promise<
   const isCA = 'isCA' in opts ? opts.isCA : false;
   const extensions: x509.Extension[] = [];
   if (isCA !== undefined) extensions.push(new x509.BasicConstraintsExtension(isCA, opts.pathLen, true));
-  const ku = opts.keyUsage ?? (isCA ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature);
-  extensions.push(new x509.KeyUsagesExtension(ku, true));
+  const ku = opts.keyUsage === null ? undefined : (opts.keyUsage ?? (isCA ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature));
+  if (ku !== undefined) extensions.push(new x509.KeyUsagesExtension(ku, true));
   const eku = opts.eku ?? (isCA ? [] : ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
   if (eku.length) extensions.push(new x509.ExtendedKeyUsageExtension([...eku] as x509.ExtendedKeyUsageType[]));
   const names: x509.JsonGeneralName[] = [

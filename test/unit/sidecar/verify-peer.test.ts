@@ -40,6 +40,8 @@ describe('verifyPeer (X509-SVID checks in JS)', () => {
     certs.signer = await issueCert(inter, { uris: [ORDER], keyUsage: KeyUsageBit.digitalSignature | KeyUsageBit.cRLSign });
     certs.serverOnly = await issueCert(inter, { uris: [ORDER], eku: ['1.3.6.1.5.5.7.3.1'] });
     certs.noDigSig = await issueCert(inter, { uris: [ORDER], keyUsage: KeyUsageBit.keyEncipherment });
+    certs.noBasicConstraints = await issueCert(inter, { uris: [ORDER], isCA: undefined });
+    certs.noKeyUsage = await issueCert(inter, { uris: [ORDER], keyUsage: null });
   });
 
   const table: { name: string; cert: string | undefined; authorized?: boolean; role?: 'client' | 'server'; revoked?: boolean; want: string }[] = [
@@ -54,6 +56,8 @@ describe('verifyPeer (X509-SVID checks in JS)', () => {
     { name: 'CA:TRUE', cert: 'ca', want: 'ca-certificate' },
     { name: 'cRLSign on a leaf', cert: 'signer', want: 'ca-key-usage' },
     { name: 'no digitalSignature', cert: 'noDigSig', want: 'wrong-key-usage' },
+    { name: 'no basicConstraints at all', cert: 'noBasicConstraints', want: 'ca-certificate' },
+    { name: 'no key usage at all', cert: 'noKeyUsage', want: 'wrong-key-usage' },
     { name: 'serverAuth only, as a client', cert: 'serverOnly', want: 'wrong-key-usage' },
     { name: 'serverAuth only, as a server', cert: 'serverOnly', role: 'server', want: 'ok' },
     { name: 'a chain OpenSSL refused', cert: 'good', authorized: false, want: 'untrusted-chain' },
