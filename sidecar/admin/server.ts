@@ -33,6 +33,10 @@ export function readiness(store: SnapshotStore, accepting: boolean, now: Date = 
   if (own) {
     ready = false;
     lines.push(`certificate: ${own}`);
+  } else if (snap.crl?.set.revoked.has(snap.identity.leaf.serialHex)) {
+    // Every peer that has the same CRL refuses it: not ready until a new one arrives.
+    ready = false;
+    lines.push(`certificate: ${snap.identity.id.uri} is revoked (serial ${snap.identity.leaf.serialHex} is on the CRL); issue it again with \`svcca issue ${snap.identity.id.service}\``);
   } else lines.push(`certificate: ${snap.identity.id.uri} valid until ${snap.identity.leaf.notAfter.toISOString()}`);
   if (snap.crl) {
     if (crlSetExpired(snap.crl.set, now)) lines.push(`crl: EXPIRED (still enforced; publish a fresh one with \`svcca crl\`): ${snap.crl.path}`);

@@ -195,4 +195,16 @@ describe('sidecar revocation', () => {
       writeFileSync(crlPath, good);
     }
   });
+  it('fails /readyz, naming the fix, when its own certificate is revoked', async () => {
+    assert.equal((await adminGet(sidecar.admin!, '/readyz')).status, 200);
+    const own = serialOfSet(join(ca.root, 'sets', 'payment-service'));
+    await revokeSerials(ca, [own], TEST_PASSPHRASE);
+    // Earlier reload lines are still in the log: wait for the readiness itself.
+    let ready = await adminGet(sidecar.admin!, '/readyz');
+    for (const deadline = Date.now() + 15_000; ready.status === 200 && Date.now() < deadline; ready = await adminGet(sidecar.admin!, '/readyz')) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(ready.status, 503, ready.body);
+    assert.match(ready.body, new RegExp(`is revoked \\(serial ${own} is on the CRL\\); issue it again with \`svcca issue payment-service\``));
+  });
 });
