@@ -71,7 +71,7 @@ export function checkConfigFile(path: string, now: Date = new Date()): CheckRepo
   if (config.policy) {
     try {
       const policy = loadPolicyState(config.policy).policy;
-      notes.push(`policy ${config.policy}: ${policy.services.size} services`);
+      notes.push(`policy ${config.policy}: ${policy.services.size} service${policy.services.size === 1 ? '' : 's'}`);
       if (identity && config.inbound) {
         if (!policy.services.has(identity.id.service)) warnings.push(`policy: ${identity.id.service} is not in ${config.policy}, so every caller would be refused; add it under services:`);
         if (config.inbound.mode === 'tcp') for (const w of tcpModeWarnings(policy, identity.id.service)) warnings.push(`policy: ${w}`);
