@@ -319,7 +319,16 @@ export class HttpInbound {
       return;
     }
     const { config, logger, metrics } = this.#deps;
-    const g = this.gate(conn, req, String(req.headers.upgrade ?? ''));
+    const protocol = String(req.headers.upgrade ?? '');
+    if (!/^\s*websocket\s*$/i.test(protocol)) {
+      // After a switch the sidecar sees only a tunnel: h2c would carry requests nobody
+      // judged. WebSocket is one conversation, judged by its opening request.
+      const detail = `only WebSocket upgrades pass the sidecar, not ${JSON.stringify(protocol.slice(0, 40))}`;
+      this.logRefusal(conn, req, { status: 400, result: 'bad-request', reason: 'bad-upgrade', detail });
+      endWith(socket, rawResponse(400, `bad request: ${detail}\n`));
+      return;
+    }
+    const g = this.gate(conn, req, protocol);
     if (!g.ok) {
       this.logRefusal(conn, req, g);
       endWith(socket, rawResponse(g.status, g.body));

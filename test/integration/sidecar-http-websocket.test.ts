@@ -85,6 +85,22 @@ describe('sidecar http mode: WebSocket upgrades', () => {
     }
   });
 
+  it('refuses any upgrade but WebSocket (h2c would tunnel requests nobody judged), even on an allowed path', async () => {
+    const seen = backend.received.length;
+    const c = await RawHttpConnection.open(sidecar.inbound!, credsFromDir(notification));
+    const localPort = c.localPort;
+    try {
+      const r = await c.send(['GET /ws/feed HTTP/1.1', 'Host: inventory.internal', 'Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', '', ''].join('\r\n'));
+      assert.equal(r.status, 400);
+      assert.match(r.body.toString(), /only WebSocket upgrades pass the sidecar, not "h2c"/);
+      assert.equal(backend.received.length, seen, 'the service never saw it');
+      const line = await sidecar.waitForLine(refusalFrom(localPort));
+      assert.equal(line.reason, 'bad-upgrade');
+    } finally {
+      c.close();
+    }
+  });
+
   it('closes an open tunnel when the policy no longer allows its path', async () => {
     const c = await RawHttpConnection.open(sidecar.inbound!, credsFromDir(notification));
     try {
