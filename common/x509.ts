@@ -93,6 +93,11 @@ function readDirectoryString(buf: Buffer, t: Tlv): string {
   }
 }
 
+/** `CN=…, O=…` from a Name's DER (a CRL's issuer, say). */
+export function nameText(nameDer: Buffer): string {
+  return readName(nameDer, readTlv(nameDer, 0, nameDer.length)).text;
+}
+
 /** `CN=…, O=…` and the common name, from a Name. */
 function readName(buf: Buffer, name: Tlv): { text: string; cn: string | undefined } {
   expectTag(name, 0x30, 'Name');

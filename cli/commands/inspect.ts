@@ -16,6 +16,7 @@ import { openCaDir, CA_FILES } from '../store/ca-dir.js';
 import { openCaForReading } from '../open-ca.js';
 import type { CertificateRecord } from '../store/ledger.js';
 import type { CommandContext } from '../context.js';
+import { holdsCrl, inspectCrlFile } from './inspect-crl.js';
 
 export interface InspectOptions {
   readonly target: string;
@@ -84,6 +85,7 @@ export async function runInspect(opts: InspectOptions, ctx: CommandContext): Pro
     pem = readPemFile(target);
     source = target;
     if (pem.trim().length === 0) throw new InputError(`${target} is empty`, 'give a PEM certificate file');
+    if (holdsCrl(pem)) return inspectCrlFile(pem, source, ctx);
   } else if (serviceNameProblem(target) === undefined && !target.includes('.pem') && !target.endsWith('.crt')) {
     const ca = openCaForReading(ctx);
     try {

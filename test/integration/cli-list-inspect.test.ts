@@ -4,7 +4,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { makeCa, run, runSvcca, type TestCa } from '../helpers/cli.js';
 
 const cas: TestCa[] = [];
@@ -90,4 +90,42 @@ test('inspect refuses a missing, empty or garbage file with one line', () => {
     assert.equal(res.stderr.trim().split('\n').length, 1, res.stderr);
     assert.match(res.stderr, pattern);
   }
+});
+
+test('inspect crl.pem shows every CRL in it (openssl crl reads only the first), the revoked serials with their services, and checks the signatures', () => {
+  const ca = makeCa();
+  cas.push(ca);
+  ca.issue('order-service');
+  ca.issue('payment-service');
+  const serial = JSON.parse(ca.svcca(['inspect', 'order-service', '--json']).stdout).serial as string;
+  assert.equal(ca.svcca(['revoke', 'order-service', '--reason', 'keyCompromise']).status, 0);
+  const crlPath = join(ca.dir, 'crl.pem');
+
+  // What a user tries first, for comparison: OpenSSL reads the root's CRL alone, with no entries.
+  const openssl = run('openssl', ['crl', '-in', crlPath, '-noout', '-text']);
+  assert.equal(openssl.status, 0, openssl.stderr);
+  assert.match(openssl.stdout, /No Revoked Certificates/);
+
+  const text = ca.svcca(['inspect', crlPath]);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /CRL #1 +O=svcca, CN=svcca root CA for example\.org/);
+  assert.match(text.stdout, /CRL #2 +O=svcca, CN=svcca intermediate CA 1 for example\.org/);
+  assert.match(text.stdout, new RegExp(`^ +${serial}  order-service$`, 'm'));
+  assert.match(text.stdout, /Signatures +every signature verifies against .*ca\.crt/);
+
+  const json = JSON.parse(ca.svcca(['inspect', crlPath, '--json']).stdout) as { crls: { issuer: string; revoked: { serial: string; service: string | null }[] }[] };
+  assert.equal(json.crls.length, 2);
+  assert.deepEqual(json.crls[1]!.revoked, [{ serial, service: 'order-service' }]);
+
+  // A copy whose intermediate CRL was tampered with: listed, and the signature check says so.
+  const pem = readFileSync(crlPath, 'utf8');
+  const blocks = pem.split('-----END X509 CRL-----\n');
+  const lines = blocks[1]!.split('\n');
+  const mid = Math.floor(lines.length / 2);
+  lines[mid] = lines[mid]!.slice(0, 10) + (lines[mid]![10] === 'A' ? 'B' : 'A') + lines[mid]!.slice(11);
+  blocks[1] = lines.join('\n');
+  const tampered = join(ca.root, 'tampered-crl.pem');
+  writeFileSync(tampered, blocks.join('-----END X509 CRL-----\n'));
+  const t = ca.svcca(['inspect', tampered]);
+  assert.match(t.stdout + t.stderr, /FAILED against .*ca\.crt|is malformed/);
 });
