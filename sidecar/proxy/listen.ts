@@ -28,8 +28,16 @@ export async function listenOn(server: Server, address: Address): Promise<void> 
       server.off('error', onError);
       resolve();
     };
-    if (address.kind === 'unix') server.listen({ path: address.path }, done);
-    else server.listen({ host: address.host, port: address.port }, done);
+    if (address.kind === 'unix') {
+      // 0600 from the bind on (the bind is synchronous inside listen): chmod alone would
+      // leave a moment in which another local user could connect.
+      const previous = process.umask(0o177);
+      try {
+        server.listen({ path: address.path }, done);
+      } finally {
+        process.umask(previous);
+      }
+    } else server.listen({ host: address.host, port: address.port }, done);
   });
   if (address.kind === 'unix') chmodSync(address.path, 0o600);
 }
