@@ -8,8 +8,7 @@ import type { CommandContext } from './context.js';
 import { DEFAULT_CA_DIR } from './store/ca-dir.js';
 import { KEY_TYPES } from '../common/keys.js';
 import { UsageError } from '../common/errors.js';
-
-export const VERSION = '0.1.0';
+import { VERSION } from '../common/version.js';
 
 const EXIT_CODES = `
 Exit codes:

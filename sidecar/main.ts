@@ -9,11 +9,14 @@ import { checkConfigFile, readConfigFile } from './config/check.js';
 import { parseConfig } from './config/schema.js';
 import { createLogger } from './logging.js';
 import { startSidecar } from './sidecar.js';
+import { VERSION } from '../common/version.js';
+import { closestKey } from '../common/policy/suggest.js';
 
 const USAGE = `usage: svcca-sidecar --config sidecar.yaml [--check]
 
   --config FILE   the sidecar YAML (identity, policy, inbound, outbound, admin)
   --check         validate config, identity, CRL and policy, then exit (0 ok, 1 not)
+  -V, --version   print the version
 
 examples:
   svcca-sidecar --config /etc/svcca/sidecar.yaml
@@ -41,30 +44,42 @@ interface Args {
   readonly config: string | undefined;
   readonly check: boolean;
   readonly help: boolean;
+  readonly version: boolean;
 }
+
+const FLAGS = ['--config', '--check', '--help', '--version'];
 
 function parseArgs(argv: readonly string[]): Args {
   let config: string | undefined;
   let check = false;
   let help = false;
+  let version = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--check') check = true;
     else if (a === '--help' || a === '-h') help = true;
+    else if (a === '--version' || a === '-V') version = true;
     else if (a === '--config' || a === '-c') {
       const v = argv[++i];
       if (v === undefined || v.startsWith('--')) throw new Error('--config needs a file; e.g. --config /etc/svcca/sidecar.yaml');
       config = v;
     } else if (a.startsWith('--config=')) config = a.slice('--config='.length);
-    else throw new Error(`unknown argument ${JSON.stringify(a)}; usage: svcca-sidecar --config FILE [--check]`);
+    else {
+      const near = a.startsWith('-') ? closestKey(a.split('=')[0]!, FLAGS) : undefined;
+      throw new Error(`unknown argument ${JSON.stringify(a)}; ${near ? `did you mean ${near}? ` : ''}usage: svcca-sidecar --config FILE [--check]`);
+    }
   }
-  return { config, check, help };
+  return { config, check, help, version };
 }
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
   if (args.help) {
     process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (args.version) {
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   if (!args.config) throw new Error('--config is required; e.g. svcca-sidecar --config /etc/svcca/sidecar.yaml');

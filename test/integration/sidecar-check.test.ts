@@ -44,6 +44,16 @@ describe('svcca-sidecar --check and start-up refusals', () => {
   };
   const good = () => sidecarYaml({ setDir: payment, crl, policy, forward: '127.0.0.1:8080' });
 
+  it('--version prints the version; a misspelt flag gets one line with "did you mean"', () => {
+    const v = spawnSync(process.execPath, [SIDECAR_BIN, '--version'], { encoding: 'utf8' });
+    assert.equal(v.status, 0);
+    assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
+    const typo = spawnSync(process.execPath, [SIDECAR_BIN, '--chek', '--config', 'x.yaml'], { encoding: 'utf8' });
+    assert.equal(typo.status, 1);
+    assert.equal(typo.stderr.trim().split('\n').length, 1, typo.stderr);
+    assert.match(typo.stderr, /unknown argument "--chek"; did you mean --check\? usage: svcca-sidecar --config FILE \[--check\]/);
+  });
+
   it('accepts a good config and says what it checked', () => {
     const r = sidecar(['--check', '--config', write('good.yaml', good())]);
     assert.equal(r.status, 0, r.stderr);
