@@ -169,7 +169,7 @@ export class OutboundProxy {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      this.logRefusal(clientAddr, config.serverId, 'connect-failed', `cannot reach ${config.connect.text}: ${err.code ?? err.message}`);
+      this.logRefusal(clientAddr, config.serverId, 'connect-failed', connectFailure(config.connect.text, err));
       client.destroy();
     });
     client.once('close', () => {
@@ -266,4 +266,17 @@ function watchForServerCut(tls: TLSSocket): () => string | undefined {
     if (received === 0) cut ??= `reset the connection (${err.code ?? err.message})`;
   });
   return () => cut;
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'ENOENT', 'EACCES']);
+
+/** Why an outbound handshake never completed, worded for what the operator should check. */
+function connectFailure(target: string, err: NodeJS.ErrnoException): string {
+  const code = err.code ?? err.message;
+  if (UNREACHABLE.has(code)) return `cannot reach ${target} (${code})`;
+  if (/ALERT/.test(code)) return `${target} refused the handshake (${code}): it does not accept this sidecar's certificate (another CA, or revoked?)`;
+  if (/WRONG_VERSION_NUMBER|PACKET_LENGTH|HTTP_REQUEST|RECORD_LAYER/.test(code) || code === 'EPROTO') {
+    return `${target} answered, but not with TLS (${code}): is connect the service itself rather than its sidecar?`;
+  }
+  return `the TLS handshake with ${target} failed (${code})`;
 }

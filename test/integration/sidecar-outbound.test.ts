@@ -76,13 +76,14 @@ describe('sidecar outbound', () => {
       `  - listen: 127.0.0.1:0\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/inventory-service`,
       `  - listen: unix:${join(ca.root, 'order-out.sock')}\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/payment-service`,
       `  - listen: 127.0.0.1:0\n    connect: ${inventory.inbound}\n    serverId: spiffe://example.org/inventory-service`,
+      `  - listen: 127.0.0.1:0\n    connect: ${echo.address}\n    serverId: spiffe://example.org/payment-service`,
     ];
     order = await startSidecarProcess(
       ca.root,
       sidecarYaml({ setDir: orderSet, crl: join(ca.dir, 'crl.pem'), policy, inbound: false, extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug` }),
       'order.yaml',
     );
-    assert.equal(order.outbound.length, 6);
+    assert.equal(order.outbound.length, 7);
   });
   after(async () => {
     await order?.stop();
@@ -118,6 +119,14 @@ describe('sidecar outbound', () => {
     assert.equal(here.reason, 'closed-by-server');
     assert.equal(here.peer, 'spiffe://example.org/inventory-service');
     assert.match(String(here.detail), /before sending a byte: its sidecar most likely refused this service/);
+  });
+
+  it('says a target that answers without TLS is not a sidecar, rather than unreachable', async () => {
+    const r = await plainExchange(order.outbound[6]!, 'x\n');
+    assert.equal(r.data, '');
+    const line = await order.waitForLine((l) => l.event === 'refused' && l.client === `127.0.0.1:${r.localPort}`);
+    assert.equal(line.reason, 'connect-failed');
+    assert.match(String(line.detail), /answered, but not with TLS .*is connect the service itself rather than its sidecar\?/);
   });
 
   it('does not call an ordinary exchange a refusal', async () => {
