@@ -5,6 +5,7 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { assertServiceName } from '../../common/spiffe-id.js';
+import { closestKey } from '../../common/policy/suggest.js';
 import { readCredentialSet } from '../../common/credential-set.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { keyMatchesSpki, readPrivateKeyPem } from '../../common/keys.js';
@@ -42,13 +43,18 @@ export async function runExport(opts: ExportOptions, ctx: CommandContext): Promi
   assertWritableTarget(opts.p12);
   const ca = openCaForReading(ctx);
   let record;
+  let near: string | undefined;
   try {
     const state = await ca.ledger.getService(service);
     record = state?.activeSerial ? await ca.ledger.getCertificate(state.activeSerial) : undefined;
+    // A typo is likelier than a service nobody issued: offer the issued name it is close to.
+    if (!record) near = closestKey(service, (await ca.ledger.listServices()).filter((s) => s.activeSerial).map((s) => s.name));
   } finally {
     ca.close();
   }
-  if (!record) throw new CaStateError(`no certificate has been issued for ${service}`, `issue one first: svcca issue ${service}`);
+  if (!record) {
+    throw new CaStateError(`no certificate has been issued for ${service}`, near ? `did you mean ${near}? (svcca list shows the issued services)` : `issue one first: svcca issue ${service}`);
+  }
   if (record.status === 'revoked') throw new CaStateError(`the certificate of ${service} is revoked`, `issue a new one: svcca issue ${service}`);
   if (record.fromCsr) throw new CaStateError(`${service} was signed from a CSR, so the CA has no key to export`, 'build the PKCS#12 where the private key lives (openssl pkcs12 -export)');
 

@@ -92,7 +92,11 @@ test('export refuses an unknown service, a CSR-signed one, and a directory as --
   const env = { SVCCA_P12_PASSWORD: 'x' };
   const unknown = ca.svcca(['export', 'ghost', '--p12', join(ca.root, 'g.p12')], env);
   assert.equal(unknown.status, 1);
-  assert.match(unknown.stderr, /no certificate has been issued for ghost/);
+  assert.match(unknown.stderr, /no certificate has been issued for ghost; issue one first: svcca issue ghost/);
+  ca.issue('order-service');
+  const typo = ca.svcca(['export', 'ordr-service', '--p12', join(ca.root, 'o.p12')], env);
+  assert.equal(typo.status, 1);
+  assert.match(typo.stderr, /no certificate has been issued for ordr-service; did you mean order-service\?/);
 
   const key = join(ca.root, 'own.key');
   const csr = join(ca.root, 'own.csr');
