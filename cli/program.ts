@@ -144,7 +144,7 @@ ${EXIT_CODES}`,
     .description('list issued certificates')
     .option('--expiring <duration>', 'only active certificates expiring within this duration')
     .option('--revoked', 'only revoked certificates')
-    .option('--all', 'include superseded and expired certificates')
+    .option('--all', 'every certificate, expired and revoked ones too (without it: active and superseded ones not yet expired)')
     .action(async (o, cmd: Command) => (await command('list', 'runList'))(o as never, ctxFor(cmd)));
 
   withGlobals(program.command('inspect'))
