@@ -1,12 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { exportEncryptedKeyPem, openEncryptedKey } from '../../common/keys.js';
+import { encryptPrivateKeyDer, exportEncryptedKeyPem, KEY_PBKDF2_ITERATIONS, openEncryptedKey } from '../../common/keys.js';
+import { encodePem } from '../../common/pem.js';
+import { readTlv, children, readIntegerHex } from '../../common/der-reader.js';
 import { PassphraseError } from '../../common/errors.js';
 
 describe('openEncryptedKey', () => {
   it('says "wrong passphrase" for every wrong passphrase, including those whose padding happens to check out', () => {
-    const pem = exportEncryptedKeyPem(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'the right one');
+    // OpenSSL's default count keeps 3,000 decryptions quick; the format is the same.
+    const pem = encodePem('ENCRYPTED PRIVATE KEY', encryptPrivateKeyDer(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, 'the right one', 2048));
     const rawCodes = new Map<string, number>();
     for (let i = 0; i < 1500; i++) {
       const wrong = `wrong${i}`;
@@ -21,5 +24,16 @@ describe('openEncryptedKey', () => {
     // ~1 in 256 decrypts to valid padding: without such a case this test proves nothing.
     assert.ok([...rawCodes.keys()].some((c) => c !== 'ERR_OSSL_BAD_DECRYPT'), `only ${[...rawCodes.keys()].join(', ')} seen`);
     assert.equal(openEncryptedKey(pem, 'the right one', 'the intermediate key').asymmetricKeyType, 'ec');
+  });
+
+  it(`writes CA keys with ${KEY_PBKDF2_ITERATIONS} PBKDF2 rounds, readable by node:crypto and by openssl pkey`, () => {
+    const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const pem = exportEncryptedKeyPem(key, 'pass phrase é');
+    const der = Buffer.from(pem.replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    // EncryptedPrivateKeyInfo → AlgorithmIdentifier → PBES2-params → keyDerivationFunc → PBKDF2-params → iterationCount
+    const at = (buf: Buffer, path: number[]) => path.reduce((t, i) => children(buf, t)[i]!, readTlv(buf, 0, buf.length));
+    assert.equal(BigInt(`0x${readIntegerHex(der, at(der, [0, 1, 0, 1, 1]))}`), BigInt(KEY_PBKDF2_ITERATIONS));
+    const opened = openEncryptedKey(pem, 'pass phrase é', 'the key');
+    assert.deepEqual(opened.export({ type: 'pkcs8', format: 'der' }), key.export({ type: 'pkcs8', format: 'der' }));
   });
 });
