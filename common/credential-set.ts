@@ -12,7 +12,7 @@
  */
 import { accessSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fsyncDir, makeDirectories, writeFileDurable } from './atomic-file.js';
 import { IdentityError, UsageError, errnoCode } from './errors.js';
 
@@ -55,6 +55,51 @@ export function assertUsableSetDir(dir: string): void {
     if (code === 'ENOTDIR') throw new UsageError(`--out ${dir} lies below a file, not a directory`, 'point --out at a directory (it is created if missing)');
     if (code !== 'ENOENT') throw new UsageError(`--out ${dir} cannot be used (${code})`, 'point --out at a directory this user can write');
   }
+}
+
+/**
+ * Why a set in `dir` would nest with another set, or undefined. Service paths nest
+ * folders (issued/team, issued/team/billing): whoever is given one set's folder (a
+ * volume mount, a copy) would then also read the other's key.
+ */
+export function setNestingProblem(dir: string): string | undefined {
+  const target = resolve(dir);
+  for (let a = dirname(target); a !== dirname(a); a = dirname(a)) {
+    if (holdsSet(a)) return `it would lie inside the credential set in ${a}`;
+  }
+  const inner = setBelow(target, 8);
+  return inner ? `it would hold the credential set in ${inner}` : undefined;
+}
+
+function present(path: string): boolean {
+  try {
+    lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function holdsSet(dir: string): boolean {
+  return present(join(dir, DATA_LINK)) || present(join(dir, 'tls.key')) || present(join(dir, 'tls.crt'));
+}
+
+/** A set folder below `dir` (set internals start with "."; service segments never do). */
+function setBelow(dir: string, depth: number): string | undefined {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return undefined;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory() || e.name.startsWith('.')) continue;
+    const sub = join(dir, e.name);
+    if (holdsSet(sub)) return sub;
+    const deeper = depth > 0 ? setBelow(sub, depth - 1) : undefined;
+    if (deeper) return deeper;
+  }
+  return undefined;
 }
 
 /**

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { assertServiceName } from '../../common/spiffe-id.js';
 import { makeDirectories } from '../../common/atomic-file.js';
 import { requireDurationMs, formatDuration } from '../../common/duration.js';
-import { assertUsableSetDir, removeCredentialSet } from '../../common/credential-set.js';
+import { assertUsableSetDir, removeCredentialSet, setNestingProblem } from '../../common/credential-set.js';
 import { UsageError, errorLine } from '../../common/errors.js';
 import { assertDnsName, assertIp } from '../names.js';
 import { openCa } from '../open-ca.js';
@@ -57,6 +57,13 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
     const setDir = opts.out !== undefined ? resolve(opts.out) : (previousRecord?.setDir ?? dir.issuedSetDir(service));
     // Before the ledger records anything: a folder that cannot be made must not leave an
     // active certificate behind with no set on disk.
+    const nesting = setNestingProblem(setDir);
+    if (nesting) {
+      throw new UsageError(
+        `the credential set of ${service} cannot go in ${setDir}: ${nesting}, and whoever is given one folder would read the other's key`,
+        'issue it with --out into a folder of its own',
+      );
+    }
     makeDirectories(setDir, 0o755);
 
     const issued = await issueAndRecord(authority, ledger, {

@@ -222,6 +222,22 @@ describe('svcca issue on one CA', () => {
     assert.equal(leafOf(setDir).node.subject, 'CN=ns/prod/api');
   });
 
+  it('refuses a set inside another set, or around one (a folder given out for one would expose the other key)', () => {
+    assert.equal(ca.svcca(['issue', 'team']).status, 0);
+    const inner = ca.svcca(['issue', 'team/billing-admin']);
+    assert.equal(inner.status, 1);
+    assert.match(inner.stderr, /^svcca: the credential set of team\/billing-admin cannot go in .*issued\/team\/billing-admin: it would lie inside the credential set in .*issued\/team, .*; issue it with --out into a folder of its own\n$/);
+    assert.equal(existsSync(join(ca.dir, 'issued', 'team', 'billing-admin')), false, 'nothing made');
+    const elsewhere = ca.svcca(['issue', 'team/billing-admin', '--out', join(ca.root, 'billing-admin')]);
+    assert.equal(elsewhere.status, 0, elsewhere.stderr);
+    // The other way round: ns/prod/api was issued above, so ns/prod may not wrap it.
+    const outer = ca.svcca(['issue', 'ns/prod']);
+    assert.equal(outer.status, 1);
+    assert.match(outer.stderr, /it would hold the credential set in .*issued\/ns\/prod\/api/);
+    // Re-issuing a set in place is not nesting.
+    assert.equal(ca.svcca(['issue', 'team']).status, 0);
+  });
+
   it('re-issue supersedes: new serial, ..data swapped, old folder and key gone', () => {
     const out = join(ca.root, 'rotating');
     const first = issueJson(ca, ['rotating', '--out', out]);
