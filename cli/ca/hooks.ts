@@ -31,6 +31,9 @@ export function runHook(cmd: string, env: NodeJS.ProcessEnv, service: string, se
     env: hookEnv(env, service, setDir),
     stdio: ['ignore', 2, 2],
     timeout: HOOK_TIMEOUT_MS,
+    // SIGTERM can be ignored, and a hook that never ends would hold the run (and the
+    // claims of the services after it) for ever.
+    killSignal: 'SIGKILL',
   });
   if (res.error) {
     const code = (res.error as NodeJS.ErrnoException).code;

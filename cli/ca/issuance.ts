@@ -27,7 +27,16 @@ export interface IssuanceRequest {
   readonly actor: string;
   readonly why: string;
   readonly now?: number;
+  /**
+   * Renewals: the active serial the renewal was planned from. Checked inside the write
+   * transaction: a service revoked, re-issued or renewed by another run since is left
+   * alone (RenewalOvertaken), so a renewal never undoes a revocation or an issue.
+   */
+  readonly renewsSerial?: string;
 }
+
+/** The service changed between planning a renewal and recording it; nothing was written. */
+export class RenewalOvertaken extends Error {}
 
 export interface IssuanceResult {
   readonly record: CertificateRecord;
@@ -96,6 +105,10 @@ export async function issueAndRecord(
       throw new CaStateError(`the public key for ${req.service} was revoked for keyCompromise and is never signed again`, 'make a new key pair and a new CSR');
     }
     const previous = await tx.getService(req.service);
+    if (req.renewsSerial !== undefined && (!previous || !previous.rotationEnabled || previous.activeSerial !== req.renewsSerial)) {
+      const now = !previous ? 'it is gone' : !previous.rotationEnabled ? 'it was revoked' : `its active certificate is now ${previous.activeSerial ?? 'none'}`;
+      throw new RenewalOvertaken(`changed while this run was renewing it (${now}); left as it is`);
+    }
     if (previous?.activeSerial) {
       const prev = await tx.getCertificate(previous.activeSerial);
       if (prev && prev.status === 'active') await tx.setStatus(prev.serial, 'superseded');

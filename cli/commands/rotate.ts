@@ -17,7 +17,7 @@ import { openCaDir, CA_FILES } from '../store/ca-dir.js';
 import { SqliteLedger } from '../store/sqlite-ledger.js';
 import type { Ledger, RotationCandidate } from '../store/ledger.js';
 import { readIssuerCert, type Authority } from '../ca/authority.js';
-import { issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
+import { issueAndRecord, RenewalOvertaken, writeIssuedSetIfActive } from '../ca/issuance.js';
 import { DEFAULT_THRESHOLD, intermediateNearsEnd, parseThreshold, planRotation, type PlannedRenewal, type Threshold } from '../ca/rotation-plan.js';
 import { claimServices, newClaimOwner, recoverStaleClaims, releaseClaims } from '../ca/renewal.js';
 import { runHook } from '../ca/hooks.js';
@@ -250,18 +250,25 @@ async function renewOne(s: CaSession, item: PlannedRenewal & { interrupted: bool
     csrSpkiDer = parseCertificate(decodeCertificates(record.certPem, 'the ledger certificate')[0]!).spkiDer;
   }
   const why = item.interrupted ? 'renewed again: an interrupted run lost the key' : item.expired ? 'renewed after it had expired' : `renewed (${threshold.text} threshold)`;
-  const issued = await issueAndRecord(authority, ledger, {
-    service: record.service,
-    ttlMs: record.ttlMs,
-    dnsNames: record.dnsNames,
-    ips: record.ips,
-    setDir: record.setDir,
-    ...(csrSpkiDer ? { csrSpkiDer } : {}),
-    notAfterCap: authority.intermediate.info.notAfter.getTime(),
-    kind: 'renew',
-    actor: who,
-    why,
-  });
+  let issued;
+  try {
+    issued = await issueAndRecord(authority, ledger, {
+      service: record.service,
+      ttlMs: record.ttlMs,
+      dnsNames: record.dnsNames,
+      ips: record.ips,
+      setDir: record.setDir,
+      ...(csrSpkiDer ? { csrSpkiDer } : {}),
+      notAfterCap: authority.intermediate.info.notAfter.getTime(),
+      kind: 'renew',
+      actor: who,
+      why,
+      renewsSerial: record.serial,
+    });
+  } catch (err) {
+    if (err instanceof RenewalOvertaken) return { kind: 'skipped', reason: err.message };
+    throw err;
+  }
   // Under the ledger's lock and only while still active: a concurrent `issue` that
   // superseded this renewal writes its own set, and ours must not overwrite it.
   await writeIssuedSetIfActive(authority, ledger, issued.record, issued.key);
