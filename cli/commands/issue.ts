@@ -2,7 +2,7 @@
  * `svcca issue <service>`: a certificate and key (or a signed CSR) written as a
  * credential set and recorded in the ledger. Re-issuing supersedes the active one.
  */
-import { resolve } from 'node:path';
+import { join, relative, resolve, isAbsolute } from 'node:path';
 import { assertServiceName } from '../../common/spiffe-id.js';
 import { makeDirectories } from '../../common/atomic-file.js';
 import { requireDurationMs, formatDuration } from '../../common/duration.js';
@@ -10,11 +10,18 @@ import { assertUsableSetDir, removeCredentialSet, setNestingProblem } from '../.
 import { UsageError, errorLine } from '../../common/errors.js';
 import { assertDnsName, assertIp } from '../names.js';
 import { openCa } from '../open-ca.js';
+import { CA_FILES } from '../store/ca-dir.js';
 import { issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
 
 const SET_FILE_NAMES = new Set(['tls.crt', 'tls.key', 'ca.crt']);
+
+/** `inner` is strictly below `outer`. */
+function isWithin(outer: string, inner: string): boolean {
+  const rel = relative(outer, inner);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
 
 export interface IssueOptions {
   readonly service: string;
@@ -57,6 +64,17 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
     const setDir = opts.out !== undefined ? resolve(opts.out) : (previousRecord?.setDir ?? dir.issuedSetDir(service));
     // Before the ledger records anything: a folder that cannot be made must not leave an
     // active certificate behind with no set on disk.
+    if (opts.out !== undefined) {
+      // The CA directory is not a set folder (a set's cleanup would take ca.crt with it),
+      // and two services never share one (each would overwrite the other's key).
+      const caDir = resolve(dir.path);
+      if (setDir === caDir || (isWithin(caDir, setDir) && !isWithin(join(caDir, CA_FILES.issued), setDir))) {
+        throw new UsageError(`--out ${setDir} is the CA directory or inside it (${caDir})`, `write sets outside it, or drop --out to use ${join(caDir, CA_FILES.issued, service)}`);
+      }
+      if (isWithin(setDir, caDir)) throw new UsageError(`--out ${setDir} holds the CA directory ${caDir}`, 'give the set a folder of its own');
+      const others = (await ledger.servicesWithSetDir(setDir)).filter((s) => s !== service);
+      if (others.length) throw new UsageError(`--out ${setDir} holds the credential set of ${others.join(', ')}`, 'give each service a folder of its own');
+    }
     const nesting = setNestingProblem(setDir);
     if (nesting) {
       throw new UsageError(

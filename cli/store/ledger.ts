@@ -113,6 +113,8 @@ export interface Ledger {
   listRevokedForCrl(issuerKeyId: string): Promise<CertificateRecord[]>;
 
   getService(name: string): Promise<ServiceState | undefined>;
+  /** Services whose active certificate's set is in `setDir` (an absolute path). */
+  servicesWithSetDir(setDir: string): Promise<string[]>;
   /** Makes `serial` the service's active certificate and turns rotation on. */
   setActive(name: string, serial: string): Promise<void>;
   setRotation(name: string, enabled: boolean): Promise<void>;

@@ -275,6 +275,13 @@ export class SqliteLedger implements Ledger {
     return rows.map((row) => rowToRecord(this.base, row));
   }
 
+  async servicesWithSetDir(setDir: string): Promise<string[]> {
+    const rows = this.db
+      .prepare('SELECT DISTINCT s.name AS name FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE c.set_dir = ? OR c.set_dir = ?')
+      .all(storedSetDir(this.base, setDir), setDir) as { name: string }[];
+    return rows.map((r) => r.name);
+  }
+
   async getService(name: string): Promise<ServiceState | undefined> {
     const row = this.db.prepare('SELECT name, active_serial, rotation_enabled FROM services WHERE name = ?').get(name) as
       | { name: string; active_serial: string | null; rotation_enabled: number }

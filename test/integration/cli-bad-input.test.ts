@@ -146,6 +146,10 @@ const CASES: Case[] = [
   { name: '--out below a file', args: (p) => issue(p, 'api', '--out', join(p.in, 'plain-file', 'sub')), want: /--out .* lies below a file/ },
   // mkdirSync({ recursive: true }) loops forever where mkdir answers ENOENT (inside /proc).
   { name: '--out inside /proc', args: (p) => issue(p, 'api', '--out', '/proc/svcca-no-such/set'), want: /cannot create the directory \/proc\/svcca-no-such/ },
+  { name: '--out the CA directory itself', args: (p) => issue(p, 'api', '--out', p.ca), want: /--out .* is the CA directory or inside it/ },
+  { name: '--out inside the CA directory, outside issued/', args: (p) => issue(p, 'api', '--out', join(p.ca, 'mine')), want: /--out .*mine is the CA directory or inside it/ },
+  { name: '--out holding the CA directory', args: (p) => issue(p, 'api', '--out', p.root), want: /--out .* holds the CA directory/ },
+  { name: "--out another service's set folder", args: (p) => issue(p, 'api', '--out', join(p.root, 'sets', 'existing')), want: /--out .*sets\/existing holds the credential set of existing; give each service a folder of its own/ },
   { name: 'a service path segment named like a set file', args: (p) => issue(p, 'existing/tls.key'), want: /a segment named tls\.key would collide with the files of a credential set/ },
   { name: 'init --dir inside /proc', args: () => ['init', '--trust-domain', 'example.org', '--dir', '/proc/svcca-no-such/ca'], want: /cannot create the directory \/proc\/svcca-no-such/ },
   { name: 'init --dir below a file', args: (p) => ['init', '--trust-domain', 'example.org', '--dir', join(p.in, 'plain-file', 'ca')], want: /--dir .* lies below a file, not a directory/ },
