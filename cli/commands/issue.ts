@@ -39,6 +39,10 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
   const clash = service.split('/').slice(1).find((segment) => SET_FILE_NAMES.has(segment));
   if (clash) throw new UsageError(`invalid service name ${JSON.stringify(service)}: a segment named ${clash} would collide with the files of a credential set`, 'choose another name for that segment');
   const ttlMsFlag = opts.ttl === undefined ? undefined : requireDurationMs('--ttl', opts.ttl);
+  // X.509 times count whole seconds: 500ms would be a certificate expired on arrival.
+  if (ttlMsFlag !== undefined && (ttlMsFlag < 1000 || ttlMsFlag % 1000 !== 0)) {
+    throw new UsageError(`--ttl ${opts.ttl}: certificate lifetimes count whole seconds`, 'use 1s or more in whole seconds, e.g. --ttl 24h');
+  }
   const dnsNames = [...new Set(opts.dns.map(assertDnsName))];
   const ips = [...new Set(opts.ip.map(assertIp))];
   if (opts.out !== undefined) assertUsableSetDir(opts.out);

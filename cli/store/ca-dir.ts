@@ -2,7 +2,7 @@
  * The CA data directory: file names, modes, and the `config` file.
  * Only `init` creates it; every other command refuses a missing or foreign one.
  */
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CaStateError, UsageError, errnoCode } from '../../common/errors.js';
 import { makeDirectories, writeFileAtomic } from '../../common/atomic-file.js';
@@ -122,5 +122,7 @@ export function createCaDir(path: string): CaDir {
     if (code !== 'ENOENT') throw err;
   }
   makeDirectories(dir.path, 0o700);
+  // An empty folder made beforehand keeps its own mode (0755, even 0777): the CA's is 0700.
+  chmodSync(dir.path, 0o700);
   return dir;
 }

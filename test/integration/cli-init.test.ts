@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { TEST_PASSPHRASE, cleanEnv, run, runSvcca, tempDir, writeSecretFile } from '../helpers/cli.js';
 
@@ -133,6 +133,17 @@ for (const keyType of ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072'] as co
     });
   });
 }
+
+describe('init into an empty folder made beforehand', () => {
+  it('makes it 0700 whatever mode it had', () => {
+    const dir = newDir();
+    mkdirSync(dir, { mode: 0o777 });
+    chmodSync(dir, 0o777);
+    const r = init(dir, ['--trust-domain', 'example.org']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((statSync(dir).mode & 0o777).toString(8), '700');
+  });
+});
 
 describe('init passphrases', () => {
   it('takes the root passphrase from --root-passphrase-file, one trailing newline stripped', () => {
