@@ -71,6 +71,14 @@ export function setNestingProblem(dir: string): string | undefined {
   return inner ? `it would hold the credential set in ${inner}` : undefined;
 }
 
+function isPlainFile(path: string): boolean {
+  try {
+    return lstatSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 function present(path: string): boolean {
   try {
     lstatSync(path);
@@ -119,12 +127,17 @@ export function writeCredentialSet(dir: string, files: CredentialFilesToWrite, o
   writeFileDurable(join(folder, 'ca.crt'), files.caPem, 0o644);
   fsyncDir(folder);
 
-  const previous = currentDataFolder(dir);
   const tmpLink = join(dir, `..data_tmp_${randomBytes(3).toString('hex')}`);
   symlinkSync(folderName, tmpLink);
   renameSync(tmpLink, join(dir, DATA_LINK));
   for (const name of SET_FILES) {
-    if (name === 'tls.key' && files.keyPem === undefined) continue;
+    if (name === 'tls.key' && files.keyPem === undefined) {
+      // A CSR set: the owner's key lives in `dir` as a plain file, never in a swapped
+      // folder. A link left by an earlier CA-made key would dangle, and a key written
+      // through it would land in a folder the next swap deletes.
+      if (isLinkTo(join(dir, name), join(DATA_LINK, name))) unlinkSync(join(dir, name));
+      continue;
+    }
     const link = join(dir, name);
     if (!isLinkTo(link, join(DATA_LINK, name))) {
       // First write, or a plain file left by another tool: replace it by the stable link.
@@ -134,7 +147,7 @@ export function writeCredentialSet(dir: string, files: CredentialFilesToWrite, o
     }
   }
   fsyncDir(dir);
-  removeStaleFolders(dir, folderName, previous);
+  removeStaleFolders(dir, folderName);
   return folder;
 }
 
@@ -154,8 +167,17 @@ function currentDataFolder(dir: string): string | undefined {
   }
 }
 
+/**
+ * Removes what a writer killed after its swap left in `dir`: the previous set's folder
+ * (with its private key) and temporary links. The live set is untouched.
+ */
+export function removeSetOrphans(dir: string): void {
+  const live = currentDataFolder(dir);
+  if (live !== undefined) removeStaleFolders(dir, live);
+}
+
 /** Removes every timestamped folder but the live one (the previous set and crash orphans). */
-function removeStaleFolders(dir: string, live: string, _previous: string | undefined): void {
+function removeStaleFolders(dir: string, live: string): void {
   for (const entry of readdirSync(dir)) {
     if (entry === live || entry === DATA_LINK || !entry.startsWith('..')) continue;
     if (entry.startsWith('..data_tmp_') || /^\.\.\d{4}_/.test(entry)) {
@@ -178,7 +200,7 @@ export function removeCredentialSet(dir: string): void {
     if (isLinkTo(join(dir, name), join(DATA_LINK, name))) unlinkSync(join(dir, name));
   }
   unlinkSync(join(dir, DATA_LINK));
-  removeStaleFolders(dir, '', undefined);
+  removeStaleFolders(dir, '');
   fsyncDir(dir);
   try {
     rmdirSync(dir);
@@ -228,5 +250,7 @@ export function readCredentialSet(dir: string): LoadedCredentialSet {
       throw new IdentityError(`${join(dir, name)} ${why}`, 'a credential set needs tls.crt, tls.key and ca.crt (svcca issue writes all three)');
     }
   };
-  return { certChainPem: read('tls.crt'), keyPem: read('tls.key'), caPem: read('ca.crt'), sourceDir };
+  // A CSR set has no key in its folder: the owner keeps theirs beside it, as a plain file.
+  const ownKey = sourceDir !== resolve(dir) && !present(join(sourceDir, 'tls.key')) && isPlainFile(join(dir, 'tls.key'));
+  return { certChainPem: read('tls.crt'), keyPem: ownKey ? readFileSync(join(dir, 'tls.key'), 'utf8') : read('tls.key'), caPem: read('ca.crt'), sourceDir };
 }

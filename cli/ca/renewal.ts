@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { resolveSetFolder } from '../../common/credential-set.js';
+import { removeSetOrphans, resolveSetFolder } from '../../common/credential-set.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
 import type { Ledger, RotationCandidate } from '../store/ledger.js';
@@ -112,6 +112,15 @@ export async function recoverStaleClaims(ledger: Ledger, now: number, wanted: (s
       lagging.push({ service: claim.service, serial: active.serial });
     } else {
       settled.push({ service: claim.service, owner: claim.owner });
+      // The set is current, but a run killed after its swap may have left the previous
+      // folder, private key included, beside it.
+      if (active) {
+        try {
+          removeSetOrphans(active.setDir);
+        } catch {
+          // a folder that cannot be read now is tidied by its next renewal
+        }
+      }
     }
   }
   if (settled.length > 0) {

@@ -56,6 +56,9 @@ export async function runExport(opts: ExportOptions, ctx: CommandContext): Promi
     throw new CaStateError(`no certificate has been issued for ${service}`, near ? `did you mean ${near}? (svcca list shows the issued services)` : `issue one first: svcca issue ${service}`);
   }
   if (record.status === 'revoked') throw new CaStateError(`the certificate of ${service} is revoked`, `issue a new one: svcca issue ${service}`);
+  if (record.notAfter <= Date.now()) {
+    throw new CaStateError(`the certificate of ${service} expired at ${new Date(record.notAfter).toISOString()}`, `renew it first: svcca rotate ${service} --renew-before 100%`);
+  }
   if (record.fromCsr) throw new CaStateError(`${service} was signed from a CSR, so the CA has no key to export`, 'build the PKCS#12 where the private key lives (openssl pkcs12 -export)');
 
   const set = readCredentialSet(record.setDir);

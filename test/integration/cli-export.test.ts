@@ -4,6 +4,7 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPublicKey } from 'node:crypto';
@@ -97,6 +98,12 @@ test('export refuses an unknown service, a CSR-signed one, and a directory as --
   const typo = ca.svcca(['export', 'ordr-service', '--p12', join(ca.root, 'o.p12')], env);
   assert.equal(typo.status, 1);
   assert.match(typo.stderr, /no certificate has been issued for ordr-service; did you mean order-service\?/);
+  ca.issue('short-lived', ['--ttl', '2s']);
+  spawnSync('sleep', ['3']);
+  const expired = ca.svcca(['export', 'short-lived', '--p12', join(ca.root, 's.p12')], env);
+  assert.equal(expired.status, 1);
+  assert.match(expired.stderr, /the certificate of short-lived expired at .*; renew it first: svcca rotate short-lived --renew-before 100%/);
+  assert.equal(existsSync(join(ca.root, 's.p12')), false);
 
   const key = join(ca.root, 'own.key');
   const csr = join(ca.root, 'own.csr');

@@ -8,9 +8,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { hostname } from 'node:os';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { makeCa, run, type TestCa } from '../helpers/cli.js';
+import { makeCa, run, SIDECAR_BIN, type TestCa } from '../helpers/cli.js';
 import { isOneLineError, readLedger, readSet, sleep } from './cli-rotate-helpers.js';
 
 interface RotateJson {
@@ -167,6 +170,31 @@ describe('svcca rotate', () => {
   });
 });
 
+describe('svcca rotate: what a killed run left behind', () => {
+  it("removes the previous set's folder (with its key) that a run killed after its swap left, even when nothing is due", () => {
+    const ca = makeCa();
+    try {
+      const dir = ca.issue('left-behind');
+      const orphan = join(dir, '..2020_01_01_00_00_00.000000000');
+      mkdirSync(orphan, { mode: 0o755 });
+      writeFileSync(join(orphan, 'tls.key'), 'an old private key', { mode: 0o600 });
+      // The dead run's claim, as a kill -9 between the swap and the release leaves it.
+      const dead = spawnSync('true').pid;
+      const db = new Database(join(ca.dir, 'ledger.db'));
+      db.prepare('UPDATE services SET claim_owner = ?, claim_until = ? WHERE name = ?').run(`${hostname()}:${dead}:dead`, Date.now() + 600_000, 'left-behind');
+      db.close();
+      const res = ca.svcca(['rotate']);
+      assert.equal(res.status, 0, res.stderr);
+      assert.match(res.stdout, /0 renewed/);
+      assert.equal(existsSync(orphan), false, 'the orphaned key is gone');
+      assert.equal(readSet(dir).keyMatches, true, 'the live set is untouched');
+      assert.equal(readLedger(ca).active.get('left-behind')!.claim, null);
+    } finally {
+      ca.cleanup();
+    }
+  });
+});
+
 describe('svcca rotate: certificates signed from a CSR', () => {
   let ca: TestCa;
   let setDir: string;
@@ -198,6 +226,29 @@ describe('svcca rotate: certificates signed from a CSR', () => {
     const sig = run('openssl', ['x509', '-in', join(ca.root, 'leaf.pem'), '-noout', '-pubkey']);
     const own = run('openssl', ['pkey', '-in', ownerKey, '-pubout']);
     assert.equal(sig.stdout, own.stdout, "the owner's key still matches");
+  });
+
+  it("a service switched from a CA-made key to --csr keeps the owner's key, written beside the set, across renewals", () => {
+    const dir = join(ca.root, 'sets', 'switched');
+    assert.equal(ca.svcca(['issue', 'switched', '--out', dir]).status, 0);
+    assert.ok(lstatSync(join(dir, 'tls.key')).isSymbolicLink());
+    const key = join(ca.root, 'switched.key');
+    const csr = join(ca.root, 'switched.csr');
+    assert.equal(run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=switched']).status, 0);
+    assert.equal(ca.svcca(['issue', 'switched', '--csr', csr]).status, 0);
+    // No dangling link left: the owner's shell redirect makes a plain file beside the set.
+    assert.equal(existsSync(join(dir, 'tls.key')), false);
+    const written = run('sh', ['-c', `umask 077; cat ${JSON.stringify(key)} > ${JSON.stringify(join(dir, 'tls.key'))}`]);
+    assert.equal(written.status, 0, written.stderr);
+    assert.ok(lstatSync(join(dir, 'tls.key')).isFile());
+    assert.equal(ca.svcca(['rotate', 'switched', '--renew-before', '100%']).status, 0);
+    assert.equal(readFileSync(join(dir, 'tls.key'), 'utf8'), readFileSync(key, 'utf8'), "the renewal left the owner's key alone");
+    // And the sidecar reads the set: the key beside it matches the renewed certificate.
+    const cfg = join(ca.root, 'switched.yaml');
+    writeFileSync(cfg, `identity:\n  dir: ${dir}\noutbound:\n  - listen: 127.0.0.1:0\n    connect: 127.0.0.1:9\n    serverId: spiffe://example.org/x\n`);
+    const check = run(process.execPath, [SIDECAR_BIN, '--check', '--config', cfg]);
+    assert.equal(check.status, 0, check.stdout + check.stderr);
+    assert.match(check.stdout, /ok: identity spiffe:\/\/example\.org\/switched/);
   });
 
   it('a key revoked for keyCompromise is never signed again: skipped with what to run, exit 0', () => {
