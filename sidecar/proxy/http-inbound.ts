@@ -171,6 +171,11 @@ export class HttpInbound {
       const reason = still.reason === 'revoked' ? 'revoked' : 'expired';
       return { ok: false, status: 403, result: 'denied', reason, detail: still.detail, body: `forbidden: ${caller.peer} is no longer accepted (${reason})\n` };
     }
+    // Node's parser takes HTTP/0.9 and HTTP/2.0 request lines; neither is HTTP/1.x framing.
+    if (req.httpVersionMajor !== 1) {
+      const detail = `HTTP/${req.httpVersion} is not served here: HTTP/1.1 or HTTP/1.0 only`;
+      return { ok: false, status: 400, result: 'bad-request', reason: 'bad-request', detail, body: `bad request: ${detail}\n` };
+    }
     const target = normalizeRequestTarget(req.url ?? '');
     if (!target.ok) return { ok: false, status: 400, result: 'bad-request', reason: 'bad-target', detail: target.reason, body: `bad request: ${target.reason}\n` };
     const headers = upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade });

@@ -79,6 +79,8 @@ describe('sidecar http mode: path normalization', () => {
     { name: 'authority form (CONNECT)', request: getRequest('inventory.internal:443', [], 'CONNECT'), detail: /origin form/ },
     { name: 'encoded NUL', request: getRequest('/stock/a%00b'), detail: /control character/ },
     { name: 'dot-dot with parameters', request: getRequest('/stock/..;x/admin'), detail: /parameters/ },
+    { name: 'an HTTP/0.9 request line', request: 'GET /stock/1\r\n\r\n', detail: /HTTP\/0\.9 is not served here/ },
+    { name: 'HTTP/2.0 in a request line', request: 'GET /stock/1 HTTP/2.0\r\nHost: inventory.internal\r\n\r\n', detail: /HTTP\/2\.0 is not served here/ },
   ];
   for (const c of refused) {
     for (const [who, set] of [['notification', () => notification], ['order', () => order]] as const) {
