@@ -5,9 +5,9 @@ ESBUILD_FLAGS := --bundle --platform=node --format=esm --target=node20 \
   --external:better-sqlite3 --log-level=warning \
   --banner:js="import { createRequire as __svccaCreateRequire } from 'node:module'; const require = __svccaCreateRequire(import.meta.url);"
 TEST_CONCURRENCY ?= 1
-# No test may wait forever: one that hangs fails after this, named, and the run goes on;
-# --test-force-exit ends a test file whose tests are done even if something it started
-# (a sidecar left by a failed test) still holds its event loop.
+# No test may wait forever: one that hangs fails after this, named, and the run goes on.
+# A process a test leaves running is killed once its file's tests are done
+# (test/helpers/children.ts), so it cannot hold the run open either.
 TEST_TIMEOUT_MS ?= 300000
 
 .PHONY: all install build typecheck test test-unit test-integration demo bench clean
@@ -32,13 +32,13 @@ build: install
 	chmod +x dist/bin/svcca.mjs dist/bin/svcca-sidecar.mjs
 
 test: build
-	node --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=$(TEST_TIMEOUT_MS) --test-force-exit dist/test/
+	node --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=$(TEST_TIMEOUT_MS) dist/test/
 
 test-unit: build
-	node --test --test-timeout=$(TEST_TIMEOUT_MS) --test-force-exit dist/test/unit/
+	node --test --test-timeout=$(TEST_TIMEOUT_MS) dist/test/unit/
 
 test-integration: build
-	node --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=$(TEST_TIMEOUT_MS) --test-force-exit dist/test/integration/
+	node --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=$(TEST_TIMEOUT_MS) dist/test/integration/
 
 demo: build
 	bash examples/demo.sh
