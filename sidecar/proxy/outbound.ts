@@ -256,14 +256,19 @@ export class OutboundProxy {
  * data: a reset, or an end while our side was still open. Returns how, asked at close.
  */
 function watchForServerCut(tls: TLSSocket): () => string | undefined {
-  let received = 0;
+  let received = false;
   let cut: string | undefined;
-  tls.on('data', (d: Buffer) => (received += d.length));
+  // Off the data path after the first chunk: only "nothing at all" matters.
+  const onData = () => {
+    received = true;
+    tls.off('data', onData);
+  };
+  tls.on('data', onData);
   tls.once('end', () => {
-    if (received === 0 && !tls.writableEnded) cut ??= 'closed the connection';
+    if (!received && !tls.writableEnded) cut ??= 'closed the connection';
   });
   tls.on('error', (err: NodeJS.ErrnoException) => {
-    if (received === 0) cut ??= `reset the connection (${err.code ?? err.message})`;
+    if (!received) cut ??= `reset the connection (${err.code ?? err.message})`;
   });
   return () => cut;
 }
