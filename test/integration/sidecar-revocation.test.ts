@@ -28,6 +28,13 @@ import {
   type RunningSidecar,
 } from './sidecar-harness.js';
 
+/** A fresh connection from `creds` gets nothing back, and `s` logs it refused as revoked. */
+async function assertRevokedRefusal(s: RunningSidecar, creds: ReturnType<typeof credsFromDir>, payload: string): Promise<void> {
+  const r = await tlsExchange(s.inbound!, creds, { payload });
+  assert.equal(r.data, '');
+  assert.equal((await s.waitForLine(refusalFrom(r.localPort))).reason, 'revoked');
+}
+
 describe('sidecar revocation', () => {
   let ca: TestCa;
   let sidecar: RunningSidecar;
@@ -121,9 +128,7 @@ describe('sidecar revocation', () => {
       const logged = await s2.waitForLine((l) => l.event === 'crl-expired');
       assert.equal(logged.level, 'error');
 
-      const listed = await tlsExchange(s2.inbound!, credsFromDir(inventory), { payload: 'x\n' });
-      assert.equal(listed.data, '');
-      assert.equal((await s2.waitForLine(refusalFrom(listed.localPort))).reason, 'revoked');
+      await assertRevokedRefusal(s2, credsFromDir(inventory), 'x\n');
 
       const unlisted = await tlsExchange(s2.inbound!, credsFromDir(order), { payload: 'y\n' });
       // order-service was revoked in the shared CA above, but this CRL does not list it.
@@ -150,9 +155,7 @@ describe('sidecar revocation', () => {
       const refused = await sidecar.waitForLine((l) => l.event === 'reload' && l.result === 'failure');
       assert.match(String(refused.reason), /signature does not verify/);
       // The revocation in force still holds.
-      const r = await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: 'z\n' });
-      assert.equal(r.data, '');
-      assert.equal((await sidecar.waitForLine(refusalFrom(r.localPort))).reason, 'revoked');
+      await assertRevokedRefusal(sidecar, credsFromDir(order), 'z\n');
     } finally {
       writeFileSync(crlPath, good);
     }
@@ -186,9 +189,7 @@ describe('sidecar revocation', () => {
     try {
       const refused = await sidecar.waitForLine((l) => l.event === 'reload' && l.result === 'failure' && /holds no CRL from/.test(String(l.reason)));
       assert.equal(refused.refusal, 'crl-invalid');
-      const r = await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: 'z\n' });
-      assert.equal(r.data, '');
-      assert.equal((await sidecar.waitForLine(refusalFrom(r.localPort))).reason, 'revoked');
+      await assertRevokedRefusal(sidecar, credsFromDir(order), 'z\n');
       const other = await tlsExchange(sidecar.inbound!, credsFromDir(inventory), { payload: 'w\n' });
       assert.equal(other.data, 'hello payment\nw\n');
     } finally {
