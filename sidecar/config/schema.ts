@@ -39,6 +39,19 @@ export interface InboundConfig extends ConnectionLimits {
    * the caller gets 504 (once it has started answering, the idle timeout applies). Default 30s.
    */
   readonly upstreamTimeoutMs: number;
+  /**
+   * TLS handshakes in progress at once, and from one source address: sockets that have not
+   * finished their handshake cannot crowd out established callers or new valid ones
+   * (a flood of silent sockets). Defaults 256 and 32.
+   */
+  readonly maxHandshakes: number;
+  readonly maxHandshakesPerAddress: number;
+  /**
+   * http mode: a request with more header fields than this is refused with 431 and its
+   * connection closed, so every fact about a request (framing, headers, XFCC) comes from
+   * one complete parse, well under Node's own limit of 1,000. Default 100.
+   */
+  readonly maxRequestHeaders: number;
 }
 
 export interface OutboundConfig extends ConnectionLimits {
@@ -77,6 +90,9 @@ export const DEFAULTS = {
   reloadIntervalMs: 2_000,
   reloadHashIntervalMs: 60_000,
   upstreamTimeoutMs: 30_000,
+  maxHandshakes: 256,
+  maxHandshakesPerAddress: 32,
+  maxRequestHeaders: 100,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -97,7 +113,7 @@ const MAX_UNIX_PATH = 107;
 const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl'],
-  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout'],
+  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders'],
   outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
   admin: ['listen'],
   log: ['level'],
@@ -267,9 +283,17 @@ class Validator {
           else this.fail('inbound.mode', `expected tcp or http, got ${describe(raw)}`, 'write mode: tcp (bytes) or mode: http (per-request policy)');
         }
         const upstreamTimeoutMs = this.duration(im.get('upstreamTimeout'), 'inbound.upstreamTimeout', DEFAULTS.upstreamTimeoutMs);
+        const maxHandshakes = this.positiveInt(im.get('maxHandshakes'), 'inbound.maxHandshakes', DEFAULTS.maxHandshakes, 100_000);
+        const maxHandshakesPerAddress = this.positiveInt(im.get('maxHandshakesPerAddress'), 'inbound.maxHandshakesPerAddress', DEFAULTS.maxHandshakesPerAddress, 100_000);
+        // Node keeps at most 1,000 header pairs in req.headers: the limit stays well under it.
+        const maxRequestHeaders = this.positiveInt(im.get('maxRequestHeaders'), 'inbound.maxRequestHeaders', DEFAULTS.maxRequestHeaders, 500);
+        const limits = this.limits(im, 'inbound');
+        if (maxHandshakesPerAddress > maxHandshakes) {
+          this.fail('inbound.maxHandshakesPerAddress', `is ${maxHandshakesPerAddress}, above inbound.maxHandshakes (${maxHandshakes})`, 'make it at most maxHandshakes');
+        }
         if (listen && forward) {
-          inbound = { listen, forward, mode, upstreamTimeoutMs, ...this.limits(im, 'inbound') };
-        } else this.limits(im, 'inbound');
+          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, ...limits };
+        }
       }
       if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');
     }

@@ -73,7 +73,19 @@ export interface UpstreamRequestInput {
 }
 
 export type UpstreamHeaders =
-  | { readonly ok: true; /** flat name/value list, for http.request's `headers` */ readonly headers: string[]; /** the body arrives chunked */ readonly chunked: boolean }
+  | {
+      readonly ok: true;
+      /** flat name/value list, for http.request's `headers` */
+      readonly headers: string[];
+      /** the body arrives chunked */
+      readonly chunked: boolean;
+      /**
+       * The request carries a body (chunked, or Content-Length above 0), read from the same
+       * header list the forwarded headers are built from: a body announced to the service is
+       * always sent to it.
+       */
+      readonly hasBody: boolean;
+    }
   | { readonly ok: false; readonly reason: 'sidecar-header-nominated' | 'bad-request'; /** one short line, safe for a 400 body */ readonly detail: string };
 
 /** The headers the local service receives for one request, or why the request is refused. */
@@ -82,6 +94,8 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
   const nominated = new Set<string>();
   let hosts = 0;
   let transferEncoding: string | undefined;
+  let contentLength: string | undefined;
+  let contentLengths = 0;
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if (name === 'connection') {
@@ -92,6 +106,10 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
         if (!NEVER_NOMINATED.has(t)) nominated.add(t);
       }
     } else if (name === 'host') hosts++;
+    else if (name === 'content-length') {
+      contentLengths++;
+      contentLength = raw[i + 1]!.trim();
+    }
     else if (name === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? raw[i + 1]! : `${transferEncoding}, ${raw[i + 1]!}`;
   }
   // Two Host headers are read differently by different servers (first, last, joined).
@@ -104,6 +122,12 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
   if (chunked && transferEncoding!.trim().toLowerCase() !== 'chunked') {
     return { ok: false, reason: 'bad-request', detail: 'only Transfer-Encoding: chunked is accepted' };
   }
+  // Node's parser refuses these too; refusing here as well keeps the framing decision in
+  // one place whatever the parser lets through.
+  if (contentLengths > 1) return { ok: false, reason: 'bad-request', detail: 'more than one Content-Length header' };
+  if (contentLength !== undefined && !/^\d{1,15}$/.test(contentLength)) return { ok: false, reason: 'bad-request', detail: 'Content-Length is not a whole number' };
+  if (chunked && contentLength !== undefined) return { ok: false, reason: 'bad-request', detail: 'both Transfer-Encoding and Content-Length' };
+  const hasBody = chunked || (contentLength !== undefined && Number(contentLength) > 0);
 
   const headers: string[] = [];
   for (let i = 0; i + 1 < raw.length; i += 2) {
@@ -119,7 +143,7 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
   headers.push(XFCC, input.xfcc);
   if (input.clientIp) headers.push('x-forwarded-for', input.clientIp);
   headers.push('x-forwarded-proto', 'https');
-  return { ok: true, headers, chunked };
+  return { ok: true, headers, chunked, hasBody };
 }
 
 /**
@@ -148,11 +172,4 @@ export function clientResponseHeaders(rawHeaders: readonly string[], opts: { upg
   }
   if (opts.upgrade) out.push('Connection', 'Upgrade');
   return out;
-}
-
-/** True when the request carries a body (Content-Length above 0, or chunked). */
-export function requestHasBody(headers: { readonly [name: string]: string | string[] | undefined }): boolean {
-  if (headers['transfer-encoding'] !== undefined) return true;
-  const cl = headers['content-length'];
-  return typeof cl === 'string' && cl !== '0';
 }

@@ -23,7 +23,7 @@ import type { Metrics } from '../admin/metrics.js';
 import type { InboundConfig } from '../config/schema.js';
 import type { Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';
-import { clientResponseHeaders, requestHasBody, upstreamRequestHeaders } from './http-headers.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js';
 import { pipeBoth } from './pipe.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { stillValid } from './verify-peer.js';
@@ -32,7 +32,7 @@ import { stillValid } from './verify-peer.js';
 export type HttpResult = 'allowed' | 'denied' | 'bad-request';
 
 /** Refusal codes of http mode (the `reason` of the log line and refusal metric). */
-export type HttpRefusalReason = 'policy-denied' | 'revoked' | 'expired' | 'bad-target' | 'bad-request' | 'sidecar-header-nominated' | 'unsupported-method' | 'request-head-timeout';
+export type HttpRefusalReason = 'policy-denied' | 'revoked' | 'expired' | 'bad-target' | 'bad-request' | 'too-many-headers' | 'sidecar-header-nominated' | 'unsupported-method' | 'request-head-timeout';
 
 /** Who is on a caller connection: worked out once, at the handshake, for all its requests. */
 export interface HttpCaller {
@@ -56,6 +56,12 @@ interface Exchange {
 /** One caller connection: who, and the requests (or tunnel) open on it right now. */
 export class HttpConnection {
   readonly exchanges = new Set<Exchange>();
+  /** Responses Node has been handed and not yet finished, in request order. */
+  unanswered = 0;
+  /** A response that ends the connection has been queued: nothing more is written. */
+  closing = false;
+  /** A parse error seen while earlier requests were still being answered: sent after them. */
+  deferredError: string | undefined;
   constructor(
     readonly caller: HttpCaller,
     readonly socket: TLSSocket,
@@ -71,10 +77,10 @@ export interface HttpInboundDeps {
 }
 
 type Gate =
-  | { readonly ok: true; readonly path: string; readonly forwardPath: string; readonly headers: string[]; readonly rule: string | undefined }
+  | { readonly ok: true; readonly path: string; readonly forwardPath: string; readonly headers: string[]; readonly hasBody: boolean; readonly rule: string | undefined }
   | {
       readonly ok: false;
-      readonly status: 400 | 403;
+      readonly status: 400 | 403 | 431;
       readonly result: HttpResult;
       readonly reason: HttpRefusalReason;
       readonly detail: string;
@@ -162,9 +168,24 @@ export class HttpInbound {
     return this.#deps.now ? this.#deps.now() : new Date();
   }
 
+  /**
+   * A request with more header fields than the limit: Node keeps only the first 1,000 in
+   * `req.headers` but more in `req.rawHeaders`, and a decision read from one while the
+   * headers forwarded come from the other is how a request gets smuggled. Refused whole.
+   */
+  private headerLimitRefusal(req: IncomingMessage): Extract<Gate, { ok: false }> | undefined {
+    const max = this.#deps.config.maxRequestHeaders;
+    const count = req.rawHeaders.length / 2;
+    if (count <= max) return undefined;
+    const detail = `the request has ${count >= 1000 ? 'at least 1000' : count} header fields; the limit is ${max} (inbound.maxRequestHeaders)`;
+    return { ok: false, status: 431, result: 'bad-request', reason: 'too-many-headers', detail, body: `request header fields too large: ${detail}\n` };
+  }
+
   private gate(conn: HttpConnection, req: IncomingMessage, upgrade?: string): Gate {
     const snap = this.#deps.store.current;
     const caller = conn.caller;
+    const tooMany = this.headerLimitRefusal(req);
+    if (tooMany) return tooMany;
     // The connection was judged at its handshake; a CRL or the clock may have moved since.
     const still = stillValid(caller.leaf, snap, this.now());
     if (!still.ok) {
@@ -185,7 +206,7 @@ export class HttpInbound {
     if (!d.allow) {
       return { ok: false, status: 403, result: 'denied', reason: 'policy-denied', detail: d.reason, body: `forbidden: no rule allows ${caller.peer} to ${method} ${target.path}\n`, path: target.path };
     }
-    return { ok: true, path: target.path, forwardPath: target.query ? `${target.path}?${target.query}` : target.path, headers: headers.headers, rule: d.rule };
+    return { ok: true, path: target.path, forwardPath: target.query ? `${target.path}?${target.query}` : target.path, headers: headers.headers, hasBody: headers.hasBody, rule: d.rule };
   }
 
   private logRefusal(conn: HttpConnection | undefined, req: IncomingMessage | undefined, g: { status: number; result: HttpResult; reason: string; detail: string; path?: string }): void {
@@ -218,6 +239,14 @@ export class HttpInbound {
       req.socket.destroy(); // not a socket we verified: fail closed
       return;
     }
+    // A response that ends the connection is already queued: requests pipelined behind it
+    // are neither judged nor forwarded (the caller reads the end of the connection).
+    if (conn.closing) {
+      req.resume();
+      return;
+    }
+    conn.unanswered++;
+    res.once('close', () => this.answered(conn));
     const g = this.gate(conn, req);
     if (!g.ok) {
       this.logRefusal(conn, req, g);
@@ -226,7 +255,10 @@ export class HttpInbound {
       res.setHeader('content-length', Buffer.byteLength(g.body));
       // A body we did not ask for (no 100 sent) would be read as the next request; a bad
       // request or a no-longer-valid caller gets no further requests on this connection.
-      if (expectContinue || g.status === 400 || g.reason !== 'policy-denied' || this.#draining) res.setHeader('connection', 'close');
+      if (expectContinue || g.status !== 403 || g.reason !== 'policy-denied' || this.#draining) {
+        res.setHeader('connection', 'close');
+        conn.closing = true;
+      }
       res.end(g.body);
       return;
     }
@@ -246,12 +278,12 @@ export class HttpInbound {
 
   private forward(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, g: Extract<Gate, { ok: true }>, retried: boolean): void {
     const { config, logger } = this.#deps;
-    const hasBody = requestHasBody(req.headers);
+    const hasBody = g.hasBody;
     let up: ReturnType<UpstreamPool['request']>;
     try {
       up = this.#pool.request({ method: req.method!, path: g.forwardPath, headers: g.headers, pooled: true });
     } catch (err) {
-      this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `cannot build the request to the local service (${(err as Error).message})`);
+      this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `cannot build the request to the local service (${(err as Error).message})`, hasBody);
       return;
     }
     let timedOut = false;
@@ -268,12 +300,15 @@ export class HttpInbound {
       // timeout, and a slow reader on the caller's side is not the service's fault.
       up.setTimeout(config.idleTimeoutMs);
       const headers = clientResponseHeaders(upRes.rawHeaders);
-      if (this.#draining) headers.push('connection', 'close');
+      if (this.#draining) {
+        headers.push('connection', 'close');
+        conn.closing = true;
+      }
       try {
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
       } catch (err) {
         upRes.destroy();
-        this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service sent a response that cannot be passed on (${(err as Error).message})`);
+        this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service sent a response that cannot be passed on (${(err as Error).message})`, hasBody);
         return;
       }
       upRes.on('error', () => res.destroy());
@@ -295,8 +330,8 @@ export class HttpInbound {
         this.forward(conn, req, res, g, true);
         return;
       }
-      if (timedOut) this.upstreamFailed(conn, req, res, g.path, 504, 'upstream-timeout', `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`);
-      else this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`);
+      if (timedOut) this.upstreamFailed(conn, req, res, g.path, 504, 'upstream-timeout', `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`, hasBody);
+      else this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`, hasBody);
     });
     if (hasBody && !retried) req.pipe(up);
     else {
@@ -305,14 +340,16 @@ export class HttpInbound {
     }
   }
 
-  private upstreamFailed(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, path: string, status: 502 | 504, reason: string, detail: string): void {
+  private upstreamFailed(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, path: string, status: 502 | 504, reason: string, detail: string, hasBody: boolean): void {
     this.#deps.logger.warn({ event: 'upstream-error', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method: req.method, path, status, reason, detail }, 'the local service failed the request');
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
     const body = status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n';
-    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(requestHasBody(req.headers) ? { connection: 'close' } : {}) });
+    // The caller's body may be partly unread: the connection cannot carry another request.
+    if (hasBody) conn.closing = true;
+    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(hasBody ? { connection: 'close' } : {}) });
     res.end(body);
   }
 
@@ -324,6 +361,12 @@ export class HttpInbound {
       return;
     }
     const { config, logger, metrics } = this.#deps;
+    const tooMany = this.headerLimitRefusal(req);
+    if (tooMany) {
+      this.logRefusal(conn, req, tooMany);
+      endWith(socket, rawResponse(431, tooMany.body));
+      return;
+    }
     const protocol = String(req.headers.upgrade ?? '');
     if (!/^\s*websocket\s*$/i.test(protocol)) {
       // After a switch the sidecar sees only a tunnel: h2c would carry requests nobody
@@ -417,13 +460,31 @@ export class HttpInbound {
       return;
     }
     const conn = this.#conns.get(duplex);
+    // The request that broke the parser was already answered with a response that closes
+    // the connection (say a 400 for its Transfer-Encoding): one answer is enough.
+    if (conn && (conn.closing || conn.deferredError !== undefined)) return;
     const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : timedOut ? 408 : 400;
     const detail = timedOut
       ? `the request head did not complete within ${this.#deps.config.handshakeTimeoutMs / 1000}s`
       : `${err.code ?? 'parse error'}: ${String(err.message).replace(/^Parse Error: /, '')}`;
     this.logRefusal(conn, undefined, { status, result: 'bad-request', reason: timedOut ? 'request-head-timeout' : 'bad-request', detail });
-    endWith(duplex, rawResponse(status, `bad request: ${detail}\n`));
+    const answer = rawResponse(status, `bad request: ${detail}\n`);
+    if (conn && conn.unanswered > 0) {
+      // Pipelined requests before this one are still being answered: their responses go
+      // first, in order, then this one, then the connection ends.
+      conn.deferredError = answer;
+      duplex.pause();
+      return;
+    }
+    endWith(duplex, answer);
+  }
+
+  /** A response on `conn` is done; a parse error waiting behind it goes out once all are. */
+  private answered(conn: HttpConnection): void {
+    conn.unanswered--;
+    if (conn.unanswered === 0 && conn.deferredError !== undefined && !conn.closing) endWith(conn.socket, conn.deferredError);
+    else if (conn.unanswered === 0 && conn.deferredError !== undefined) conn.socket.end();
   }
 }
 

@@ -209,6 +209,11 @@ export class RawHttpConnection {
     return this.#closed;
   }
 
+  /** Bytes received and not yet read as part of a response. */
+  get buffered(): Buffer {
+    return this.#buf;
+  }
+
   get localPort(): number | undefined {
     return this.socket.localPort;
   }

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { canonicalHeaderName, clientResponseHeaders, requestHasBody, upstreamRequestHeaders, xfccValue } from '../../../sidecar/proxy/http-headers.js';
+import { canonicalHeaderName, clientResponseHeaders, upstreamRequestHeaders, xfccValue } from '../../../sidecar/proxy/http-headers.js';
 
 const XFCC = 'By=spiffe://td/inventory;Hash=ab;URI=spiffe://td/order';
 const base = { xfcc: XFCC, clientIp: '10.0.0.7', fallbackHost: '127.0.0.1:8080', hostRequired: true };
@@ -119,11 +119,27 @@ describe('small pieces', () => {
     assert.equal(xfccValue('spiffe://td/a', der, 'spiffe://td/b'), `By=spiffe://td/a;Hash=${hash};URI=spiffe://td/b`);
   });
   it('canonicalHeaderName reads _ as -', () => assert.equal(canonicalHeaderName('X_Forwarded-CLIENT_cert'), 'x-forwarded-client-cert'));
-  const bodies: { name: string; headers: Record<string, string>; want: boolean }[] = [
-    { name: 'none', headers: {}, want: false },
-    { name: 'length 0', headers: { 'content-length': '0' }, want: false },
-    { name: 'length 5', headers: { 'content-length': '5' }, want: true },
-    { name: 'chunked', headers: { 'transfer-encoding': 'chunked' }, want: true },
+  // hasBody is read from the same raw list the forwarded headers are built from: a body
+  // announced to the service is always sent (a Content-Length far down the list included).
+  const filler = Array.from({ length: 60 }, (_, i) => [`h${i}`, '1']).flat();
+  const bodies: { name: string; raw: string[]; want: boolean | string }[] = [
+    { name: 'none', raw: ['Host', 'a'], want: false },
+    { name: 'length 0', raw: ['Host', 'a', 'Content-Length', '0'], want: false },
+    { name: 'length 5', raw: ['Host', 'a', 'content-length', '5'], want: true },
+    { name: 'length 5 after 60 other headers', raw: ['Host', 'a', ...filler, 'Content-Length', '5'], want: true },
+    { name: 'chunked', raw: ['Host', 'a', 'Transfer-Encoding', 'chunked'], want: true },
+    { name: 'two Content-Lengths', raw: ['Host', 'a', 'Content-Length', '5', 'content-length', '5'], want: 'more than one Content-Length header' },
+    { name: 'a Content-Length that is not a number', raw: ['Host', 'a', 'Content-Length', '5, 5'], want: 'Content-Length is not a whole number' },
+    { name: 'chunked and a length', raw: ['Host', 'a', 'Transfer-Encoding', 'chunked', 'Content-Length', '5'], want: 'both Transfer-Encoding and Content-Length' },
   ];
-  for (const c of bodies) it(`requestHasBody: ${c.name}`, () => assert.equal(requestHasBody(c.headers), c.want));
+  for (const c of bodies) {
+    it(`hasBody: ${c.name}`, () => {
+      const r = upstreamRequestHeaders({ ...base, rawHeaders: c.raw });
+      if (typeof c.want === 'string') assert.deepEqual(r, { ok: false, reason: 'bad-request', detail: c.want });
+      else {
+        assert.ok(r.ok);
+        assert.equal(r.hasBody, c.want);
+      }
+    });
+  }
 });
