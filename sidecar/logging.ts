@@ -5,6 +5,7 @@
 import pino from 'pino';
 import type { DestinationStream, Logger } from 'pino';
 import type { LogLevel } from './config/schema.js';
+import { boundLogFields } from './log-fields.js';
 
 export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
   return pino(
@@ -12,7 +13,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       level,
       base: { name: 'svcca-sidecar' },
       timestamp: pino.stdTimeFunctions.isoTime,
-      formatters: { level: (label) => ({ level: label }) },
+      formatters: { level: (label) => ({ level: label }), log: boundLogFields },
       // Belt and braces: nothing logs key material, and if a future field did, it is cut.
       redact: { paths: ['keyPem', '*.keyPem', 'key', '*.key', 'serverOptions'], censor: '[redacted]' },
     },

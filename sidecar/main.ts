@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 /**
  * svcca-sidecar: the entry point. One catch turns any failure before the listeners are up
  * into one line on stderr and exit 1; after that, SIGTERM/SIGINT drain and exit 0, and

@@ -42,7 +42,8 @@ export interface InboundConfig extends ConnectionLimits {
   /**
    * TLS handshakes in progress at once, and from one source address: sockets that have not
    * finished their handshake cannot crowd out established callers or new valid ones
-   * (a flood of silent sockets). Defaults 256 and 32.
+   * (a flood of silent sockets). Defaults 1,024 and 256: a busy client host (one outbound sidecar
+   * opening a connection per request) bursts into the hundreds from one address.
    */
   readonly maxHandshakes: number;
   readonly maxHandshakesPerAddress: number;
@@ -90,8 +91,8 @@ export const DEFAULTS = {
   reloadIntervalMs: 2_000,
   reloadHashIntervalMs: 60_000,
   upstreamTimeoutMs: 30_000,
-  maxHandshakes: 256,
-  maxHandshakesPerAddress: 32,
+  maxHandshakes: 1024,
+  maxHandshakesPerAddress: 256,
   maxRequestHeaders: 100,
   logLevel: 'info' as LogLevel,
 } as const;
@@ -284,7 +285,8 @@ class Validator {
         }
         const upstreamTimeoutMs = this.duration(im.get('upstreamTimeout'), 'inbound.upstreamTimeout', DEFAULTS.upstreamTimeoutMs);
         const maxHandshakes = this.positiveInt(im.get('maxHandshakes'), 'inbound.maxHandshakes', DEFAULTS.maxHandshakes, 100_000);
-        const maxHandshakesPerAddress = this.positiveInt(im.get('maxHandshakesPerAddress'), 'inbound.maxHandshakesPerAddress', DEFAULTS.maxHandshakesPerAddress, 100_000);
+        // Unset, it follows a lowered maxHandshakes down.
+        const maxHandshakesPerAddress = this.positiveInt(im.get('maxHandshakesPerAddress'), 'inbound.maxHandshakesPerAddress', Math.min(DEFAULTS.maxHandshakesPerAddress, maxHandshakes), 100_000);
         // Node keeps at most 1,000 header pairs in req.headers: the limit stays well under it.
         const maxRequestHeaders = this.positiveInt(im.get('maxRequestHeaders'), 'inbound.maxRequestHeaders', DEFAULTS.maxRequestHeaders, 500);
         const limits = this.limits(im, 'inbound');

@@ -25,6 +25,7 @@ import type { Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js';
 import { pipeBoth } from './pipe.js';
+import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { stillValid } from './verify-peer.js';
 
@@ -221,10 +222,10 @@ export class HttpInbound {
         peer: conn?.caller.peer ?? 'unknown',
         address: conn?.caller.address ?? 'unknown',
         method: req?.method,
-        path: g.path,
+        path: g.path === undefined ? undefined : clipForLog(g.path),
         // The raw target only when it could not be normalized, cut short: it is the
         // caller's text.
-        target: g.path === undefined && req?.url !== undefined ? clip(req.url) : undefined,
+        target: g.path === undefined && req?.url !== undefined ? clipForLog(req.url, 200) : undefined,
         status: g.status,
         reason: g.reason,
         detail: g.detail,
@@ -438,7 +439,7 @@ export class HttpInbound {
 
   private onUnmetExpectation(req: IncomingMessage, res: ServerResponse): void {
     const conn = this.#conns.get(req.socket);
-    const detail = `Expect: ${clip(String(req.headers.expect ?? ''), 60)} is not supported (only 100-continue)`;
+    const detail = `Expect: ${clipForLog(String(req.headers.expect ?? ''), 60)} is not supported (only 100-continue)`;
     this.logRefusal(conn, req, { status: 417, result: 'bad-request', reason: 'bad-request', detail });
     const body = `expectation failed: ${detail}\n`;
     res.writeHead(417, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
@@ -512,8 +513,4 @@ function endWith(socket: Duplex, text: string): void {
   socket.end(text);
   // The caller normally closes once it read the answer; do not wait on one that does not.
   setTimeout(() => socket.destroy(), 2000).unref();
-}
-
-function clip(s: string, max = 200): string {
-  return s.length > max ? `${s.slice(0, max)}...` : s;
 }

@@ -49,8 +49,14 @@ export class InboundProxy {
   readonly #deps: InboundDeps;
   readonly #server: Server;
   readonly #live = new Set<LiveConnection>();
+  /** Raw sockets whose TLS handshake is not done yet. */
   readonly #pending = new Set<Socket>();
+  /** Handshakes in progress per source address (the key is the IP, or 'unix'). */
+  readonly #pendingBySource = new Map<string, number>();
+  /** Raw sockets dropped at accept: their TLS layer's reset is not a second refusal. */
+  readonly #dropped = new WeakSet<Socket>();
   readonly #acceptedAt = new WeakMap<Socket, bigint>();
+  readonly #settleHandshake = new WeakMap<Socket, () => void>();
   readonly #http: HttpInbound | undefined;
   #address = '';
   #closing = false;
@@ -69,16 +75,19 @@ export class InboundProxy {
       // connection is judged anyway, but short tickets bound what a stolen one is worth.
       sessionTimeout: 300,
     });
-    this.#server.maxConnections = deps.config.maxConnections;
-    this.#server.on('connection', (raw: Socket) => {
-      this.#acceptedAt.set(raw, process.hrtime.bigint());
-      this.#pending.add(raw);
-      raw.once('close', () => this.#pending.delete(raw));
-    });
+    // A backstop only: the limits that matter are applied per socket in admit(), where
+    // handshakes in progress have a budget of their own and cannot fill maxConnections.
+    this.#server.maxConnections = deps.config.maxConnections + deps.config.maxHandshakes;
+    this.#server.on('connection', (raw: Socket) => this.admit(raw));
     this.#server.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket));
     // With this listener present Node no longer destroys a socket that hits
     // handshakeTimeout (a silent client would stay forever): destroy it here.
     this.#server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
+      const raw = (socket as unknown as { _parent?: Socket })._parent;
+      if (raw && this.#dropped.has(raw)) {
+        socket.destroy();
+        return;
+      }
       const timeout = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || /timeout/i.test(err.message);
       this.refuse(socket, timeout ? 'handshake-timeout' : 'handshake-failed', NO_CERTIFICATE, timeout ? `no TLS handshake within ${deps.config.handshakeTimeoutMs} ms` : err.message);
       socket.destroy();
@@ -183,11 +192,52 @@ export class InboundProxy {
     return this.#deps.now ? this.#deps.now() : new Date();
   }
 
+  /**
+   * A new TCP connection, before any TLS: counted against the handshake budgets (in all,
+   * and per source address) and against maxConnections together with the established
+   * ones; dropped and logged when any is full. A flood of silent sockets then uses up its
+   * own budget, not the room of established callers or of valid new handshakes from
+   * elsewhere; each such socket is gone at handshakeTimeout anyway.
+   */
+  private admit(raw: Socket): void {
+    const { config } = this.#deps;
+    const source = raw.remoteAddress ?? 'unix';
+    const fromSource = this.#pendingBySource.get(source) ?? 0;
+    let refusal: { reason: RefusalReason; detail: string } | undefined;
+    if (this.#live.size + this.#pending.size >= config.maxConnections) {
+      refusal = { reason: 'too-many-connections', detail: `the limit of ${config.maxConnections} connections is reached` };
+    } else if (this.#pending.size >= config.maxHandshakes) {
+      refusal = { reason: 'too-many-handshakes', detail: `${config.maxHandshakes} TLS handshakes are in progress (inbound.maxHandshakes)` };
+    } else if (fromSource >= config.maxHandshakesPerAddress) {
+      refusal = { reason: 'too-many-handshakes', detail: `${fromSource} TLS handshakes from ${source} are in progress (inbound.maxHandshakesPerAddress)` };
+    }
+    if (refusal) {
+      this.#dropped.add(raw);
+      this.logRefusal(NO_CERTIFICATE, remoteOf(raw), refusal.reason, refusal.detail);
+      raw.destroy();
+      return;
+    }
+    this.#acceptedAt.set(raw, process.hrtime.bigint());
+    this.#pending.add(raw);
+    this.#pendingBySource.set(source, fromSource + 1);
+    let counted = true;
+    const settle = () => {
+      if (!counted) return;
+      counted = false;
+      this.#pending.delete(raw);
+      const n = (this.#pendingBySource.get(source) ?? 1) - 1;
+      if (n <= 0) this.#pendingBySource.delete(source);
+      else this.#pendingBySource.set(source, n);
+    };
+    this.#settleHandshake.set(raw, settle);
+    raw.once('close', settle);
+  }
+
   private onSecure(socket: TLSSocket): void {
     const { logger, metrics, store } = this.#deps;
     const address = remoteOf(socket);
     const raw = (socket as unknown as { _parent?: Socket })._parent;
-    if (raw) this.#pending.delete(raw); // handshake done: shutdown now waits for it instead
+    if (raw) this.#settleHandshake.get(raw)?.(); // handshake done: shutdown now waits for it instead
     if (this.#closing) {
       socket.destroy();
       return;

@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { parseSpiffeId, type SpiffeId } from '../../common/spiffe-id.js';
 import { EKU_CLIENT_AUTH, EKU_SERVER_AUTH, KeyUsageBit, parseCertificate, type CertInfo } from '../../common/x509.js';
 import { crlCovering } from '../../common/crl.js';
+import { clipForLog } from '../log-fields.js';
 import type { Snapshot } from '../reload/snapshot.js';
 
 /** Stable refusal codes: the `reason` label of the refusal metric and log line. */
@@ -37,6 +38,7 @@ export type RefusalReason =
   | 'handshake-failed'
   | 'handshake-timeout'
   | 'too-many-connections'
+  | 'too-many-handshakes'
   | 'forward-unavailable'
   | 'connect-failed'
   | 'closed-by-server';
@@ -48,20 +50,45 @@ export type PeerVerdict =
 export const NO_CERTIFICATE = 'no certificate';
 
 /**
- * Parsing costs about 0.3 ms; a cache keyed by the DER's hash costs microseconds. Bounded,
- * and cleared wholesale when full: certificates rotate, a leak would be slow but sure.
+ * The largest peer leaf that is parsed at all before OpenSSL has verified its chain. An
+ * X509-SVID from this CA is about 1 KB; anything unverified above this is refused as
+ * untrusted without being read, so an unauthenticated client cannot make the sidecar
+ * parse megabytes per handshake.
+ */
+export const MAX_UNVERIFIED_LEAF_BYTES = 16 * 1024;
+
+/**
+ * Parsing costs about 0.3 ms; a cache keyed by the DER's hash costs microseconds. Only
+ * certificates whose chain OpenSSL verified are cached (anyone can send any number of
+ * self-signed ones), and the cache is bounded in entries and in bytes; it is cleared
+ * wholesale when full: certificates rotate, a leak would be slow but sure.
  */
 export class CertCache {
   readonly #map = new Map<string, CertInfo>();
-  constructor(private readonly max = 4096) {}
+  #bytes = 0;
+  constructor(
+    private readonly max = 4096,
+    private readonly maxBytes = 8 * 1024 * 1024,
+  ) {}
   parse(der: Buffer): CertInfo {
     const key = createHash('sha256').update(der).digest('base64');
     const hit = this.#map.get(key);
     if (hit) return hit;
     const info = parseCertificate(der, 'peer certificate');
-    if (this.#map.size >= this.max) this.#map.clear();
+    // A parsed certificate holds about its DER's size again in strings and buffers.
+    const cost = 2 * der.length;
+    if (cost > this.maxBytes) return info;
+    if (this.#map.size >= this.max || this.#bytes + cost > this.maxBytes) {
+      this.#map.clear();
+      this.#bytes = 0;
+    }
     this.#map.set(key, info);
+    this.#bytes += cost;
     return info;
+  }
+
+  get size(): number {
+    return this.#map.size;
   }
 }
 
@@ -89,13 +116,18 @@ export interface PeerInput {
 /** Judges a peer certificate against the snapshot (trust domain, CRLs) at `now`. */
 export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: CertCache): PeerVerdict {
   if (!input.leafDer) return { ok: false, reason: 'no-certificate', detail: 'the peer sent no certificate', peer: NO_CERTIFICATE };
+  const untrusted = `the chain does not verify against ca.crt (${input.authorizationError ?? 'unknown error'})`;
+  if (!input.authorized && input.leafDer.length > MAX_UNVERIFIED_LEAF_BYTES) {
+    return { ok: false, reason: 'untrusted-chain', detail: `${untrusted}; its ${input.leafDer.length}-byte leaf was not read`, peer: NO_CERTIFICATE };
+  }
   let leaf: CertInfo;
   try {
-    leaf = cache.parse(input.leafDer);
+    // An unverified leaf is read once, to name what is wrong with it, and never kept.
+    leaf = input.authorized ? cache.parse(input.leafDer) : parseCertificate(input.leafDer, 'peer certificate');
   } catch {
     return { ok: false, reason: 'unparsable-certificate', detail: 'the certificate cannot be parsed', peer: NO_CERTIFICATE };
   }
-  const claimed = leaf.uris.length === 1 ? leaf.uris[0]! : leaf.uris.length === 0 ? `(no URI SAN; subject ${leaf.subject || 'empty'})` : leaf.uris.join(',');
+  const claimed = clipForLog(leaf.uris.length === 1 ? leaf.uris[0]! : leaf.uris.length === 0 ? `(no URI SAN; subject ${leaf.subject || 'empty'})` : leaf.uris.join(','));
   const refuse = (reason: RefusalReason, detail: string): PeerVerdict => ({ ok: false, reason, detail, peer: claimed, leaf });
 
   if (leaf.isCA === true) return refuse('ca-certificate', 'the certificate is a CA certificate (basicConstraints CA:TRUE), not a service identity');
@@ -114,20 +146,20 @@ export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: C
     return refuse('wrong-key-usage', `the certificate's extended key usage does not allow ${input.role === 'client' ? 'clientAuth' : 'serverAuth'}`);
   }
   if (leaf.uris.length === 0) {
-    const dns = leaf.dnsNames.length ? `; it has DNS SANs ${leaf.dnsNames.map((d) => JSON.stringify(d)).join(', ')}` : '';
+    const shown = leaf.dnsNames.slice(0, 5).map((d) => JSON.stringify(clipForLog(d, 100)));
+    const more = leaf.dnsNames.length > shown.length ? ` and ${leaf.dnsNames.length - shown.length} more` : '';
+    const dns = leaf.dnsNames.length ? `; it has DNS SANs ${shown.join(', ')}${more}` : '';
     return refuse('no-uri-san', `the certificate has no URI SAN${dns}`);
   }
   if (leaf.uris.length > 1) return refuse('multiple-uri-sans', `the certificate has ${leaf.uris.length} URI SANs; an X509-SVID has exactly one`);
   const parsed = parseSpiffeId(leaf.uris[0]!);
-  if (!parsed.ok) return refuse('not-spiffe-id', `the URI SAN is not a SPIFFE ID: ${parsed.reason}`);
+  if (!parsed.ok) return refuse('not-spiffe-id', `the URI SAN is not a SPIFFE ID: ${clipForLog(parsed.reason)}`);
   if (parsed.id.trustDomain !== snap.identity.id.trustDomain) {
-    return refuse('foreign-trust-domain', `trust domain ${parsed.id.trustDomain} is not ours (${snap.identity.id.trustDomain})`);
+    return refuse('foreign-trust-domain', `trust domain ${clipForLog(parsed.id.trustDomain, 255)} is not ours (${snap.identity.id.trustDomain})`);
   }
   if (now < leaf.notBefore) return refuse('not-yet-valid', `the certificate is not valid before ${leaf.notBefore.toISOString()}`);
   if (now > leaf.notAfter) return refuse('expired', `the certificate expired at ${leaf.notAfter.toISOString()}`);
-  if (!input.authorized) {
-    return refuse('untrusted-chain', `the chain does not verify against ca.crt (${input.authorizationError ?? 'unknown error'})`);
-  }
+  if (!input.authorized) return refuse('untrusted-chain', untrusted);
   const revocation = revocationProblem(leaf, snap);
   if (revocation) return refuse(revocation.reason, revocation.detail);
   return { ok: true, id: parsed.id, leaf };
@@ -138,7 +170,7 @@ function revocationProblem(leaf: CertInfo, snap: Snapshot): { reason: RefusalRea
   if (!snap.crl) return undefined;
   if (snap.crl.set.revoked.has(leaf.serialHex)) return { reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };
   if (!crlCovering(snap.crl.set, leaf)) {
-    return { reason: 'revocation-unknown', detail: `${snap.crl.path} holds no CRL from the certificate's issuer (${leaf.issuer}), so its revocation cannot be checked` };
+    return { reason: 'revocation-unknown', detail: `${snap.crl.path} holds no CRL from the certificate's issuer (${clipForLog(leaf.issuer)}), so its revocation cannot be checked` };
   }
   return undefined;
 }

@@ -43,7 +43,8 @@ export interface RunningSidecar {
 export async function startSidecarProcess(dir: string, yaml: string, name = 'sidecar.yaml'): Promise<RunningSidecar> {
   const configPath = join(dir, name);
   writeFileSync(configPath, yaml);
-  const proc = spawnTracked(process.execPath, [SIDECAR_BIN, '--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Run as users run it: the binary itself, so its shebang's V8 flags apply.
+  const proc = spawnTracked(SIDECAR_BIN, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: LogLine[] = [];
   const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
   let err = '';

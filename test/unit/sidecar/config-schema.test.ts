@@ -49,6 +49,13 @@ admin:
     }
   });
 
+  it('reads the handshake budgets and the header limit; an unset per-address budget follows a lowered total', () => {
+    const d = parseConfig(BASE, 's.yaml').inbound!;
+    assert.deepEqual([d.maxHandshakes, d.maxHandshakesPerAddress, d.maxRequestHeaders], [1024, 256, 100]);
+    const c = parseConfig(`${BASE}  maxHandshakes: 50\n  maxRequestHeaders: 40\n`, 's.yaml').inbound!;
+    assert.deepEqual([c.maxHandshakes, c.maxHandshakesPerAddress, c.maxRequestHeaders], [50, 50, 40]);
+  });
+
   it('reads reload.interval and reload.hashInterval', () => {
     const c = parseConfig(`${BASE}reload:\n  interval: 500ms\n  hashInterval: 5m\n`, 's.yaml');
     assert.equal(c.reloadIntervalMs, 500);
@@ -83,6 +90,8 @@ admin:
     { name: 'an outbound listener on every address', text: `${BASE}outbound:\n  - listen: 0.0.0.0:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n`, want: /outbound\[0\]\.listen: "0\.0\.0\.0:15001" is not a loopback address: anything that reaches it could call out as this service/ },
     { name: 'an outbound listener on every IPv6 address', text: `${BASE}outbound:\n  - listen: "[::]:15001"\n    connect: a:1\n    serverId: spiffe://example.org/a\n`, want: /outbound\[0\]\.listen: "\[::\]:15001" is not a loopback address/ },
     { name: 'a YAML tag', text: `${BASE}  mode: !!binary dGNw\n`, want: /YAML tag !!binary is not allowed in a config/ },
+    { name: 'a per-address handshake budget above the whole one', text: `${BASE}  maxHandshakes: 10\n  maxHandshakesPerAddress: 20\n`, want: /inbound\.maxHandshakesPerAddress: is 20, above inbound\.maxHandshakes \(10\)/ },
+    { name: 'a header limit at Node\'s own', text: `${BASE}  maxRequestHeaders: 1000\n`, want: /inbound\.maxRequestHeaders: expected a whole number between 1 and 500/ },
     { name: 'a unix path beyond sun_path', text: BASE.replace('127.0.0.1:8080', `unix:/${'a'.repeat(120)}`), want: /longer than 107 bytes/ },
   ];
   for (const { name, text, want } of refusals) {
