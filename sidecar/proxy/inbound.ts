@@ -21,7 +21,7 @@ import type { Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';
 import { xfccValue } from './http-headers.js';
 import { HttpInbound, type HttpConnection } from './http-inbound.js';
-import { boundAddress, dial, listenOn, remoteOf } from './listen.js';
+import { boundAddress, dial, listenOn, NO_DELAY, remoteOf } from './listen.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
 import { CertCache, NO_CERTIFICATE, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
@@ -71,6 +71,7 @@ export class InboundProxy {
       rejectUnauthorized: false,
       handshakeTimeout: deps.config.handshakeTimeoutMs,
       allowHalfOpen: true,
+      ...NO_DELAY,
       // A refused peer must not be able to resume its way past us later either: every
       // connection is judged anyway, but short tickets bound what a stolen one is worth.
       sessionTimeout: 300,

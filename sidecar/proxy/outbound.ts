@@ -19,7 +19,7 @@ import type { OutboundConfig } from '../config/schema.js';
 import { validityProblem } from '../reload/identity.js';
 import { CIPHERS, type Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';
-import { boundAddress, listenOn, remoteOf } from './listen.js';
+import { boundAddress, listenOn, NO_DELAY, remoteOf } from './listen.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
 import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
@@ -57,7 +57,7 @@ export class OutboundProxy {
 
   constructor(deps: OutboundDeps) {
     this.#deps = deps;
-    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true }, (client) => this.onClient(client));
+    this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true, ...NO_DELAY }, (client) => this.onClient(client));
     this.#server.maxConnections = deps.config.maxConnections;
     this.#server.on('drop', () => {
       this.logRefusal('unix', deps.config.serverId, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
@@ -146,8 +146,11 @@ export class OutboundProxy {
       // The SPIFFE ID is checked in verifyPeer; host names mean nothing here.
       checkServerIdentity: () => undefined,
       allowHalfOpen: true,
+      ...NO_DELAY,
       ...(cached ? { session: cached.session } : {}),
     } as ConnectionOptions);
+    // tls.connect does not hand noDelay to the socket it makes: set it on the TLS socket.
+    tls.setNoDelay(true);
     let verified: CertInfo | undefined;
     let pendingSession: Buffer | undefined;
     let settled = false;

@@ -34,7 +34,7 @@ export class UpstreamPool {
   }
 
   request(r: UpstreamRequest): ClientRequest {
-    return httpRequest({
+    const req = httpRequest({
       ...this.#target,
       method: r.method,
       path: r.path,
@@ -43,6 +43,9 @@ export class UpstreamPool {
       setHost: false,
       agent: r.pooled ? this.#agent : false,
     });
+    // Nagle off (see NO_DELAY): a new pooled socket is set once, a reused one already is.
+    req.once('socket', (s) => s.setNoDelay(true));
+    return req;
   }
 
   /** Closes the idle connections (shutdown). */
