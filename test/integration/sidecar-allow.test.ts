@@ -103,6 +103,12 @@ describe('sidecar: an allowed caller', () => {
     ]) {
       assert.ok(m.includes(name), `missing ${name}`);
     }
+    // The process figures, read at scrape time (no event-loop monitor ticking between).
+    const rss = Number(/^svcca_sidecar_process_resident_memory_bytes (\d+)$/m.exec(m)?.[1]);
+    assert.ok(rss > 10 * 1048576 && rss < 1024 * 1048576, `resident memory ${rss}`);
+    assert.match(m, /^svcca_sidecar_process_cpu_user_seconds_total \d/m);
+    assert.match(m, /^svcca_sidecar_process_open_fds [1-9]\d*$/m);
+    assert.doesNotMatch(m, /eventloop_lag/, 'the event-loop monitor is running');
   });
 
   it('never logs key material', () => {
