@@ -4,12 +4,12 @@
  * clients that check every level (-crl_check_all, HAProxy, nginx, Node) accept it.
  */
 import type { KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { summarizeCrl, type CrlSummary } from './crl-reader.js';
 import { writeFileAtomic } from '../../common/atomic-file.js';
 import { decodePemBlocks, encodePem } from '../../common/pem.js';
 import type { KeyType } from '../../common/keys.js';
-import { CaStateError } from '../../common/errors.js';
+import { CaStateError, SvccaError } from '../../common/errors.js';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import type { Ledger } from '../store/ledger.js';
 import { REVOCATION_REASONS } from '../store/ledger.js';
 import { CA_FILES, type CaDir } from '../store/ca-dir.js';
@@ -66,8 +66,10 @@ export function writeCrlBundle(dir: CaDir, rootCrlPem: string, intermediateCrlPe
 export function readCrlBlocks(dir: CaDir): Buffer[] {
   let text: string;
   try {
-    text = readFileSync(dir.file(CA_FILES.crl), 'utf8');
-  } catch {
+    text = readCappedText(dir.file(CA_FILES.crl), FILE_CAPS.crl, { error: CaStateError, hint: 'move it away and run `svcca crl` to publish it again' });
+  } catch (err) {
+    // Too large is refused; missing means nothing was published yet.
+    if (err instanceof SvccaError) throw err;
     return [];
   }
   return decodePemBlocks(text)

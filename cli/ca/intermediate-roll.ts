@@ -11,14 +11,15 @@
  * Before 2 commits, a staged roll is abandoned by the next `rotate --intermediate`; after,
  * it is finished by it (loadAuthority also finishes step 4 if it stopped between renames).
  */
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, renameSync, rmSync } from 'node:fs';
 import { webcrypto } from 'node:crypto';
 import { fsyncDir, writeFileAtomic } from '../../common/atomic-file.js';
 import { CaStateError } from '../../common/errors.js';
 import { encodePem } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
 import { exportEncryptedKeyPem, generateKey, keyMatchesSpki, openEncryptedKey, signingAlgorithm, toSigningCryptoKey } from '../../common/keys.js';
-import { CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
+import { FILE_CAPS } from '../../common/capped-file.js';
+import { CA_FILES, readCaFile, type CaConfig, type CaDir } from '../store/ca-dir.js';
 import type { Ledger } from '../store/ledger.js';
 import { INTERMEDIATE_LIFETIME_MS, intermediateExtensions, intermediateSubject, randomSerialHex } from './profiles.js';
 import { readIssuerCert, spkiOf, type Authority, type IssuerCert } from './authority.js';
@@ -51,15 +52,14 @@ export interface RollOutcome {
 
 function openRootKey(dir: CaDir, root: IssuerCert, rootPassphrase: string) {
   const path = dir.file(CA_FILES.rootKey);
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch {
-    throw new CaStateError(`${path} is not here: rolling the intermediate needs the root key`, 'bring root.key back from where you keep it offline, then run this again');
-  }
+  const pem = readCaFile(path, FILE_CAPS.key, () => new CaStateError(`${path} is not here: rolling the intermediate needs the root key`, 'bring root.key back from where you keep it offline, then run this again'));
   const key = openEncryptedKey(pem, rootPassphrase, 'the root key');
   if (!keyMatchesSpki(key, root.info.spkiDer)) throw new CaStateError(`${path} does not belong to root.crt`, 'restore both from the same backup');
   return key;
+}
+
+function readCaKey(path: string): string {
+  return readCaFile(path, FILE_CAPS.key, () => new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory'));
 }
 
 function generationOf(subject: string, fallback: number): number {
@@ -113,12 +113,12 @@ export async function rollIntermediate(input: RollInput): Promise<RollOutcome> {
     rmSync(nextCertPath, { force: true });
     rmSync(nextKeyPath, { force: true });
     const made = await makeIntermediate(input, root, rootKey);
-    retireCopy(dir, old, readFileSync(dir.file(CA_FILES.intermediateKey), 'utf8'));
+    retireCopy(dir, old, readCaKey(dir.file(CA_FILES.intermediateKey)));
     writeFileAtomic(nextKeyPath, made.keyPem, 0o600);
     writeFileAtomic(nextCertPath, made.cert.pem, 0o644);
     next = made.cert;
   }
-  const nextKey = openEncryptedKey(readFileSync(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey), 'utf8'), input.passphrase, 'the new intermediate key');
+  const nextKey = openEncryptedKey(readCaKey(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey)), input.passphrase, 'the new intermediate key');
   const nextSigner: CrlSigner = { cert: next, key: nextKey, keyType: authority.keyType };
 
   const nextKeyId = requireKeyId(next);

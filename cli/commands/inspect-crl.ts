@@ -3,9 +3,10 @@
  * `openssl crl -in` reads: the root's, with no entries), each with its revoked serials
  * and, where the CA's ledger is at hand, the service each belonged to.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CRL_PEM_LABEL, loadCrlPem, parseCrlDer } from '../../common/crl.js';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { formatDuration } from '../../common/duration.js';
 import { InputError, errorLine } from '../../common/errors.js';
 import { decodeCertificates, decodePemBlocks } from '../../common/pem.js';
@@ -39,7 +40,7 @@ export async function inspectCrlFile(pem: string, source: string, ctx: CommandCo
   }
   if (trust) {
     try {
-      loadCrlPem(pem, decodeCertificates(readFileSync(trust, 'utf8'), trust), source);
+      loadCrlPem(pem, decodeCertificates(readCappedText(trust, FILE_CAPS.pemBundle), trust), source);
       verified = `every signature verifies against ${trust}`;
     } catch (err) {
       verified = `FAILED against ${trust}: ${errorLine(err)}`;

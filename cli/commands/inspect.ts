@@ -3,7 +3,7 @@
  * key, fingerprints, and whether it chains to the CA (and is revoked, when the CA's
  * ledger is at hand).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
 import { decodeCertificates } from '../../common/pem.js';
@@ -11,7 +11,8 @@ import { parseCertificate, colonHex, KeyUsageBit, EKU_CLIENT_AUTH, EKU_SERVER_AU
 import { parseSpiffeId, serviceNameProblem } from '../../common/spiffe-id.js';
 import { describeKey } from '../../common/keys.js';
 import { formatDuration } from '../../common/duration.js';
-import { CaStateError, InputError, errnoCode } from '../../common/errors.js';
+import { CaStateError, InputError, SvccaError, errnoCode } from '../../common/errors.js';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { openCaDir, CA_FILES } from '../store/ca-dir.js';
 import { openCaForReading } from '../open-ca.js';
 import type { CertificateRecord } from '../store/ledger.js';
@@ -27,16 +28,17 @@ interface ChainCheck {
   readonly detail: string;
 }
 
+/** A certificate file, a credential set's tls.crt, or a crl.pem (so capped as a CRL file). */
 function readPemFile(path: string): string {
   try {
     if (statSync(path).isDirectory()) {
       const crt = join(path, 'tls.crt');
-      if (existsSync(crt)) return readFileSync(crt, 'utf8');
+      if (existsSync(crt)) return readCappedText(crt, FILE_CAPS.pemBundle);
       throw new InputError(`${path} is a directory without tls.crt`, 'give a certificate file or a credential-set folder');
     }
-    return readFileSync(path, 'utf8');
+    return readCappedText(path, FILE_CAPS.crl);
   } catch (err) {
-    if (err instanceof InputError) throw err;
+    if (err instanceof SvccaError) throw err;
     throw new InputError(`${path} cannot be read (${errnoCode(err)})`, 'check the path and its permissions');
   }
 }
@@ -111,14 +113,14 @@ export async function runInspect(opts: InspectOptions, ctx: CommandContext): Pro
   let extraIntermediates: Buffer[] = [];
   try {
     const { dir } = openCaDir(ctx.global.dir);
-    roots = decodeCertificates(readFileSync(dir.file(CA_FILES.trustBundle), 'utf8'), 'ca.crt');
-    extraIntermediates = decodeCertificates(readFileSync(dir.file(CA_FILES.intermediateCert), 'utf8'), 'intermediate.crt');
+    roots = decodeCertificates(readCappedText(dir.file(CA_FILES.trustBundle), FILE_CAPS.pemBundle), 'ca.crt');
+    extraIntermediates = decodeCertificates(readCappedText(dir.file(CA_FILES.intermediateCert), FILE_CAPS.pemBundle), 'intermediate.crt');
     trustSource = dir.file(CA_FILES.trustBundle);
   } catch {
     const beside = isFile ? join(statSync(target).isDirectory() ? target : dirname(target), 'ca.crt') : '';
     if (beside && existsSync(beside)) {
       try {
-        roots = decodeCertificates(readFileSync(beside, 'utf8'), beside);
+        roots = decodeCertificates(readCappedText(beside, FILE_CAPS.pemBundle), beside);
         trustSource = beside;
       } catch {
         roots = [];
