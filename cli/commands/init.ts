@@ -9,11 +9,11 @@ import { writeFileAtomic, fsyncDir } from '../../common/atomic-file.js';
 import { encodePem } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
 import { CA_FILES, createCaDir, writeConfig, DEFAULT_CRL_NEXT_UPDATE_MS, DEFAULT_MAX_TTL_MS, DEFAULT_TTL_MS, type CaConfig } from '../store/ca-dir.js';
-import { SqliteLedger } from '../store/sqlite-ledger.js';
 import { INTERMEDIATE_LIFETIME_MS, ROOT_LIFETIME_MS, intermediateExtensions, intermediateSubject, randomSerialHex, rootExtensions, rootSubject } from '../ca/profiles.js';
 import { signIssuerCrl, writeCrlBundle } from '../ca/crl-publish.js';
 import { x509 } from '../ca/x509-lib.js';
 import { requireSecret } from '../secrets.js';
+import { intermediatePassphraseSource, openLedger } from '../ca/ca-session.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
 import { spkiOf } from '../ca/authority.js';
@@ -49,14 +49,7 @@ export async function runInit(opts: InitOptions, ctx: CommandContext): Promise<v
   // Every input is checked before the first file is written.
   const trustDomain = assertTrustDomain(opts.trustDomain);
   const keyType = assertKeyType(opts.keyType);
-  const passphrase = await requireSecret({
-    what: 'passphrase for the intermediate key',
-    file: opts.passphraseFile,
-    fileFlag: '--passphrase-file',
-    envVar: 'SVCCA_PASSPHRASE',
-    env: ctx.env,
-    confirm: true,
-  });
+  const passphrase = await requireSecret(intermediatePassphraseSource(opts.passphraseFile, ctx.env, true));
   const rootPassphrase =
     opts.rootPassphraseFile !== undefined || ctx.env.SVCCA_ROOT_PASSPHRASE
       ? await requireSecret({ what: 'passphrase for the root key', file: opts.rootPassphraseFile, fileFlag: '--root-passphrase-file', envVar: 'SVCCA_ROOT_PASSPHRASE', env: ctx.env })
@@ -99,7 +92,7 @@ export async function runInit(opts: InitOptions, ctx: CommandContext): Promise<v
     write(CA_FILES.trustBundle, rootPem, 0o644);
 
     written.push(dir.file(CA_FILES.ledger), dir.file(`${CA_FILES.ledger}-wal`), dir.file(`${CA_FILES.ledger}-shm`));
-    const ledger = SqliteLedger.open(dir.file(CA_FILES.ledger), { create: true });
+    const ledger = openLedger(dir, { create: true });
     try {
       const config: CaConfig = {
         version: 1,

@@ -12,7 +12,7 @@ import { InputError, errorLine } from '../../common/errors.js';
 import { decodeCertificates, decodePemBlocks } from '../../common/pem.js';
 import { nameText } from '../../common/x509.js';
 import { CA_FILES, openCaDir } from '../store/ca-dir.js';
-import { openCaForReading } from '../open-ca.js';
+import { openCaForReading } from '../ca/ca-session.js';
 import type { CommandContext } from '../context.js';
 
 export function holdsCrl(pem: string): boolean {
@@ -49,7 +49,7 @@ export async function inspectCrlFile(pem: string, source: string, ctx: CommandCo
 
   const services = new Map<string, string>();
   try {
-    const ca = openCaForReading(ctx);
+    const ca = openCaForReading(ctx.global.dir);
     try {
       for (const c of crls) for (const serial of c.revoked) {
         const r = await ca.ledger.getCertificate(serial);

@@ -14,7 +14,7 @@ import { formatDuration } from '../../common/duration.js';
 import { CaStateError, InputError, SvccaError, errnoCode } from '../../common/errors.js';
 import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { openCaDir, CA_FILES } from '../store/ca-dir.js';
-import { openCaForReading } from '../open-ca.js';
+import { openCaForReading } from '../ca/ca-session.js';
 import type { CertificateRecord } from '../store/ledger.js';
 import type { CommandContext } from '../context.js';
 import { holdsCrl, inspectCrlFile } from './inspect-crl.js';
@@ -89,7 +89,7 @@ export async function runInspect(opts: InspectOptions, ctx: CommandContext): Pro
     if (pem.trim().length === 0) throw new InputError(`${target} is empty`, 'give a PEM certificate file');
     if (holdsCrl(pem)) return inspectCrlFile(pem, source, ctx);
   } else if (serviceNameProblem(target) === undefined && !target.includes('.pem') && !target.endsWith('.crt')) {
-    const ca = openCaForReading(ctx);
+    const ca = openCaForReading(ctx.global.dir);
     try {
       const state = await ca.ledger.getService(target);
       record = state?.activeSerial ? await ca.ledger.getCertificate(state.activeSerial) : undefined;
@@ -131,7 +131,7 @@ export async function runInspect(opts: InspectOptions, ctx: CommandContext): Pro
 
   let revoked: CertificateRecord | undefined;
   try {
-    const ca = openCaForReading(ctx);
+    const ca = openCaForReading(ctx.global.dir);
     try {
       const r = await ca.ledger.getCertificate(leaf.serialHex);
       if (r?.status === 'revoked') revoked = r;

@@ -9,7 +9,7 @@ import { requireDurationMs, formatDuration } from '../../common/duration.js';
 import { assertUsableSetDir, removeCredentialSet, setNestingProblem } from '../../common/credential-set.js';
 import { UsageError, errorLine } from '../../common/errors.js';
 import { assertDnsName, assertIp } from '../names.js';
-import { openCa } from '../open-ca.js';
+import { intermediatePassphraseSource, openCaSession } from '../ca/ca-session.js';
 import { CA_FILES } from '../store/ca-dir.js';
 import { issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
 import { actor } from '../actor.js';
@@ -49,7 +49,7 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
   // Loaded only for --csr: CSR parsing needs @peculiar/x509, which plain issuance does not.
   const csrSpkiDer = opts.csr === undefined ? undefined : await (await import('../ca/csr.js')).readCsrPublicKey(opts.csr);
 
-  const ca = await openCa(ctx, { passphraseFile: opts.passphraseFile });
+  const ca = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
     const { config, authority, ledger, dir } = ca;
     const ttlMs = ttlMsFlag ?? config.defaultTtlMs;

@@ -13,8 +13,7 @@ import { CaStateError, ExitCode, UsageError, errorLine } from '../../common/erro
 import { formatDuration } from '../../common/duration.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
-import { openCaDir, CA_FILES } from '../store/ca-dir.js';
-import { SqliteLedger } from '../store/sqlite-ledger.js';
+import { CA_FILES } from '../store/ca-dir.js';
 import type { Ledger, RotationCandidate } from '../store/ledger.js';
 import { readIssuerCert, type Authority } from '../ca/authority.js';
 import { issueAndRecord, RenewalOvertaken, writeIssuedSetIfActive } from '../ca/issuance.js';
@@ -23,7 +22,7 @@ import { claimServices, newClaimOwner, recoverStaleClaims, releaseClaims } from 
 import { runHook } from '../ca/hooks.js';
 import { crlRefreshReason, currentCrlValidityMs, publishIntermediateCrls, rootCrlNextUpdate, type PublishOutcome } from '../ca/crl-refresh.js';
 import { rollIntermediate, rollPending, type RollOutcome } from '../ca/intermediate-roll.js';
-import { openCaSession, type CaSession } from '../ca/ca-session.js';
+import { intermediatePassphraseSource, openCaForReading, openCaSession, type CaSession } from '../ca/ca-session.js';
 import { findSecret } from '../secrets.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
@@ -75,7 +74,7 @@ export async function runRotate(opts: RotateOptions, ctx: CommandContext): Promi
   if (opts.dryRun) return dryRun(opts, named, threshold, ctx);
 
   let rootPassphrase: string | undefined;
-  const session = await openCaSession(ctx, opts.passphraseFile);
+  const session = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
     if (opts.intermediate) {
       rootPassphrase =
@@ -300,8 +299,8 @@ function printRenewed(ctx: CommandContext, r: Renewed): void {
 
 /** --dry-run: the plan only, from the ledger; needs no passphrase and changes nothing. */
 async function dryRun(opts: RotateOptions, named: readonly string[], threshold: Threshold, ctx: CommandContext): Promise<void> {
-  const { dir } = openCaDir(ctx.global.dir);
-  const ledger = SqliteLedger.open(dir.file(CA_FILES.ledger));
+  const ca = openCaForReading(ctx.global.dir);
+  const { dir, ledger } = ca;
   try {
     await assertKnownServices(ledger, named);
     const now = Date.now();
@@ -326,7 +325,7 @@ async function dryRun(opts: RotateOptions, named: readonly string[], threshold: 
       intermediate: { serial: intermediate.serialHex, notAfter: intermediate.notAfter.toISOString(), nearsEnd },
     });
   } finally {
-    ledger.close();
+    ca.close();
   }
 }
 
