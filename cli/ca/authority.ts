@@ -1,7 +1,8 @@
 /**
  * The issuing authority: the intermediate's certificate and (decrypted) key, and the
- * operations that sign with it. Commands decode and validate their flags, then hand
- * typed options to this.
+ * operations that sign with it. Commands never sign: they decode and validate their
+ * flags, then hand typed options to cli/ca/ (issuance.ts, rotation.ts, create-ca.ts,
+ * crl-refresh.ts), which use this.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, renameSync } from 'node:fs';
