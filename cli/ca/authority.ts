@@ -30,7 +30,7 @@ export interface Authority {
 
 export function readIssuerCert(dir: CaDir, name: string): IssuerCert {
   const path = dir.file(name);
-  const pem = readCaFile(path, FILE_CAPS.pemBundle, () => new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory'));
+  const pem = readCaFile(path, FILE_CAPS.pemBundle);
   const der = decodeCertificates(pem, path)[0]!;
   return { pem: encodePem('CERTIFICATE', der), info: parseCertificate(der, path) };
 }
@@ -44,7 +44,7 @@ export function readIssuerCert(dir: CaDir, name: string): IssuerCert {
 export function loadAuthority(dir: CaDir, config: CaConfig, passphrase: string): Authority {
   let intermediate = readIssuerCert(dir, CA_FILES.intermediateCert);
   const keyPath = dir.file(CA_FILES.intermediateKey);
-  const keyPem = readCaFile(keyPath, FILE_CAPS.key, () => new CaStateError(`${keyPath} is missing or unreadable`, 'restore it from your backup of the CA directory'));
+  const keyPem = readCaFile(keyPath, FILE_CAPS.key);
   const intermediateKey = openEncryptedKey(keyPem, passphrase, 'the intermediate key');
   const keyType = keyTypeOf(intermediateKey);
   if (!keyType) throw new CaStateError(`${keyPath} holds an unsupported key type`, 'restore it from your backup');

@@ -55,10 +55,6 @@ function openRootKey(dir: CaDir, root: IssuerCert, rootPassphrase: string): KeyO
   return key;
 }
 
-function readCaKey(path: string): string {
-  return readCaFile(path, FILE_CAPS.key, () => new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory'));
-}
-
 function generationOf(subject: string, fallback: number): number {
   const m = /intermediate CA (\d+) for/.exec(subject);
   return m ? Number(m[1]) + 1 : fallback;
@@ -100,12 +96,12 @@ export async function rollIntermediate(input: RollInput): Promise<RollOutcome> {
     rmSync(nextCertPath, { force: true });
     rmSync(nextKeyPath, { force: true });
     const made = await makeIntermediate(input, root, rootKey);
-    retireCopy(dir, old, readCaKey(dir.file(CA_FILES.intermediateKey)));
+    retireCopy(dir, old, readCaFile(dir.file(CA_FILES.intermediateKey), FILE_CAPS.key));
     writeFileAtomic(nextKeyPath, made.keyPem, 0o600);
     writeFileAtomic(nextCertPath, made.cert.pem, 0o644);
     next = made.cert;
   }
-  const nextKey = openEncryptedKey(readCaKey(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey)), input.passphrase, 'the new intermediate key');
+  const nextKey = openEncryptedKey(readCaFile(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey), FILE_CAPS.key), input.passphrase, 'the new intermediate key');
   const nextSigner: CrlSigner = { cert: next, key: nextKey, keyType: authority.keyType };
 
   const nextKeyId = requireKeyId(next);

@@ -107,9 +107,10 @@ function readConfig(path: string): CaConfig {
 
 /**
  * A file of the CA directory, capped at `cap` (an oversized one is refused as such);
- * any other failure to read it becomes `unreadable()`, which names what to restore.
+ * any other failure to read it becomes `unreadable()`: by default "missing or unreadable,
+ * restore it from your backup".
  */
-export function readCaFile(path: string, cap: FileCap, unreadable: () => SvccaError): string {
+export function readCaFile(path: string, cap: FileCap, unreadable: () => SvccaError = () => new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory')): string {
   try {
     return readCappedText(path, cap, { error: CaStateError, hint: 'restore it from your backup of the CA directory' });
   } catch (err) {
