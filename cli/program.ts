@@ -1,6 +1,8 @@
 /**
- * Commander wiring: flags to typed options, nothing else. Each command's module is
- * loaded only when it runs, so `svcca list` never pays for the signing libraries.
+ * Commander wiring: flags to each command's typed options, nothing else. Each command's
+ * module is loaded (by a literal dynamic import, which the bundler splits into a chunk of
+ * its own) only when it runs, so `svcca list` never pays for the signing libraries; only
+ * its options type is imported here, and types cost nothing at run time.
  */
 import { Command, Option } from 'commander';
 import { createOutput } from './output.js';
@@ -9,6 +11,15 @@ import { DEFAULT_CA_DIR } from './store/ca-dir.js';
 import { KEY_TYPES } from '../common/keys.js';
 import { UsageError } from '../common/errors.js';
 import { VERSION } from '../common/version.js';
+import type { InitOptions } from './commands/init.js';
+import type { IssueOptions } from './commands/issue.js';
+import type { RotateOptions } from './commands/rotate.js';
+import type { RevokeOptions } from './commands/revoke.js';
+import type { CrlOptions } from './commands/crl.js';
+import type { ListOptions } from './commands/list.js';
+import type { ExportOptions } from './commands/export.js';
+import type { PolicyCheckOptions } from './commands/policy-check.js';
+import type { PolicyGraphOptions } from './commands/policy-graph.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -18,24 +29,21 @@ Exit codes:
   3  policy check: deny
   4  done, but attention needed (rotate: the intermediate nears its end, or a renewal was clamped to it)`;
 
-type Runner = (opts: never, ctx: CommandContext) => Promise<void>;
-
-/** Loads `cli/commands/<file>.js` and returns its `exportName` function. */
-async function command(file: string, exportName: string): Promise<Runner> {
-  const mod = (await import(`./commands/${file}.js`)) as Record<string, Runner>;
-  const fn = mod[exportName];
-  if (typeof fn !== 'function') throw new Error(`command module ${file} has no ${exportName}`);
-  return fn;
-}
+/**
+ * What commander hands an action for a command whose options are `T`: the flags
+ * (arguments are added by the action), with the `required` ones possibly missing until
+ * `need` has checked them.
+ */
+type Flags<T, Args extends keyof T = never, Required extends keyof T = never> = Omit<T, Args | Required> & Partial<Pick<T, Required>>;
 
 /**
  * Required flags are checked here rather than with commander's requiredOption, which
  * reports a missing flag before an unknown one: `--trust-domian x` would otherwise say
  * "--trust-domain not specified" instead of suggesting the right spelling.
  */
-function need<T extends Record<string, unknown>>(opts: T, key: keyof T & string, flag: string, example: string): T {
+function need<T, K extends keyof T>(opts: T, key: K, flag: string, example: string): T & { [P in K]-?: Exclude<T[P], undefined> } {
   if (opts[key] === undefined) throw new UsageError(`${flag} is required`, `for example: ${example}`);
-  return opts;
+  return opts as T & { [P in K]-?: Exclude<T[P], undefined> };
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -101,7 +109,9 @@ ${EXIT_CODES}`,
     .addOption(new Option('--key-type <type>', `CA and leaf key type (${KEY_TYPES.join(', ')})`).default('ecdsa-p256'))
     .option(passphraseFlag, passphraseHelp)
     .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
-    .action(async (o, cmd: Command) => (await command('init', 'runInit'))(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org') as never, ctxFor(cmd)));
+    .action(async (o: Flags<InitOptions, never, 'trustDomain'>, cmd: Command) =>
+      (await import('./commands/init.js')).runInit(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org'), ctxFor(cmd)),
+    );
 
   withGlobals(program.command('issue'))
     .description('issue a certificate and key for a service (24h by default)')
@@ -112,7 +122,7 @@ ${EXIT_CODES}`,
     .option('--out <dir>', 'where to write tls.crt, tls.key, ca.crt (default ca-data/issued/<service>)')
     .option('--csr <file>', 'sign this CSR instead of making a key (only its public key is used)')
     .option(passphraseFlag, passphraseHelp)
-    .action(async (service: string, o, cmd: Command) => (await command('issue', 'runIssue'))({ ...o, service } as never, ctxFor(cmd)));
+    .action(async (service: string, o: Flags<IssueOptions, 'service'>, cmd: Command) => (await import('./commands/issue.js')).runIssue({ ...o, service }, ctxFor(cmd)));
 
   withGlobals(program.command('rotate'))
     .description('renew every active certificate that is due (what cron runs); --intermediate rolls the intermediate')
@@ -124,7 +134,7 @@ ${EXIT_CODES}`,
     .option(passphraseFlag, passphraseHelp)
     .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE)")
     .addHelpText('after', `\nCertificates signed from a CSR are renewed by re-signing the same public key (the CA never had\nthe private key); a key revoked for keyCompromise is never signed again: that service is skipped\nwith the command its owner should run (not a failure).\n\nExit codes for cron:\n  0  all done (nothing due counts)\n  1  usage or CA error\n  2  some renewals or hooks failed (each is named)\n  4  done, but the intermediate nears its end or a renewal was clamped to it: run svcca rotate --intermediate`)
-    .action(async (services: string[], o, cmd: Command) => (await command('rotate', 'runRotate'))({ ...o, services } as never, ctxFor(cmd)));
+    .action(async (services: string[], o: Flags<RotateOptions, 'services'>, cmd: Command) => (await import('./commands/rotate.js')).runRotate({ ...o, services }, ctxFor(cmd)));
 
   withGlobals(program.command('revoke'))
     .description("revoke a service's unexpired certificates (and stop its rotation), or one certificate by serial")
@@ -132,25 +142,25 @@ ${EXIT_CODES}`,
     .option('--serial <hex>', 'revoke this one certificate')
     .addOption(new Option('--reason <reason>', 'RFC 5280 reason').choices(['keyCompromise', 'superseded', 'cessationOfOperation', 'affiliationChanged']))
     .option(passphraseFlag, passphraseHelp)
-    .action(async (service: string | undefined, o, cmd: Command) => (await command('revoke', 'runRevoke'))({ ...o, service } as never, ctxFor(cmd)));
+    .action(async (service: string | undefined, o: Flags<RevokeOptions, 'service'>, cmd: Command) => (await import('./commands/revoke.js')).runRevoke({ ...o, service }, ctxFor(cmd)));
 
   withGlobals(program.command('crl'))
     .description("re-sign the intermediates' CRLs and rewrite crl.pem")
     .option('--next-update <duration>', 'CRL validity', '24h')
     .option(passphraseFlag, passphraseHelp)
-    .action(async (o, cmd: Command) => (await command('crl', 'runCrl'))(o as never, ctxFor(cmd)));
+    .action(async (o: CrlOptions, cmd: Command) => (await import('./commands/crl.js')).runCrl(o, ctxFor(cmd)));
 
   withGlobals(program.command('list'))
     .description('list issued certificates')
     .option('--expiring <duration>', 'only active certificates expiring within this duration')
     .option('--revoked', 'only revoked certificates')
     .option('--all', 'every certificate, expired and revoked ones too (without it: active and superseded ones not yet expired)')
-    .action(async (o, cmd: Command) => (await command('list', 'runList'))(o as never, ctxFor(cmd)));
+    .action(async (o: ListOptions, cmd: Command) => (await import('./commands/list.js')).runList(o, ctxFor(cmd)));
 
   withGlobals(program.command('inspect'))
     .description("show a certificate's details, SPIFFE ID, fingerprints and chain check")
     .argument('<file|service>', 'a PEM file, or the name of an issued service')
-    .action(async (target: string, o, cmd: Command) => (await command('inspect', 'runInspect'))({ ...o, target } as never, ctxFor(cmd)));
+    .action(async (target: string, _o: unknown, cmd: Command) => (await import('./commands/inspect.js')).runInspect({ target }, ctxFor(cmd)));
 
   withGlobals(program.command('export'))
     .description('write a PKCS#12 file (key, leaf, intermediate) for Java/.NET clients')
@@ -158,7 +168,9 @@ ${EXIT_CODES}`,
     .option('--p12 <file>', 'where to write the PKCS#12 file (required)')
     .option('--password-file <file>', 'file holding the PKCS#12 password (or env SVCCA_P12_PASSWORD, or a prompt)')
     .option('--legacy', '3DES and a SHA-1 MAC, for old Java and macOS')
-    .action(async (service: string, o, cmd: Command) => (await command('export', 'runExport'))(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`) as never, ctxFor(cmd)));
+    .action(async (service: string, o: Flags<ExportOptions, 'service', 'p12'>, cmd: Command) =>
+      (await import('./commands/export.js')).runExport(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`), ctxFor(cmd)),
+    );
 
   const policy = withGlobals(program.command('policy')).description('check and draw the allow-list');
   withGlobals(policy.command('check'))
@@ -168,12 +180,16 @@ ${EXIT_CODES}`,
     .option('--policy <file>', 'the mesh policy (policy.yaml; required)')
     .option('--method <method>', 'HTTP method (http mode)')
     .option('--path <path>', 'HTTP path (http mode)')
-    .action(async (from: string, to: string, o, cmd: Command) => (await command('policy-check', 'runPolicyCheck'))(need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`) as never, ctxFor(cmd)));
+    .action(async (from: string, to: string, o: Flags<PolicyCheckOptions, 'from' | 'to', 'policy'>, cmd: Command) =>
+      (await import('./commands/policy-check.js')).runPolicyCheck(need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`), ctxFor(cmd)),
+    );
   withGlobals(policy.command('graph'))
     .description('draw who may call whom')
     .option('--policy <file>', 'the mesh policy (policy.yaml; required)')
     .addOption(new Option('--format <format>', 'output format').choices(['dot', 'mermaid', 'svg']).default('dot'))
-    .action(async (o, cmd: Command) => (await command('policy-graph', 'runPolicyGraph'))(need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg') as never, ctxFor(cmd)));
+    .action(async (o: Flags<PolicyGraphOptions, never, 'policy'>, cmd: Command) =>
+      (await import('./commands/policy-graph.js')).runPolicyGraph(need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg'), ctxFor(cmd)),
+    );
 
   return program;
 }

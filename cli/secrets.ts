@@ -3,8 +3,8 @@
  * environment variable, or a prompt on a TTY that never echoes. Automation never
  * needs the prompt (smallstep/cli#220).
  */
-import { readFileSync } from 'node:fs';
-import { PassphraseError, errnoCode } from '../common/errors.js';
+import { PassphraseError, SvccaError, errnoCode } from '../common/errors.js';
+import { FILE_CAPS, readCappedText } from '../common/capped-file.js';
 
 export interface SecretSource {
   /** What the secret opens, for messages: "the intermediate key". */
@@ -20,8 +20,9 @@ export interface SecretSource {
 export function readSecretFile(path: string, flag: string): string {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readCappedText(path, FILE_CAPS.secret, { label: `${flag} ${path}`, error: PassphraseError, hint: 'the file holds the secret on its first line; check that this is the right file' });
   } catch (err) {
+    if (err instanceof SvccaError) throw err;
     const code = errnoCode(err);
     const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this user' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code})`;
     throw new PassphraseError(`${flag} ${path} ${why}`, 'give a readable file holding the secret on its first line');

@@ -10,11 +10,12 @@
  * A reader resolves `..data` once and reads every file from that folder, so it can
  * never pair a key with another set's certificate.
  */
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fsyncDir, makeDirectories, writeFileDurable } from './atomic-file.js';
 import { IdentityError, UsageError, errnoCode } from './errors.js';
+import { FILE_CAPS, readCappedText } from './capped-file.js';
 
 export const SET_FILES = ['tls.crt', 'tls.key', 'ca.crt'] as const;
 export const DATA_LINK = '..data';
@@ -243,8 +244,9 @@ export function readCredentialSet(dir: string): LoadedCredentialSet {
   const sourceDir = resolveSetFolder(dir);
   const read = (name: string): string => {
     try {
-      return readFileSync(join(sourceDir, name), 'utf8');
+      return readCappedText(join(sourceDir, name), FILE_CAPS.pemBundle, { error: IdentityError });
     } catch (err) {
+      if (err instanceof IdentityError) throw err;
       const code = errnoCode(err);
       const why = code === 'ENOENT' ? 'is missing' : code === 'EACCES' ? 'is not readable by this user' : `cannot be read (${code ?? String(err)})`;
       throw new IdentityError(`${join(dir, name)} ${why}`, 'a credential set needs tls.crt, tls.key and ca.crt (svcca issue writes all three)');
@@ -252,5 +254,5 @@ export function readCredentialSet(dir: string): LoadedCredentialSet {
   };
   // A CSR set has no key in its folder: the owner keeps theirs beside it, as a plain file.
   const ownKey = sourceDir !== resolve(dir) && !present(join(sourceDir, 'tls.key')) && isPlainFile(join(dir, 'tls.key'));
-  return { certChainPem: read('tls.crt'), keyPem: ownKey ? readFileSync(join(dir, 'tls.key'), 'utf8') : read('tls.key'), caPem: read('ca.crt'), sourceDir };
+  return { certChainPem: read('tls.crt'), keyPem: ownKey ? readCappedText(join(dir, 'tls.key'), FILE_CAPS.pemBundle, { error: IdentityError }) : read('tls.key'), caPem: read('ca.crt'), sourceDir };
 }

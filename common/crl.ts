@@ -12,17 +12,17 @@
  */
 import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { InputError } from './errors.js';
-import { decodePemBlocks } from './pem.js';
+import { decodePemBlocks, encodePem } from './pem.js';
 import { KeyUsageBit, isSignedBy, parseCertificate, type CertInfo } from './x509.js';
 import { DerError, children, expectTag, readExtensions, readIntegerHex, readOid, readTime, readTlv, type Tlv } from './der-reader.js';
 
 export const CRL_PEM_LABEL = 'X509 CRL';
 
-const OID_CRL_NUMBER = '2.5.29.20';
-const OID_AUTHORITY_KEY_ID = '2.5.29.35';
+export const OID_CRL_NUMBER = '2.5.29.20';
+export const OID_AUTHORITY_KEY_ID = '2.5.29.35';
 const OID_DELTA_CRL_INDICATOR = '2.5.29.27';
 const OID_ISSUING_DISTRIBUTION_POINT = '2.5.29.28';
-const OID_REASON_CODE = '2.5.29.21';
+export const OID_REASON_CODE = '2.5.29.21';
 const OID_INVALIDITY_DATE = '2.5.29.24';
 const OID_CERTIFICATE_ISSUER = '2.5.29.29';
 
@@ -61,6 +61,11 @@ export interface CrlSet {
   readonly revoked: ReadonlySet<string>;
   /** Certificates that followed the CRLs (the live intermediates). */
   readonly issuers: readonly CertInfo[];
+}
+
+/** One DER CRL as PEM, labelled `X509 CRL`: OpenSSL cannot read the `BEGIN CRL` others write. */
+export function crlToPem(der: Buffer): string {
+  return encodePem(CRL_PEM_LABEL, der);
 }
 
 /** True when any CRL's nextUpdate has passed (its entries are still enforced). */

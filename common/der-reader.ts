@@ -1,8 +1,10 @@
 /**
  * A minimal DER reader over Buffer: definite lengths only (DER forbids the others),
- * every length bounds-checked against its container. Shared by the certificate and CRL
- * parsers; it loads in no time, where the ASN.1 schema libraries cost tens of
- * milliseconds of start-up for every `svcca` command.
+ * every length bounds-checked against its container. The one DER reader: common/x509.ts
+ * and common/crl.ts parse with it (the CA reads its own CRLs through common/crl.ts), and
+ * cli/ca/leaf-certificate.ts finds a public key's bits with it. It loads in no time,
+ * where the ASN.1 schema libraries cost tens of milliseconds of start-up for every
+ * `svcca` command.
  */
 /** Lower-case hex of an unsigned integer's bytes, no leading zeros ('0' for zero). */
 export function serialToHex(bytes: ArrayBuffer | Uint8Array): string {

@@ -26,11 +26,39 @@ export interface YamlLimits {
   readonly tooBigHint: string;
   /** What to do about nesting past maxNesting. */
   readonly nestingHint: string;
+  /**
+   * Return an unquoted scalar that YAML 1.1 or the 1.2 core schema would read as a
+   * boolean, number or null (`yes`, `on`, `123`, `1e3`, `null`) as a YamlNonString, for a
+   * file where such a value standing for a name is a mistake to refuse. Default: a string.
+   */
+  readonly markNonStrings?: boolean;
 }
+
+/** An unquoted scalar that other YAML readers take for a boolean, number or null (see markNonStrings). */
+export class YamlNonString {
+  constructor(
+    /** The scalar as written. */
+    readonly text: string,
+    readonly kind: 'boolean' | 'number' | 'null',
+  ) {}
+}
+
+const YAML_BOOLEAN = /^(?:y|n|yes|no|true|false|on|off)$/i;
+const YAML_NULL = /^(?:null|~)$/i;
+// Integers (decimal, 0x, 0o, 0b, 1.1's leading-zero octal and _ separators) and floats.
+const YAML_NUMBER = /^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|[-+]?0x[0-9a-f_]+|0b[01_]+|[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:e[-+]?[0-9]+)?|[-+]?\.inf|\.nan)$/i;
+
+const NON_STRING_TAG = {
+  tag: 'tag:svcca.dev,2026:non-string',
+  default: true,
+  test: new RegExp(`${YAML_BOOLEAN.source}|${YAML_NULL.source}|${YAML_NUMBER.source}`, 'i'),
+  resolve: (text: string) => new YamlNonString(text, YAML_BOOLEAN.test(text) ? 'boolean' : YAML_NULL.test(text) ? 'null' : 'number'),
+};
 
 /**
  * Parses `text` (one YAML document, YAML 1.2 failsafe schema: every scalar is a string, so
- * `on`, `1e3` or `null` mean what they spell) into Maps, arrays, strings and null.
+ * `on`, `1e3` or `null` mean what they spell, unless `limits.markNonStrings` asks for them
+ * as YamlNonString) into Maps, arrays, strings and null.
  * Throws ConfigError whose message starts with `${source}: `.
  */
 export function readYaml(text: string, source: string, limits: YamlLimits): unknown {
@@ -48,7 +76,7 @@ export function readYaml(text: string, source: string, limits: YamlLimits): unkn
   }
   scanTokens(body, source, limits);
   const lineCounter = new LineCounter();
-  const doc = parseDocument(body, { schema: 'failsafe', uniqueKeys: true, prettyErrors: false, lineCounter });
+  const doc = parseDocument(body, { schema: 'failsafe', uniqueKeys: true, prettyErrors: false, lineCounter, ...(limits.markNonStrings ? { customTags: [NON_STRING_TAG] } : {}) });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) {
     const pos = lineCounter.linePos(problem.pos[0]);

@@ -1,16 +1,18 @@
 /**
  * The issuing authority: the intermediate's certificate and (decrypted) key, and the
- * operations that sign with it. Commands decode and validate their flags, then hand
- * typed options to this.
+ * operations that sign with it. Commands never sign: they decode and validate their
+ * flags, then hand typed options to cli/ca/ (issuance.ts, rotation.ts, create-ca.ts,
+ * crl-refresh.ts), which use this.
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
-import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, renameSync } from 'node:fs';
 import { fsyncDir } from '../../common/atomic-file.js';
 import { CaStateError } from '../../common/errors.js';
 import { encodePem, decodeCertificates } from '../../common/pem.js';
 import { parseCertificate, type CertInfo } from '../../common/x509.js';
 import { keyMatchesSpki, openEncryptedKey, keyTypeOf, type KeyType } from '../../common/keys.js';
-import { CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
+import { FILE_CAPS } from '../../common/capped-file.js';
+import { CA_FILES, readCaFile, type CaConfig, type CaDir } from '../store/ca-dir.js';
 import { BACKDATE_MS, buildLeafDer, randomSerialHex, type LeafNames } from './leaf-certificate.js';
 
 export interface IssuerCert {
@@ -28,12 +30,7 @@ export interface Authority {
 
 export function readIssuerCert(dir: CaDir, name: string): IssuerCert {
   const path = dir.file(name);
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch {
-    throw new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory');
-  }
+  const pem = readCaFile(path, FILE_CAPS.pemBundle);
   const der = decodeCertificates(pem, path)[0]!;
   return { pem: encodePem('CERTIFICATE', der), info: parseCertificate(der, path) };
 }
@@ -47,12 +44,7 @@ export function readIssuerCert(dir: CaDir, name: string): IssuerCert {
 export function loadAuthority(dir: CaDir, config: CaConfig, passphrase: string): Authority {
   let intermediate = readIssuerCert(dir, CA_FILES.intermediateCert);
   const keyPath = dir.file(CA_FILES.intermediateKey);
-  let keyPem: string;
-  try {
-    keyPem = readFileSync(keyPath, 'utf8');
-  } catch {
-    throw new CaStateError(`${keyPath} is missing or unreadable`, 'restore it from your backup of the CA directory');
-  }
+  const keyPem = readCaFile(keyPath, FILE_CAPS.key);
   const intermediateKey = openEncryptedKey(keyPem, passphrase, 'the intermediate key');
   const keyType = keyTypeOf(intermediateKey);
   if (!keyType) throw new CaStateError(`${keyPath} holds an unsupported key type`, 'restore it from your backup');

@@ -1,31 +1,53 @@
 /**
- * Opening the CA for the commands that sign CRLs (rotate, revoke, crl): like open-ca's
- * openCa, but keeping the passphrase, which also opens retired intermediates' keys.
- * Every secret is read and checked before the ledger is opened.
+ * Opening a CA: the one place that finds the directory, reads its config, opens the
+ * ledger and (for commands that sign) decrypts the intermediate key. Commands hand it a
+ * directory and a passphrase source; they never open the ledger themselves, so another
+ * ledger back end is chosen here alone.
  */
 import { openCaDir, CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
 import { SqliteLedger } from '../store/sqlite-ledger.js';
 import type { Ledger } from '../store/ledger.js';
 import { loadAuthority, type Authority } from './authority.js';
-import { intermediatePassphrase } from '../open-ca.js';
-import type { CommandContext } from '../context.js';
+import { requireSecret, type SecretSource } from '../secrets.js';
 
-export interface CaSession {
+/** Where the intermediate key's passphrase comes from: --passphrase-file, SVCCA_PASSPHRASE or a prompt. */
+export function intermediatePassphraseSource(passphraseFile: string | undefined, env: NodeJS.ProcessEnv, confirm = false): SecretSource {
+  return { what: 'passphrase for the intermediate key', file: passphraseFile, fileFlag: '--passphrase-file', envVar: 'SVCCA_PASSPHRASE', env, confirm };
+}
+
+/** The ledger of the CA directory `dir`; `create` only for a new CA. */
+export function openLedger(dir: CaDir, opts: { create?: boolean } = {}): Ledger {
+  return SqliteLedger.open(dir.file(CA_FILES.ledger), opts);
+}
+
+export interface ReadOnlyCa {
   readonly dir: CaDir;
   readonly config: CaConfig;
   readonly ledger: Ledger;
-  authority: Authority;
-  readonly passphrase: string;
-  /** Reloads the intermediate after a roll. */
-  reload(): void;
   close(): void;
 }
 
-export async function openCaSession(ctx: CommandContext, passphraseFile: string | undefined): Promise<CaSession> {
-  const { dir, config } = openCaDir(ctx.global.dir);
-  const passphrase = await intermediatePassphrase(ctx, passphraseFile);
+export interface CaSession extends ReadOnlyCa {
+  authority: Authority;
+  /** Kept: it also opens retired intermediates' keys and the new key after a roll. */
+  readonly passphrase: string;
+  /** Reloads the intermediate after a roll. */
+  reload(): void;
+}
+
+/** The ledger and config, without any key: for list, inspect and friends. */
+export function openCaForReading(caDir: string): ReadOnlyCa {
+  const { dir, config } = openCaDir(caDir);
+  const ledger = openLedger(dir);
+  return { dir, config, ledger, close: () => ledger.close() };
+}
+
+/** Everything needed to sign. The passphrase is read and checked before the ledger is opened. */
+export async function openCaSession(caDir: string, passphraseSource: SecretSource): Promise<CaSession> {
+  const { dir, config } = openCaDir(caDir);
+  const passphrase = await requireSecret(passphraseSource);
   const authority = loadAuthority(dir, config, passphrase);
-  const ledger = SqliteLedger.open(dir.file(CA_FILES.ledger));
+  const ledger = openLedger(dir);
   const session: CaSession = {
     dir,
     config,

@@ -4,17 +4,17 @@
  * clients that check every level (-crl_check_all, HAProxy, nginx, Node) accept it.
  */
 import type { KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { summarizeCrl, type CrlSummary } from './crl-reader.js';
 import { writeFileAtomic } from '../../common/atomic-file.js';
-import { decodePemBlocks, encodePem } from '../../common/pem.js';
+import { decodePemBlocks } from '../../common/pem.js';
 import type { KeyType } from '../../common/keys.js';
-import { CaStateError } from '../../common/errors.js';
+import { CaStateError, InputError, SvccaError } from '../../common/errors.js';
+import { CRL_PEM_LABEL, crlToPem, parseCrlDer } from '../../common/crl.js';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import type { Ledger } from '../store/ledger.js';
 import { REVOCATION_REASONS } from '../store/ledger.js';
 import { CA_FILES, type CaDir } from '../store/ca-dir.js';
 import type { IssuerCert } from './authority.js';
-import { buildCrlDer, crlToPem, CRL_PEM_LABEL } from './crl-writer.js';
+import { buildCrlDer } from './crl-writer.js';
 
 export interface CrlSigner {
   readonly cert: IssuerCert;
@@ -66,8 +66,10 @@ export function writeCrlBundle(dir: CaDir, rootCrlPem: string, intermediateCrlPe
 export function readCrlBlocks(dir: CaDir): Buffer[] {
   let text: string;
   try {
-    text = readFileSync(dir.file(CA_FILES.crl), 'utf8');
-  } catch {
+    text = readCappedText(dir.file(CA_FILES.crl), FILE_CAPS.crl, { error: CaStateError, hint: 'move it away and run `svcca crl` to publish it again' });
+  } catch (err) {
+    // Too large is refused; missing means nothing was published yet.
+    if (err instanceof SvccaError) throw err;
     return [];
   }
   return decodePemBlocks(text)
@@ -75,8 +77,25 @@ export function readCrlBlocks(dir: CaDir): Buffer[] {
     .map((b) => b.der);
 }
 
-export function pemOfCrl(der: Buffer): string {
-  return encodePem(CRL_PEM_LABEL, der);
+/** The fields of a CRL the CA decides republishing by. */
+export interface CrlSummary {
+  /** Authority key identifier (hex), undefined when absent. */
+  readonly authorityKeyId: string | undefined;
+  readonly number: bigint | undefined;
+  readonly thisUpdate: Date;
+  readonly nextUpdate: Date | undefined;
+  readonly entries: number;
+}
+
+/** Summarizes one of the CA's own CRLs (its signature unchecked); InputError when it is not one. */
+export function summarizeCrl(der: Buffer): CrlSummary {
+  let crl;
+  try {
+    crl = parseCrlDer(der);
+  } catch (err) {
+    throw new InputError('crl.pem holds a CRL that cannot be read', 'run `svcca crl` to write a fresh one', err);
+  }
+  return { authorityKeyId: crl.authorityKeyId, number: crl.crlNumber, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, entries: crl.revoked.length };
 }
 
 /** What the current crl.pem holds: each CRL's summary by issuer key id, and the root's PEM block. */
@@ -96,7 +115,7 @@ export function readPublishedCrls(dir: CaDir, rootKeyId: string): PublishedCrls 
     if (!summary.authorityKeyId) continue;
     byIssuer.set(summary.authorityKeyId, summary);
     if (summary.authorityKeyId === rootKeyId) {
-      rootPem = pemOfCrl(der);
+      rootPem = crlToPem(der);
       rootSummary = summary;
     }
   }

@@ -7,13 +7,8 @@ import { sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { parseCertificate } from '../../common/x509.js';
 import { signatureAlgorithm } from './signature.js';
 import { bitString, enumerated, explicit, integer, nullValue, octetString, oid, seq, time, tlv } from '../../common/der.js';
-import { encodePem } from '../../common/pem.js';
+import { OID_AUTHORITY_KEY_ID, OID_CRL_NUMBER, OID_REASON_CODE } from '../../common/crl.js';
 import type { KeyType } from '../../common/keys.js';
-
-export const CRL_PEM_LABEL = 'X509 CRL';
-const OID_CRL_NUMBER = '2.5.29.20';
-const OID_AKI = '2.5.29.35';
-const OID_REASON = '2.5.29.21';
 
 export interface CrlEntry {
   /** Lower-case hex serial. */
@@ -39,14 +34,14 @@ export function buildCrlDer(p: CrlParams): Buffer {
   const entries = p.entries.map((e) => {
     const parts = [integer(Buffer.from(e.serial.length % 2 ? `0${e.serial}` : e.serial, 'hex')), time(e.revokedAt)];
     if (e.reasonCode !== undefined && e.reasonCode !== 0) {
-      parts.push(seq(seq(oid(OID_REASON), octetString(enumerated(e.reasonCode)))));
+      parts.push(seq(seq(oid(OID_REASON_CODE), octetString(enumerated(e.reasonCode)))));
     }
     return seq(...parts);
   });
   const extensions = explicit(
     0,
     seq(
-      seq(oid(OID_AKI), octetString(seq(tlv(0x80, Buffer.from(p.issuerKeyId, 'hex'))))),
+      seq(oid(OID_AUTHORITY_KEY_ID), octetString(seq(tlv(0x80, Buffer.from(p.issuerKeyId, 'hex'))))),
       seq(oid(OID_CRL_NUMBER), octetString(integer(p.number))),
     ),
   );
@@ -56,8 +51,4 @@ export function buildCrlDer(p: CrlParams): Buffer {
   const tbs = seq(...tbsParts);
   const signature = cryptoSign(alg.hash, tbs, p.issuerKey);
   return seq(tbs, alg.der, bitString(signature));
-}
-
-export function crlToPem(der: Buffer): string {
-  return encodePem(CRL_PEM_LABEL, der);
 }

@@ -3,8 +3,8 @@
  * always come from the command line, never from the CSR.
  */
 import { createPublicKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { InputError, errnoCode } from '../../common/errors.js';
+import { InputError, SvccaError, errnoCode } from '../../common/errors.js';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { decodePemBlocks } from '../../common/pem.js';
 import { keyTypeOf, describeKey } from '../../common/keys.js';
 import { x509 } from './x509-lib.js';
@@ -12,8 +12,9 @@ import { x509 } from './x509-lib.js';
 export async function readCsrPublicKey(path: string): Promise<Buffer> {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readCappedText(path, FILE_CAPS.csr, { label: `--csr ${path}`, hint: 'a CSR is a few kilobytes of PEM; check that --csr names the request file' });
   } catch (err) {
+    if (err instanceof SvccaError) throw err;
     const code = errnoCode(err);
     throw new InputError(`--csr ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`, 'give the path of a PEM certificate signing request');
   }

@@ -11,20 +11,18 @@
  * Before 2 commits, a staged roll is abandoned by the next `rotate --intermediate`; after,
  * it is finished by it (loadAuthority also finishes step 4 if it stopped between renames).
  */
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { webcrypto } from 'node:crypto';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
 import { fsyncDir, writeFileAtomic } from '../../common/atomic-file.js';
 import { CaStateError } from '../../common/errors.js';
-import { encodePem } from '../../common/pem.js';
-import { parseCertificate } from '../../common/x509.js';
-import { exportEncryptedKeyPem, generateKey, keyMatchesSpki, openEncryptedKey, signingAlgorithm, toSigningCryptoKey } from '../../common/keys.js';
-import { CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
+import { exportEncryptedKeyPem, keyMatchesSpki, openEncryptedKey } from '../../common/keys.js';
+import { FILE_CAPS } from '../../common/capped-file.js';
+import { CA_FILES, readCaFile, type CaConfig, type CaDir } from '../store/ca-dir.js';
 import type { Ledger } from '../store/ledger.js';
-import { INTERMEDIATE_LIFETIME_MS, intermediateExtensions, intermediateSubject, randomSerialHex } from './profiles.js';
-import { readIssuerCert, spkiOf, type Authority, type IssuerCert } from './authority.js';
+import { readIssuerCert, type Authority, type IssuerCert } from './authority.js';
+import { signIntermediate } from './ca-certificates.js';
 import { numberFloor, readPublishedCrls, signIssuerCrl, writeCrlBundleIfNewer, type CrlSigner, type SignedCrl } from './crl-publish.js';
 import { currentSigner, openRetiredSigner, requireKeyId, retireCopy, retiredIssuers } from './issuers.js';
-import { x509 } from './x509-lib.js';
 
 /** The root's CRL stays valid this long past the newest intermediate's end. */
 export const ROOT_CRL_MARGIN_MS = 86_400_000;
@@ -49,14 +47,9 @@ export interface RollOutcome {
   readonly rootCrlNumber: string;
 }
 
-function openRootKey(dir: CaDir, root: IssuerCert, rootPassphrase: string) {
+function openRootKey(dir: CaDir, root: IssuerCert, rootPassphrase: string): KeyObject {
   const path = dir.file(CA_FILES.rootKey);
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch {
-    throw new CaStateError(`${path} is not here: rolling the intermediate needs the root key`, 'bring root.key back from where you keep it offline, then run this again');
-  }
+  const pem = readCaFile(path, FILE_CAPS.key, () => new CaStateError(`${path} is not here: rolling the intermediate needs the root key`, 'bring root.key back from where you keep it offline, then run this again'));
   const key = openEncryptedKey(pem, rootPassphrase, 'the root key');
   if (!keyMatchesSpki(key, root.info.spkiDer)) throw new CaStateError(`${path} does not belong to root.crt`, 'restore both from the same backup');
   return key;
@@ -67,26 +60,16 @@ function generationOf(subject: string, fallback: number): number {
   return m ? Number(m[1]) + 1 : fallback;
 }
 
-async function makeIntermediate(input: RollInput, root: IssuerCert, rootKey: ReturnType<typeof openRootKey>): Promise<{ cert: IssuerCert; keyPem: string }> {
+async function makeIntermediate(input: RollInput, root: IssuerCert, rootKey: KeyObject): Promise<{ cert: IssuerCert; keyPem: string }> {
   const { authority, config, now } = input;
-  const keyType = authority.keyType;
-  const key = generateKey(keyType);
-  const alg = signingAlgorithm(keyType);
-  const publicKey = (await webcrypto.subtle.importKey('spki', spkiOf(key), alg.importAlg as never, true, ['verify'])) as CryptoKey;
-  const notAfter = Math.min(now + INTERMEDIATE_LIFETIME_MS, root.info.notAfter.getTime());
-  const cert = await x509.X509CertificateGenerator.create({
-    serialNumber: randomSerialHex(),
-    subject: intermediateSubject(config.trustDomain, generationOf(authority.intermediate.info.subject, 2)),
-    issuer: new x509.X509Certificate(new Uint8Array(root.info.der)).subjectName,
-    notBefore: new Date(now - 60_000),
-    notAfter: new Date(notAfter),
-    publicKey,
-    signingKey: await toSigningCryptoKey(rootKey, keyType),
-    signingAlgorithm: alg.signAlg,
-    extensions: await intermediateExtensions(publicKey, requireKeyId(root), config.trustDomain),
+  const made = await signIntermediate({
+    root: { cert: root, key: rootKey },
+    keyType: authority.keyType,
+    trustDomain: config.trustDomain,
+    generation: generationOf(authority.intermediate.info.subject, 2),
+    now,
   });
-  const der = Buffer.from(cert.rawData);
-  return { cert: { pem: encodePem('CERTIFICATE', der), info: parseCertificate(der) }, keyPem: exportEncryptedKeyPem(key, input.passphrase) };
+  return { cert: made.cert, keyPem: exportEncryptedKeyPem(made.key, input.passphrase) };
 }
 
 /** Rolls the intermediate (or finishes a committed roll that was interrupted). */
@@ -113,12 +96,12 @@ export async function rollIntermediate(input: RollInput): Promise<RollOutcome> {
     rmSync(nextCertPath, { force: true });
     rmSync(nextKeyPath, { force: true });
     const made = await makeIntermediate(input, root, rootKey);
-    retireCopy(dir, old, readFileSync(dir.file(CA_FILES.intermediateKey), 'utf8'));
+    retireCopy(dir, old, readCaFile(dir.file(CA_FILES.intermediateKey), FILE_CAPS.key));
     writeFileAtomic(nextKeyPath, made.keyPem, 0o600);
     writeFileAtomic(nextCertPath, made.cert.pem, 0o644);
     next = made.cert;
   }
-  const nextKey = openEncryptedKey(readFileSync(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey), 'utf8'), input.passphrase, 'the new intermediate key');
+  const nextKey = openEncryptedKey(readCaFile(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey), FILE_CAPS.key), input.passphrase, 'the new intermediate key');
   const nextSigner: CrlSigner = { cert: next, key: nextKey, keyType: authority.keyType };
 
   const nextKeyId = requireKeyId(next);

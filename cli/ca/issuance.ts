@@ -1,17 +1,98 @@
 /**
- * Issuing one certificate end to end, shared by `issue` and `rotate`: key (or the
+ * The rules of issuing (lifetime, the set folder, names that would collide with set files)
+ * and issuing one certificate end to end, shared by `issue` and `rotate`: key (or the
  * CSR's public key), signature, ledger record, credential set. The ledger row is
  * committed before the set is written, so every certificate that can exist on disk is
  * known to the CA (and can be revoked); a crash in between leaves the old set in place
  * and a record the next run supersedes.
  */
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { writeCredentialSet } from '../../common/credential-set.js';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import { setNestingProblem, writeCredentialSet } from '../../common/credential-set.js';
 import { exportKeyPem, generateKey, keyTypeOf, type KeyType } from '../../common/keys.js';
-import { CaStateError } from '../../common/errors.js';
+import { CaStateError, UsageError } from '../../common/errors.js';
+import { formatDuration } from '../../common/duration.js';
 import { spiffeIdFor } from '../../common/spiffe-id.js';
+import { CA_FILES, type CaConfig, type CaDir } from '../store/ca-dir.js';
 import type { Ledger, CertificateRecord, EventKind } from '../store/ledger.js';
 import { leafValidity, signLeaf, spkiOf, type Authority } from './authority.js';
+
+const SET_FILE_NAMES = new Set(['tls.crt', 'tls.key', 'ca.crt']);
+
+/**
+ * Refuses a service path with a segment named like a set file: sets nest by service path,
+ * so issued/team/tls.key/ would stand where team's key belongs.
+ */
+export function assertSetSafeServiceName(service: string): void {
+  const clash = service.split('/').slice(1).find((segment) => SET_FILE_NAMES.has(segment));
+  if (clash) throw new UsageError(`invalid service name ${JSON.stringify(service)}: a segment named ${clash} would collide with the files of a credential set`, 'choose another name for that segment');
+}
+
+/** Refuses a --ttl that is not whole seconds: X.509 times carry none, and 500ms would be a certificate expired on arrival. */
+export function assertWholeSecondTtl(flagText: string, ttlMs: number): void {
+  if (ttlMs < 1000 || ttlMs % 1000 !== 0) {
+    throw new UsageError(`--ttl ${flagText}: certificate lifetimes count whole seconds`, 'use 1s or more in whole seconds, e.g. --ttl 24h');
+  }
+}
+
+/**
+ * The lifetime of a new certificate: --ttl (ms) or the CA's default, refused past the CA's
+ * maximum or past the intermediate's end (`intermediateEnd`, ms) counted from `now`.
+ */
+export function chooseTtlMs(requestedMs: number | undefined, config: Pick<CaConfig, 'defaultTtlMs' | 'maxTtlMs'>, intermediateEnd: number, now: number): number {
+  const ttlMs = requestedMs ?? config.defaultTtlMs;
+  if (ttlMs > config.maxTtlMs) {
+    throw new UsageError(`--ttl ${formatDuration(ttlMs)} is longer than this CA's maximum of ${formatDuration(config.maxTtlMs)}`, `use --ttl ${formatDuration(config.maxTtlMs)} or less (short certificates that rotate are the point)`);
+  }
+  if (now + ttlMs > intermediateEnd) {
+    throw new UsageError(
+      `--ttl ${formatDuration(ttlMs)} would outlive the intermediate, which ends ${new Date(intermediateEnd).toISOString()}`,
+      'roll the intermediate with `svcca rotate --intermediate`, or use a shorter --ttl',
+    );
+  }
+  return ttlMs;
+}
+
+/** `inner` is strictly below `outer`. */
+function isWithin(outer: string, inner: string): boolean {
+  const rel = relative(outer, inner);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+export interface SetDirRequest {
+  readonly service: string;
+  /** --out, if given. */
+  readonly out?: string;
+  /** Where the service's active set is now, if it has one. */
+  readonly previousSetDir?: string;
+  /** The other services whose set is in `dir` (the ledger knows). */
+  readonly servicesAt: (dir: string) => Promise<readonly string[]>;
+}
+
+/**
+ * Where a service's credential set goes: --out, else where its set is now, else
+ * issued/<service path> in the CA directory. Refused: the CA directory or a folder in it
+ * outside issued/ (a set's cleanup would take ca.crt with it), a folder holding the CA, a
+ * folder another service's set is in, and a folder inside or around another set (whoever
+ * is given one folder would read the other's key).
+ */
+export async function chooseSetDir(dir: CaDir, req: SetDirRequest): Promise<string> {
+  const setDir = req.out !== undefined ? resolve(req.out) : (req.previousSetDir ?? dir.issuedSetDir(req.service));
+  if (req.out !== undefined) {
+    const caDir = resolve(dir.path);
+    if (setDir === caDir || (isWithin(caDir, setDir) && !isWithin(join(caDir, CA_FILES.issued), setDir))) {
+      throw new UsageError(`--out ${setDir} is the CA directory or inside it (${caDir})`, `write sets outside it, or drop --out to use ${join(caDir, CA_FILES.issued, req.service)}`);
+    }
+    if (isWithin(setDir, caDir)) throw new UsageError(`--out ${setDir} holds the CA directory ${caDir}`, 'give the set a folder of its own');
+    const others = (await req.servicesAt(setDir)).filter((s) => s !== req.service);
+    if (others.length) throw new UsageError(`--out ${setDir} holds the credential set of ${others.join(', ')}`, 'give each service a folder of its own');
+  }
+  const nesting = setNestingProblem(setDir);
+  if (nesting) {
+    throw new UsageError(`the credential set of ${req.service} cannot go in ${setDir}: ${nesting}, and whoever is given one folder would read the other's key`, 'issue it with --out into a folder of its own');
+  }
+  return setDir;
+}
 
 export interface IssuanceRequest {
   readonly service: string;

@@ -4,12 +4,13 @@
  * nothing but the CRL for its own leaves, and only until the last of them has expired.
  * Retired keys keep the intermediate's passphrase: they are the files the roll moved.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeDirectories, writeFileAtomic } from '../../common/atomic-file.js';
 import { CaStateError } from '../../common/errors.js';
 import { keyMatchesSpki, keyTypeOf, openEncryptedKey } from '../../common/keys.js';
-import { CA_FILES, type CaDir } from '../store/ca-dir.js';
+import { FILE_CAPS } from '../../common/capped-file.js';
+import { CA_FILES, readCaFile, type CaDir } from '../store/ca-dir.js';
 import type { Ledger } from '../store/ledger.js';
 import { readIssuerCert, type Authority, type IssuerCert } from './authority.js';
 import type { CrlSigner } from './crl-publish.js';
@@ -73,12 +74,7 @@ export async function retiredIssuers(dir: CaDir, ledger: Ledger, currentKeyId: s
 export function openRetiredSigner(dir: CaDir, cert: IssuerCert, passphrase: string): CrlSigner {
   const keyId = requireKeyId(cert);
   const path = dir.file(retiredName(keyId, 'key'));
-  let pem: string;
-  try {
-    pem = readFileSync(path, 'utf8');
-  } catch {
-    throw new CaStateError(`${path} is missing: the CRL of a retired intermediate cannot be signed`, 'restore it from your backup of the CA directory');
-  }
+  const pem = readCaFile(path, FILE_CAPS.key, () => new CaStateError(`${path} is missing: the CRL of a retired intermediate cannot be signed`, 'restore it from your backup of the CA directory'));
   const key = openEncryptedKey(pem, passphrase, `the retired intermediate key ${path}`);
   const keyType = keyTypeOf(key);
   if (!keyType || !keyMatchesSpki(key, cert.info.spkiDer)) {

@@ -9,9 +9,9 @@
  * with the ledger and renews again when they differ, since the lost key cannot be recovered.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { removeSetOrphans, resolveSetFolder } from '../../common/credential-set.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
@@ -83,7 +83,7 @@ export async function releaseClaims(ledger: Ledger, services: readonly string[],
 /** The serial of the leaf a credential set holds now, or undefined when it cannot be read. */
 export function setLeafSerial(setDir: string): string | undefined {
   try {
-    const pem = readFileSync(join(resolveSetFolder(setDir), 'tls.crt'), 'utf8');
+    const pem = readCappedText(join(resolveSetFolder(setDir), 'tls.crt'), FILE_CAPS.pemBundle);
     return parseCertificate(decodeCertificates(pem, 'tls.crt')[0]!).serialHex;
   } catch {
     return undefined;

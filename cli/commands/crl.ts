@@ -8,7 +8,7 @@ import { requireDurationMs, formatDuration } from '../../common/duration.js';
 import { UsageError } from '../../common/errors.js';
 import { CA_FILES } from '../store/ca-dir.js';
 import { publishIntermediateCrls, rootCrlNextUpdate } from '../ca/crl-refresh.js';
-import { openCaSession } from '../ca/ca-session.js';
+import { intermediatePassphraseSource, openCaSession } from '../ca/ca-session.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
 
@@ -28,7 +28,7 @@ export async function runCrl(opts: CrlOptions, ctx: CommandContext): Promise<voi
   if (validityMs < MIN_CRL_VALIDITY_MS || validityMs > MAX_CRL_VALIDITY_MS) {
     throw new UsageError(`--next-update ${formatDuration(validityMs)} is out of range`, `use between ${formatDuration(MIN_CRL_VALIDITY_MS)} and ${formatDuration(MAX_CRL_VALIDITY_MS)} (24h is the default)`);
   }
-  const s = await openCaSession(ctx, opts.passphraseFile);
+  const s = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
     const { outcome } = await publishIntermediateCrls(s, { now: Date.now(), validityMs, why: 'crl', actor: actor() });
     ctx.out.line(`Published ${s.dir.file(CA_FILES.crl)}`);

@@ -13,7 +13,7 @@ import { parseCertificate } from '../../common/x509.js';
 import { writeFileAtomic } from '../../common/atomic-file.js';
 import { CaStateError, UsageError, errnoCode } from '../../common/errors.js';
 import { requireSecret } from '../secrets.js';
-import { openCaForReading } from '../open-ca.js';
+import { openCaForReading } from '../ca/ca-session.js';
 import { buildPkcs12 } from '../ca/pkcs12.js';
 import type { CommandContext } from '../context.js';
 
@@ -41,7 +41,7 @@ function assertWritableTarget(path: string): void {
 export async function runExport(opts: ExportOptions, ctx: CommandContext): Promise<void> {
   const service = assertServiceName(opts.service);
   assertWritableTarget(opts.p12);
-  const ca = openCaForReading(ctx);
+  const ca = openCaForReading(ctx.global.dir);
   let record;
   let near: string | undefined;
   try {

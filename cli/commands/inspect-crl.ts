@@ -3,15 +3,16 @@
  * `openssl crl -in` reads: the root's, with no entries), each with its revoked serials
  * and, where the CA's ledger is at hand, the service each belonged to.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CRL_PEM_LABEL, loadCrlPem, parseCrlDer } from '../../common/crl.js';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { formatDuration } from '../../common/duration.js';
 import { InputError, errorLine } from '../../common/errors.js';
 import { decodeCertificates, decodePemBlocks } from '../../common/pem.js';
 import { nameText } from '../../common/x509.js';
 import { CA_FILES, openCaDir } from '../store/ca-dir.js';
-import { openCaForReading } from '../open-ca.js';
+import { openCaForReading } from '../ca/ca-session.js';
 import type { CommandContext } from '../context.js';
 
 export function holdsCrl(pem: string): boolean {
@@ -39,7 +40,7 @@ export async function inspectCrlFile(pem: string, source: string, ctx: CommandCo
   }
   if (trust) {
     try {
-      loadCrlPem(pem, decodeCertificates(readFileSync(trust, 'utf8'), trust), source);
+      loadCrlPem(pem, decodeCertificates(readCappedText(trust, FILE_CAPS.pemBundle), trust), source);
       verified = `every signature verifies against ${trust}`;
     } catch (err) {
       verified = `FAILED against ${trust}: ${errorLine(err)}`;
@@ -48,7 +49,7 @@ export async function inspectCrlFile(pem: string, source: string, ctx: CommandCo
 
   const services = new Map<string, string>();
   try {
-    const ca = openCaForReading(ctx);
+    const ca = openCaForReading(ctx.global.dir);
     try {
       for (const c of crls) for (const serial of c.revoked) {
         const r = await ca.ledger.getCertificate(serial);

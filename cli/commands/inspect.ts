@@ -3,7 +3,7 @@
  * key, fingerprints, and whether it chains to the CA (and is revoked, when the CA's
  * ledger is at hand).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { createPublicKey, X509Certificate as NodeX509 } from 'node:crypto';
 import { decodeCertificates } from '../../common/pem.js';
@@ -11,9 +11,10 @@ import { parseCertificate, colonHex, KeyUsageBit, EKU_CLIENT_AUTH, EKU_SERVER_AU
 import { parseSpiffeId, serviceNameProblem } from '../../common/spiffe-id.js';
 import { describeKey } from '../../common/keys.js';
 import { formatDuration } from '../../common/duration.js';
-import { CaStateError, InputError, errnoCode } from '../../common/errors.js';
+import { CaStateError, InputError, SvccaError, errnoCode } from '../../common/errors.js';
+import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { openCaDir, CA_FILES } from '../store/ca-dir.js';
-import { openCaForReading } from '../open-ca.js';
+import { openCaForReading } from '../ca/ca-session.js';
 import type { CertificateRecord } from '../store/ledger.js';
 import type { CommandContext } from '../context.js';
 import { holdsCrl, inspectCrlFile } from './inspect-crl.js';
@@ -27,16 +28,17 @@ interface ChainCheck {
   readonly detail: string;
 }
 
+/** A certificate file, a credential set's tls.crt, or a crl.pem (so capped as a CRL file). */
 function readPemFile(path: string): string {
   try {
     if (statSync(path).isDirectory()) {
       const crt = join(path, 'tls.crt');
-      if (existsSync(crt)) return readFileSync(crt, 'utf8');
+      if (existsSync(crt)) return readCappedText(crt, FILE_CAPS.pemBundle);
       throw new InputError(`${path} is a directory without tls.crt`, 'give a certificate file or a credential-set folder');
     }
-    return readFileSync(path, 'utf8');
+    return readCappedText(path, FILE_CAPS.crl);
   } catch (err) {
-    if (err instanceof InputError) throw err;
+    if (err instanceof SvccaError) throw err;
     throw new InputError(`${path} cannot be read (${errnoCode(err)})`, 'check the path and its permissions');
   }
 }
@@ -75,94 +77,127 @@ function checkChain(leaf: CertInfo, intermediates: readonly Buffer[], roots: rea
   return { ok: false, detail: `does not chain to the trusted root${problems.length ? `; also ${problems.join(', ')}` : ''}` };
 }
 
-export async function runInspect(opts: InspectOptions, ctx: CommandContext): Promise<void> {
-  let pem: string;
-  let source: string;
-  let record: CertificateRecord | undefined;
-  const target = opts.target;
-  const isFile = existsSync(target);
-  if (isFile) {
-    pem = readPemFile(target);
-    source = target;
+interface Target {
+  readonly pem: string;
+  /** The file, or "ledger (<dir>)" for a service name. */
+  readonly source: string;
+  readonly isFile: boolean;
+  /** The ledger's record, when the target was a service name. */
+  readonly record?: CertificateRecord;
+}
+
+/** A file's PEM, or a service's active certificate from the ledger. */
+async function readTarget(target: string, caDir: string): Promise<Target> {
+  if (existsSync(target)) {
+    const pem = readPemFile(target);
     if (pem.trim().length === 0) throw new InputError(`${target} is empty`, 'give a PEM certificate file');
-    if (holdsCrl(pem)) return inspectCrlFile(pem, source, ctx);
-  } else if (serviceNameProblem(target) === undefined && !target.includes('.pem') && !target.endsWith('.crt')) {
-    const ca = openCaForReading(ctx);
-    try {
-      const state = await ca.ledger.getService(target);
-      record = state?.activeSerial ? await ca.ledger.getCertificate(state.activeSerial) : undefined;
-    } finally {
-      ca.close();
-    }
-    if (!record) throw new CaStateError(`no file and no issued service named ${target}`, 'give a PEM file path, or a service from `svcca list`');
-    pem = record.certPem;
-    source = `ledger (${ctx.global.dir})`;
-  } else {
+    return { pem, source: target, isFile: true };
+  }
+  if (serviceNameProblem(target) !== undefined || target.includes('.pem') || target.endsWith('.crt')) {
     throw new InputError(`${target} does not exist`, 'give a PEM certificate file, or the name of an issued service');
   }
-
-  const ders = decodeCertificates(pem, source);
-  const leaf = parseCertificate(ders[0]!, source);
-  const now = new Date();
-
-  // Trust: the CA's root when a CA directory is at hand, else a ca.crt beside the file.
-  let roots: Buffer[] = [];
-  let trustSource = '';
-  let extraIntermediates: Buffer[] = [];
+  const ca = openCaForReading(caDir);
+  let record: CertificateRecord | undefined;
   try {
-    const { dir } = openCaDir(ctx.global.dir);
-    roots = decodeCertificates(readFileSync(dir.file(CA_FILES.trustBundle), 'utf8'), 'ca.crt');
-    extraIntermediates = decodeCertificates(readFileSync(dir.file(CA_FILES.intermediateCert), 'utf8'), 'intermediate.crt');
-    trustSource = dir.file(CA_FILES.trustBundle);
+    const state = await ca.ledger.getService(target);
+    record = state?.activeSerial ? await ca.ledger.getCertificate(state.activeSerial) : undefined;
+  } finally {
+    ca.close();
+  }
+  if (!record) throw new CaStateError(`no file and no issued service named ${target}`, 'give a PEM file path, or a service from `svcca list`');
+  return { pem: record.certPem, source: `ledger (${caDir})`, isFile: false, record };
+}
+
+interface Trust {
+  readonly roots: Buffer[];
+  readonly intermediates: Buffer[];
+  /** Where the roots came from; empty when there are none. */
+  readonly source: string;
+}
+
+/** The CA's root (and intermediate) when a CA directory is at hand, else a ca.crt beside the file. */
+function trustFor(target: Target, targetPath: string, caDir: string): Trust {
+  try {
+    const { dir } = openCaDir(caDir);
+    return {
+      roots: decodeCertificates(readCappedText(dir.file(CA_FILES.trustBundle), FILE_CAPS.pemBundle), 'ca.crt'),
+      intermediates: decodeCertificates(readCappedText(dir.file(CA_FILES.intermediateCert), FILE_CAPS.pemBundle), 'intermediate.crt'),
+      source: dir.file(CA_FILES.trustBundle),
+    };
   } catch {
-    const beside = isFile ? join(statSync(target).isDirectory() ? target : dirname(target), 'ca.crt') : '';
+    const beside = target.isFile ? join(statSync(targetPath).isDirectory() ? targetPath : dirname(targetPath), 'ca.crt') : '';
     if (beside && existsSync(beside)) {
       try {
-        roots = decodeCertificates(readFileSync(beside, 'utf8'), beside);
-        trustSource = beside;
+        return { roots: decodeCertificates(readCappedText(beside, FILE_CAPS.pemBundle), beside), intermediates: [], source: beside };
       } catch {
-        roots = [];
+        // an unreadable ca.crt beside the file: the chain is not checked
       }
     }
+    return { roots: [], intermediates: [], source: '' };
   }
-  const chain: ChainCheck | undefined = roots.length ? checkChain(leaf, [...ders.slice(1), ...extraIntermediates], roots, now) : undefined;
+}
 
-  let revoked: CertificateRecord | undefined;
+/** The ledger's record of a serial, when a CA is at hand (undefined: no CA, or not ours). */
+async function ledgerRecord(serialHex: string, caDir: string): Promise<CertificateRecord | undefined> {
   try {
-    const ca = openCaForReading(ctx);
+    const ca = openCaForReading(caDir);
     try {
-      const r = await ca.ledger.getCertificate(leaf.serialHex);
-      if (r?.status === 'revoked') revoked = r;
-      record ??= r;
+      return await ca.ledger.getCertificate(serialHex);
     } finally {
       ca.close();
     }
   } catch {
-    // no CA at hand: revocation status unknown, said below
+    return undefined;
   }
+}
 
-  const spiffe = leaf.uris.length === 1 ? parseSpiffeId(leaf.uris[0]!) : undefined;
-  const identity =
-    leaf.uris.length === 0
-      ? 'none (no URI SAN)'
-      : leaf.uris.length > 1
-        ? `INVALID: ${leaf.uris.length} URI SANs (an X509-SVID has exactly one)`
-        : spiffe?.ok
-          ? spiffe.id.uri
-          : `INVALID: ${leaf.uris[0]} (${spiffe && !spiffe.ok ? spiffe.reason : ''})`;
+export async function runInspect(opts: InspectOptions, ctx: CommandContext): Promise<void> {
+  const target = await readTarget(opts.target, ctx.global.dir);
+  if (target.isFile && holdsCrl(target.pem)) return inspectCrlFile(target.pem, target.source, ctx);
+  const ders = decodeCertificates(target.pem, target.source);
+  const leaf = parseCertificate(ders[0]!, target.source);
+  const now = new Date();
+  const trust = trustFor(target, opts.target, ctx.global.dir);
+  const chain = trust.roots.length ? checkChain(leaf, [...ders.slice(1), ...trust.intermediates], trust.roots, now) : undefined;
+  const inLedger = await ledgerRecord(leaf.serialHex, ctx.global.dir);
+  const revoked = inLedger?.status === 'revoked' ? inLedger : undefined;
+  printCertificate({ leaf, ders, source: target.source, chain, trustSource: trust.source, revoked, known: (target.record ?? inLedger) !== undefined, now }, ctx);
+}
+
+interface Inspected {
+  readonly leaf: CertInfo;
+  readonly ders: readonly Buffer[];
+  readonly source: string;
+  readonly chain: ChainCheck | undefined;
+  readonly trustSource: string;
+  readonly revoked: CertificateRecord | undefined;
+  /** The CA's ledger knows this certificate, so "valid" is a revocation check too. */
+  readonly known: boolean;
+  readonly now: Date;
+}
+
+function spiffeIdentity(leaf: CertInfo): { text: string; id: string | null } {
+  if (leaf.uris.length === 0) return { text: 'none (no URI SAN)', id: null };
+  if (leaf.uris.length > 1) return { text: `INVALID: ${leaf.uris.length} URI SANs (an X509-SVID has exactly one)`, id: null };
+  const spiffe = parseSpiffeId(leaf.uris[0]!);
+  return spiffe.ok ? { text: spiffe.id.uri, id: spiffe.id.uri } : { text: `INVALID: ${leaf.uris[0]} (${spiffe.reason})`, id: null };
+}
+
+function printCertificate({ leaf, ders, source, chain, trustSource, revoked, known, now }: Inspected, ctx: CommandContext): void {
+  const identity = spiffeIdentity(leaf);
   const pub = createPublicKey({ key: leaf.spkiDer, format: 'der', type: 'spki' });
   const left = leaf.notAfter.getTime() - now.getTime();
   const sha1 = new NodeX509(leaf.der).fingerprint;
   const status = revoked ? `revoked${revoked.revocationReason ? ` (${revoked.revocationReason})` : ''}` : left <= 0 ? 'expired' : now < leaf.notBefore ? 'not yet valid' : 'valid';
 
   ctx.out.line(`Certificate      ${source}`);
-  ctx.out.line(`  SPIFFE ID      ${identity}`);
+  ctx.out.line(`  SPIFFE ID      ${identity.text}`);
   ctx.out.line(`  Subject        ${leaf.subject || '(empty)'}`);
   ctx.out.line(`  Issuer         ${leaf.issuer}`);
   ctx.out.line(`  Serial         ${leaf.serialHex}`);
   ctx.out.line(`  Not before     ${leaf.notBefore.toISOString()}`);
   ctx.out.line(`  Not after      ${leaf.notAfter.toISOString()} (${left > 0 ? `${formatDuration(left)} left` : `expired ${formatDuration(-left)} ago`})`);
-  ctx.out.line(`  Status         ${status}${record || revoked ? '' : ' (revocation unknown: no CA ledger at hand)'}`);
+  ctx.out.line(`  Status         ${status}${known ? '' : ' (revocation unknown: no CA ledger at hand)'}`);
   if (leaf.dnsNames.length) ctx.out.line(`  DNS names      ${leaf.dnsNames.join(', ')}`);
   if (leaf.ips.length) ctx.out.line(`  IP addresses   ${leaf.ips.join(', ')}`);
   ctx.out.line(`  Key            ${describeKey(pub)}`);
@@ -176,7 +211,7 @@ export async function runInspect(opts: InspectOptions, ctx: CommandContext): Pro
 
   ctx.out.result({
     source,
-    spiffeId: spiffe?.ok ? spiffe.id.uri : null,
+    spiffeId: identity.id,
     uris: leaf.uris,
     subject: leaf.subject,
     issuer: leaf.issuer,

@@ -4,7 +4,7 @@
  */
 import { requireDurationMs, formatDuration } from '../../common/duration.js';
 import type { CertificateRecord } from '../store/ledger.js';
-import { openCaForReading } from '../open-ca.js';
+import { openCaForReading } from '../ca/ca-session.js';
 import type { CommandContext } from '../context.js';
 
 export interface ListOptions {
@@ -27,7 +27,7 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
 
 export async function runList(opts: ListOptions, ctx: CommandContext): Promise<void> {
   const expiringMs = opts.expiring === undefined ? undefined : requireDurationMs('--expiring', opts.expiring);
-  const ca = openCaForReading(ctx);
+  const ca = openCaForReading(ctx.global.dir);
   const now = Date.now();
   let records: CertificateRecord[];
   try {

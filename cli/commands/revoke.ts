@@ -12,7 +12,7 @@ import { normalizeSerialHex } from '../../common/x509.js';
 import { CA_FILES } from '../store/ca-dir.js';
 import { REVOCATION_REASONS, type CertificateRecord, type Ledger, type RevocationReason } from '../store/ledger.js';
 import { currentCrlValidityMs, publishIntermediateCrls } from '../ca/crl-refresh.js';
-import { openCaSession } from '../ca/ca-session.js';
+import { intermediatePassphraseSource, openCaSession } from '../ca/ca-session.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
 
@@ -63,7 +63,7 @@ export async function runRevoke(opts: RevokeOptions, ctx: CommandContext): Promi
     if (serial === undefined) throw new UsageError(`--serial ${JSON.stringify(opts.serial)} is not a hexadecimal serial`, 'copy it from `svcca list` (colons and 0x are accepted)');
   }
 
-  const s = await openCaSession(ctx, opts.passphraseFile);
+  const s = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
     const who = actor();
     const now = Date.now();

@@ -2,9 +2,10 @@
  * The CA data directory: file names, modes, and the `config` file.
  * Only `init` creates it; every other command refuses a missing or foreign one.
  */
-import { accessSync, chmodSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { CaStateError, UsageError, errnoCode } from '../../common/errors.js';
+import { CaStateError, SvccaError, UsageError, errnoCode } from '../../common/errors.js';
+import { FILE_CAPS, readCappedText, type FileCap } from '../../common/capped-file.js';
 import { makeDirectories, writeFileAtomic } from '../../common/atomic-file.js';
 import type { KeyType } from '../../common/keys.js';
 
@@ -89,8 +90,9 @@ export function openCaDir(path: string): { dir: CaDir; config: CaConfig } {
 function readConfig(path: string): CaConfig {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch {
+    parsed = JSON.parse(readCaFile(path, FILE_CAPS.caConfig, () => new CaStateError(`${path} cannot be read`, 'restore it from backup; it holds the trust domain and defaults')));
+  } catch (err) {
+    if (err instanceof SvccaError) throw err;
     throw new CaStateError(`${path} is not valid JSON`, 'restore it from backup; it holds the trust domain and defaults');
   }
   const c = parsed as Partial<CaConfig>;
@@ -101,6 +103,20 @@ function readConfig(path: string): CaConfig {
     if (typeof c[key] !== 'number' || !(c[key]! > 0)) throw new CaStateError(`${path}: ${key} must be a positive number of milliseconds`, 'fix the value or restore the file');
   }
   return c as CaConfig;
+}
+
+/**
+ * A file of the CA directory, capped at `cap` (an oversized one is refused as such);
+ * any other failure to read it becomes `unreadable()`: by default "missing or unreadable,
+ * restore it from your backup".
+ */
+export function readCaFile(path: string, cap: FileCap, unreadable: () => SvccaError = () => new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory')): string {
+  try {
+    return readCappedText(path, cap, { error: CaStateError, hint: 'restore it from your backup of the CA directory' });
+  } catch (err) {
+    if (err instanceof SvccaError) throw err;
+    throw unreadable();
+  }
 }
 
 export function writeConfig(dir: CaDir, config: CaConfig): void {

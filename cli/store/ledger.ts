@@ -1,7 +1,8 @@
 /**
  * The ledger: every certificate the CA issued, revocations, CRL numbers, and an
- * append-only event log. Commands reach it only through this interface, so a
- * PostgreSQL ledger shared by several CA hosts can sit beside the SQLite one.
+ * append-only event log. Everything else reaches it through this interface, and only
+ * cli/ca/ca-session.ts (openLedger) knows which back end is behind it, so a PostgreSQL
+ * ledger shared by several CA hosts can sit beside the SQLite one there alone.
  * Every method is async for that reason, even though SQLite answers synchronously.
  */
 import type { KeyType } from '../../common/keys.js';

@@ -18,7 +18,7 @@ import { normalizeRequestTarget } from '../http-path.js';
 import { serviceNameProblem } from '../spiffe-id.js';
 import { closestKey } from './suggest.js';
 import type { Policy, PolicyRule } from './types.js';
-import { readYaml, type YamlLimits } from '../safe-yaml.js';
+import { readYaml, YamlNonString, type YamlLimits } from '../safe-yaml.js';
 
 /** Larger than any real policy (about 10,000 rules), small enough to parse in well under a second. */
 export const MAX_POLICY_BYTES = 1024 * 1024;
@@ -33,6 +33,9 @@ const POLICY_YAML: YamlLimits = {
   fixSyntax: 'fix the YAML (see the example policy in the docs)',
   tooBigHint: 'check that --policy names the policy YAML file',
   nestingHint: 'a policy is services → name → allow → entries; check the indentation and brackets',
+  // `allow: [yes]` or `[123]` would otherwise be the names "yes" and "123", where Kubernetes
+  // and most YAML tools read a boolean and a number: refused, to be quoted if meant.
+  markNonStrings: true,
 };
 
 /** Longer than any route a real service exposes; keeps messages and matching cheap. */
@@ -69,6 +72,7 @@ export function parsePolicy(yamlText: string, source: string): Policy {
 
   const services = new Map<string, readonly PolicyRule[]>();
   for (const [name, entry] of servicesValue as Map<unknown, unknown>) {
+    if (name instanceof YamlNonString) refuseNonString(name, keyPath('services', name.text), 'a service name', fail);
     if (typeof name !== 'string') fail('services', 'has a key that is not a plain service name', NAME_HINT);
     const path = keyPath('services', name as string);
     checkServiceName(name as string, path, fail);
@@ -95,6 +99,7 @@ function readService(entry: unknown, name: string, path: string, fail: Fail): Po
 
 function readRule(item: unknown, path: string, fail: Fail): PolicyRule {
   if (item === null || item === '') fail(path, 'is empty', 'write a caller\'s service name, or from: <service>');
+  if (item instanceof YamlNonString) refuseNonString(item, path, 'a service name', fail);
   if (typeof item === 'string') {
     checkServiceName(item, path, fail);
     return Object.freeze({ from: item, plain: true, label: `${path} (${item})` });
@@ -105,6 +110,7 @@ function readRule(item: unknown, path: string, fail: Fail): PolicyRule {
   if (!map.has('from')) fail(`${path}.from`, 'missing', 'name the calling service: from: order-service');
   const from = map.get('from');
   if (Array.isArray(from)) fail(`${path}.from`, 'must be one service name, not a list', 'write one entry per caller');
+  if (from instanceof YamlNonString) refuseNonString(from, `${path}.from`, 'a service name', fail);
   if (typeof from !== 'string') fail(`${path}.from`, 'must be a service name', NAME_HINT);
   checkServiceName(from as string, `${path}.from`, fail);
   const methods = map.has('methods') ? readList(map.get('methods'), `${path}.methods`, 'method', readMethod, fail) : undefined;
@@ -129,6 +135,7 @@ function readList(value: unknown, path: string, what: 'method' | 'path', readIte
   if (!Array.isArray(value)) fail(path, `must be a list of ${what}s`, leaveOut);
   const out: string[] = [];
   (value as unknown[]).forEach((v, i) => {
+    if (v instanceof YamlNonString) refuseNonString(v, `${path}[${i}]`, `a ${what}`, fail);
     if (typeof v !== 'string') fail(`${path}[${i}]`, `must be a ${what}, not a ${Array.isArray(v) ? 'list' : v === null ? 'null' : 'map'}`, leaveOut);
     const item = readItem(v as string, `${path}[${i}]`, fail);
     if (!out.includes(item)) out.push(item);
@@ -173,8 +180,15 @@ function checkServiceName(name: string, path: string, fail: Fail): void {
   fail(path, `invalid service name ${quote(name)}: it ${problem}`, NAME_HINT);
 }
 
+/** `what` is what the value stands for: "a service name". */
+function refuseNonString(value: YamlNonString, path: string, what: string, fail: Fail): never {
+  return fail(path, `${quote(value.text)} is a ${value.kind} in YAML, not ${what}`, `write it in quotes, "${clip(value.text)}", if that is really meant`);
+}
+
 function checkKeys(map: Map<unknown, unknown>, path: string, known: readonly string[], fail: Fail): void {
-  for (const key of map.keys()) {
+  for (const raw of map.keys()) {
+    // A key such as `yes:` or `1:` is no known key either: named as written.
+    const key = raw instanceof YamlNonString ? raw.text : raw;
     if (typeof key !== 'string') fail(path || '(top level)', 'has a key that is not a plain word', `the keys here are ${known.join(', ')}`);
     if (known.includes(key as string)) continue;
     const at = path ? keyPath(path, key as string) : keyPath('', key as string);

@@ -56,8 +56,8 @@ describe('parsePolicy: valid policies', () => {
     },
     { name: 'no services at all, written explicitly', input: 'services: {}\n', want: {} },
     {
-      name: 'YAML 1.2 failsafe: on, 123 and null are names, not a boolean, a number or null',
-      input: 'services:\n  "123":\n    allow: [on, 123, null]\n',
+      name: 'quoted, on, 123 and null are names (unquoted, they are refused: see the schema errors)',
+      input: 'services:\n  "123":\n    allow: ["on", \'123\', "null"]\n',
       want: {
         '123': [
           { from: 'on', plain: true, label: 'services.123.allow[0] (on)' },
@@ -159,6 +159,16 @@ describe('parsePolicy: schema errors name the key path', () => {
     { name: 'prefix with doubled slash', input: rule('        paths: ["/a//*"]\n'), want: `${SRC}: services.inventory-service.allow[1].paths[0]: "/a//*" is not in normalized form, so no request would match it; write "/a/*"` },
     { name: 'path with lower-case hex', input: rule('        paths: ["/a%3a"]\n'), want: `${SRC}: services.inventory-service.allow[1].paths[0]: "/a%3a" is not in normalized form, so no request would match it; write "/a%3A"` },
     { name: 'path with an encoded slash', input: rule('        paths: ["/a%2Fb"]\n'), want: `${SRC}: services.inventory-service.allow[1].paths[0]: "/a%2Fb" is not a valid request path: encoded "/" (%2F) in the path; write the path as the service receives it` },
+    // Kubernetes and most YAML tools read these as a boolean, a number or null: a name must be quoted.
+    { name: 'a caller written as a number', input: svc('    allow: [123]\n'), want: `${SRC}: services.inventory-service.allow[0]: "123" is a number in YAML, not a service name; write it in quotes, "123", if that is really meant` },
+    { name: 'a caller written as yes', input: svc('    allow: [yes]\n'), want: `${SRC}: services.inventory-service.allow[0]: "yes" is a boolean in YAML, not a service name; write it in quotes, "yes", if that is really meant` },
+    { name: 'a caller written as on, in a block list', input: svc('    allow:\n      - order-service\n      - on\n'), want: `${SRC}: services.inventory-service.allow[1]: "on" is a boolean in YAML, not a service name; write it in quotes, "on", if that is really meant` },
+    { name: 'a caller written as null', input: svc('    allow: [null]\n'), want: `${SRC}: services.inventory-service.allow[0]: "null" is a null in YAML, not a service name; write it in quotes, "null", if that is really meant` },
+    { name: 'a caller written as a float', input: svc('    allow: [1.5]\n'), want: `${SRC}: services.inventory-service.allow[0]: "1.5" is a number in YAML, not a service name; write it in quotes, "1.5", if that is really meant` },
+    { name: 'from: written as a number', input: svc('    allow:\n      - from: 8080\n'), want: `${SRC}: services.inventory-service.allow[0].from: "8080" is a number in YAML, not a service name; write it in quotes, "8080", if that is really meant` },
+    { name: 'a callee written as a number', input: 'services:\n  123:\n    allow: []\n', want: `${SRC}: services.123: "123" is a number in YAML, not a service name; write it in quotes, "123", if that is really meant` },
+    { name: 'a key written as a boolean', input: svc('    allow: []\n    yes: []\n'), want: `${SRC}: services.inventory-service.yes: unknown key; the keys here are allow` },
+    { name: 'a method written as a number', input: rule('        methods: [200]\n'), want: `${SRC}: services.inventory-service.allow[1].methods[0]: "200" is a number in YAML, not a method; write it in quotes, "200", if that is really meant` },
     { name: 'a very long path', input: rule(`        paths: ["/${'a'.repeat(5000)}"]\n`), want: `${SRC}: services.inventory-service.allow[1].paths[0]: is 5001 characters long; the limit is 2048; use a shorter path or a prefix ending in *` },
   ];
   for (const { name, input, want } of cases) {

@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { buildCrlDer } from '../../../cli/ca/crl-writer.js';
-import { summarizeCrl } from '../../../cli/ca/crl-reader.js';
+import { summarizeCrl } from '../../../cli/ca/crl-publish.js';
 import { SvccaError } from '../../../common/errors.js';
 
 /** A throwaway self-signed issuer made by openssl, so the writer has a Name to copy. */
 function issuer(): { der: Buffer; key: KeyObject } {
-  const dir = mkdtempSync(join(tmpdir(), 'crl-reader-'));
+  const dir = mkdtempSync(join(tmpdir(), 'crl-summary-'));
   try {
     const keyPath = join(dir, 'k.pem');
     const certPath = join(dir, 'c.pem');
