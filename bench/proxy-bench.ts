@@ -25,7 +25,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClientJob, ClientResult } from './proxy/client.js';
-import { memory, resetPeak } from './proxy/procfs.js';
+import { memory } from './proxy/procfs.js';
 import { freePort, killAllNow, runCommand, setUpPinning, spawnLogged, spawnPiped, stopAll, tail, waitListening } from './proxy/processes.js';
 import { seedRevocations, writeBigPolicy } from './proxy/realistic.js';
 import { addSample, medianOf, ratioOf, renderClientTable, renderTable, samplesToJson, type RatioColumn, type Samples } from './proxy/report.js';
@@ -373,26 +373,6 @@ async function main(): Promise<void> {
     if (pids.length) addSample(s, 'rss_idle', t.id, memory(pids).rss / 1e6);
   }
 
-  const idle: Record<string, Record<string, number>> = {};
-  // Idle connections first, while the heaps hold little garbage; then VmHWM is reset so that
-  // the peak row covers the load phases only.
-  if (IDLE_CONNS > 0) {
-    for (const id of IDLE_TARGETS) {
-      const t = byId(id as TargetId);
-      if (!t || !t.tls) continue;
-      say(`   ${IDLE_CONNS} idle mTLS connections to ${TARGET_LABEL[t.id]} ...`);
-      const r = await idleConnections(t, pki, IDLE_CONNS);
-      idle[t.id] = r;
-      addSample(s, 'idle_conn_kb', t.id, r.perConnBytes! / 1024);
-      addSample(s, 'idle_rss', t.id, r.open! / 1e6);
-      addSample(s, 'idle_rss_after', t.id, r.after! / 1e6);
-      if (r.checkedOk! < r.checked!) notes.push(`${TARGET_LABEL[t.id]}: only ${r.checkedOk}/${r.checked} of the checked idle connections still answered GET /small`);
-    }
-  }
-  let peakReset = true;
-  for (const t of targets) peakReset = resetPeak(t.pids()) && peakReset;
-  if (!peakReset) notes.push('VmHWM could not be reset (/proc/PID/clear_refs): the peak row includes the idle-connection test');
-
   say('   warming up (JIT, session caches) ...');
   for (const t of targets) for (const p of phasesFor(t.id)) if (p !== 'keepalive' && p !== 'download' && !p.startsWith('stime')) await measure(p, t, pki, s, false);
   for (let rep = 0; rep < REPS; rep++) {
@@ -418,6 +398,33 @@ async function main(): Promise<void> {
     if (Number.isFinite(res) && Number.isFinite(full) && full > 0) addSample(s, 'res_over_full', t.id, res / full);
   }
 
+  // Idle connections last, each on a fresh instance (started, probed, settled 1 s): the
+  // baseline is then the idle RSS, not a heap full of the load phases' garbage.
+  const idle: Record<string, Record<string, number>> = {};
+  const starterOf = new Map(starters);
+  if (IDLE_CONNS > 0) {
+    for (const id of IDLE_TARGETS as TargetId[]) {
+      const old = byId(id);
+      const start = starterOf.get(id);
+      if (!old || !old.tls || !start) continue;
+      await old.stop();
+      const fresh = await start();
+      if (!fresh.ok) throw new BenchFailure(`${TARGET_LABEL[id]}: restart for the idle-connection test: ${fresh.reason}`);
+      try {
+        await client(fresh.target, pki, { phase: 'probe' });
+        await sleep(1000);
+        say(`   ${IDLE_CONNS} idle mTLS connections to a fresh ${TARGET_LABEL[id]} ...`);
+        const r = await idleConnections(fresh.target, pki, IDLE_CONNS);
+        idle[id] = r;
+        addSample(s, 'idle_conn_kb', id, r.perConnBytes! / 1024);
+        addSample(s, 'idle_rss', id, r.open! / 1e6);
+        addSample(s, 'idle_rss_after', id, r.after! / 1e6);
+        if (r.checkedOk! < r.checked!) notes.push(`${TARGET_LABEL[id]}: only ${r.checkedOk}/${r.checked} of the checked idle connections still answered GET /small`);
+      } finally {
+        await fresh.target.stop();
+      }
+    }
+  }
   const load1 = loadavg();
 
   const columns = targets.filter((t) => !COLUMN[t.id]).map((t) => t.id);

@@ -3,7 +3,7 @@
  * CPU is utime+stime in clock ticks (10 ms here), so phases must run for seconds.
  */
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 let clkTck: number | undefined;
 export function ticksPerSecond(): number {
@@ -78,18 +78,3 @@ export function memory(pids: readonly number[]): { rss: number; hwm: number } {
   return { rss, hwm };
 }
 
-/**
- * Resets VmHWM to the current RSS (`echo 5 > /proc/PID/clear_refs`, Linux ≥ 4.0), so that a
- * later peak reading covers only what ran after. False when the kernel refused.
- */
-export function resetPeak(pids: readonly number[]): boolean {
-  let ok = true;
-  for (const p of pids) {
-    try {
-      writeFileSync(`/proc/${p}/clear_refs`, '5');
-    } catch {
-      ok = false;
-    }
-  }
-  return ok;
-}
