@@ -7,7 +7,7 @@
  * into bench/results/.
  *
  * Usage: node dist/bench/proxy-bench.js --work <tmpdir> [--results bench/results]
- * Env:   BENCH_REPS (3), BENCH_SECONDS (1, per measurement), BENCH_CONNECTIONS (32),
+ * Env:   BENCH_REPS (5), BENCH_SECONDS (1, per measurement), BENCH_CONNECTIONS (32),
  *        BENCH_HS_CONCURRENCY (4), BENCH_TTFB_SAMPLES (40 per repetition),
  *        BENCH_DOWNLOAD_MB (200), BENCH_IDLE_CONNS (5000), BENCH_IDLE_TARGETS
  *        (floor,svcca-tcp), BENCH_CRL_ENTRIES (10000), BENCH_POLICY_SERVICES (1000),
@@ -62,7 +62,7 @@ const envNum = (name: string, fallback: number, min: number, max: number): numbe
   const v = Number(process.env[name]);
   return process.env[name] !== undefined && process.env[name] !== '' && Number.isFinite(v) && v >= min && v <= max ? v : fallback;
 };
-const REPS = Math.round(envNum('BENCH_REPS', 3, 1, 15));
+const REPS = Math.round(envNum('BENCH_REPS', 5, 1, 15));
 const SECONDS = envNum('BENCH_SECONDS', 1, 0.5, 10);
 const CONNECTIONS = Math.round(envNum('BENCH_CONNECTIONS', 32, 2, 256));
 const HS_CONCURRENCY = Math.round(envNum('BENCH_HS_CONCURRENCY', 4, 1, 64));
@@ -393,9 +393,10 @@ async function main(): Promise<void> {
     if (COLUMN[t.id]) continue;
     const pids = t.pids();
     if (pids.length) addSample(s, 'rss_peak', t.id, memory(pids).hwm / 1e6);
-    const res = medianOf(s, 'res_cpu', t.id);
-    const full = medianOf(s, 'full_cpu', t.id);
-    if (Number.isFinite(res) && Number.isFinite(full) && full > 0) addSample(s, 'res_over_full', t.id, res / full);
+    // Per repetition: the resumed and full phases of one repetition ran within seconds.
+    const res = s.get('res_cpu')?.get(t.id) ?? [];
+    const full = s.get('full_cpu')?.get(t.id) ?? [];
+    if (res.length === full.length) res.forEach((r, i) => addSample(s, 'res_over_full', t.id, r / full[i]!));
   }
 
   // Idle connections last, each on a fresh instance (started, probed, settled 1 s): the
@@ -443,7 +444,8 @@ async function main(): Promise<void> {
   say(renderTable(s, columns, ratios, labelN));
   say('');
   say(`Medians of ${REPS} repetitions; "new conn → 1st byte" and "mesh*" percentiles over all ${REPS} × ${TTFB_SAMPLES} samples pooled.`);
-  say('Ratio columns are A ÷ B of the medians: on a ↓ row below 1× means A is better, on a ↑ row above 1× means A is better.');
+  say('Ratio columns are A ÷ B: the median of the per-repetition ratios (A and B measured seconds apart), or of the medians for pooled');
+  say('and single readings. On a ↓ row below 1× means A is better; on a ↑ row above 1× means A is better.');
   say('CPU: utime+stime from /proc of the proxy process tree (10 ms ticks) during the client\'s measured window. RSS summed over the tree.');
   say('mesh*: app → outbound proxy (plaintext) → inbound proxy → service; a new app connection per request. In the "node floor" column: plain-node');
   say('       outbound → node floor; in the "svcca tcp" column: svcca-sidecar outbound (bench-client set) → svcca tcp. CPU is both proxies.');

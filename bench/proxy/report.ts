@@ -85,9 +85,20 @@ export function fmt(v: number): string {
   return v.toFixed(2);
 }
 
+/**
+ * A ÷ B. When both have one sample per repetition, the median of the per-repetition ratios:
+ * A and B of one repetition were measured seconds apart, so a noisy neighbour that slows one
+ * repetition down cancels out. Otherwise (pooled or single readings) the ratio of the medians.
+ */
 export function ratioOf(s: Samples, metric: string, a: TargetId, b: TargetId): number {
-  const x = medianOf(s, metric, a);
-  const y = medianOf(s, metric, b);
+  const xs = s.get(metric)?.get(a) ?? [];
+  const ys = s.get(metric)?.get(b) ?? [];
+  if (xs.length >= 2 && xs.length === ys.length) {
+    const r = xs.map((x, i) => x / ys[i]!).filter((v) => Number.isFinite(v));
+    if (r.length === xs.length) return median(r);
+  }
+  const x = median(xs);
+  const y = median(ys);
   return Number.isFinite(x) && Number.isFinite(y) && y !== 0 ? x / y : NaN;
 }
 
