@@ -13,8 +13,22 @@
  *   handshake   a new connection per request (GET /small, Connection: close) for `seconds`;
  *               `resume: true` offers the last TLS session ticket each time
  *   download    one connection, GET /big?bytes=N, MB/s from request to last byte
+ *   downloads   `connections` keep-alive connections in parallel, each repeating
+ *               GET /big?bytes=N (1 MiB) for `seconds`: MB/s over all of them
+ *   ttfb        a new connection per request, one at a time, `samples` of them (bounded by
+ *               `seconds`): time from the connection being ready (secureConnect for TLS,
+ *               connect for plaintext) to the first response byte, and from the start of the
+ *               connect to the first byte
+ *   idle        opens `connections` connections (`concurrency` at a time) and leaves them
+ *               idle; prints `open <n>` and waits for a line on stdin, then checks that a few of
+ *               them still answer, closes them all and prints its result
+ *
+ * When `cpuPids` is given, the client reads their utime+stime from /proc (and its own) at the
+ * start and at the end of the measured window, so warm-up and connection set-up are not
+ * charged to the target.
  */
 import { readFileSync, writeSync } from 'node:fs';
+import { cpuSeconds, ticksPerSecond } from './procfs.js';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 
@@ -25,7 +39,7 @@ export interface TlsFiles {
 }
 
 export interface ClientJob {
-  readonly phase: 'probe' | 'keepalive' | 'concurrent' | 'handshake' | 'download';
+  readonly phase: 'probe' | 'keepalive' | 'concurrent' | 'handshake' | 'download' | 'downloads' | 'ttfb' | 'idle';
   readonly host: string;
   readonly port: number;
   /** Absent: plaintext (the direct baseline). */
@@ -35,6 +49,12 @@ export interface ClientJob {
   readonly connections?: number;
   readonly resume?: boolean;
   readonly bytes?: number;
+  /** handshake: connections in flight at once (default 1); idle: handshakes in flight. */
+  readonly concurrency?: number;
+  /** ttfb: how many new connections (the phase also stops after `seconds`). */
+  readonly samples?: number;
+  /** The target's processes, whose CPU is read from /proc around the measured window. */
+  readonly cpuPids?: readonly number[];
   /** Hard bound for any phase, so that a stuck target cannot hang the run. */
   readonly timeoutSeconds?: number;
 }
@@ -53,6 +73,22 @@ export interface ClientResult {
   readonly protocol?: string;
   readonly bytes?: number;
   readonly mbPerSecond?: number;
+  /** CPU seconds of `cpuPids` during the measured window (from /proc). */
+  readonly targetCpu?: number;
+  /** CPU seconds of this client during the measured window (from /proc), and as % of one core. */
+  readonly clientCpu?: number;
+  readonly clientCpuPct?: number;
+  /** ttfb: ready → first byte, and connect start → first byte. */
+  readonly ttfbP50Us?: number;
+  readonly ttfbP99Us?: number;
+  readonly connectTtfbP50Us?: number;
+  readonly connectTtfbP99Us?: number;
+  /** ttfb: every sample (µs), so that percentiles can be taken over all repetitions. */
+  readonly ttfbSamplesUs?: number[];
+  readonly connectTtfbSamplesUs?: number[];
+  /** idle: connections the target closed while they sat idle; checked ones that answered. */
+  readonly closedWhileIdle?: number;
+  readonly checkedOk?: number;
 }
 
 const SMALL_KEEPALIVE = Buffer.from('GET /small HTTP/1.1\r\nHost: bench\r\nUser-Agent: svcca-bench\r\n\r\n', 'latin1');
@@ -72,6 +108,8 @@ class HttpReader {
   #resolve: ((r: { status: number; bytes: number }) => void) | undefined;
   #reject: ((e: Error) => void) | undefined;
   #failed: Error | undefined;
+  /** µs clock of the first byte of the current response. */
+  firstByteUs = 0;
 
   constructor(readonly socket: Socket) {
     socket.on('data', (d: Buffer) => this.onData(d));
@@ -112,6 +150,7 @@ class HttpReader {
       this.fail(new BenchError(`unexpected ${d.length} bytes between responses`));
       return;
     }
+    if (!this.#head) this.firstByteUs = nowUs();
     const buf = this.#head ? Buffer.concat([this.#head, d]) : d;
     const idx = buf.indexOf(HEADER_END);
     if (idx < 0) {
@@ -156,6 +195,9 @@ interface Opened {
   readonly socket: Socket;
   readonly reader: HttpReader;
   readonly handshakeUs: number;
+  /** µs clock when the connect began and when the connection was ready (secureConnect / connect). */
+  readonly startUs: number;
+  readonly readyUs: number;
   readonly reused: boolean;
   readonly protocol: string;
 }
@@ -173,6 +215,7 @@ class Connector {
 
   open(resume: boolean): Promise<Opened> {
     const t0 = process.hrtime.bigint();
+    const startUs = Number(t0) / 1000;
     return new Promise<Opened>((resolve, reject) => {
       let socket: Socket;
       const onError = (e: Error) => {
@@ -184,7 +227,8 @@ class Connector {
         socket.once('error', onError);
         socket.once('connect', () => {
           socket.off('error', onError);
-          resolve({ socket, reader: new HttpReader(socket), handshakeUs: Number(process.hrtime.bigint() - t0) / 1000, reused: false, protocol: 'tcp' });
+          const t1 = process.hrtime.bigint();
+          resolve({ socket, reader: new HttpReader(socket), handshakeUs: Number(t1 - t0) / 1000, startUs, readyUs: Number(t1) / 1000, reused: false, protocol: 'tcp' });
         });
         return;
       }
@@ -202,7 +246,8 @@ class Connector {
       s.once('error', onError);
       s.once('secureConnect', () => {
         s.off('error', onError);
-        resolve({ socket: s, reader: new HttpReader(s), handshakeUs: Number(process.hrtime.bigint() - t0) / 1000, reused: s.isSessionReused(), protocol: s.getProtocol() ?? 'tls' });
+        const t1 = process.hrtime.bigint();
+        resolve({ socket: s, reader: new HttpReader(s), handshakeUs: Number(t1 - t0) / 1000, startUs, readyUs: Number(t1) / 1000, reused: s.isSessionReused(), protocol: s.getProtocol() ?? 'tls' });
       });
     });
   }
@@ -235,50 +280,93 @@ class Samples {
 
 const nowUs = () => Number(process.hrtime.bigint()) / 1000;
 
+/** The measured window: wall time and /proc CPU of the target's processes and of this client. */
+function startWindow(job: ClientJob): () => { seconds: number; targetCpu?: number; clientCpu: number; clientCpuPct: number } {
+  ticksPerSecond(); // getconf runs once, outside the window
+  const pids = job.cpuPids ?? [];
+  const t0 = nowUs();
+  const target0 = pids.length ? cpuSeconds(pids) : 0;
+  const self0 = cpuSeconds([process.pid]);
+  return () => {
+    const self1 = cpuSeconds([process.pid]);
+    const target1 = pids.length ? cpuSeconds(pids) : 0;
+    const seconds = (nowUs() - t0) / 1e6;
+    const clientCpu = self1 - self0;
+    return { seconds, ...(pids.length ? { targetCpu: target1 - target0 } : {}), clientCpu, clientCpuPct: (100 * clientCpu) / seconds };
+  };
+}
+
 function expectOk(r: { status: number }, what: string): void {
   if (r.status !== 200) throw new BenchError(`${what}: HTTP ${r.status}, expected 200`);
 }
 
 /** Sequential requests on one open connection until `until` (µs clock). */
-async function loop(c: Opened, until: number, lat: Samples | undefined): Promise<number> {
+async function loop(c: Opened, until: number, lat: Samples | undefined, req: Buffer = SMALL_KEEPALIVE, expectBytes?: number): Promise<number> {
   let n = 0;
   for (;;) {
     const t = nowUs();
     if (t >= until) return n;
-    const r = await c.reader.request(SMALL_KEEPALIVE);
-    expectOk(r, 'GET /small');
+    const r = await c.reader.request(req);
+    expectOk(r, req === SMALL_KEEPALIVE ? 'GET /small' : 'GET /big');
+    if (expectBytes !== undefined && r.bytes !== expectBytes) throw new BenchError(`received ${r.bytes} bytes, expected ${expectBytes}`);
     lat?.push(nowUs() - t);
     n++;
   }
 }
 
-async function runKeepalive(job: ClientJob, connections: number): Promise<ClientResult> {
-  const connector = new Connector(job);
+async function openAll(connector: Connector, n: number): Promise<Opened[]> {
   const conns: Opened[] = [];
   try {
-    for (let i = 0; i < connections; i++) conns.push(await connector.open(false));
+    for (let i = 0; i < n; i++) conns.push(await connector.open(false));
+  } catch (e) {
+    for (const c of conns) c.socket.destroy();
+    throw e;
+  }
+  return conns;
+}
+
+async function runKeepalive(job: ClientJob, connections: number): Promise<ClientResult> {
+  const connector = new Connector(job);
+  const conns = await openAll(connector, connections);
+  try {
     const warm = nowUs() + (job.warmupMs ?? 200) * 1000;
     await Promise.all(conns.map((c) => loop(c, warm, undefined)));
     const lat = new Samples();
-    const start = nowUs();
-    const until = start + (job.seconds ?? 2) * 1e6;
+    const end = startWindow(job);
+    const until = nowUs() + (job.seconds ?? 2) * 1e6;
     const counts = await Promise.all(conns.map((c) => loop(c, until, lat)));
-    const seconds = (nowUs() - start) / 1e6;
+    const w = end();
     const count = counts.reduce((a, b) => a + b, 0);
     const s = lat.sorted();
-    return { phase: job.phase, ok: true, count, seconds, perSecond: count / seconds, p50Us: percentile(s, 50), p90Us: percentile(s, 90), p99Us: percentile(s, 99), protocol: conns[0]!.protocol };
+    return { phase: job.phase, ok: true, count, ...w, perSecond: count / w.seconds, p50Us: percentile(s, 50), p90Us: percentile(s, 90), p99Us: percentile(s, 99), protocol: conns[0]!.protocol };
   } finally {
     for (const c of conns) c.socket.destroy();
   }
 }
 
-async function oneShot(connector: Connector, resume: boolean): Promise<{ totalUs: number; handshakeUs: number; reused: boolean; protocol: string }> {
-  const t0 = nowUs();
+interface Shot {
+  totalUs: number;
+  handshakeUs: number;
+  /** ready → first response byte, and connect start → first response byte. */
+  ttfbUs: number;
+  connectTtfbUs: number;
+  reused: boolean;
+  protocol: string;
+}
+
+async function oneShot(connector: Connector, resume: boolean): Promise<Shot> {
   const c = await connector.open(resume);
   try {
     const r = await c.reader.request(SMALL_CLOSE);
     expectOk(r, 'GET /small on a new connection');
-    return { totalUs: nowUs() - t0, handshakeUs: c.handshakeUs, reused: c.reused, protocol: c.protocol };
+    return {
+      totalUs: nowUs() - c.startUs,
+      handshakeUs: c.handshakeUs,
+      ttfbUs: c.reader.firstByteUs - c.readyUs,
+      connectTtfbUs: c.reader.firstByteUs - c.startUs,
+      reused: c.reused,
+      protocol: c.protocol,
+    };
   } finally {
     c.socket.destroy();
   }
@@ -287,6 +375,7 @@ async function oneShot(connector: Connector, resume: boolean): Promise<{ totalUs
 async function runHandshakes(job: ClientJob): Promise<ClientResult> {
   const connector = new Connector(job);
   const resume = job.resume === true;
+  const workers = Math.max(1, job.concurrency ?? 1);
   // Warm-up, and (for resumption) the first ticket.
   const warm = nowUs() + (job.warmupMs ?? 200) * 1000;
   let protocol = '';
@@ -296,22 +385,26 @@ async function runHandshakes(job: ClientJob): Promise<ClientResult> {
   const lat = new Samples();
   const hs = new Samples();
   let reused = 0;
-  const start = nowUs();
-  const until = start + (job.seconds ?? 2) * 1e6;
-  while (nowUs() < until) {
-    const r = await oneShot(connector, resume);
-    lat.push(r.totalUs);
-    hs.push(r.handshakeUs);
-    if (r.reused) reused++;
-  }
-  const seconds = (nowUs() - start) / 1e6;
+  const end = startWindow(job);
+  const until = nowUs() + (job.seconds ?? 2) * 1e6;
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (nowUs() < until) {
+        const r = await oneShot(connector, resume);
+        lat.push(r.totalUs);
+        hs.push(r.handshakeUs);
+        if (r.reused) reused++;
+      }
+    }),
+  );
+  const w = end();
   const s = lat.sorted();
   return {
     phase: job.phase,
     ok: true,
     count: lat.length,
-    seconds,
-    perSecond: lat.length / seconds,
+    ...w,
+    perSecond: lat.length / w.seconds,
     p50Us: percentile(s, 50),
     p90Us: percentile(s, 90),
     p99Us: percentile(s, 99),
@@ -321,18 +414,118 @@ async function runHandshakes(job: ClientJob): Promise<ClientResult> {
   };
 }
 
+async function runTtfb(job: ClientJob): Promise<ClientResult> {
+  const connector = new Connector(job);
+  const resume = job.resume === true;
+  const warm = nowUs() + (job.warmupMs ?? 200) * 1000;
+  let protocol = '';
+  do protocol = (await oneShot(connector, resume)).protocol;
+  while (nowUs() < warm);
+  const ttfb = new Samples();
+  const total = new Samples();
+  let reused = 0;
+  const end = startWindow(job);
+  const until = nowUs() + (job.seconds ?? 5) * 1e6;
+  const want = job.samples ?? 100;
+  while (ttfb.length < want && nowUs() < until) {
+    const r = await oneShot(connector, resume);
+    ttfb.push(r.ttfbUs);
+    total.push(r.connectTtfbUs);
+    if (r.reused) reused++;
+  }
+  const w = end();
+  const a = ttfb.sorted();
+  const b = total.sorted();
+  return {
+    phase: job.phase,
+    ok: true,
+    count: ttfb.length,
+    ...w,
+    perSecond: ttfb.length / w.seconds,
+    ttfbP50Us: percentile(a, 50),
+    ttfbP99Us: percentile(a, 99),
+    connectTtfbP50Us: percentile(b, 50),
+    connectTtfbP99Us: percentile(b, 99),
+    ttfbSamplesUs: Array.from(a, Math.round),
+    connectTtfbSamplesUs: Array.from(b, Math.round),
+    resumed: reused,
+    protocol,
+  };
+}
+
 async function runDownload(job: ClientJob): Promise<ClientResult> {
   const bytes = job.bytes ?? 200 * 1024 * 1024;
   const c = await new Connector(job).open(false);
   try {
-    const t0 = nowUs();
+    const end = startWindow(job);
     const r = await c.reader.request(Buffer.from(`GET /big?bytes=${bytes} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n`, 'latin1'));
     expectOk(r, 'GET /big');
-    const seconds = (nowUs() - t0) / 1e6;
+    const w = end();
     if (r.bytes !== bytes) throw new BenchError(`download: received ${r.bytes} bytes, expected ${bytes}`);
-    return { phase: job.phase, ok: true, count: 1, seconds, perSecond: 1 / seconds, bytes, mbPerSecond: bytes / 1e6 / seconds, protocol: c.protocol };
+    return { phase: job.phase, ok: true, count: 1, ...w, perSecond: 1 / w.seconds, bytes, mbPerSecond: bytes / 1e6 / w.seconds, protocol: c.protocol };
   } finally {
     c.socket.destroy();
+  }
+}
+
+/** `connections` keep-alive connections, each repeating GET /big?bytes=N for `seconds`. */
+async function runDownloads(job: ClientJob): Promise<ClientResult> {
+  const bytes = job.bytes ?? 1024 * 1024;
+  const req = Buffer.from(`GET /big?bytes=${bytes} HTTP/1.1\r\nHost: bench\r\n\r\n`, 'latin1');
+  const conns = await openAll(new Connector(job), job.connections ?? 4);
+  try {
+    await Promise.all(conns.map((c) => loop(c, nowUs() + 1, undefined, req, bytes))); // one each: warm
+    const lat = new Samples();
+    const end = startWindow(job);
+    const until = nowUs() + (job.seconds ?? 2) * 1e6;
+    const counts = await Promise.all(conns.map((c) => loop(c, until, lat, req, bytes)));
+    const w = end();
+    const count = counts.reduce((a, b) => a + b, 0);
+    const s = lat.sorted();
+    return { phase: job.phase, ok: true, count, ...w, perSecond: count / w.seconds, bytes: count * bytes, mbPerSecond: (count * bytes) / 1e6 / w.seconds, p50Us: percentile(s, 50), p99Us: percentile(s, 99), protocol: conns[0]!.protocol };
+  } finally {
+    for (const c of conns) c.socket.destroy();
+  }
+}
+
+/** Opens `connections` idle connections, says so, waits for a line on stdin, checks a few, closes. */
+async function runIdle(job: ClientJob): Promise<ClientResult> {
+  const connector = new Connector(job);
+  const n = job.connections ?? 1000;
+  const conns: Opened[] = [];
+  let closed = 0;
+  const t0 = nowUs();
+  try {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: Math.max(1, job.concurrency ?? 32) }, async () => {
+        while (next < n) {
+          next++;
+          const c = await connector.open(false);
+          c.socket.once('close', () => closed++);
+          conns.push(c);
+        }
+      }),
+    );
+    const openSeconds = (nowUs() - t0) / 1e6;
+    writeSync(1, `open ${conns.length} ${openSeconds.toFixed(2)}\n`);
+    await new Promise<void>((resolve) => {
+      process.stdin.once('data', () => resolve());
+      process.stdin.once('end', () => resolve());
+    });
+    process.stdin.pause();
+    const closedWhileIdle = closed;
+    // Every 500th connection must still answer (the target kept it, and forwards on it).
+    let checkedOk = 0;
+    for (let i = 0; i < conns.length; i += 500) {
+      const c = conns[i]!;
+      if (c.socket.destroyed) continue;
+      const r = await c.reader.request(SMALL_KEEPALIVE).catch(() => undefined);
+      if (r?.status === 200) checkedOk++;
+    }
+    return { phase: job.phase, ok: true, count: conns.length, seconds: openSeconds, perSecond: conns.length / openSeconds, closedWhileIdle, checkedOk, protocol: conns[0]?.protocol ?? '' };
+  } finally {
+    for (const c of conns) c.socket.destroy();
   }
 }
 
@@ -345,11 +538,17 @@ async function run(job: ClientJob): Promise<ClientResult> {
     case 'keepalive':
       return runKeepalive(job, 1);
     case 'concurrent':
-      return runKeepalive(job, job.connections ?? 16);
+      return runKeepalive(job, job.connections ?? 32);
     case 'handshake':
       return runHandshakes(job);
     case 'download':
       return runDownload(job);
+    case 'downloads':
+      return runDownloads(job);
+    case 'ttfb':
+      return runTtfb(job);
+    case 'idle':
+      return runIdle(job);
   }
 }
 

@@ -8,10 +8,33 @@ import { createServer, connect } from 'node:net';
 
 const children = new Set<ChildProcess>();
 
-export function spawnLogged(cmd: string, args: readonly string[], opts: { log: string; cwd?: string }): ChildProcess {
+/**
+ * CPU pinning with `taskset -c N` (the command execs, so the pid is the program's): the
+ * proxy under test and the service on one core, the load client on the other, so that
+ * the client's work does not land in the proxy's CPU time slices and vice versa.
+ */
+let pinning: { proxy: number; client: number } | undefined;
+export async function setUpPinning(cpuCount: number): Promise<string> {
+  if (cpuCount < 2) return `not pinned: ${cpuCount} CPU (pinning needs 2)`;
+  const taskset = await which('taskset');
+  if (!taskset) return 'not pinned: taskset is not installed (util-linux)';
+  const probe = await runCommand(taskset, ['-c', '0', 'true'], { timeoutMs: 5000 });
+  if (probe.code !== 0) return `not pinned: taskset -c 0 fails here (${probe.stderr.trim().split('\n')[0]})`;
+  pinning = { proxy: 0, client: 1 };
+  return 'pinned with taskset: proxy under test + local service on CPU 0, load client on CPU 1';
+}
+
+/** `cmd args` prefixed with `taskset -c N` for that role, when pinning is on. */
+export function pinned(role: 'proxy' | 'client' | undefined, cmd: string, args: readonly string[]): [string, string[]] {
+  if (!pinning || !role) return [cmd, [...args]];
+  return ['taskset', ['-c', String(pinning[role]), cmd, ...args]];
+}
+
+export function spawnLogged(cmd: string, args: readonly string[], opts: { log: string; cwd?: string; pin?: 'proxy' | 'client' }): ChildProcess {
   const fd = openSync(opts.log, 'a');
   try {
-    const child = spawn(cmd, args, { cwd: opts.cwd, stdio: ['ignore', fd, fd] });
+    const [c, a] = pinned(opts.pin, cmd, args);
+    const child = spawn(c, a, { cwd: opts.cwd, stdio: ['ignore', fd, fd] });
     children.add(child);
     child.once('exit', () => children.delete(child));
     return child;
@@ -107,9 +130,19 @@ export function exitWithin(child: ChildProcess, ms: number): Promise<number | un
   });
 }
 
+/** A child with pipes on stdin and stdout (the client's idle phase talks to it); tracked. */
+export function spawnPiped(cmd: string, args: readonly string[], pin?: 'proxy' | 'client'): ChildProcess {
+  const [c, a] = pinned(pin, cmd, args);
+  const child = spawn(c, a, { stdio: ['pipe', 'pipe', 'pipe'] });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 /** Runs a command to completion with a hard time bound. */
-export function runCommand(cmd: string, args: readonly string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; cwd?: string }): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+export function runCommand(cmd: string, args: readonly string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; cwd?: string; pin?: 'proxy' | 'client' }): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = process.hrtime.bigint();
+  [cmd, args] = pinned(opts.pin, cmd, args);
   return new Promise((resolve) => {
     const child = execFile(cmd, args, { timeout: opts.timeoutMs, killSignal: 'SIGKILL', env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? ((err as unknown as { code: number }).code) : 1) : 0;

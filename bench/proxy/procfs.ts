@@ -77,3 +77,4 @@ export function memory(pids: readonly number[]): { rss: number; hwm: number } {
   }
   return { rss, hwm };
 }
+

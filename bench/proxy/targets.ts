@@ -3,8 +3,12 @@
  * the real `svcca` CLI) and forwarding to the same local service:
  *
  *   direct        the service itself, plaintext (the baseline)
+ *   floor         plain-node-proxy.ts: node:tls + net.connect + pipe, the plain-Node floor
  *   svcca-tcp     svcca-sidecar, inbound mode tcp
  *   svcca-http    svcca-sidecar, inbound mode http (when the sidecar accepts it)
+ *   svcca-tcp-load  svcca-sidecar, mode tcp, with a 10,000-entry CRL and a 1,000-service policy
+ *   floor-mesh, svcca-mesh  app → outbound proxy (plaintext in) → inbound proxy → service:
+ *                 plain-node outbound → floor, and svcca-sidecar outbound → svcca-tcp
  *   haproxy       mode tcp, `verify required` against ca.crt          (if installed)
  *   nginx         stream module, `ssl_verify_client on` against ca.crt (if installed)
  *   stunnel       `verifyChain`/`requireCert` against ca.crt           (if installed)
@@ -14,19 +18,23 @@
  * single-threaded sidecar; stunnel keeps its thread per connection. They check the chain
  * only, not the SPIFFE ID, the CRL or a policy, which the sidecar does on every connection.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { get } from 'node:http';
 import { processTree } from './procfs.js';
 import { exitWithin, freePort, runCommand, spawnLogged, stopChild, tail, waitListening, which } from './processes.js';
 
-export type TargetId = 'direct' | 'svcca-tcp' | 'svcca-http' | 'haproxy' | 'nginx' | 'stunnel' | 's_server';
+export type TargetId = 'direct' | 'floor' | 'svcca-tcp' | 'svcca-http' | 'svcca-tcp-load' | 'haproxy' | 'nginx' | 'stunnel' | 's_server' | 'floor-mesh' | 'svcca-mesh';
 
 export const TARGET_LABEL: Record<TargetId, string> = {
   direct: 'direct',
+  floor: 'node floor',
   'svcca-tcp': 'svcca tcp',
   'svcca-http': 'svcca http',
+  'svcca-tcp-load': 'tcp+10k CRL',
+  'floor-mesh': 'floor mesh',
+  'svcca-mesh': 'svcca mesh',
   haproxy: 'haproxy',
   nginx: 'nginx',
   stunnel: 'stunnel',
@@ -39,9 +47,11 @@ export interface Pki {
   readonly dir: string;
   /** The server's credential set (tls.crt = leaf + intermediate, tls.key, ca.crt = root). */
   readonly server: { readonly dir: string; readonly crt: string; readonly key: string; readonly ca: string };
-  readonly client: { readonly crt: string; readonly key: string; readonly ca: string };
+  readonly client: { readonly dir: string; readonly crt: string; readonly key: string; readonly ca: string };
+  /** A copy of crl.pem as `svcca init` wrote it (no revocations): what the plain targets load. */
   readonly crl: string;
   readonly policy: string;
+  readonly trustDomain: string;
   /** Split files for tools that want them. */
   readonly leaf: string;
   readonly intermediate: string;
@@ -70,7 +80,7 @@ function pemBlocks(text: string): string[] {
 }
 
 /** Writes the split files the peers need, from the credential sets the CLI wrote. */
-export function preparePki(dir: string, serverDir: string, clientDir: string, caDir: string, policy: string): Pki {
+export function preparePki(dir: string, serverDir: string, clientDir: string, caDir: string, policy: string, trustDomain: string): Pki {
   const crt = readFileSync(join(serverDir, 'tls.crt'), 'utf8');
   const key = readFileSync(join(serverDir, 'tls.key'), 'utf8');
   const ca = readFileSync(join(serverDir, 'ca.crt'), 'utf8');
@@ -86,25 +96,29 @@ export function preparePki(dir: string, serverDir: string, clientDir: string, ca
   writeFileSync(files.intermediate, intermediate);
   writeFileSync(files.combined, `${crt.trimEnd()}\n${key}`, { mode: 0o600 });
   writeFileSync(files.bundle, `${ca.trimEnd()}\n${intermediate}`);
+  const crl = join(dir, 'crl-plain.pem');
+  copyFileSync(join(caDir, 'crl.pem'), crl);
   return {
     dir,
     server: { dir: serverDir, crt: join(serverDir, 'tls.crt'), key: join(serverDir, 'tls.key'), ca: join(serverDir, 'ca.crt') },
-    client: { crt: join(clientDir, 'tls.crt'), key: join(clientDir, 'tls.key'), ca: join(clientDir, 'ca.crt') },
-    crl: join(caDir, 'crl.pem'),
+    client: { dir: clientDir, crt: join(clientDir, 'tls.crt'), key: join(clientDir, 'tls.key'), ca: join(clientDir, 'ca.crt') },
+    crl,
     policy,
+    trustDomain,
     ...files,
   };
 }
 
-function target(id: TargetId, port: number, child: ChildProcess | undefined, log: string, version: string, measure = true): Target {
+function target(id: TargetId, port: number, child: ChildProcess | undefined, log: string, version: string, measure = true, also: readonly Target[] = []): Target {
   return {
     id,
     port,
-    tls: id !== 'direct',
+    tls: id !== 'direct' && !id.endsWith('-mesh'),
     version,
     child,
     log,
-    pids: () => (measure && child?.pid ? processTree(child.pid) : []),
+    // A mesh path is measured as both of its proxies: the outbound here and the inbound it feeds.
+    pids: () => [...(measure && child?.pid ? processTree(child.pid) : []), ...also.flatMap((t) => t.pids())],
     stop: () => (child ? stopChild(child) : Promise.resolve()),
   };
 }
@@ -133,19 +147,25 @@ function readyz(port: number): Promise<boolean> {
   });
 }
 
-export async function startSidecar(mode: 'tcp' | 'http', pki: Pki, servicePort: number, sidecarBin: string): Promise<Started> {
-  const id: TargetId = mode === 'tcp' ? 'svcca-tcp' : 'svcca-http';
+export async function startSidecar(
+  mode: 'tcp' | 'http',
+  pki: Pki,
+  servicePort: number,
+  sidecarBin: string,
+  variant?: { id: TargetId; crl: string; policy: string; note: string },
+): Promise<Started> {
+  const id: TargetId = variant?.id ?? (mode === 'tcp' ? 'svcca-tcp' : 'svcca-http');
   const port = await freePort();
   const admin = await freePort();
-  const config = join(pki.dir, `sidecar-${mode}.yaml`);
-  const log = join(pki.dir, `sidecar-${mode}.log`);
+  const config = join(pki.dir, `sidecar-${id}.yaml`);
+  const log = join(pki.dir, `sidecar-${id}.log`);
   writeFileSync(
     config,
     [
       'identity:',
       `  dir: ${pki.server.dir}`,
-      `  crl: ${pki.crl}`,
-      `policy: ${pki.policy}`,
+      `  crl: ${variant?.crl ?? pki.crl}`,
+      `policy: ${variant?.policy ?? pki.policy}`,
       'inbound:',
       `  listen: 127.0.0.1:${port}`,
       `  forward: 127.0.0.1:${servicePort}`,
@@ -155,7 +175,7 @@ export async function startSidecar(mode: 'tcp' | 'http', pki: Pki, servicePort: 
       '',
     ].join('\n'),
   );
-  const child = spawnLogged(process.execPath, [sidecarBin, '--config', config], { log });
+  const child = spawnLogged(process.execPath, [sidecarBin, '--config', config], { log, pin: 'proxy' });
   if (mode === 'http') {
     // The sidecar refuses a mode it does not implement at start-up: one line, exit 1.
     const code = await exitWithin(child, 1500);
@@ -167,7 +187,59 @@ export async function startSidecar(mode: 'tcp' | 'http', pki: Pki, servicePort: 
   if (!(await waitListening(port, child))) return failed(id, child, log, `svcca-sidecar (mode ${mode})`);
   for (let i = 0; i < 50 && !(await readyz(admin)); i++) await new Promise((r) => setTimeout(r, 100));
   if (!(await readyz(admin))) return failed(id, child, log, `svcca-sidecar (mode ${mode}) /readyz`);
-  return { ok: true, target: target(id, port, child, log, `svcca-sidecar, node ${process.version}`) };
+  return { ok: true, target: target(id, port, child, log, `svcca-sidecar, node ${process.version}${variant ? `, ${variant.note}` : ''}`) };
+}
+
+/**
+ * The mesh path's outbound half: a second svcca-sidecar with the bench-client set and one
+ * `outbound:` entry (plaintext listener on 127.0.0.1) to `inbound` with serverId bench-server.
+ */
+export async function startSidecarOutbound(pki: Pki, inbound: Target, sidecarBin: string): Promise<Started> {
+  const id: TargetId = 'svcca-mesh';
+  const port = await freePort();
+  const admin = await freePort();
+  const config = join(pki.dir, 'sidecar-outbound.yaml');
+  const log = join(pki.dir, 'sidecar-outbound.log');
+  writeFileSync(
+    config,
+    [
+      'identity:',
+      `  dir: ${pki.client.dir}`,
+      `  crl: ${pki.crl}`,
+      'outbound:',
+      `  - listen: 127.0.0.1:${port}`,
+      `    connect: 127.0.0.1:${inbound.port}`,
+      `    serverId: spiffe://${pki.trustDomain}/bench-server`,
+      'admin:',
+      `  listen: 127.0.0.1:${admin}`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawnLogged(process.execPath, [sidecarBin, '--config', config], { log, pin: 'proxy' });
+  if (!(await waitListening(port, child))) return failed(id, child, log, 'svcca-sidecar (outbound)');
+  for (let i = 0; i < 50 && !(await readyz(admin)); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!(await readyz(admin))) return failed(id, child, log, 'svcca-sidecar (outbound) /readyz');
+  return { ok: true, target: target(id, port, child, log, `svcca-sidecar outbound → ${TARGET_LABEL[inbound.id]}`, true, [inbound]) };
+}
+
+/** The plain-Node floor (plain-node-proxy.ts): inbound in front of the service. */
+export async function startFloor(pki: Pki, servicePort: number, script: string): Promise<Started> {
+  const port = await freePort();
+  const log = join(pki.dir, 'floor.log');
+  const args = [script, 'inbound', '--listen', String(port), '--forward', String(servicePort), '--dir', pki.server.dir, '--peer-id', `spiffe://${pki.trustDomain}/bench-client`];
+  const child = spawnLogged(process.execPath, args, { log, pin: 'proxy' });
+  if (!(await waitListening(port, child))) return failed('floor', child, log, 'plain-node-proxy inbound');
+  return { ok: true, target: target('floor', port, child, log, `node ${process.version} tls.createServer + net.connect + pipe`) };
+}
+
+/** The floor's mesh path: plain-node outbound (bench-client set) → the floor inbound. */
+export async function startFloorOutbound(pki: Pki, inbound: Target, script: string): Promise<Started> {
+  const port = await freePort();
+  const log = join(pki.dir, 'floor-outbound.log');
+  const args = [script, 'outbound', '--listen', String(port), '--connect', String(inbound.port), '--dir', pki.client.dir, '--peer-id', `spiffe://${pki.trustDomain}/bench-server`];
+  const child = spawnLogged(process.execPath, args, { log, pin: 'proxy' });
+  if (!(await waitListening(port, child))) return failed('floor-mesh', child, log, 'plain-node-proxy outbound');
+  return { ok: true, target: target('floor-mesh', port, child, log, `node ${process.version} net.createServer + tls.connect + pipe → node floor`, true, [inbound]) };
 }
 
 export async function startHaproxy(pki: Pki, servicePort: number): Promise<Started> {
@@ -195,7 +267,7 @@ backend service
 `,
   );
   const version = (await runCommand(bin, ['-v'], { timeoutMs: 5000 })).stdout.split('\n')[0]?.replace(/^HAProxy version (\S+?)(-\S+)? .*$/, 'HAProxy $1') ?? 'haproxy';
-  const child = spawnLogged(bin, ['-db', '-f', cfg], { log });
+  const child = spawnLogged(bin, ['-db', '-f', cfg], { log, pin: 'proxy' });
   if (!(await waitListening(port, child))) return failed('haproxy', child, log, 'haproxy');
   return { ok: true, target: target('haproxy', port, child, log, version) };
 }
@@ -241,7 +313,7 @@ stream {
 }
 `,
   );
-  const child = spawnLogged(bin, ['-p', pki.dir, '-c', cfg, '-e', log], { log });
+  const child = spawnLogged(bin, ['-p', pki.dir, '-c', cfg, '-e', log], { log, pin: 'proxy' });
   if (!(await waitListening(port, child))) return failed('nginx', child, log, 'nginx');
   return { ok: true, target: target('nginx', port, child, log, `nginx ${version}`) };
 }
@@ -271,7 +343,7 @@ sslVersionMin = TLSv1.2
   );
   const v = await runCommand(bin, ['-version'], { timeoutMs: 5000 });
   const version = /stunnel \S+/.exec(v.stderr + v.stdout)?.[0] ?? 'stunnel';
-  const child = spawnLogged(bin, [cfg], { log });
+  const child = spawnLogged(bin, [cfg], { log, pin: 'proxy' });
   if (!(await waitListening(port, child))) return failed('stunnel', child, log, 'stunnel');
   return { ok: true, target: target('stunnel', port, child, log, version) };
 }
@@ -294,7 +366,7 @@ export async function startSServer(pki: Pki, body: Buffer): Promise<Started> {
   const child = spawnLogged(
     bin,
     ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', pki.leaf, '-cert_chain', pki.intermediate, '-key', pki.server.key, '-CAfile', pki.server.ca, '-Verify', '2', '-verify_return_error', '-HTTP', '-quiet'],
-    { log, cwd: www },
+    { log, cwd: www, pin: 'proxy' },
   );
   if (!(await waitListening(port, child))) return failed('s_server', child, log, 'openssl s_server');
   return { ok: true, target: target('s_server', port, child, log, version) };
