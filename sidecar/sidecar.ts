@@ -8,7 +8,7 @@ import { crlSetExpired } from '../common/crl.js';
 import { ConfigError } from '../common/errors.js';
 import { tcpModeWarnings } from '../common/policy/index.js';
 import { AdminServer } from './admin/server.js';
-import { createMetrics, type Metrics } from './admin/metrics.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import type { SidecarConfig } from './config/schema.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';

@@ -6,10 +6,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { crlSetExpired } from '../../common/crl.js';
 import type { Address } from '../config/schema.js';
-import { boundAddress, listenOn } from '../proxy/listen.js';
+import { listen } from '../net/listen.js';
 import { validityProblem } from '../reload/identity.js';
 import type { SnapshotStore } from '../reload/store.js';
-import type { Metrics } from './metrics.js';
+import type { Metrics } from '../metrics.js';
 
 export interface AdminDeps {
   readonly listen: Address;
@@ -55,8 +55,7 @@ export class AdminServer {
   }
 
   async start(): Promise<string> {
-    await listenOn(this.#server, this.deps.listen);
-    this.#address = boundAddress(this.#server, this.deps.listen);
+    this.#address = await listen(this.#server, this.deps.listen);
     return this.#address;
   }
 

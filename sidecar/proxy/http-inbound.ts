@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import { normalizeRequestTarget } from '../../common/http-path.js';
 import { evaluatePolicy, type Decision } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
 import type { Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';

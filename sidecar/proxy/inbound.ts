@@ -14,14 +14,15 @@ import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { evaluatePolicy } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
 import { validityProblem } from '../reload/identity.js';
 import type { Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';
 import { xfccValue } from './http-headers.js';
 import { HttpInbound, type HttpConnection } from './http-inbound.js';
-import { boundAddress, dial, listenOn, NO_DELAY, remoteOf } from './listen.js';
+import { listen } from '../net/listen.js';
+import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
 import { CertCache, NO_CERTIFICATE, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
@@ -112,8 +113,7 @@ export class InboundProxy {
 
   /** Starts listening; resolves with the bound address (port 0 resolved). */
   async start(): Promise<string> {
-    await listenOn(this.#server, this.#deps.config.listen);
-    this.#address = boundAddress(this.#server, this.#deps.config.listen);
+    this.#address = await listen(this.#server, this.#deps.config.listen);
     return this.#address;
   }
 

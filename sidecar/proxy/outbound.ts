@@ -14,12 +14,13 @@ import { isIP } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertInfo } from '../../common/x509.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { OutboundConfig } from '../config/schema.js';
 import { validityProblem } from '../reload/identity.js';
 import { CIPHERS, type Snapshot } from '../reload/snapshot.js';
 import type { SnapshotStore } from '../reload/store.js';
-import { boundAddress, listenOn, NO_DELAY, remoteOf } from './listen.js';
+import { listen } from '../net/listen.js';
+import { NO_DELAY, remoteOf } from '../net/socket.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
 import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
@@ -73,8 +74,7 @@ export class OutboundProxy {
   }
 
   async start(): Promise<string> {
-    await listenOn(this.#server, this.#deps.config.listen);
-    this.#address = boundAddress(this.#server, this.#deps.config.listen);
+    this.#address = await listen(this.#server, this.#deps.config.listen);
     return this.#address;
   }
 

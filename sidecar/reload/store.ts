@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import { crlRollbackProblem, crlSetExpired, crlSetNextUpdate } from '../../common/crl.js';
 import { errorLine } from '../../common/errors.js';
 import { readCredentialSet, resolveSetFolder, type LoadedCredentialSet } from '../../common/credential-set.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { SidecarConfig } from '../config/schema.js';
 import { credentialSetHash, identityFromSet, IdentityProblem, validityProblem, type Identity, type IdentityProblemCode } from './identity.js';
 import { buildSnapshot, composeSnapshot, crlStateFromText, policyStateFromText, readCrlText, readPolicyText, sha256, type CrlState, type PolicyState, type Snapshot } from './snapshot.js';

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createMetrics } from '../../sidecar/admin/metrics.js';
+import { createMetrics } from '../../sidecar/metrics.js';
 import { parseConfig, type SidecarConfig } from '../../sidecar/config/schema.js';
 import { createLogger } from '../../sidecar/logging.js';
 import { InboundProxy } from '../../sidecar/proxy/inbound.js';

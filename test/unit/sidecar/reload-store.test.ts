@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createMetrics, type Metrics } from '../../../sidecar/admin/metrics.js';
+import { createMetrics, type Metrics } from '../../../sidecar/metrics.js';
 import { parseConfig } from '../../../sidecar/config/schema.js';
 import { createLogger } from '../../../sidecar/logging.js';
 import { SnapshotStore, type ReloadTrigger } from '../../../sidecar/reload/store.js';
