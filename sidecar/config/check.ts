@@ -8,8 +8,9 @@ import { readFileSync } from 'node:fs';
 import { crlSetExpired } from '../../common/crl.js';
 import { errnoCode, errorLine } from '../../common/errors.js';
 import { tcpModeWarnings } from '../../common/policy/index.js';
-import { loadIdentity, validityProblem, type Identity } from '../reload/identity.js';
-import { loadCrlState, loadPolicyState } from '../reload/snapshot.js';
+import { loadIdentity } from '../reload/identity.js';
+import { loadCrlState, loadPolicyState } from '../reload/build-snapshot.js';
+import { validityProblem, type Identity } from '../snapshot.js';
 import { validateConfigText } from './schema.js';
 import { MAX_CONFIG_BYTES } from './yaml.js';
 

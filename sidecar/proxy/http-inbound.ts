@@ -21,8 +21,7 @@ import { evaluatePolicy, type Decision } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
-import type { Snapshot } from '../reload/snapshot.js';
-import type { SnapshotStore } from '../reload/store.js';
+import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js';
 import { pipeBoth } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
@@ -71,7 +70,7 @@ export class HttpConnection {
 
 export interface HttpInboundDeps {
   readonly config: InboundConfig;
-  readonly store: SnapshotStore;
+  readonly snapshots: SnapshotSource;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly now?: () => Date;
@@ -183,7 +182,7 @@ export class HttpInbound {
   }
 
   private gate(conn: HttpConnection, req: IncomingMessage, upgrade?: string): Gate {
-    const snap = this.#deps.store.current;
+    const snap = this.#deps.snapshots.current;
     const caller = conn.caller;
     const tooMany = this.headerLimitRefusal(req);
     if (tooMany) return tooMany;

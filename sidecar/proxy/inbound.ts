@@ -16,19 +16,18 @@ import { evaluatePolicy } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
-import { validityProblem } from '../reload/identity.js';
-import type { Snapshot } from '../reload/snapshot.js';
-import type { SnapshotStore } from '../reload/store.js';
+import { validityProblem, type Snapshot, type SnapshotSource } from '../snapshot.js';
 import { xfccValue } from './http-headers.js';
 import { HttpInbound, type HttpConnection } from './http-inbound.js';
 import { listen } from '../net/listen.js';
 import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
+import { OpenConnections, type Rejudged } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
-import { CertCache, NO_CERTIFICATE, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export interface InboundDeps {
   readonly config: InboundConfig;
-  readonly store: SnapshotStore;
+  readonly snapshots: SnapshotSource;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly certs: CertCache;
@@ -49,7 +48,7 @@ interface LiveConnection {
 export class InboundProxy {
   readonly #deps: InboundDeps;
   readonly #server: Server;
-  readonly #live = new Set<LiveConnection>();
+  readonly #live: OpenConnections<LiveConnection>;
   /** Raw sockets whose TLS handshake is not done yet. */
   readonly #pending = new Set<Socket>();
   /** Handshakes in progress per source address (the key is the IP, or 'unix'). */
@@ -64,8 +63,8 @@ export class InboundProxy {
 
   constructor(deps: InboundDeps) {
     this.#deps = deps;
-    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, store: deps.store, logger: deps.logger, metrics: deps.metrics, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
-    const snap = deps.store.current;
+    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, snapshots: deps.snapshots, logger: deps.logger, metrics: deps.metrics, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
+    const snap = deps.snapshots.current;
     this.#server = createServer({
       ...snap.serverOptions,
       requestCert: true,
@@ -98,7 +97,7 @@ export class InboundProxy {
       const address = data?.remoteAddress ? `${data.remoteAddress}:${data.remotePort}` : 'unix';
       this.logRefusal(NO_CERTIFICATE, address, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
     });
-    deps.store.onSwap((next, previous) => {
+    deps.snapshots.onSwap((next, previous) => {
       if (next.serverOptions !== previous.serverOptions) {
         // New handshakes get the new certificate; open streams go on. Keep the ticket keys
         // so that sessions issued before the swap can still resume (and then be judged).
@@ -106,9 +105,18 @@ export class InboundProxy {
         this.#server.setSecureContext({ ...next.serverOptions });
         this.#server.setTicketKeys(keys);
       }
-      this.recheck(next);
     });
-    deps.store.onTick((snap) => this.recheckExpiry(snap));
+    // Made after the secure-context listener: a swap switches the certificate first, then
+    // re-judges the open connections (revoked, past notAfter, no longer allowed).
+    this.#live = new OpenConnections<LiveConnection>({
+      snapshots: deps.snapshots,
+      rejudge: (c, snap) => this.rejudge(c, snap),
+      onRefused: (c, r) => {
+        this.logRefusal(c.peer, c.address, r.reason, `${r.detail}; closing the open connection`, { open: true });
+        c.pipe?.destroy() ?? c.socket.destroy();
+      },
+      now: () => this.now(),
+    });
   }
 
   /** Starts listening; resolves with the bound address (port 0 resolved). */
@@ -141,52 +149,16 @@ export class InboundProxy {
     this.#http?.close();
   }
 
-  /**
-   * Re-judges the open connections against a new snapshot: revoked, no longer allowed
-   * by the policy, or past notAfter — closed and logged.
-   */
-  recheck(snap: Snapshot): void {
-    const now = this.now();
-    for (const c of this.#live) {
-      const still = stillValid(c.leaf, snap, now);
-      let reason: RefusalReason | undefined;
-      let detail = '';
-      if (!still.ok) {
-        reason = still.reason;
-        detail = still.detail;
-      } else if (c.http) {
-        // Per request: an idle connection is judged again by its next request.
-        const denied = this.#http!.recheckOpen(c.http, snap);
-        if (denied) {
-          reason = 'policy-denied';
-          detail = denied;
-        }
-      } else if (snap.policy) {
-        const d = evaluatePolicy(snap.policy.policy, snap.identity.id.service, c.service);
-        if (!d.allow) {
-          reason = 'policy-denied';
-          detail = d.reason;
-        }
-      }
-      if (reason) {
-        this.logRefusal(c.peer, c.address, reason, `${detail}; closing the open connection`, { open: true });
-        c.pipe?.destroy() ?? c.socket.destroy();
-      }
+  /** Why an open connection whose caller is still valid is no longer allowed by the policy. */
+  private rejudge(c: LiveConnection, snap: Snapshot): Rejudged | undefined {
+    if (c.http) {
+      // Per request: an idle connection is judged again by its next request.
+      const denied = this.#http!.recheckOpen(c.http, snap);
+      return denied ? { reason: 'policy-denied', detail: denied } : undefined;
     }
-  }
-
-  /** Closes open connections whose caller's certificate reached notAfter. */
-  recheckExpiry(snap: Snapshot): void {
-    const now = this.now();
-    for (const c of this.#live) {
-      if (now > c.leaf.notAfter) {
-        const still = stillValid(c.leaf, snap, now);
-        if (!still.ok) {
-          this.logRefusal(c.peer, c.address, still.reason, `${still.detail}; closing the open connection`, { open: true });
-          c.pipe?.destroy() ?? c.socket.destroy();
-        }
-      }
-    }
+    if (!snap.policy) return undefined;
+    const d = evaluatePolicy(snap.policy.policy, snap.identity.id.service, c.service);
+    return d.allow ? undefined : { reason: 'policy-denied', detail: d.reason };
   }
 
   private now(): Date {
@@ -235,7 +207,7 @@ export class InboundProxy {
   }
 
   private onSecure(socket: TLSSocket): void {
-    const { logger, metrics, store } = this.#deps;
+    const { logger, metrics, snapshots } = this.#deps;
     const address = remoteOf(socket);
     const raw = (socket as unknown as { _parent?: Socket })._parent;
     if (raw) this.#settleHandshake.get(raw)?.(); // handshake done: shutdown now waits for it instead
@@ -246,7 +218,7 @@ export class InboundProxy {
     // TLS 1.2 renegotiation would let a peer swap certificates after it was judged.
     socket.disableRenegotiation();
     socket.on('error', () => socket.destroy());
-    const snap = store.current;
+    const snap = snapshots.current;
     const now = this.now();
     const leafDer = peerLeafDer(socket);
     const own = validityProblem(snap.identity.leaf, now);

@@ -16,17 +16,17 @@ import type { Logger } from 'pino';
 import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { OutboundConfig } from '../config/schema.js';
-import { validityProblem } from '../reload/identity.js';
-import { CIPHERS, type Snapshot } from '../reload/snapshot.js';
-import type { SnapshotStore } from '../reload/store.js';
+import { CIPHERS } from '../net/ciphers.js';
+import { validityProblem, type Snapshot, type SnapshotSource } from '../snapshot.js';
 import { listen } from '../net/listen.js';
 import { NO_DELAY, remoteOf } from '../net/socket.js';
+import { OpenConnections } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
 import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export interface OutboundDeps {
   readonly config: OutboundConfig;
-  readonly store: SnapshotStore;
+  readonly snapshots: SnapshotSource;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly certs: CertCache;
@@ -52,7 +52,7 @@ export class OutboundProxy {
   readonly #deps: OutboundDeps;
   readonly #server: Server;
   readonly #sessions = new Map<string, CachedSession>();
-  readonly #live = new Set<LiveOutbound>();
+  readonly #live: OpenConnections<LiveOutbound>;
   readonly #clients = new Set<Socket>();
   #address = '';
 
@@ -63,13 +63,16 @@ export class OutboundProxy {
     this.#server.on('drop', () => {
       this.logRefusal('unix', deps.config.serverId, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
     });
-    deps.store.onSwap((next) => {
-      this.#sessions.clear();
-      this.recheck(next);
-    });
-    deps.store.onTick((snap) => {
-      const now = this.now();
-      if ([...this.#live].some((c) => now > c.leaf.notAfter)) this.recheck(snap);
+    deps.snapshots.onSwap(() => this.#sessions.clear());
+    // Made after the session-cache listener: a swap drops the cached sessions first, then
+    // re-judges the open connections (revoked since, or past notAfter).
+    this.#live = new OpenConnections<LiveOutbound>({
+      snapshots: deps.snapshots,
+      onRefused: (c, r) => {
+        this.logRefusal(c.client, this.#deps.config.serverId, r.reason, `${r.detail}; closing the open connection`);
+        c.pipe?.destroy() ?? c.tls.destroy();
+      },
+      now: () => this.now(),
     });
   }
 
@@ -95,18 +98,6 @@ export class OutboundProxy {
     for (const c of this.#clients) c.destroy();
   }
 
-  /** Closes open connections whose server was revoked since or reached notAfter. */
-  recheck(snap: Snapshot): void {
-    const now = this.now();
-    for (const c of this.#live) {
-      const still = stillValid(c.leaf, snap, now);
-      if (!still.ok) {
-        this.logRefusal(c.client, this.#deps.config.serverId, still.reason, `${still.detail}; closing the open connection`);
-        c.pipe?.destroy() ?? c.tls.destroy();
-      }
-    }
-  }
-
   private now(): Date {
     return this.#deps.now ? this.#deps.now() : new Date();
   }
@@ -122,7 +113,7 @@ export class OutboundProxy {
     this.#clients.add(client);
     client.once('close', () => this.#clients.delete(client));
     client.on('error', () => client.destroy());
-    const snap = this.#deps.store.current;
+    const snap = this.#deps.snapshots.current;
     const now = this.now();
     const own = validityProblem(snap.identity.leaf, now);
     if (own) {
@@ -155,7 +146,7 @@ export class OutboundProxy {
     let pendingSession: Buffer | undefined;
     let settled = false;
     const remember = (session: Buffer) => {
-      if (verified && this.#deps.store.current.trustKey === snap.trustKey && MAX_SESSIONS_PER_KEY > 0) this.#sessions.set(key, { session, leaf: verified });
+      if (verified && this.#deps.snapshots.current.trustKey === snap.trustKey && MAX_SESSIONS_PER_KEY > 0) this.#sessions.set(key, { session, leaf: verified });
     };
     tls.on('session', (session: Buffer) => {
       if (verified) remember(session);
@@ -190,7 +181,7 @@ export class OutboundProxy {
       settled = true;
       clearTimeout(timer);
       tls.disableRenegotiation();
-      const current = this.#deps.store.current;
+      const current = this.#deps.snapshots.current;
       const leafDer = peerLeafDer(tls);
       let refusal: { reason: RefusalReason; detail: string; peer: string } | undefined;
       let leaf: CertInfo | undefined;
