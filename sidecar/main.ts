@@ -5,7 +5,8 @@
  * SIGHUP reloads identity, CRL and policy.
  */
 import { errorLine } from '../common/errors.js';
-import { checkConfigFile, readConfigFile } from './config/check.js';
+import { runCheck } from './commands/check.js';
+import { readConfigFile } from './config/file.js';
 import { parseConfig } from './config/schema.js';
 import { createLogger } from './logging.js';
 import { startSidecar } from './sidecar.js';
@@ -83,14 +84,7 @@ async function main(): Promise<number> {
     return 0;
   }
   if (!args.config) throw new Error('--config is required; e.g. svcca-sidecar --config /etc/svcca/sidecar.yaml');
-  if (args.check) {
-    const report = checkConfigFile(args.config);
-    for (const n of report.notes) process.stdout.write(`ok: ${n}\n`);
-    for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
-    for (const e of report.errors) process.stderr.write(`error: ${e}\n`);
-    process.stdout.write(report.ok ? `${args.config}: configuration is valid\n` : '');
-    return report.ok ? 0 : 1;
-  }
+  if (args.check) return runCheck(args.config);
   const config = parseConfig(readConfigFile(args.config), args.config);
   const logger = createLogger(config.logLevel);
   const sidecar = await startSidecar(config, { logger });
