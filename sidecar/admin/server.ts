@@ -46,20 +46,14 @@ export function readiness(snapshots: SnapshotSource, accepting: boolean, now: Da
 
 export class AdminServer {
   readonly #server: Server;
-  #address = '';
 
   constructor(private readonly deps: AdminDeps) {
     this.#server = createServer((req, res) => void this.handle(req, res));
     this.#server.keepAliveTimeout = 5_000;
   }
 
-  async start(): Promise<string> {
-    this.#address = await listen(this.#server, this.deps.listen);
-    return this.#address;
-  }
-
-  get address(): string {
-    return this.#address;
+  start(): Promise<string> {
+    return listen(this.#server, this.deps.listen);
   }
 
   close(): Promise<void> {

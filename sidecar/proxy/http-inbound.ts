@@ -17,7 +17,6 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { normalizeRequestTarget } from '../../common/http-path.js';
-import { evaluatePolicy, type Decision } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
@@ -26,6 +25,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js
 import { pipeBoth } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
+import { policyDecision } from './verdict.js';
 import { stillValid } from './verify-peer.js';
 
 /** The `result` label of svcca_sidecar_http_requests_total. */
@@ -147,7 +147,7 @@ export class HttpInbound {
    */
   recheckOpen(conn: HttpConnection, snap: Snapshot): string | undefined {
     for (const ex of conn.exchanges) {
-      const d = decide(snap, conn.caller.service, ex.method, ex.path);
+      const d = policyDecision(snap, conn.caller.service, { method: ex.method, path: ex.path });
       if (!d.allow) return `${d.reason} (open request ${ex.method} ${ex.path})`;
     }
     return undefined;
@@ -202,7 +202,7 @@ export class HttpInbound {
     const headers = upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade });
     if (!headers.ok) return { ok: false, status: 400, result: 'bad-request', reason: headers.reason, detail: headers.detail, body: `bad request: ${headers.detail}\n`, path: target.path };
     const method = req.method ?? '';
-    const d = decide(snap, caller.service, method, target.path);
+    const d = policyDecision(snap, caller.service, { method, path: target.path });
     if (!d.allow) {
       return { ok: false, status: 403, result: 'denied', reason: 'policy-denied', detail: d.reason, body: `forbidden: no rule allows ${caller.peer} to ${method} ${target.path}\n`, path: target.path };
     }
@@ -486,11 +486,6 @@ export class HttpInbound {
     if (conn.unanswered === 0 && conn.deferredError !== undefined && !conn.closing) endWith(conn.socket, conn.deferredError);
     else if (conn.unanswered === 0 && conn.deferredError !== undefined) conn.socket.end();
   }
-}
-
-function decide(snap: Snapshot, caller: string, method: string, path: string): Decision {
-  if (!snap.policy) return { allow: false, reason: 'no policy is configured' };
-  return evaluatePolicy(snap.policy.policy, snap.identity.id.service, caller, { method, path });
 }
 
 function rawHead(status: number, message: string | undefined, headers: readonly string[]): string {

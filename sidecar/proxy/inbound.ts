@@ -12,17 +12,17 @@
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { evaluatePolicy } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
-import { validityProblem, type Snapshot, type SnapshotSource } from '../snapshot.js';
+import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { xfccValue } from './http-headers.js';
 import { HttpInbound, type HttpConnection } from './http-inbound.js';
 import { listen } from '../net/listen.js';
 import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
 import { OpenConnections, type Rejudged } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
+import { ownCertificateRefusal, policyDecision } from './verdict.js';
 import { CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export interface InboundDeps {
@@ -58,7 +58,6 @@ export class InboundProxy {
   readonly #acceptedAt = new WeakMap<Socket, bigint>();
   readonly #settleHandshake = new WeakMap<Socket, () => void>();
   readonly #http: HttpInbound | undefined;
-  #address = '';
   #closing = false;
 
   constructor(deps: InboundDeps) {
@@ -112,7 +111,7 @@ export class InboundProxy {
       snapshots: deps.snapshots,
       rejudge: (c, snap) => this.rejudge(c, snap),
       onRefused: (c, r) => {
-        this.logRefusal(c.peer, c.address, r.reason, `${r.detail}; closing the open connection`, { open: true });
+        this.logRefusal(c.peer, c.address, r.reason, r.detail, { open: true });
         c.pipe?.destroy() ?? c.socket.destroy();
       },
       now: () => this.now(),
@@ -120,13 +119,8 @@ export class InboundProxy {
   }
 
   /** Starts listening; resolves with the bound address (port 0 resolved). */
-  async start(): Promise<string> {
-    this.#address = await listen(this.#server, this.#deps.config.listen);
-    return this.#address;
-  }
-
-  get address(): string {
-    return this.#address;
+  start(): Promise<string> {
+    return listen(this.#server, this.#deps.config.listen);
   }
 
   get activeConnections(): number {
@@ -156,8 +150,7 @@ export class InboundProxy {
       const denied = this.#http!.recheckOpen(c.http, snap);
       return denied ? { reason: 'policy-denied', detail: denied } : undefined;
     }
-    if (!snap.policy) return undefined;
-    const d = evaluatePolicy(snap.policy.policy, snap.identity.id.service, c.service);
+    const d = policyDecision(snap, c.service);
     return d.allow ? undefined : { reason: 'policy-denied', detail: d.reason };
   }
 
@@ -221,9 +214,9 @@ export class InboundProxy {
     const snap = snapshots.current;
     const now = this.now();
     const leafDer = peerLeafDer(socket);
-    const own = validityProblem(snap.identity.leaf, now);
+    const own = ownCertificateRefusal(snap, now);
     if (own) {
-      this.refuse(socket, 'own-certificate-invalid', NO_CERTIFICATE, `this sidecar's own certificate cannot be used: ${own}`);
+      this.refuse(socket, own.reason, NO_CERTIFICATE, own.detail);
       return;
     }
     const verdict = verifyPeer({ leafDer, authorized: socket.authorized, authorizationError: socket.authorizationError?.toString(), role: 'client' }, snap, now, this.#deps.certs);
@@ -236,7 +229,7 @@ export class InboundProxy {
       this.acceptHttp(socket, caller.uri, caller.service, address, verdict.leaf, leafDer!, snap.identity.id.uri);
       return;
     }
-    const decision = snap.policy ? evaluatePolicy(snap.policy.policy, snap.identity.id.service, caller.service) : { allow: false, reason: 'no policy is configured' };
+    const decision = policyDecision(snap, caller.service);
     if (!decision.allow) {
       this.refuse(socket, 'policy-denied', caller.uri, decision.reason, socket.isSessionReused());
       return;

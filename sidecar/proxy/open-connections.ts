@@ -23,7 +23,7 @@ export interface OpenConnectionsOptions<C extends OpenConnection> {
   /** Why `c` may no longer stay open under `snap` beyond its certificate (revocation and
    *  expiry are checked first, for every connection); undefined when it may. */
   readonly rejudge?: (c: C, snap: Snapshot) => Rejudged | undefined;
-  /** Logs and closes a connection refused now. */
+  /** Logs and closes a connection refused now; `detail` already says it is being closed. */
   readonly onRefused: (c: C, refusal: Rejudged) => void;
   readonly now: () => Date;
 }
@@ -60,7 +60,7 @@ export class OpenConnections<C extends OpenConnection> implements Iterable<C> {
     for (const c of this.#live) {
       const still = stillValid(c.leaf, snap, now);
       const refusal = still.ok ? this.#opts.rejudge?.(c, snap) : still;
-      if (refusal) this.#opts.onRefused(c, { reason: refusal.reason, detail: refusal.detail });
+      if (refusal) this.refuse(c, refusal);
     }
   }
 
@@ -70,7 +70,11 @@ export class OpenConnections<C extends OpenConnection> implements Iterable<C> {
     for (const c of this.#live) {
       if (now <= c.leaf.notAfter) continue;
       const still = stillValid(c.leaf, snap, now);
-      if (!still.ok) this.#opts.onRefused(c, { reason: still.reason, detail: still.detail });
+      if (!still.ok) this.refuse(c, still);
     }
+  }
+
+  private refuse(c: C, refusal: Rejudged): void {
+    this.#opts.onRefused(c, { reason: refusal.reason, detail: `${refusal.detail}; closing the open connection` });
   }
 }

@@ -17,11 +17,12 @@ import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { OutboundConfig } from '../config/schema.js';
 import { CIPHERS } from '../net/ciphers.js';
-import { validityProblem, type Snapshot, type SnapshotSource } from '../snapshot.js';
+import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { listen } from '../net/listen.js';
 import { NO_DELAY, remoteOf } from '../net/socket.js';
 import { OpenConnections } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
+import { ownCertificateRefusal } from './verdict.js';
 import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export interface OutboundDeps {
@@ -54,7 +55,6 @@ export class OutboundProxy {
   readonly #sessions = new Map<string, CachedSession>();
   readonly #live: OpenConnections<LiveOutbound>;
   readonly #clients = new Set<Socket>();
-  #address = '';
 
   constructor(deps: OutboundDeps) {
     this.#deps = deps;
@@ -69,20 +69,15 @@ export class OutboundProxy {
     this.#live = new OpenConnections<LiveOutbound>({
       snapshots: deps.snapshots,
       onRefused: (c, r) => {
-        this.logRefusal(c.client, this.#deps.config.serverId, r.reason, `${r.detail}; closing the open connection`);
+        this.logRefusal(c.client, this.#deps.config.serverId, r.reason, r.detail);
         c.pipe?.destroy() ?? c.tls.destroy();
       },
       now: () => this.now(),
     });
   }
 
-  async start(): Promise<string> {
-    this.#address = await listen(this.#server, this.#deps.config.listen);
-    return this.#address;
-  }
-
-  get address(): string {
-    return this.#address;
+  start(): Promise<string> {
+    return listen(this.#server, this.#deps.config.listen);
   }
 
   get activeConnections(): number {
@@ -115,9 +110,9 @@ export class OutboundProxy {
     client.on('error', () => client.destroy());
     const snap = this.#deps.snapshots.current;
     const now = this.now();
-    const own = validityProblem(snap.identity.leaf, now);
+    const own = ownCertificateRefusal(snap, now);
     if (own) {
-      this.logRefusal(clientAddr, config.serverId, 'own-certificate-invalid', `this sidecar's own certificate cannot be used: ${own}`);
+      this.logRefusal(clientAddr, config.serverId, own.reason, own.detail);
       client.destroy();
       return;
     }

@@ -77,13 +77,13 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
   it('a swap to a CRL that revokes one caller refuses that one, and only it', () => {
     const t = setUp();
     t.snapshots.swap(snapshot(inter, 2, [orderLeaf.serialHex]));
-    assert.deepEqual(t.refused, [{ name: 'order', reason: 'revoked', detail: `serial ${orderLeaf.serialHex} is revoked` }]);
+    assert.deepEqual(t.refused, [{ name: 'order', reason: 'revoked', detail: `serial ${orderLeaf.serialHex} is revoked; closing the open connection` }]);
   });
 
   it('a swap asks the proxy to re-judge the callers still valid (the policy), and refuses whom it names', () => {
     const t = setUp((c) => (c.name === 'billing' ? { reason: 'policy-denied', detail: 'no rule allows billing' } : undefined));
     t.snapshots.swap(snapshot(inter, 2));
-    assert.deepEqual(t.refused, [{ name: 'billing', reason: 'policy-denied', detail: 'no rule allows billing' }]);
+    assert.deepEqual(t.refused, [{ name: 'billing', reason: 'policy-denied', detail: 'no rule allows billing; closing the open connection' }]);
   });
 
   it('a revoked caller is refused as revoked, before the proxy is asked', () => {
