@@ -2,7 +2,7 @@
  * Reading the config file itself: the text that parseConfig / validateConfigText judge.
  */
 import { readFileSync } from 'node:fs';
-import { errnoCode } from '../../common/errors.js';
+import { ConfigError, errnoCode } from '../../common/errors.js';
 import { MAX_CONFIG_BYTES } from './yaml.js';
 
 /** Reads the config file text, refusing a missing, unreadable or oversized one in one line. */
@@ -14,6 +14,6 @@ export function readConfigFile(path: string): string {
   } catch (err) {
     const code = errnoCode(err);
     const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this user' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? String(err)})`;
-    throw new Error(`${path}: ${why}; pass the sidecar YAML with --config FILE`);
+    throw new ConfigError(`${path}: ${why}`, 'pass the sidecar YAML with --config FILE', err);
   }
 }
