@@ -4,8 +4,9 @@
  * into one line on stderr and exit 1; after that, SIGTERM/SIGINT drain and exit 0, and
  * SIGHUP reloads identity, CRL and policy.
  */
-import { errorLine } from '../common/errors.js';
-import { checkConfigFile, readConfigFile } from './config/check.js';
+import { errorLine, UsageError } from '../common/errors.js';
+import { runCheck } from './commands/check.js';
+import { readConfigFile } from './config/file.js';
 import { parseConfig } from './config/schema.js';
 import { createLogger } from './logging.js';
 import { startSidecar } from './sidecar.js';
@@ -61,12 +62,12 @@ function parseArgs(argv: readonly string[]): Args {
     else if (a === '--version' || a === '-V') version = true;
     else if (a === '--config' || a === '-c') {
       const v = argv[++i];
-      if (v === undefined || v.startsWith('--')) throw new Error('--config needs a file; e.g. --config /etc/svcca/sidecar.yaml');
+      if (v === undefined || v.startsWith('--')) throw new UsageError('--config needs a file', 'e.g. --config /etc/svcca/sidecar.yaml');
       config = v;
     } else if (a.startsWith('--config=')) config = a.slice('--config='.length);
     else {
       const near = a.startsWith('-') ? closestKey(a.split('=')[0]!, FLAGS) : undefined;
-      throw new Error(`unknown argument ${JSON.stringify(a)}; ${near ? `did you mean ${near}? ` : ''}usage: svcca-sidecar --config FILE [--check]`);
+      throw new UsageError(`unknown argument ${JSON.stringify(a)}`, `${near ? `did you mean ${near}? ` : ''}usage: svcca-sidecar --config FILE [--check]`);
     }
   }
   return { config, check, help, version };
@@ -82,15 +83,8 @@ async function main(): Promise<number> {
     process.stdout.write(`${VERSION}\n`);
     return 0;
   }
-  if (!args.config) throw new Error('--config is required; e.g. svcca-sidecar --config /etc/svcca/sidecar.yaml');
-  if (args.check) {
-    const report = checkConfigFile(args.config);
-    for (const n of report.notes) process.stdout.write(`ok: ${n}\n`);
-    for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
-    for (const e of report.errors) process.stderr.write(`error: ${e}\n`);
-    process.stdout.write(report.ok ? `${args.config}: configuration is valid\n` : '');
-    return report.ok ? 0 : 1;
-  }
+  if (!args.config) throw new UsageError('--config is required', 'e.g. svcca-sidecar --config /etc/svcca/sidecar.yaml');
+  if (args.check) return runCheck(args.config);
   const config = parseConfig(readConfigFile(args.config), args.config);
   const logger = createLogger(config.logLevel);
   const sidecar = await startSidecar(config, { logger });

@@ -8,14 +8,14 @@ import { crlSetExpired } from '../common/crl.js';
 import { ConfigError } from '../common/errors.js';
 import { tcpModeWarnings } from '../common/policy/index.js';
 import { AdminServer } from './admin/server.js';
-import { createMetrics, type Metrics } from './admin/metrics.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import type { SidecarConfig } from './config/schema.js';
 import { InboundProxy } from './proxy/inbound.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { CertCache } from './proxy/verify-peer.js';
-import { validityProblem } from './reload/identity.js';
 import { SnapshotStore, type ReloadOutcome, type ReloadTrigger } from './reload/store.js';
 import { ReloadWatcher, watchTargets } from './reload/watcher.js';
+import { validityProblem } from './snapshot.js';
 
 export interface SidecarHandle {
   readonly store: SnapshotStore;
@@ -62,9 +62,9 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
 
   const certs = new CertCache();
   let accepting = true;
-  const inbound = config.inbound ? new InboundProxy({ config: config.inbound, store, logger, metrics, certs }) : undefined;
-  const outbound = config.outbound.map((o) => new OutboundProxy({ config: o, store, logger, metrics, certs }));
-  const admin = config.admin ? new AdminServer({ listen: config.admin.listen, store, metrics, accepting: () => accepting }) : undefined;
+  const inbound = config.inbound ? new InboundProxy({ config: config.inbound, snapshots: store, logger, metrics, certs }) : undefined;
+  const outbound = config.outbound.map((o) => new OutboundProxy({ config: o, snapshots: store, logger, metrics, certs }));
+  const admin = config.admin ? new AdminServer({ listen: config.admin.listen, snapshots: store, metrics, accepting: () => accepting }) : undefined;
 
   const started: { stop: () => Promise<void> }[] = [];
   let watcher: ReloadWatcher | undefined;

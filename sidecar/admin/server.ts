@@ -6,14 +6,13 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { crlSetExpired } from '../../common/crl.js';
 import type { Address } from '../config/schema.js';
-import { boundAddress, listenOn } from '../proxy/listen.js';
-import { validityProblem } from '../reload/identity.js';
-import type { SnapshotStore } from '../reload/store.js';
-import type { Metrics } from './metrics.js';
+import { listen } from '../net/listen.js';
+import { validityProblem, type SnapshotSource } from '../snapshot.js';
+import type { Metrics } from '../metrics.js';
 
 export interface AdminDeps {
   readonly listen: Address;
-  readonly store: SnapshotStore;
+  readonly snapshots: SnapshotSource;
   readonly metrics: Metrics;
   /** False while draining: a load balancer should stop sending. */
   readonly accepting: () => boolean;
@@ -24,8 +23,8 @@ export interface Readiness {
   readonly lines: readonly string[];
 }
 
-export function readiness(store: SnapshotStore, accepting: boolean, now: Date = new Date()): Readiness {
-  const snap = store.current;
+export function readiness(snapshots: SnapshotSource, accepting: boolean, now: Date = new Date()): Readiness {
+  const snap = snapshots.current;
   const lines: string[] = [];
   let ready = accepting;
   if (!accepting) lines.push('shutting down');
@@ -47,21 +46,14 @@ export function readiness(store: SnapshotStore, accepting: boolean, now: Date = 
 
 export class AdminServer {
   readonly #server: Server;
-  #address = '';
 
   constructor(private readonly deps: AdminDeps) {
     this.#server = createServer((req, res) => void this.handle(req, res));
     this.#server.keepAliveTimeout = 5_000;
   }
 
-  async start(): Promise<string> {
-    await listenOn(this.#server, this.deps.listen);
-    this.#address = boundAddress(this.#server, this.deps.listen);
-    return this.#address;
-  }
-
-  get address(): string {
-    return this.#address;
+  start(): Promise<string> {
+    return listen(this.#server, this.deps.listen);
   }
 
   close(): Promise<void> {
@@ -78,7 +70,7 @@ export class AdminServer {
     if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
-      const r = readiness(this.deps.store, this.deps.accepting());
+      const r = readiness(this.deps.snapshots, this.deps.accepting());
       res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.ready ? 'ready' : 'not ready'}\n${r.lines.join('\n')}\n`);
     } else if (path === '/metrics') {
       try {

@@ -17,16 +17,15 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { normalizeRequestTarget } from '../../common/http-path.js';
-import { evaluatePolicy, type Decision } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
-import type { Snapshot } from '../reload/snapshot.js';
-import type { SnapshotStore } from '../reload/store.js';
+import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js';
 import { pipeBoth } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
+import { policyDecision } from './verdict.js';
 import { stillValid } from './verify-peer.js';
 
 /** The `result` label of svcca_sidecar_http_requests_total. */
@@ -71,7 +70,7 @@ export class HttpConnection {
 
 export interface HttpInboundDeps {
   readonly config: InboundConfig;
-  readonly store: SnapshotStore;
+  readonly snapshots: SnapshotSource;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly now?: () => Date;
@@ -148,7 +147,7 @@ export class HttpInbound {
    */
   recheckOpen(conn: HttpConnection, snap: Snapshot): string | undefined {
     for (const ex of conn.exchanges) {
-      const d = decide(snap, conn.caller.service, ex.method, ex.path);
+      const d = policyDecision(snap, conn.caller.service, { method: ex.method, path: ex.path });
       if (!d.allow) return `${d.reason} (open request ${ex.method} ${ex.path})`;
     }
     return undefined;
@@ -183,7 +182,7 @@ export class HttpInbound {
   }
 
   private gate(conn: HttpConnection, req: IncomingMessage, upgrade?: string): Gate {
-    const snap = this.#deps.store.current;
+    const snap = this.#deps.snapshots.current;
     const caller = conn.caller;
     const tooMany = this.headerLimitRefusal(req);
     if (tooMany) return tooMany;
@@ -203,7 +202,7 @@ export class HttpInbound {
     const headers = upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade });
     if (!headers.ok) return { ok: false, status: 400, result: 'bad-request', reason: headers.reason, detail: headers.detail, body: `bad request: ${headers.detail}\n`, path: target.path };
     const method = req.method ?? '';
-    const d = decide(snap, caller.service, method, target.path);
+    const d = policyDecision(snap, caller.service, { method, path: target.path });
     if (!d.allow) {
       return { ok: false, status: 403, result: 'denied', reason: 'policy-denied', detail: d.reason, body: `forbidden: no rule allows ${caller.peer} to ${method} ${target.path}\n`, path: target.path };
     }
@@ -487,11 +486,6 @@ export class HttpInbound {
     if (conn.unanswered === 0 && conn.deferredError !== undefined && !conn.closing) endWith(conn.socket, conn.deferredError);
     else if (conn.unanswered === 0 && conn.deferredError !== undefined) conn.socket.end();
   }
-}
-
-function decide(snap: Snapshot, caller: string, method: string, path: string): Decision {
-  if (!snap.policy) return { allow: false, reason: 'no policy is configured' };
-  return evaluatePolicy(snap.policy.policy, snap.identity.id.service, caller, { method, path });
 }
 
 function rawHead(status: number, message: string | undefined, headers: readonly string[]): string {

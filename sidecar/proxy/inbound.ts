@@ -12,22 +12,22 @@
 import { createServer, type Server, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { evaluatePolicy } from '../../common/policy/index.js';
 import type { CertInfo } from '../../common/x509.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
-import { validityProblem } from '../reload/identity.js';
-import type { Snapshot } from '../reload/snapshot.js';
-import type { SnapshotStore } from '../reload/store.js';
+import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { xfccValue } from './http-headers.js';
 import { HttpInbound, type HttpConnection } from './http-inbound.js';
-import { boundAddress, dial, listenOn, NO_DELAY, remoteOf } from './listen.js';
+import { listen } from '../net/listen.js';
+import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
+import { OpenConnections, type Rejudged } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
-import { CertCache, NO_CERTIFICATE, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { ownCertificateRefusal, policyDecision } from './verdict.js';
+import { CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export interface InboundDeps {
   readonly config: InboundConfig;
-  readonly store: SnapshotStore;
+  readonly snapshots: SnapshotSource;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly certs: CertCache;
@@ -48,7 +48,7 @@ interface LiveConnection {
 export class InboundProxy {
   readonly #deps: InboundDeps;
   readonly #server: Server;
-  readonly #live = new Set<LiveConnection>();
+  readonly #live: OpenConnections<LiveConnection>;
   /** Raw sockets whose TLS handshake is not done yet. */
   readonly #pending = new Set<Socket>();
   /** Handshakes in progress per source address (the key is the IP, or 'unix'). */
@@ -58,13 +58,12 @@ export class InboundProxy {
   readonly #acceptedAt = new WeakMap<Socket, bigint>();
   readonly #settleHandshake = new WeakMap<Socket, () => void>();
   readonly #http: HttpInbound | undefined;
-  #address = '';
   #closing = false;
 
   constructor(deps: InboundDeps) {
     this.#deps = deps;
-    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, store: deps.store, logger: deps.logger, metrics: deps.metrics, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
-    const snap = deps.store.current;
+    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, snapshots: deps.snapshots, logger: deps.logger, metrics: deps.metrics, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
+    const snap = deps.snapshots.current;
     this.#server = createServer({
       ...snap.serverOptions,
       requestCert: true,
@@ -97,7 +96,7 @@ export class InboundProxy {
       const address = data?.remoteAddress ? `${data.remoteAddress}:${data.remotePort}` : 'unix';
       this.logRefusal(NO_CERTIFICATE, address, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
     });
-    deps.store.onSwap((next, previous) => {
+    deps.snapshots.onSwap((next, previous) => {
       if (next.serverOptions !== previous.serverOptions) {
         // New handshakes get the new certificate; open streams go on. Keep the ticket keys
         // so that sessions issued before the swap can still resume (and then be judged).
@@ -105,20 +104,23 @@ export class InboundProxy {
         this.#server.setSecureContext({ ...next.serverOptions });
         this.#server.setTicketKeys(keys);
       }
-      this.recheck(next);
     });
-    deps.store.onTick((snap) => this.recheckExpiry(snap));
+    // Made after the secure-context listener: a swap switches the certificate first, then
+    // re-judges the open connections (revoked, past notAfter, no longer allowed).
+    this.#live = new OpenConnections<LiveConnection>({
+      snapshots: deps.snapshots,
+      rejudge: (c, snap) => this.rejudge(c, snap),
+      onRefused: (c, r) => {
+        this.logRefusal(c.peer, c.address, r.reason, r.detail, { open: true });
+        c.pipe?.destroy() ?? c.socket.destroy();
+      },
+      now: () => this.now(),
+    });
   }
 
   /** Starts listening; resolves with the bound address (port 0 resolved). */
-  async start(): Promise<string> {
-    await listenOn(this.#server, this.#deps.config.listen);
-    this.#address = boundAddress(this.#server, this.#deps.config.listen);
-    return this.#address;
-  }
-
-  get address(): string {
-    return this.#address;
+  start(): Promise<string> {
+    return listen(this.#server, this.#deps.config.listen);
   }
 
   get activeConnections(): number {
@@ -141,52 +143,15 @@ export class InboundProxy {
     this.#http?.close();
   }
 
-  /**
-   * Re-judges the open connections against a new snapshot: revoked, no longer allowed
-   * by the policy, or past notAfter — closed and logged.
-   */
-  recheck(snap: Snapshot): void {
-    const now = this.now();
-    for (const c of this.#live) {
-      const still = stillValid(c.leaf, snap, now);
-      let reason: RefusalReason | undefined;
-      let detail = '';
-      if (!still.ok) {
-        reason = still.reason;
-        detail = still.detail;
-      } else if (c.http) {
-        // Per request: an idle connection is judged again by its next request.
-        const denied = this.#http!.recheckOpen(c.http, snap);
-        if (denied) {
-          reason = 'policy-denied';
-          detail = denied;
-        }
-      } else if (snap.policy) {
-        const d = evaluatePolicy(snap.policy.policy, snap.identity.id.service, c.service);
-        if (!d.allow) {
-          reason = 'policy-denied';
-          detail = d.reason;
-        }
-      }
-      if (reason) {
-        this.logRefusal(c.peer, c.address, reason, `${detail}; closing the open connection`, { open: true });
-        c.pipe?.destroy() ?? c.socket.destroy();
-      }
+  /** Why an open connection whose caller is still valid is no longer allowed by the policy. */
+  private rejudge(c: LiveConnection, snap: Snapshot): Rejudged | undefined {
+    if (c.http) {
+      // Per request: an idle connection is judged again by its next request.
+      const denied = this.#http!.recheckOpen(c.http, snap);
+      return denied ? { reason: 'policy-denied', detail: denied } : undefined;
     }
-  }
-
-  /** Closes open connections whose caller's certificate reached notAfter. */
-  recheckExpiry(snap: Snapshot): void {
-    const now = this.now();
-    for (const c of this.#live) {
-      if (now > c.leaf.notAfter) {
-        const still = stillValid(c.leaf, snap, now);
-        if (!still.ok) {
-          this.logRefusal(c.peer, c.address, still.reason, `${still.detail}; closing the open connection`, { open: true });
-          c.pipe?.destroy() ?? c.socket.destroy();
-        }
-      }
-    }
+    const d = policyDecision(snap, c.service);
+    return d.allow ? undefined : { reason: 'policy-denied', detail: d.reason };
   }
 
   private now(): Date {
@@ -235,7 +200,7 @@ export class InboundProxy {
   }
 
   private onSecure(socket: TLSSocket): void {
-    const { logger, metrics, store } = this.#deps;
+    const { logger, metrics, snapshots } = this.#deps;
     const address = remoteOf(socket);
     const raw = (socket as unknown as { _parent?: Socket })._parent;
     if (raw) this.#settleHandshake.get(raw)?.(); // handshake done: shutdown now waits for it instead
@@ -246,12 +211,12 @@ export class InboundProxy {
     // TLS 1.2 renegotiation would let a peer swap certificates after it was judged.
     socket.disableRenegotiation();
     socket.on('error', () => socket.destroy());
-    const snap = store.current;
+    const snap = snapshots.current;
     const now = this.now();
     const leafDer = peerLeafDer(socket);
-    const own = validityProblem(snap.identity.leaf, now);
+    const own = ownCertificateRefusal(snap, now);
     if (own) {
-      this.refuse(socket, 'own-certificate-invalid', NO_CERTIFICATE, `this sidecar's own certificate cannot be used: ${own}`);
+      this.refuse(socket, own.reason, NO_CERTIFICATE, own.detail);
       return;
     }
     const verdict = verifyPeer({ leafDer, authorized: socket.authorized, authorizationError: socket.authorizationError?.toString(), role: 'client' }, snap, now, this.#deps.certs);
@@ -264,7 +229,7 @@ export class InboundProxy {
       this.acceptHttp(socket, caller.uri, caller.service, address, verdict.leaf, leafDer!, snap.identity.id.uri);
       return;
     }
-    const decision = snap.policy ? evaluatePolicy(snap.policy.policy, snap.identity.id.service, caller.service) : { allow: false, reason: 'no policy is configured' };
+    const decision = policyDecision(snap, caller.service);
     if (!decision.allow) {
       this.refuse(socket, 'policy-denied', caller.uri, decision.reason, socket.isSessionReused());
       return;

@@ -14,18 +14,20 @@ import { isIP } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertInfo } from '../../common/x509.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { OutboundConfig } from '../config/schema.js';
-import { validityProblem } from '../reload/identity.js';
-import { CIPHERS, type Snapshot } from '../reload/snapshot.js';
-import type { SnapshotStore } from '../reload/store.js';
-import { boundAddress, listenOn, NO_DELAY, remoteOf } from './listen.js';
+import { CIPHERS } from '../net/ciphers.js';
+import type { Snapshot, SnapshotSource } from '../snapshot.js';
+import { listen } from '../net/listen.js';
+import { NO_DELAY, remoteOf } from '../net/socket.js';
+import { OpenConnections } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
+import { ownCertificateRefusal } from './verdict.js';
 import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export interface OutboundDeps {
   readonly config: OutboundConfig;
-  readonly store: SnapshotStore;
+  readonly snapshots: SnapshotSource;
   readonly logger: Logger;
   readonly metrics: Metrics;
   readonly certs: CertCache;
@@ -51,9 +53,8 @@ export class OutboundProxy {
   readonly #deps: OutboundDeps;
   readonly #server: Server;
   readonly #sessions = new Map<string, CachedSession>();
-  readonly #live = new Set<LiveOutbound>();
+  readonly #live: OpenConnections<LiveOutbound>;
   readonly #clients = new Set<Socket>();
-  #address = '';
 
   constructor(deps: OutboundDeps) {
     this.#deps = deps;
@@ -62,24 +63,21 @@ export class OutboundProxy {
     this.#server.on('drop', () => {
       this.logRefusal('unix', deps.config.serverId, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
     });
-    deps.store.onSwap((next) => {
-      this.#sessions.clear();
-      this.recheck(next);
-    });
-    deps.store.onTick((snap) => {
-      const now = this.now();
-      if ([...this.#live].some((c) => now > c.leaf.notAfter)) this.recheck(snap);
+    deps.snapshots.onSwap(() => this.#sessions.clear());
+    // Made after the session-cache listener: a swap drops the cached sessions first, then
+    // re-judges the open connections (revoked since, or past notAfter).
+    this.#live = new OpenConnections<LiveOutbound>({
+      snapshots: deps.snapshots,
+      onRefused: (c, r) => {
+        this.logRefusal(c.client, this.#deps.config.serverId, r.reason, r.detail);
+        c.pipe?.destroy() ?? c.tls.destroy();
+      },
+      now: () => this.now(),
     });
   }
 
-  async start(): Promise<string> {
-    await listenOn(this.#server, this.#deps.config.listen);
-    this.#address = boundAddress(this.#server, this.#deps.config.listen);
-    return this.#address;
-  }
-
-  get address(): string {
-    return this.#address;
+  start(): Promise<string> {
+    return listen(this.#server, this.#deps.config.listen);
   }
 
   get activeConnections(): number {
@@ -93,18 +91,6 @@ export class OutboundProxy {
   destroyAll(): void {
     for (const c of this.#live) c.pipe?.destroy() ?? c.tls.destroy();
     for (const c of this.#clients) c.destroy();
-  }
-
-  /** Closes open connections whose server was revoked since or reached notAfter. */
-  recheck(snap: Snapshot): void {
-    const now = this.now();
-    for (const c of this.#live) {
-      const still = stillValid(c.leaf, snap, now);
-      if (!still.ok) {
-        this.logRefusal(c.client, this.#deps.config.serverId, still.reason, `${still.detail}; closing the open connection`);
-        c.pipe?.destroy() ?? c.tls.destroy();
-      }
-    }
   }
 
   private now(): Date {
@@ -122,11 +108,11 @@ export class OutboundProxy {
     this.#clients.add(client);
     client.once('close', () => this.#clients.delete(client));
     client.on('error', () => client.destroy());
-    const snap = this.#deps.store.current;
+    const snap = this.#deps.snapshots.current;
     const now = this.now();
-    const own = validityProblem(snap.identity.leaf, now);
+    const own = ownCertificateRefusal(snap, now);
     if (own) {
-      this.logRefusal(clientAddr, config.serverId, 'own-certificate-invalid', `this sidecar's own certificate cannot be used: ${own}`);
+      this.logRefusal(clientAddr, config.serverId, own.reason, own.detail);
       client.destroy();
       return;
     }
@@ -155,7 +141,7 @@ export class OutboundProxy {
     let pendingSession: Buffer | undefined;
     let settled = false;
     const remember = (session: Buffer) => {
-      if (verified && this.#deps.store.current.trustKey === snap.trustKey && MAX_SESSIONS_PER_KEY > 0) this.#sessions.set(key, { session, leaf: verified });
+      if (verified && this.#deps.snapshots.current.trustKey === snap.trustKey && MAX_SESSIONS_PER_KEY > 0) this.#sessions.set(key, { session, leaf: verified });
     };
     tls.on('session', (session: Buffer) => {
       if (verified) remember(session);
@@ -190,7 +176,7 @@ export class OutboundProxy {
       settled = true;
       clearTimeout(timer);
       tls.disableRenegotiation();
-      const current = this.#deps.store.current;
+      const current = this.#deps.snapshots.current;
       const leafDer = peerLeafDer(tls);
       let refusal: { reason: RefusalReason; detail: string; peer: string } | undefined;
       let leaf: CertInfo | undefined;

@@ -14,7 +14,7 @@ import { parseSpiffeId, type SpiffeId } from '../../common/spiffe-id.js';
 import { EKU_CLIENT_AUTH, EKU_SERVER_AUTH, KeyUsageBit, parseCertificate, type CertInfo } from '../../common/x509.js';
 import { crlCovering } from '../../common/crl.js';
 import { clipForLog } from '../log-fields.js';
-import type { Snapshot } from '../reload/snapshot.js';
+import type { Snapshot } from '../snapshot.js';
 
 /** Stable refusal codes: the `reason` label of the refusal metric and log line. */
 export type RefusalReason =

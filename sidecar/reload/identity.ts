@@ -10,29 +10,9 @@ import { IdentityError, InputError } from '../../common/errors.js';
 import { readCredentialSet, type LoadedCredentialSet } from '../../common/credential-set.js';
 import { keyMatchesSpki, readPrivateKeyPem } from '../../common/keys.js';
 import { decodeCertificates } from '../../common/pem.js';
-import { parseSpiffeId, type SpiffeId } from '../../common/spiffe-id.js';
+import { parseSpiffeId } from '../../common/spiffe-id.js';
 import { isSignedBy, parseCertificate, type CertInfo } from '../../common/x509.js';
-
-export interface Identity {
-  readonly id: SpiffeId;
-  readonly leaf: CertInfo;
-  /** tls.crt as read: leaf then intermediates. */
-  readonly chainPem: string;
-  readonly keyPem: string;
-  readonly caPem: string;
-  readonly roots: readonly Buffer[];
-  /** Changes whenever the certificate, key or trust bundle changes (never logged with the key). */
-  readonly fingerprint: string;
-  /** The folder the files were read from. */
-  readonly sourceDir: string;
-}
-
-/** Why `leaf` cannot be used right now, or undefined when it is within its validity. */
-export function validityProblem(leaf: CertInfo, now: Date): string | undefined {
-  if (now < leaf.notBefore) return `the certificate is not valid before ${leaf.notBefore.toISOString()}`;
-  if (now > leaf.notAfter) return `the certificate expired at ${leaf.notAfter.toISOString()}`;
-  return undefined;
-}
+import type { Identity } from '../snapshot.js';
 
 /**
  * Why a credential set was found unusable, as a stable code (the `refusal` field of a

@@ -16,10 +16,11 @@ import type { Logger } from 'pino';
 import { crlRollbackProblem, crlSetExpired, crlSetNextUpdate } from '../../common/crl.js';
 import { errorLine } from '../../common/errors.js';
 import { readCredentialSet, resolveSetFolder, type LoadedCredentialSet } from '../../common/credential-set.js';
-import type { Metrics } from '../admin/metrics.js';
+import type { Metrics } from '../metrics.js';
 import type { SidecarConfig } from '../config/schema.js';
-import { credentialSetHash, identityFromSet, IdentityProblem, validityProblem, type Identity, type IdentityProblemCode } from './identity.js';
-import { buildSnapshot, composeSnapshot, crlStateFromText, policyStateFromText, readCrlText, readPolicyText, sha256, type CrlState, type PolicyState, type Snapshot } from './snapshot.js';
+import { validityProblem, type CrlState, type Identity, type PolicyState, type Snapshot, type SnapshotSource, type SwapListener } from '../snapshot.js';
+import { buildSnapshot, composeSnapshot, crlStateFromText, policyStateFromText, readCrlText, readPolicyText, sha256 } from './build-snapshot.js';
+import { credentialSetHash, identityFromSet, IdentityProblem, type IdentityProblemCode } from './identity.js';
 
 /** What asked for the check: `watch` a file-system event, `poll` a changed stat,
  *  `periodic` the content-hash timer, `signal` SIGHUP, `api` an in-process call. */
@@ -53,8 +54,6 @@ export interface ReloadOutcome {
   readonly error?: string;
 }
 
-export type SwapListener = (next: Snapshot, previous: Snapshot) => void;
-
 export interface StoreOptions {
   /** Injected clock (tests). */
   readonly now?: () => Date;
@@ -81,7 +80,7 @@ interface PendingRefusal extends ReloadRefusal {
   readonly hash: string;
 }
 
-export class SnapshotStore {
+export class SnapshotStore implements SnapshotSource {
   #current: Snapshot;
   #stamp: string;
   #statTimer: NodeJS.Timeout | undefined;

@@ -11,12 +11,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createMetrics } from '../../sidecar/admin/metrics.js';
+import { createMetrics } from '../../sidecar/metrics.js';
 import { parseConfig, type SidecarConfig } from '../../sidecar/config/schema.js';
 import { createLogger } from '../../sidecar/logging.js';
 import { InboundProxy } from '../../sidecar/proxy/inbound.js';
 import { CertCache } from '../../sidecar/proxy/verify-peer.js';
-import type { Snapshot } from '../../sidecar/reload/snapshot.js';
+import type { Snapshot, SnapshotSource } from '../../sidecar/snapshot.js';
 import { SnapshotStore } from '../../sidecar/reload/store.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
@@ -60,20 +60,20 @@ describe('sidecar http mode: the per-request validity check on its own', () => {
     ca?.cleanup();
   });
 
-  /** An inbound proxy whose store never calls its swap or tick listeners. */
+  /** An inbound proxy whose snapshot source never calls its swap or tick listeners. */
   async function startInbound(now?: () => Date): Promise<InProcess> {
     const lines: LogEntry[] = [];
     const logger = createLogger('warn', { write: (s: string) => void lines.push(JSON.parse(s) as LogEntry) });
     const metrics = createMetrics({ defaultMetrics: false });
     let snap = SnapshotStore.open(config, logger, metrics).current;
-    const store = {
+    const snapshots: SnapshotSource = {
       get current() {
         return snap;
       },
       onSwap: () => undefined,
       onTick: () => undefined,
-    } as unknown as SnapshotStore;
-    const proxy = new InboundProxy({ config: config.inbound!, store, logger, metrics, certs: new CertCache(), ...(now ? { now } : {}) });
+    };
+    const proxy = new InboundProxy({ config: config.inbound!, snapshots, logger, metrics, certs: new CertCache(), ...(now ? { now } : {}) });
     const address = await proxy.start();
     const s: InProcess = { proxy, address, lines, setSnapshot: (next) => (snap = next) };
     started.push(s);

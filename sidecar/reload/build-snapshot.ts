@@ -1,63 +1,21 @@
 /**
- * One immutable snapshot of everything a connection is judged by: identity (and the TLS
- * options made from it), the verified CRLs, the policy. The proxy reads the current
- * snapshot once per connection; a reload builds a whole new one and swaps one pointer.
+ * Building a Snapshot (../snapshot.ts) from the files the config names: the bounded
+ * reads, CRL verification against the identity's roots, policy parsing, and the TLS
+ * options made from the identity.
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import { crlCovering, loadCrlPem, type CrlSet } from '../../common/crl.js';
 import { ConfigError, InputError, errnoCode } from '../../common/errors.js';
-import { MAX_POLICY_BYTES, parsePolicy, type Policy } from '../../common/policy/index.js';
+import { MAX_POLICY_BYTES, parsePolicy } from '../../common/policy/index.js';
 import type { SidecarConfig } from '../config/schema.js';
-import { loadIdentity, type Identity } from './identity.js';
-
-/**
- * TLS 1.3 suites, then TLS 1.2 with ECDHE key exchange and AEAD ciphers only (no CBC,
- * no static RSA, no DHE): forward secrecy and no padding oracles.
- */
-export const CIPHERS = [
-  'TLS_AES_128_GCM_SHA256',
-  'TLS_AES_256_GCM_SHA384',
-  'TLS_CHACHA20_POLY1305_SHA256',
-  'ECDHE-ECDSA-AES128-GCM-SHA256',
-  'ECDHE-RSA-AES128-GCM-SHA256',
-  'ECDHE-ECDSA-AES256-GCM-SHA384',
-  'ECDHE-RSA-AES256-GCM-SHA384',
-  'ECDHE-ECDSA-CHACHA20-POLY1305',
-  'ECDHE-RSA-CHACHA20-POLY1305',
-].join(':');
+import { CIPHERS } from '../net/ciphers.js';
+import type { CrlState, Identity, PolicyState, Snapshot } from '../snapshot.js';
+import { loadIdentity } from './identity.js';
 
 /** crl.pem of 100,000 entries is about 5 MB; this leaves room and stops /dev/zero. */
 const MAX_CRL_BYTES = 64 * 1024 * 1024;
-
-export interface CrlState {
-  readonly path: string;
-  readonly set: CrlSet;
-  /** sha256 of the file, to skip re-verifying an unchanged file. */
-  readonly hash: string;
-}
-
-export interface PolicyState {
-  readonly path: string;
-  readonly policy: Policy;
-  readonly hash: string;
-}
-
-export interface Snapshot {
-  /** Grows by one per swap. */
-  readonly generation: number;
-  readonly identity: Identity;
-  readonly crl: CrlState | undefined;
-  readonly policy: PolicyState | undefined;
-  /** For tls.createServer / setSecureContext. */
-  readonly serverOptions: SecureContextOptions;
-  /** For outbound tls.connect. */
-  readonly clientContext: SecureContext;
-  /** Changes when the certificate, key, trust bundle or CRLs change: outbound TLS
-   *  sessions are kept only under the key they were verified with. */
-  readonly trustKey: string;
-}
 
 export function tlsOptionsFor(identity: Identity): SecureContextOptions {
   return {

@@ -1,10 +1,17 @@
 /**
- * Listening on and dialing `host:port` or `unix:/path` addresses.
+ * Listening on `host:port` or `unix:/path` addresses: shared by the proxies and the admin
+ * endpoint, so neither has to reach into the other for it.
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { connect as netConnect, type Server } from 'node:net';
 import { errnoCode } from '../../common/errors.js';
 import type { Address } from '../config/schema.js';
+
+/** Listens on `address`; resolves with the address it is bound to (port 0 resolved). */
+export async function listen(server: Server, address: Address): Promise<string> {
+  await listenOn(server, address);
+  return boundAddress(server, address);
+}
 
 /** The address a listening server actually has (port 0 resolved), as config spells it. */
 export function boundAddress(server: Server, configured: Address): string {
@@ -63,23 +70,4 @@ async function removeStaleSocket(path: string): Promise<void> {
       if (errnoCode(err) !== 'ENOENT') throw err;
     }
   }
-}
-
-/**
- * Nagle's algorithm off, on every socket the sidecar accepts or opens: a proxy's small
- * writes (a request head, the first response bytes) otherwise wait for the peer's delayed
- * ACK, about 40 ms on every new connection with the CPU idle, twice on the mesh path.
- * Node turns it off only for the sockets of its own http.Server.
- */
-export const NO_DELAY = { noDelay: true } as const;
-
-/** Dials a forward/connect address (plain TCP or unix). */
-export function dial(address: Address): Socket {
-  return address.kind === 'unix' ? netConnect({ path: address.path, allowHalfOpen: true }) : netConnect({ host: address.host, port: address.port, allowHalfOpen: true, ...NO_DELAY });
-}
-
-/** `ip:port` of a socket's remote end, or `unix` for a unix-socket client. */
-export function remoteOf(socket: Socket): string {
-  if (!socket.remoteAddress) return 'unix';
-  return socket.remoteFamily === 'IPv6' ? `[${socket.remoteAddress}]:${socket.remotePort}` : `${socket.remoteAddress}:${socket.remotePort}`;
 }

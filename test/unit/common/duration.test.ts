@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatDuration, parseDurationMs, requireDurationMs } from '../../common/duration.js';
-import { UsageError } from '../../common/errors.js';
+import { formatDuration, parseDurationMs, requireDurationMs } from '../../../common/duration.js';
+import { UsageError } from '../../../common/errors.js';
 
 const S = 1000;
 const M = 60 * S;

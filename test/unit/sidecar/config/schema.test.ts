@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, validateConfigText, DEFAULTS } from '../../../sidecar/config/schema.js';
-import { ConfigError } from '../../../common/errors.js';
+import { parseConfig, validateConfigText, DEFAULTS } from '../../../../sidecar/config/schema.js';
+import { ConfigError } from '../../../../common/errors.js';
 
 const BASE = `identity:
   dir: /etc/svcca/payment-service

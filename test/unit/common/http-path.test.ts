@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { normalizeRequestTarget } from '../../common/http-path.js';
-import type { NormalizedTarget } from '../../common/http-path.js';
+import { normalizeRequestTarget } from '../../../common/http-path.js';
+import type { NormalizedTarget } from '../../../common/http-path.js';
 
 const ok = (path: string, query = ''): NormalizedTarget => ({ ok: true, path, query });
 

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { canonicalHeaderName, clientResponseHeaders, upstreamRequestHeaders, xfccValue } from '../../../sidecar/proxy/http-headers.js';
+import { canonicalHeaderName, clientResponseHeaders, upstreamRequestHeaders, xfccValue } from '../../../../sidecar/proxy/http-headers.js';
 
 const XFCC = 'By=spiffe://td/inventory;Hash=ab;URI=spiffe://td/order';
 const base = { xfcc: XFCC, clientIp: '10.0.0.7', fallbackHost: '127.0.0.1:8080', hostRequired: true };

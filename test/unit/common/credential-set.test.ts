@@ -9,8 +9,8 @@ import { Worker } from 'node:worker_threads';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATA_LINK, assertUsableSetDir, readCredentialSet, resolveSetFolder, writeCredentialSet } from '../../common/credential-set.js';
-import { IdentityError, UsageError } from '../../common/errors.js';
+import { DATA_LINK, assertUsableSetDir, readCredentialSet, resolveSetFolder, writeCredentialSet } from '../../../common/credential-set.js';
+import { IdentityError, UsageError } from '../../../common/errors.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'svcca-credset-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -136,7 +136,7 @@ describe('readCredentialSet', () => {
   it('never pairs files of two sets while a writer swaps sets as fast as it can', async () => {
     const dir = freshDir();
     writeCredentialSet(dir, files('0'));
-    const moduleUrl = new URL('../../common/credential-set.js', import.meta.url).href;
+    const moduleUrl = new URL('../../../common/credential-set.js', import.meta.url).href;
     const worker = new Worker(
       `const { parentPort, workerData } = require('node:worker_threads');
        import(workerData.moduleUrl).then(({ writeCredentialSet }) => {

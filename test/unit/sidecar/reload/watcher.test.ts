@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeCredentialSet } from '../../../common/credential-set.js';
-import { createLogger } from '../../../sidecar/logging.js';
-import { ReloadWatcher, watchTargets } from '../../../sidecar/reload/watcher.js';
+import { writeCredentialSet } from '../../../../common/credential-set.js';
+import { createLogger } from '../../../../sidecar/logging.js';
+import { ReloadWatcher, watchTargets } from '../../../../sidecar/reload/watcher.js';
 
 const FILES = { certChainPem: 'cert\n', keyPem: 'key\n', caPem: 'ca\n' };
 

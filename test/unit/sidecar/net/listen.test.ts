@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { listenOn } from '../../../sidecar/proxy/listen.js';
+import { listenOn } from '../../../../sidecar/net/listen.js';
 
 describe('listenOn (unix sockets)', () => {
   it('creates the socket 0600 from the start, not only after a chmod', async () => {

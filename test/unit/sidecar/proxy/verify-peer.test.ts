@@ -1,10 +1,10 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { CertCache, stillValid, verifyPeer } from '../../../sidecar/proxy/verify-peer.js';
-import type { Snapshot } from '../../../sidecar/reload/snapshot.js';
-import { KeyUsageBit, parseCertificate } from '../../../common/x509.js';
-import { subjectNameDer } from '../../../common/crl.js';
-import { createIntermediate, createRootCa, issueCert, issueSvid, type IssuedCert, type Signer } from '../../helpers/attacker-ca.js';
+import { CertCache, stillValid, verifyPeer } from '../../../../sidecar/proxy/verify-peer.js';
+import type { Snapshot } from '../../../../sidecar/snapshot.js';
+import { KeyUsageBit, parseCertificate } from '../../../../common/x509.js';
+import { subjectNameDer } from '../../../../common/crl.js';
+import { createIntermediate, createRootCa, issueCert, issueSvid, type IssuedCert, type Signer } from '../../../helpers/attacker-ca.js';
 
 const DAY = 86_400_000;
 const ORDER = 'spiffe://example.org/order-service';

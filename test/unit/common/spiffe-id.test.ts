@@ -16,8 +16,8 @@ import {
   serviceNameProblem,
   spiffeIdFor,
   trustDomainProblem,
-} from '../../common/spiffe-id.js';
-import { UsageError } from '../../common/errors.js';
+} from '../../../common/spiffe-id.js';
+import { UsageError } from '../../../common/errors.js';
 
 const LOWER = 'abcdefghijklmnopqrstuvwxyz';
 const UPPER = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';

@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createMetrics, type Metrics } from '../../../sidecar/admin/metrics.js';
-import { parseConfig } from '../../../sidecar/config/schema.js';
-import { createLogger } from '../../../sidecar/logging.js';
-import { SnapshotStore, type ReloadTrigger } from '../../../sidecar/reload/store.js';
-import { createIntermediate, createRootCa, crlPemFile, issueSvid, makeCrlDer, writeSetDir, type IssuedCert, type Signer } from '../../helpers/attacker-ca.js';
+import { createMetrics, type Metrics } from '../../../../sidecar/metrics.js';
+import { parseConfig } from '../../../../sidecar/config/schema.js';
+import { createLogger } from '../../../../sidecar/logging.js';
+import { SnapshotStore, type ReloadTrigger } from '../../../../sidecar/reload/store.js';
+import { createIntermediate, createRootCa, crlPemFile, issueSvid, makeCrlDer, writeSetDir, type IssuedCert, type Signer } from '../../../helpers/attacker-ca.js';
 
 const PAYMENT = 'spiffe://example.org/payment-service';
 const DAY = 86_400_000;

@@ -1,10 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
-import { encryptPrivateKeyDer, exportEncryptedKeyPem, KEY_PBKDF2_ITERATIONS, openEncryptedKey } from '../../common/keys.js';
-import { encodePem } from '../../common/pem.js';
-import { readTlv, children, readIntegerHex } from '../../common/der-reader.js';
-import { PassphraseError } from '../../common/errors.js';
+import { encryptPrivateKeyDer, exportEncryptedKeyPem, KEY_PBKDF2_ITERATIONS, openEncryptedKey } from '../../../common/keys.js';
+import { encodePem } from '../../../common/pem.js';
+import { readTlv, children, readIntegerHex } from '../../../common/der-reader.js';
+import { PassphraseError } from '../../../common/errors.js';
 
 describe('openEncryptedKey', () => {
   it('says "wrong passphrase" for every wrong passphrase, including those whose padding happens to check out', () => {

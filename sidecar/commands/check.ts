@@ -2,35 +2,23 @@
  * `svcca-sidecar --check`: like `nginx -t`, validates the config, the identity files,
  * the CRL and the policy, and reports every problem it can find at once. Stricter than
  * start-up in one way: an expired (or not yet valid) certificate is an error here, since
- * a sidecar started with it would serve nothing.
+ * a sidecar started with it would serve nothing. A command of the entry point, not part
+ * of config validation: it loads what the config names with the reload loaders.
  */
-import { readFileSync } from 'node:fs';
 import { crlSetExpired } from '../../common/crl.js';
-import { errnoCode, errorLine } from '../../common/errors.js';
+import { errorLine } from '../../common/errors.js';
 import { tcpModeWarnings } from '../../common/policy/index.js';
-import { loadIdentity, validityProblem, type Identity } from '../reload/identity.js';
-import { loadCrlState, loadPolicyState } from '../reload/snapshot.js';
-import { validateConfigText } from './schema.js';
-import { MAX_CONFIG_BYTES } from './yaml.js';
+import { readConfigFile } from '../config/file.js';
+import { validateConfigText } from '../config/schema.js';
+import { loadCrlState, loadPolicyState } from '../reload/build-snapshot.js';
+import { loadIdentity } from '../reload/identity.js';
+import { validityProblem, type Identity } from '../snapshot.js';
 
 export interface CheckReport {
   readonly ok: boolean;
   readonly errors: readonly string[];
   readonly warnings: readonly string[];
   readonly notes: readonly string[];
-}
-
-/** Reads the config file text, refusing a missing, unreadable or oversized one in one line. */
-export function readConfigFile(path: string): string {
-  try {
-    const buf = readFileSync(path);
-    if (buf.length > MAX_CONFIG_BYTES) return buf.subarray(0, MAX_CONFIG_BYTES + 1).toString('utf8');
-    return buf.toString('utf8');
-  } catch (err) {
-    const code = errnoCode(err);
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this user' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? String(err)})`;
-    throw new Error(`${path}: ${why}; pass the sidecar YAML with --config FILE`);
-  }
 }
 
 export function checkConfigFile(path: string, now: Date = new Date()): CheckReport {
@@ -81,4 +69,14 @@ export function checkConfigFile(path: string, now: Date = new Date()): CheckRepo
     }
   }
   return { ok: errors.length === 0, errors, warnings, notes };
+}
+
+/** Runs the check and prints its report (notes on stdout, warnings and errors on stderr); returns the exit code. */
+export function runCheck(path: string): number {
+  const report = checkConfigFile(path);
+  for (const n of report.notes) process.stdout.write(`ok: ${n}\n`);
+  for (const w of report.warnings) process.stderr.write(`warning: ${w}\n`);
+  for (const e of report.errors) process.stderr.write(`error: ${e}\n`);
+  process.stdout.write(report.ok ? `${path}: configuration is valid\n` : '');
+  return report.ok ? 0 : 1;
 }
