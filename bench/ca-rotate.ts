@@ -10,7 +10,7 @@
  * Knobs: BENCH_ROTATE_SERVICES (10000), BENCH_CRL_ENTRIES (100000).
  */
 import { spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,7 @@ import { SqliteLedger } from '../cli/store/sqlite-ledger.js';
 import { loadAuthority } from '../cli/ca/authority.js';
 import { issueAndRecord, writeIssuedSet } from '../cli/ca/issuance.js';
 import { buildCrlDer } from '../cli/ca/crl-writer.js';
-import type { CertificateRecord } from '../cli/store/ledger.js';
+import { seedRevocations } from './proxy/realistic.js';
 
 const SVCCA = fileURLToPath(new URL('../bin/svcca.mjs', import.meta.url));
 const SERVICES = Number(process.env.BENCH_ROTATE_SERVICES ?? 10_000);
@@ -78,42 +78,8 @@ async function seedServices(dir: string, n: number): Promise<void> {
   }
 }
 
-async function seedRevocations(dir: string, n: number): Promise<void> {
-  const { dir: caDir, config } = openCaDir(dir);
-  const authority = loadAuthority(caDir, config, PASSPHRASE);
-  const ledger = SqliteLedger.open(caDir.file('ledger.db'));
-  const issuerKeyId = authority.intermediate.info.subjectKeyId!;
-  const now = Date.now();
-  try {
-    await ledger.transaction(async (tx) => {
-      for (let i = 0; i < n; i++) {
-        const serial = randomBytes(16).toString('hex').replace(/^0+/, '');
-        const record: CertificateRecord = {
-          serial,
-          service: `gone-${i}`,
-          spiffeId: `spiffe://bench.example/gone-${i}`,
-          issuerKeyId,
-          dnsNames: [],
-          ips: [],
-          ttlMs: 86_400_000,
-          notBefore: now - 60_000,
-          notAfter: now + 86_400_000,
-          keyType: authority.keyType,
-          setDir: '/nonexistent',
-          status: 'revoked',
-          fromCsr: false,
-          spkiSha256: createHash('sha256').update(serial).digest('hex'),
-          certPem: '',
-          issuedAt: now,
-          revokedAt: now,
-          revocationReason: 'keyCompromise',
-        };
-        await tx.insertCertificate(record);
-      }
-    });
-  } finally {
-    ledger.close();
-  }
+function seedKeyCompromises(dir: string, n: number): Promise<void> {
+  return seedRevocations(dir, PASSPHRASE, 'bench.example', n, () => 'keyCompromise');
 }
 
 async function main(): Promise<void> {
@@ -137,7 +103,7 @@ async function main(): Promise<void> {
     const init2 = spawnSync(process.execPath, [SVCCA, 'init', '--trust-domain', 'bench.example', '--dir', crlCa], { env, encoding: 'utf8' });
     if (init2.status !== 0) throw new Error(`init failed: ${init2.stderr}`);
     t0 = performance.now();
-    await seedRevocations(crlCa, CRL_ENTRIES);
+    await seedKeyCompromises(crlCa, CRL_ENTRIES);
     console.log(`seeded ${CRL_ENTRIES} revocations in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     const crlRuns: Measured[] = [];
     for (let i = 0; i < 3; i++) crlRuns.push(svcca(['crl', '--dir', crlCa]));

@@ -26,7 +26,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ClientJob, ClientResult } from './proxy/client.js';
 import { memory } from './proxy/procfs.js';
-import { freePort, killAllNow, runCommand, setUpPinning, spawnLogged, spawnPiped, stopAll, tail, waitListening } from './proxy/processes.js';
+import { freePort, runCommand, setUpPinning, spawnLogged, spawnPiped, tail, waitListening, runBenchMain } from './proxy/processes.js';
 import { seedRevocations, writeBigPolicy } from './proxy/realistic.js';
 import { addSample, medianOf, ratioOf, renderClientTable, renderTable, samplesToJson, type RatioColumn, type Samples } from './proxy/report.js';
 import {
@@ -518,21 +518,5 @@ async function main(): Promise<void> {
   say(`results: ${file}`);
 }
 
-process.on('exit', killAllNow);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+runBenchMain('proxy bench', main, (err) => err instanceof BenchFailure);
 
-main().then(
-  async () => {
-    await stopAll();
-    process.exit(0);
-  },
-  async (err: unknown) => {
-    await stopAll();
-    writeSync(2, `proxy bench: ${err instanceof BenchFailure ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);

@@ -26,7 +26,7 @@ import { connect as tlsConnect, createSecureContext, type SecureContext, type TL
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { memory, processTree } from './proxy/procfs.js';
-import { freePort, killAllNow, runCommand, spawnLogged, stopAll, tail, waitListening } from './proxy/processes.js';
+import { freePort, runCommand, spawnLogged, tail, waitListening, runBenchMain } from './proxy/processes.js';
 import { preparePki, startSidecar, type Target } from './proxy/targets.js';
 
 const here = dirname(fileURLToPath(import.meta.url)); // dist/bench
@@ -386,23 +386,5 @@ async function main(): Promise<void> {
   if (changes > 0 && serverSerials.size < 2) throw new SoakFailure('the sidecars never presented a rotated certificate');
 }
 
-process.on('exit', killAllNow);
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.once(sig, () => {
-    stopping = true;
-    void stopAll().finally(() => process.exit(130));
-  });
-}
+runBenchMain('soak', main, (err) => err instanceof SoakFailure, () => (stopping = true));
 
-main().then(
-  async () => {
-    await stopAll();
-    process.exit(0);
-  },
-  async (err: unknown) => {
-    stopping = true;
-    await stopAll();
-    writeSync(2, `soak: ${err instanceof SoakFailure ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);

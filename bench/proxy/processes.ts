@@ -3,7 +3,7 @@
  * failure, so a run leaves nothing behind (run.sh's trap is the second line of defence).
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 
 const children = new Set<ChildProcess>();
@@ -158,4 +158,30 @@ export async function which(name: string): Promise<string | undefined> {
   const r = await runCommand('sh', ['-c', `PATH="$PATH:/usr/sbin:/sbin:/usr/local/sbin" command -v ${name}`], { timeoutMs: 5000 });
   const p = r.stdout.trim();
   return r.code === 0 && p ? p : undefined;
+}
+
+/**
+ * Runs a benchmark's main: every child it started is stopped on exit, on a signal (exit
+ * 130) and on failure (exit 1, one line; a stack only for an error that is not `expected`).
+ */
+export function runBenchMain(name: string, main: () => Promise<void>, expected: (err: unknown) => boolean, onSignal: () => void = () => undefined): void {
+  process.on('exit', killAllNow);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      onSignal();
+      void stopAll().finally(() => process.exit(130));
+    });
+  }
+  main().then(
+    async () => {
+      await stopAll();
+      process.exit(0);
+    },
+    async (err: unknown) => {
+      onSignal();
+      await stopAll();
+      writeSync(2, `${name}: ${expected(err) ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
 }

@@ -16,8 +16,17 @@ import { SqliteLedger } from '../../cli/store/sqlite-ledger.js';
 import { loadAuthority } from '../../cli/ca/authority.js';
 import type { CertificateRecord } from '../../cli/store/ledger.js';
 
-/** Adds `n` revoked (unexpired) certificate records under the CA's intermediate. */
-export async function seedRevocations(caDir: string, passphrase: string, trustDomain: string, n: number): Promise<void> {
+/**
+ * Adds `n` revoked (unexpired) certificate records under the CA's intermediate. Also used
+ * by bench/ca-rotate.ts, which wants every one revoked for keyCompromise.
+ */
+export async function seedRevocations(
+  caDir: string,
+  passphrase: string,
+  trustDomain: string,
+  n: number,
+  reasonOf: (i: number) => CertificateRecord['revocationReason'] = (i) => (i % 3 === 0 ? 'keyCompromise' : 'superseded'),
+): Promise<void> {
   const { dir, config } = openCaDir(caDir);
   const authority = loadAuthority(dir, config, passphrase);
   const ledger = SqliteLedger.open(dir.file('ledger.db'));
@@ -45,7 +54,7 @@ export async function seedRevocations(caDir: string, passphrase: string, trustDo
           certPem: '',
           issuedAt: now,
           revokedAt: now,
-          revocationReason: i % 3 === 0 ? 'keyCompromise' : 'superseded',
+          revocationReason: reasonOf(i),
         };
         await tx.insertCertificate(record);
       }
