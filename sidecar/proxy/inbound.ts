@@ -83,7 +83,7 @@ export class InboundProxy {
     // With this listener present Node no longer destroys a socket that hits
     // handshakeTimeout (a silent client would stay forever): destroy it here.
     this.#server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => {
-      const raw = (socket as unknown as { _parent?: Socket })._parent;
+      const raw = rawOf(socket);
       if (raw && this.#dropped.has(raw)) {
         socket.destroy();
         return;
@@ -202,7 +202,7 @@ export class InboundProxy {
   private onSecure(socket: TLSSocket): void {
     const { logger, metrics, snapshots } = this.#deps;
     const address = remoteOf(socket);
-    const raw = (socket as unknown as { _parent?: Socket })._parent;
+    const raw = rawOf(socket);
     if (raw) this.#settleHandshake.get(raw)?.(); // handshake done: shutdown now waits for it instead
     if (this.#closing) {
       socket.destroy();
@@ -299,7 +299,7 @@ export class InboundProxy {
   }
 
   private observeHandshake(socket: TLSSocket): void {
-    const raw = (socket as unknown as { _parent?: Socket })._parent;
+    const raw = rawOf(socket);
     const started = raw ? this.#acceptedAt.get(raw) : undefined;
     if (started !== undefined) this.#deps.metrics.handshakeSeconds.observe({ direction: 'inbound' }, Number(process.hrtime.bigint() - started) / 1e9);
   }
@@ -314,4 +314,12 @@ export class InboundProxy {
     this.#deps.metrics.refusals.inc({ direction: 'inbound', reason });
     this.#deps.logger.warn({ event: 'refused', direction: 'inbound', peer, address, reason, detail, ...extra }, 'connection refused');
   }
+}
+
+/**
+ * The TCP socket under a TLS socket the server accepted: what the 'connection' event saw,
+ * and so the key of the per-socket bookkeeping made there. (Node keeps it as `_parent`.)
+ */
+function rawOf(socket: TLSSocket): Socket | undefined {
+  return (socket as unknown as { _parent?: Socket })._parent;
 }
