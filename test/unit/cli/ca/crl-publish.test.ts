@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { buildCrlDer } from '../../../cli/ca/crl-writer.js';
-import { summarizeCrl } from '../../../cli/ca/crl-publish.js';
-import { SvccaError } from '../../../common/errors.js';
+import { buildCrlDer } from '../../../../cli/ca/crl-writer.js';
+import { summarizeCrl } from '../../../../cli/ca/crl-publish.js';
+import { SvccaError } from '../../../../common/errors.js';
 
 /** A throwaway self-signed issuer made by openssl, so the writer has a Name to copy. */
 function issuer(): { der: Buffer; key: KeyObject } {
