@@ -125,7 +125,7 @@ function wire(program: Command, hooks: ProgramHooks): Wiring {
       const g = cmd.optsWithGlobals<{ dir?: string; json?: boolean }>();
       const ctx: CommandContext = {
         global: { dir: g.dir ?? hooks.env.SVCCA_DIR ?? DEFAULT_CA_DIR, json: g.json === true },
-        out: createOutput(g.json === true),
+        out: createOutput(g.json === true, hooks.env),
         env: hooks.env,
         exitCode: 0,
       };

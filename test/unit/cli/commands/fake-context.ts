@@ -21,6 +21,7 @@ export function fakeContext(json = false): FakeContext {
       if (json) results.push(value);
     },
     warn: (text) => warnings.push(text),
+    progress: () => ({ update() {}, stop() {} }),
   };
   return { global: { dir: 'unused-ca-data', json }, out, env: {}, exitCode: 0, lines, results, warnings };
 }
