@@ -22,6 +22,7 @@ import { listen } from '../net/listen.js';
 import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
 import { OpenConnections, type Rejudged } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
+import { PolicyDecisions } from './policy-decisions.js';
 import { ownCertificateRefusal, policyDecision } from './verdict.js';
 import { CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
 
@@ -58,11 +59,13 @@ export class InboundProxy {
   readonly #acceptedAt = new WeakMap<Socket, bigint>();
   readonly #settleHandshake = new WeakMap<Socket, () => void>();
   readonly #http: HttpInbound | undefined;
+  readonly #decisions: PolicyDecisions;
   #closing = false;
 
   constructor(deps: InboundDeps) {
     this.#deps = deps;
-    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, snapshots: deps.snapshots, logger: deps.logger, metrics: deps.metrics, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
+    this.#decisions = new PolicyDecisions(deps.logger, deps.metrics);
+    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, snapshots: deps.snapshots, logger: deps.logger, metrics: deps.metrics, decisions: this.#decisions, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
     const snap = deps.snapshots.current;
     this.#server = createServer({
       ...snap.serverOptions,
@@ -230,6 +233,7 @@ export class InboundProxy {
       return;
     }
     const decision = policyDecision(snap, caller.service);
+    this.#decisions.record(decision, { peer: caller.uri, address, mode: 'tcp' });
     if (!decision.allow) {
       this.refuse(socket, 'policy-denied', caller.uri, decision.reason, socket.isSessionReused());
       return;
@@ -262,7 +266,7 @@ export class InboundProxy {
         return;
       }
       metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
-      logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.uri, address, rule: decision.rule, resumed: socket.isSessionReused() }, 'connection allowed');
+      if (decision.wouldDeny === undefined) logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.uri, address, rule: decision.rule, resumed: socket.isSessionReused() }, 'connection allowed');
       live.pipe = pipeBoth(socket, upstream, {
         idleTimeoutMs: this.#deps.config.idleTimeoutMs,
         onClose: (stats) => {
