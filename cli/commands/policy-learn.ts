@@ -49,7 +49,7 @@ export async function runPolicyLearn(opts: PolicyLearnOptions, ctx: CommandConte
 
   ctx.out.result({
     add: plan.add.map((r) => ({ service: r.callee, from: r.from, methods: r.methods ?? null, paths: r.paths ?? null, count: r.count, outcomes: r.outcomes, first: r.first ?? null, last: r.last ?? null })),
-    unseen: plan.unseen,
+    unseen: judgedUnseen(plan, observed.calls),
     calleesNotSeen: plan.calleesNotSeen,
     audit: plan.inAudit,
     calls: seen,
@@ -66,12 +66,16 @@ export async function runPolicyLearn(opts: PolicyLearnOptions, ctx: CommandConte
   } else {
     ctx.out.line(patchDocument(plan, header).toString({ flowCollectionPadding: false }).replace(/\n$/, ''));
   }
-  for (const label of plan.unseen) ctx.out.line(`# not used by any call seen (a candidate to remove after review; learn never removes a rule): ${label}`);
+  // Whether a rule is used shows only in allowed calls, which the sidecar logs at debug.
+  const judged = observed.calls.some((c) => c.outcomes.allowed > 0);
+  if (judged) for (const label of plan.unseen) ctx.out.line(`# not used by any call seen (a candidate to remove after review; learn never removes a rule): ${label}`);
+  else if (plan.unseen.length > 0) ctx.out.line('# existing rules not judged: no allowed calls in these logs (the sidecar logs them at log level debug)');
   if (plan.calleesNotSeen.length > 0) ctx.out.line(`# no calls seen to ${plan.calleesNotSeen.join(', ')}: their rules cannot be judged from these logs`);
   if (plan.inAudit.length > 0) ctx.out.line(`# in audit mode: ${plan.inAudit.join(', ')}; once the additions are reviewed, remove mode: audit to enforce`);
-  if (!observed.calls.some((c) => c.outcomes.allowed > 0) && plan.unseen.length > 0) {
-    ctx.out.line('# (no allowed calls in these logs: a rule is "used" only when the sidecar logs allowed calls, at log level debug)');
-  }
+}
+
+function judgedUnseen(plan: LearnPlan, calls: readonly { outcomes: { allowed: number } }[]): string[] | null {
+  return calls.some((c) => c.outcomes.allowed > 0) ? plan.unseen : null;
 }
 
 /** The entries to add, as a policy fragment: `services: <callee>: allow: [...]`. */
