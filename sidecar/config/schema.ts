@@ -18,6 +18,8 @@ export type Address =
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 export type InboundMode = 'tcp' | 'http';
+/** How http mode speaks to the local service: HTTP/1.1, or cleartext HTTP/2 with prior knowledge (gRPC servers). */
+export type UpstreamProtocol = 'http1' | 'h2c';
 
 /** Limits shared by inbound and outbound listeners. */
 export interface ConnectionLimits {
@@ -53,6 +55,8 @@ export interface InboundConfig extends ConnectionLimits {
    * one complete parse, well under Node's own limit of 1,000. Default 100.
    */
   readonly maxRequestHeaders: number;
+  /** http mode: the local service's protocol. Default http1. */
+  readonly upstream: UpstreamProtocol;
 }
 
 export interface OutboundConfig extends ConnectionLimits {
@@ -114,7 +118,7 @@ const MAX_UNIX_PATH = 107;
 const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl'],
-  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders'],
+  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'upstream'],
   outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
   admin: ['listen'],
   log: ['level'],
@@ -289,12 +293,19 @@ class Validator {
         const maxHandshakesPerAddress = this.positiveInt(im.get('maxHandshakesPerAddress'), 'inbound.maxHandshakesPerAddress', Math.min(DEFAULTS.maxHandshakesPerAddress, maxHandshakes), 100_000);
         // Node keeps at most 1,000 header pairs in req.headers: the limit stays well under it.
         const maxRequestHeaders = this.positiveInt(im.get('maxRequestHeaders'), 'inbound.maxRequestHeaders', DEFAULTS.maxRequestHeaders, 500);
+        let upstream: UpstreamProtocol = 'http1';
+        if (im.has('upstream')) {
+          const raw = im.get('upstream');
+          if (raw === 'http1' || raw === 'h2c') upstream = raw;
+          else this.fail('inbound.upstream', `expected http1 or h2c, got ${describe(raw)}`, 'write upstream: http1 (HTTP/1.1) or upstream: h2c (cleartext HTTP/2, as gRPC servers listen)');
+          if (mode !== 'http') this.fail('inbound.upstream', 'applies to mode: http only', 'set inbound.mode: http, or remove upstream (tcp mode forwards bytes)');
+        }
         const limits = this.limits(im, 'inbound');
         if (maxHandshakesPerAddress > maxHandshakes) {
           this.fail('inbound.maxHandshakesPerAddress', `is ${maxHandshakesPerAddress}, above inbound.maxHandshakes (${maxHandshakes})`, 'make it at most maxHandshakes');
         }
         if (listen && forward) {
-          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, ...limits };
+          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, upstream, ...limits };
         }
       }
       if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');

@@ -26,7 +26,7 @@ import { pipeBoth } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
 import type { PolicyDecisions } from './policy-decisions.js';
-import { headerLimitRefusal, judgeRequest, type Gate } from './request-judge.js';
+import { headerLimitRefusal, judgeRequest, logHttpRefusal, type Gate } from './request-judge.js';
 import { policyDecision } from './verdict.js';
 
 /** The `result` label of svcca_sidecar_http_requests_total. */
@@ -169,34 +169,20 @@ export class HttpInbound {
       headerCount: req.rawHeaders.length / 2,
       maxHeaders: this.#deps.config.maxRequestHeaders,
       // Node's parser takes HTTP/0.9 and HTTP/2.0 request lines; neither is HTTP/1.x framing.
-      protocolProblem: req.httpVersionMajor !== 1 ? `HTTP/${req.httpVersion} is not served here: HTTP/1.1 or HTTP/1.0 only` : undefined,
+      protocolProblem:
+        req.httpVersionMajor !== 1
+          ? `HTTP/${req.httpVersion} is not served here: HTTP/1.1 or HTTP/1.0 only`
+          : // An h2c-only service (gRPC) cannot take HTTP/1.1; HTTP/2 callers are served by http2-inbound.ts.
+            this.#deps.config.upstream === 'h2c'
+            ? 'the local service speaks HTTP/2 only (inbound.upstream: h2c): make this request over HTTP/2'
+            : undefined,
       upstreamHeaders: () => upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade }),
       decisions: this.#deps.decisions,
     });
   }
 
   private logRefusal(conn: HttpConnection | undefined, req: IncomingMessage | undefined, g: { status: number; result: HttpResult; reason: string; detail: string; path?: string }): void {
-    const { logger, metrics } = this.#deps;
-    metrics.refusals.inc({ direction: 'inbound', reason: g.reason });
-    metrics.httpRequests.inc({ status: String(g.status), result: g.result });
-    logger.warn(
-      {
-        event: 'refused',
-        direction: 'inbound',
-        mode: 'http',
-        peer: conn?.caller.peer ?? 'unknown',
-        address: conn?.caller.address ?? 'unknown',
-        method: req?.method,
-        path: g.path === undefined ? undefined : clipForLog(g.path),
-        // The raw target only when it could not be normalized, cut short: it is the
-        // caller's text.
-        target: g.path === undefined && req?.url !== undefined ? clipForLog(req.url, 200) : undefined,
-        status: g.status,
-        reason: g.reason,
-        detail: g.detail,
-      },
-      g.status === 403 ? 'request refused' : 'bad request refused',
-    );
+    logHttpRefusal(this.#deps, conn?.caller, { method: req?.method, target: req?.url }, g);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {

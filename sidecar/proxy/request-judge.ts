@@ -7,7 +7,10 @@
  * then the policy on the method and normalized path. The policy decision is recorded
  * (counted; a would-deny logged) here, once per request.
  */
+import type { Logger } from 'pino';
 import { normalizeRequestTarget } from '../../common/http-path.js';
+import { clipForLog } from '../log-fields.js';
+import type { Metrics } from '../metrics.js';
 import type { Snapshot } from '../snapshot.js';
 import type { UpstreamHeaders } from './http-headers.js';
 import type { HttpCaller, HttpRefusalReason, HttpResult } from './http-inbound.js';
@@ -100,4 +103,37 @@ export function headerLimitRefusal(count: number, max: number): GateRefusal | un
 
 function badRequest(reason: HttpRefusalReason, detail: string): GateRefusal {
   return { ok: false, status: 400, result: 'bad-request', reason, detail, body: `bad request: ${detail}\n` };
+}
+
+/**
+ * The log line and metrics of a refused http-mode request (HTTP/1.1 or, with
+ * `protocol: 'h2'`, an HTTP/2 stream): who, from where, what was asked, and why.
+ */
+export function logHttpRefusal(
+  deps: { readonly logger: Logger; readonly metrics: Metrics },
+  caller: HttpCaller | undefined,
+  request: { readonly method?: string | undefined; readonly target?: string | undefined; readonly protocol?: 'h2' },
+  g: { status: number; result: HttpResult; reason: string; detail: string; path?: string },
+): void {
+  deps.metrics.refusals.inc({ direction: 'inbound', reason: g.reason });
+  deps.metrics.httpRequests.inc({ status: String(g.status), result: g.result });
+  deps.logger.warn(
+    {
+      event: 'refused',
+      direction: 'inbound',
+      mode: 'http',
+      ...(request.protocol && { protocol: request.protocol }),
+      peer: caller?.peer ?? 'unknown',
+      address: caller?.address ?? 'unknown',
+      method: request.method,
+      path: g.path === undefined ? undefined : clipForLog(g.path),
+      // The raw target only when it could not be normalized, cut short: it is the
+      // caller's text.
+      target: g.path === undefined && request.target !== undefined ? clipForLog(request.target, 200) : undefined,
+      status: g.status,
+      reason: g.reason,
+      detail: g.detail,
+    },
+    g.status === 403 ? 'request refused' : 'bad request refused',
+  );
 }
