@@ -64,6 +64,12 @@ export interface OutboundConfig extends ConnectionLimits {
   readonly connect: { readonly host: string; readonly port: number; readonly text: string };
   /** The exact SPIFFE ID the server must present. */
   readonly serverId: string;
+  /**
+   * ALPN protocols offered to the server's sidecar, e.g. [h2] for an app speaking h2c
+   * (prior knowledge) to this listener: an http-mode inbound then serves it as HTTP/2.
+   * Default: none offered (the inbound reads HTTP/1.1, or pipes bytes in tcp mode).
+   */
+  readonly alpn?: readonly ('h2' | 'http/1.1')[];
 }
 
 export interface SidecarConfig {
@@ -119,7 +125,7 @@ const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl'],
   inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'upstream'],
-  outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
+  outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'alpn'],
   admin: ['listen'],
   log: ['level'],
   shutdown: ['grace'],
@@ -219,6 +225,18 @@ class Validator {
     if (ms < minMs) return this.fail(path, `${quote(s)} is shorter than ${formatDuration(minMs)}`, `use a duration of at least ${formatDuration(minMs)}`) ?? fallback;
     if (ms > 7 * 86_400_000) return this.fail(path, `${quote(s)} is longer than a week`, 'use a duration of at most 7d') ?? fallback;
     return ms;
+  }
+
+  /** `alpn: [h2]` (or [h2, http/1.1]): the protocols an outbound offers, in order of preference. */
+  private alpn(value: unknown, path: string): ('h2' | 'http/1.1')[] | undefined {
+    const hint = 'write alpn: [h2] for an app that speaks h2c (HTTP/2 with prior knowledge) to this listener';
+    if (!Array.isArray(value) || value.length === 0) return this.fail(path, `expected a list such as [h2], got ${describe(value)}`, hint);
+    const out: ('h2' | 'http/1.1')[] = [];
+    for (const item of value as unknown[]) {
+      if (item !== 'h2' && item !== 'http/1.1') return this.fail(path, `${describe(item)} is not a protocol the sidecar speaks (h2, http/1.1)`, hint);
+      if (!out.includes(item)) out.push(item);
+    }
+    return out;
   }
 
   private positiveInt(value: unknown, path: string, fallback: number, max: number): number {
@@ -333,8 +351,9 @@ class Validator {
               else this.fail(`${path}.serverId`, `${quote(s)} is not a SPIFFE ID: ${parsed.reason}`, 'write serverId: spiffe://<trust-domain>/<service>');
             }
           }
+          const alpn = om.has('alpn') ? this.alpn(om.get('alpn'), `${path}.alpn`) : undefined;
           const limits = this.limits(om, path);
-          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...limits });
+          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...(alpn && { alpn }), ...limits });
         });
       }
     }

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { adminGet, credsFromDir, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import { adminGet, credsFromDir, sidecarYaml, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
 import { getRequest, httpSidecarYaml, rawCall } from './sidecar-http-harness.js';
 
 const TD = 'spiffe://example.org';
@@ -172,6 +172,23 @@ describe('sidecar http mode: gRPC over HTTP/2 to an h2c service', () => {
     assert.equal(line.reason, 'policy-denied');
     const metrics = (await adminGet(sidecar.admin!, '/metrics')).body;
     assert.match(metrics, /svcca_sidecar_policy_decisions_total\{result="denied"\} [1-9]/);
+  });
+
+  it('outbound alpn: [h2]: an app speaking h2c to its outbound listener reaches the inbound as HTTP/2', async () => {
+    const out = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: sets.order, inbound: false, extra: `outbound:\n  - listen: 127.0.0.1:0\n    connect: ${sidecar.inbound}\n    serverId: ${TD}/inventory-service\n    alpn: [h2]` }),
+      'order-outbound.yaml',
+    );
+    try {
+      const app = new OrdersClient(out.outbound[0]!, grpc.credentials.createInsecure()) as Client;
+      clients.push(app);
+      const r = await unary(app, 'via outbound');
+      assert.equal(r.value, 'order via outbound');
+      assert.match(seen.at(-1)!.xfcc, new RegExp(`URI=${TD}/order-service$`));
+    } finally {
+      await out.stop();
+    }
   });
 
   it('an HTTP/1.1 request to an h2c-only service is refused with a 400 that says why', async () => {
