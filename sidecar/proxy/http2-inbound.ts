@@ -39,6 +39,15 @@ import { UpstreamPool } from './upstream-pool.js';
 export const MAX_CONCURRENT_STREAMS = 100;
 /** The largest header list (HPACK-decoded, as SETTINGS_MAX_HEADER_LIST_SIZE counts it) a stream may carry. */
 export const MAX_HEADER_LIST_BYTES = 64 * 1024;
+/**
+ * Streams a connection may see reset (by the caller, mostly) in a burst, and per second
+ * after it: a rapid-reset storm (CVE-2023-44487) costs the server a request's work per
+ * reset. nghttp2 notices one too, but Node 20 leaves the socket open after nghttp2's
+ * GOAWAY, so the sidecar counts and cuts the connection itself. gRPC cancellations and
+ * abandoned downloads stay far below this.
+ */
+const RESET_BURST = 200;
+const RESETS_PER_SECOND = 50;
 /** nghttp2's memory for one session, in MB (buffers, HPACK tables, queued frames). */
 const MAX_SESSION_MEMORY_MB = 16;
 
@@ -60,6 +69,8 @@ export class Http2Inbound {
   readonly #h2c: H2cUpstream | undefined;
   readonly #conns = new WeakMap<Http2Session, HttpConnection>();
   readonly #open = new Set<{ conn: HttpConnection; session: ServerHttp2Session }>();
+  /** Per connection: a token bucket of stream resets (RESET_BURST, RESETS_PER_SECOND). */
+  readonly #resets = new WeakMap<Http2Session, { tokens: number; at: number }>();
   #draining = false;
 
   constructor(deps: Http2InboundDeps) {
@@ -94,7 +105,17 @@ export class Http2Inbound {
       this.#conns.set(session, conn);
       const entry = { conn, session };
       this.#open.add(entry);
-      session.on('error', () => socket.destroy());
+      this.#resets.set(session, { tokens: RESET_BURST, at: Date.now() });
+      // nghttp2's own refusals (a flood, a protocol error) end the session: logged like every
+      // refusal, with who and why.
+      session.on('error', (err: NodeJS.ErrnoException) => {
+        this.logSessionCut(conn, `${err.code ?? 'ERR_HTTP2_ERROR'}: ${err.message}`);
+        socket.destroy();
+      });
+      session.on('goaway', () => undefined);
+      session.on('frameError', (type: number, code: number, id: number) => {
+        if (id === 0) this.logSessionCut(conn, `frame type ${type} could not be sent (code ${code})`);
+      });
       session.setTimeout(this.#deps.config.idleTimeoutMs, () => session.close());
       session.once('close', () => {
         this.#open.delete(entry);
@@ -130,11 +151,15 @@ export class Http2Inbound {
 
   private onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]): void {
     stream.on('error', () => stream.destroy());
-    const conn = this.#conns.get(stream.session!);
+    const session = stream.session!;
+    const conn = this.#conns.get(session);
     if (!conn) {
-      stream.session?.destroy(); // not a connection we verified: fail closed
+      session.destroy(); // not a connection we verified: fail closed
       return;
     }
+    stream.once('close', () => {
+      if (stream.rstCode !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR) this.countReset(conn, session);
+    });
     const method = String(headers[':method'] ?? '');
     const target = String(headers[':path'] ?? '');
     const grpc = isGrpc(headers['content-type']);
@@ -145,6 +170,13 @@ export class Http2Inbound {
       return;
     }
     const hasBody = (flags & constants.NGHTTP2_FLAG_END_STREAM) === 0;
+    const listBytes = headerListBytes(rawHeaders);
+    if (listBytes > MAX_HEADER_LIST_BYTES) {
+      // SETTINGS_MAX_HEADER_LIST_SIZE is advisory: Node accepts a larger list, so it is refused here.
+      const detail = `the header list is ${listBytes} bytes; the limit is ${MAX_HEADER_LIST_BYTES}`;
+      this.refuse(conn, stream, { method, target }, { ok: false, status: 431, result: 'bad-request', reason: 'too-many-headers', detail, body: `request header fields too large: ${detail}\n` }, grpc);
+      return;
+    }
     const g = judgeRequest({
       snap: this.#deps.snapshots.current,
       caller,
@@ -334,6 +366,26 @@ export class Http2Inbound {
     });
   }
 
+  /** One more reset stream on `session`; past the budget, the connection is cut. */
+  private countReset(conn: HttpConnection, session: Http2Session): void {
+    const bucket = this.#resets.get(session);
+    if (!bucket || session.destroyed) return;
+    const now = Date.now();
+    bucket.tokens = Math.min(RESET_BURST, bucket.tokens + ((now - bucket.at) / 1000) * RESETS_PER_SECOND);
+    bucket.at = now;
+    bucket.tokens -= 1;
+    if (bucket.tokens >= 0) return;
+    this.logSessionCut(conn, `more than ${RESET_BURST} streams reset in a burst (then ${RESETS_PER_SECOND}/s): a rapid-reset flood (CVE-2023-44487)`, 'http2-rapid-reset');
+    session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy();
+  }
+
+  private logSessionCut(conn: HttpConnection, detail: string, reason: 'http2-protocol-error' | 'http2-rapid-reset' = 'http2-protocol-error'): void {
+    const { logger, metrics } = this.#deps;
+    metrics.refusals.inc({ direction: 'inbound', reason });
+    logger.warn({ event: 'refused', direction: 'inbound', mode: 'http', protocol: 'h2', peer: conn.caller.peer, address: conn.caller.address, reason, detail }, 'HTTP/2 connection cut');
+  }
+
   private upstreamFailed(conn: HttpConnection, stream: ServerHttp2Stream, method: string, path: string, status: 502 | 504, reason: string, detail: string): void {
     this.#deps.logger.warn({ event: 'upstream-error', direction: 'inbound', mode: 'http', protocol: 'h2', peer: conn.caller.peer, address: conn.caller.address, method, path, status, reason, detail }, 'the local service failed the request');
     if (stream.headersSent || stream.closed || stream.destroyed) {
@@ -344,4 +396,11 @@ export class Http2Inbound {
     stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     stream.end(body);
   }
+}
+
+/** The header list's size as SETTINGS_MAX_HEADER_LIST_SIZE counts it: name + value + 32 per field. */
+function headerListBytes(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) n += rawHeaders[i]!.length + rawHeaders[i + 1]!.length + 32;
+  return n;
 }
