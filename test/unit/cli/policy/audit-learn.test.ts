@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { ConfigError } from '../../../common/errors.js';
-import { evaluatePolicy, parsePolicy } from '../../../common/policy/index.js';
-import { runPolicyCheck } from '../../../cli/commands/policy-check.js';
-import { planLearn } from '../../../cli/policy/learn-plan.js';
-import { callFromLine, type CallSummary } from '../../../cli/policy/observed-calls.js';
-import { overlayObserved, buildPolicyGraph } from '../../../cli/commands/policy-graph.js';
-import { fakeContext, policyFile } from './fake-context.js';
+import { ConfigError } from '../../../../common/errors.js';
+import { evaluatePolicy, parsePolicy } from '../../../../common/policy/index.js';
+import { runPolicyCheck } from '../../../../cli/commands/policy-check.js';
+import { planLearn } from '../../../../cli/policy/learn-plan.js';
+import { callFromLine, type CallSummary } from '../../../../cli/policy/observed-calls.js';
+import { overlayObserved, buildPolicyGraph } from '../../../../cli/commands/policy-graph.js';
+import { policyFile } from '../../../helpers/policy-fixtures.js';
+import { fakeContext } from '../commands/fake-context.js';
 
 const AUDIT = `services:
   inventory-service:
