@@ -177,16 +177,17 @@ describe('sidecar http mode: gRPC over HTTP/2 to an h2c service', () => {
   it('outbound alpn: [h2]: an app speaking h2c to its outbound listener reaches the inbound as HTTP/2', async () => {
     const out = await startSidecarProcess(
       ca.root,
-      sidecarYaml({ setDir: sets.order, inbound: false, extra: `outbound:\n  - listen: 127.0.0.1:0\n    connect: ${sidecar.inbound}\n    serverId: ${TD}/inventory-service\n    alpn: [h2]` }),
+      sidecarYaml({ setDir: sets.order, inbound: false, extra: `outbound:\n  - listen: 127.0.0.1:0\n    connect: ${sidecar.inbound}\n    serverId: ${TD}/inventory-service\n    alpn: [h2]\nshutdown:\n  grace: 1s` }),
       'order-outbound.yaml',
     );
+    const app = new OrdersClient(out.outbound[0]!, grpc.credentials.createInsecure()) as Client;
     try {
-      const app = new OrdersClient(out.outbound[0]!, grpc.credentials.createInsecure()) as Client;
-      clients.push(app);
       const r = await unary(app, 'via outbound');
       assert.equal(r.value, 'order via outbound');
       assert.match(seen.at(-1)!.xfcc, new RegExp(`URI=${TD}/order-service$`));
     } finally {
+      // Closed first: its connection would otherwise hold the sidecar's drain.
+      app.close();
       await out.stop();
     }
   });
