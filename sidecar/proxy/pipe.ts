@@ -2,9 +2,11 @@
  * Joins two sockets both ways with half-close: when one side finishes sending, the other
  * side's write half is ended and the reverse direction keeps flowing until it finishes
  * too (a request body followed by a long response must not be cut — ghostunnel PR#794).
- * An error or idle timeout on either side tears both down.
+ * An error on either side, or no byte moving either way for the idle timeout, tears both
+ * down (net/idle-sweep.ts keeps that timeout for every pipe at once).
  */
 import type { Socket } from 'node:net';
+import { watchIdle } from '../net/idle-sweep.js';
 
 export interface PipeOptions {
   readonly idleTimeoutMs: number;
@@ -38,11 +40,15 @@ export function pipeBoth(peer: Socket, upstream: Socket, opts: PipeOptions): Pip
     }
     if (closed === 2 && !reported) {
       reported = true;
+      unwatch();
       opts.onClose({ received: peer.bytesRead, sent: peer.bytesWritten, reason, ...(firstError ? { error: firstError } : {}) });
     }
   };
+  const unwatch = watchIdle(opts.idleTimeoutMs, {
+    activity: () => peer.bytesRead + peer.bytesWritten + upstream.bytesRead + upstream.bytesWritten,
+    onIdle: () => teardown('idle'),
+  });
   for (const s of [peer, upstream]) {
-    s.setTimeout(opts.idleTimeoutMs, () => teardown('idle'));
     s.on('error', (err) => teardown('error', err));
     s.on('close', onClose);
   }
