@@ -26,6 +26,12 @@ export interface Metrics {
   crlExpiredNow(): boolean;
   /** http mode: one per request; status is the code sent, result allowed | denied | bad-request. */
   readonly httpRequests: Counter<'status' | 'result'>;
+  /** svcca-tunnel/1 connections open, by direction. */
+  readonly tunnels: Gauge<'direction'>;
+  /** App connections carried as streams on a tunnel right now, by direction. */
+  readonly tunnelStreams: Gauge<'direction'>;
+  /** Tunnel streams by how they ended: result done | reset | refused | cut | error. */
+  readonly tunnelStreamsTotal: Counter<'direction' | 'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -58,6 +64,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reload checks of identity, CRL and policy, by kind and result (applied, refused, unchanged)', labelNames: ['kind', 'result'], registers }),
     crlExpiredNow: () => crlExpiredValue === 1,
     httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
+    tunnels: new Gauge({ name: 'svcca_sidecar_tunnels_open', help: 'svcca-tunnel/1 connections open, by direction', labelNames: ['direction'], registers }),
+    tunnelStreams: new Gauge({ name: 'svcca_sidecar_tunnel_streams_open', help: 'App connections carried as streams on a tunnel, by direction', labelNames: ['direction'], registers }),
+    tunnelStreamsTotal: new Counter({ name: 'svcca_sidecar_tunnel_streams_total', help: 'Tunnel streams by direction and result (done, reset, refused, cut, error)', labelNames: ['direction', 'result'], registers }),
   };
 }
 

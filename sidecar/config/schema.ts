@@ -53,13 +53,24 @@ export interface InboundConfig extends ConnectionLimits {
    * one complete parse, well under Node's own limit of 1,000. Default 100.
    */
   readonly maxRequestHeaders: number;
+  /** Tunnels (ALPN svcca-tunnel/1): concurrent streams one tunnel may carry. Default 100. */
+  readonly maxTunnelStreams: number;
+  /** Tunnels open at once from one caller (SPIFFE ID). Default 8. */
+  readonly maxTunnelsPerCaller: number;
 }
+
+/** auto: offer svcca-tunnel/1 and carry app connections as streams when the peer selects it; off: one mTLS connection per app connection. */
+export type TunnelMode = 'auto' | 'off';
 
 export interface OutboundConfig extends ConnectionLimits {
   readonly listen: Address;
   readonly connect: { readonly host: string; readonly port: number; readonly text: string };
   /** The exact SPIFFE ID the server must present. */
   readonly serverId: string;
+  /** Default auto. */
+  readonly tunnel: TunnelMode;
+  /** Tunnel connections kept open to the target at most. Default 2. */
+  readonly tunnelConnections: number;
 }
 
 export interface SidecarConfig {
@@ -94,6 +105,9 @@ export const DEFAULTS = {
   maxHandshakes: 1024,
   maxHandshakesPerAddress: 256,
   maxRequestHeaders: 100,
+  maxTunnelStreams: 100,
+  maxTunnelsPerCaller: 8,
+  tunnelConnections: 2,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -114,8 +128,8 @@ const MAX_UNIX_PATH = 107;
 const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl'],
-  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders'],
-  outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
+  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'maxTunnelStreams', 'maxTunnelsPerCaller'],
+  outbound: ['listen', 'connect', 'serverId', 'tunnel', 'tunnelConnections', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
   admin: ['listen'],
   log: ['level'],
   shutdown: ['grace'],
@@ -289,12 +303,14 @@ class Validator {
         const maxHandshakesPerAddress = this.positiveInt(im.get('maxHandshakesPerAddress'), 'inbound.maxHandshakesPerAddress', Math.min(DEFAULTS.maxHandshakesPerAddress, maxHandshakes), 100_000);
         // Node keeps at most 1,000 header pairs in req.headers: the limit stays well under it.
         const maxRequestHeaders = this.positiveInt(im.get('maxRequestHeaders'), 'inbound.maxRequestHeaders', DEFAULTS.maxRequestHeaders, 500);
+        const maxTunnelStreams = this.positiveInt(im.get('maxTunnelStreams'), 'inbound.maxTunnelStreams', DEFAULTS.maxTunnelStreams, 10_000);
+        const maxTunnelsPerCaller = this.positiveInt(im.get('maxTunnelsPerCaller'), 'inbound.maxTunnelsPerCaller', DEFAULTS.maxTunnelsPerCaller, 1_000);
         const limits = this.limits(im, 'inbound');
         if (maxHandshakesPerAddress > maxHandshakes) {
           this.fail('inbound.maxHandshakesPerAddress', `is ${maxHandshakesPerAddress}, above inbound.maxHandshakes (${maxHandshakes})`, 'make it at most maxHandshakes');
         }
         if (listen && forward) {
-          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, ...limits };
+          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, maxTunnelStreams, maxTunnelsPerCaller, ...limits };
         }
       }
       if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');
@@ -322,8 +338,15 @@ class Validator {
               else this.fail(`${path}.serverId`, `${quote(s)} is not a SPIFFE ID: ${parsed.reason}`, 'write serverId: spiffe://<trust-domain>/<service>');
             }
           }
+          let tunnel: TunnelMode = 'auto';
+          if (om.has('tunnel')) {
+            const raw = om.get('tunnel');
+            if (raw === 'auto' || raw === 'off') tunnel = raw;
+            else this.fail(`${path}.tunnel`, `expected auto or off, got ${describe(raw)}`, 'write tunnel: auto (streams over a few warm mTLS connections when the peer is an svcca sidecar) or tunnel: off (one mTLS connection per app connection)');
+          }
+          const tunnelConnections = this.positiveInt(om.get('tunnelConnections'), `${path}.tunnelConnections`, DEFAULTS.tunnelConnections, 64);
           const limits = this.limits(om, path);
-          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...limits });
+          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, tunnel, tunnelConnections, ...limits });
         });
       }
     }
