@@ -50,9 +50,11 @@ export class ServerDialer {
     deps.snapshots.onSwap(() => this.#sessions.clear());
   }
 
-  private sessionKey(snap: Snapshot, alpn: readonly string[] | undefined): string {
+  /** One key whether ALPN is offered or not: a session proves the server, not a protocol
+   *  (ALPN is negotiated afresh on resumption). */
+  private sessionKey(snap: Snapshot): string {
     const { connect, serverId } = this.#deps.config;
-    return `${connect.text}|${serverId}|${snap.trustKey}|${alpn?.join(',') ?? ''}`;
+    return `${connect.text}|${serverId}|${snap.trustKey}`;
   }
 
   /** Connects and judges the server; `alpn` is offered when given. */
@@ -61,7 +63,7 @@ export class ServerDialer {
     const snap = this.#deps.snapshots.current;
     const own = ownCertificateRefusal(snap, this.#deps.now());
     if (own) return { result: Promise.resolve({ ok: false, reason: own.reason, detail: own.detail, peer: config.serverId }), cancel: () => undefined };
-    const key = this.sessionKey(snap, alpn);
+    const key = this.sessionKey(snap);
     const cached = this.#sessions.get(key);
     const started = process.hrtime.bigint();
     const host = config.connect.host;

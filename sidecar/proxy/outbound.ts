@@ -7,7 +7,7 @@
  * it gets a TLS connection of its own.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import type { ClientHttp2Stream } from 'node:http2';
+import { constants as h2, type ClientHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertInfo } from '../../common/x509.js';
@@ -18,7 +18,7 @@ import { listen } from '../net/listen.js';
 import { NO_DELAY, remoteOf } from '../net/socket.js';
 import { OpenConnections } from './open-connections.js';
 import { ServerDialer, type DialResult } from './outbound-dial.js';
-import { pipeBoth, type PipeHandle } from './pipe.js';
+import { abortEnd, pipeBoth, type PipeHandle } from './pipe.js';
 import { TunnelPool } from './tunnel-pool.js';
 import type { CertCache, RefusalReason } from './verify-peer.js';
 
@@ -40,6 +40,9 @@ interface LiveOutbound {
   pipe: PipeHandle | undefined;
   readonly tls: TLSSocket;
 }
+
+/** Tries for one app connection when the server's sidecar refuses streams unprocessed (a reload's GOAWAY race). */
+const MAX_STREAM_ATTEMPTS = 3;
 
 export class OutboundProxy {
   readonly #deps: OutboundDeps;
@@ -117,7 +120,7 @@ export class OutboundProxy {
   }
 
   /** tunnel: auto — a stream on a tunnel, or direct when the server has none. */
-  private async viaTunnel(client: Socket, clientAddr: string, pool: TunnelPool): Promise<void> {
+  private async viaTunnel(client: Socket, clientAddr: string, pool: TunnelPool, attempt = 1): Promise<void> {
     const grant = await pool.request();
     if (grant.kind === 'refused') {
       this.logRefusal(clientAddr, grant.peer, grant.reason, grant.detail);
@@ -129,41 +132,64 @@ export class OutboundProxy {
       else this.direct(client, clientAddr);
       return;
     }
-    this.pipeStream(client, clientAddr, grant.stream);
+    this.pipeStream(client, clientAddr, grant.stream, () => {
+      // Refused unprocessed (REFUSED_STREAM, or the tunnel got GOAWAY first): none of the
+      // app's bytes were sent, so it may go again, on another tunnel.
+      if (attempt < MAX_STREAM_ATTEMPTS && !client.destroyed) void this.viaTunnel(client, clientAddr, pool, attempt + 1);
+      else {
+        this.logRefusal(clientAddr, this.#deps.config.serverId, 'closed-by-server', `the server's sidecar refused the tunnel stream ${attempt} times (REFUSED_STREAM): it is at a limit or going away; its log says why`);
+        client.destroy();
+      }
+    });
   }
 
-  /** One app connection as one stream: piped both ways, with half-close and resets passed on. */
-  private pipeStream(client: Socket, clientAddr: string, stream: ClientHttp2Stream): void {
+  /**
+   * One app connection as one stream. The app's bytes wait (the client stays paused) for
+   * the server's 200, so that a stream it refuses unprocessed can be retried with nothing
+   * lost; then both ways are piped, with half-close and resets passed on.
+   */
+  private pipeStream(client: Socket, clientAddr: string, stream: ClientHttp2Stream, retry: () => void): void {
     const { config, metrics, logger } = this.#deps;
     if (client.destroyed) {
       stream.close();
       return;
     }
     let answered = false;
+    const onEarlyClose = () => {
+      if (answered) return;
+      if (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM) {
+        retry();
+        return;
+      }
+      this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar reset the tunnel stream before answering (code ${stream.rstCode ?? 'none'}); its log says why`);
+      client.destroy();
+    };
+    stream.once('close', onEarlyClose);
+    // A client gone while we wait for the answer takes its stream with it.
+    const onClientClose = () => abortEnd(stream);
+    client.once('close', onClientClose);
     stream.once('response', (headers) => {
       answered = true;
-      if (headers[':status'] === 200) return;
-      metrics.refusals.inc({ direction: 'outbound', reason: 'closed-by-server' });
-      logger.warn({ event: 'refused', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, reason: 'closed-by-server', detail: `the server's sidecar answered the tunnel stream with ${String(headers[':status'])}` }, 'outbound connection closed by the server');
-      client.destroy();
+      client.off('close', onClientClose);
+      if (headers[':status'] !== 200) {
+        this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar answered the tunnel stream with ${String(headers[':status'])}`);
+        abortEnd(stream);
+        client.destroy();
+        return;
+      }
+      metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
+      metrics.active.inc({ direction: 'outbound' });
+      logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, tunnel: true }, 'outbound connection on a tunnel');
+      pipeBoth(client, stream, {
+        idleTimeoutMs: config.idleTimeoutMs,
+        onClose: (stats) => {
+          metrics.active.dec({ direction: 'outbound' });
+          metrics.bytes.inc({ direction: 'outbound', flow: 'received' }, stats.received);
+          metrics.bytes.inc({ direction: 'outbound', flow: 'sent' }, stats.sent);
+        },
+      });
+      client.resume();
     });
-    metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
-    metrics.active.inc({ direction: 'outbound' });
-    logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, tunnel: true }, 'outbound connection on a tunnel');
-    pipeBoth(client, stream, {
-      idleTimeoutMs: config.idleTimeoutMs,
-      onClose: (stats) => {
-        if (!answered) {
-          // Refused by the server's sidecar before an answer (a limit, or it went away).
-          metrics.refusals.inc({ direction: 'outbound', reason: 'closed-by-server' });
-          logger.warn({ event: 'refused', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, reason: 'closed-by-server', detail: `the server's sidecar reset the tunnel stream before answering (code ${stream.rstCode ?? 'none'}); its log says why` }, 'outbound connection closed by the server');
-        }
-        metrics.active.dec({ direction: 'outbound' });
-        metrics.bytes.inc({ direction: 'outbound', flow: 'received' }, stats.received);
-        metrics.bytes.inc({ direction: 'outbound', flow: 'sent' }, stats.sent);
-      },
-    });
-    client.resume();
   }
 
   /** One TLS connection for this app connection (tunnel: off, or a server without tunnels). */

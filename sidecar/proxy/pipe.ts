@@ -63,9 +63,9 @@ export function pipeBoth(peer: PipeEnd, upstream: PipeEnd, opts: PipeOptions): P
       const other = wasReset(peer) ? upstream : wasReset(upstream) ? peer : undefined;
       if (other && !other.destroyed) {
         if (reason === 'done' && (isH2Stream(peer) || isH2Stream(upstream))) reason = 'reset';
-        // A TCP app socket learns of the reset as a reset, not as an end it could take for a complete reply.
-        if (!isH2Stream(other) && (isH2Stream(peer) || isH2Stream(upstream))) other.resetAndDestroy();
-        else abortEnd(other);
+        // (Not resetAndDestroy() for a TCP app socket: on Node 20 a socket reset that way
+        // here never emitted 'close', and its peer saw nothing.)
+        abortEnd(other);
       }
     }
     if (closed === 2 && !reported) {

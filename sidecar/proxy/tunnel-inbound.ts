@@ -121,6 +121,8 @@ export class TunnelInbound {
       socket.destroy();
       return undefined;
     }
+    // Half-close belongs to the streams: the caller's FIN ends the tunnel and its streams.
+    socket.allowHalfOpen = false;
     let session: ServerHttp2Session | undefined;
     const grab = (s: ServerHttp2Session) => (session = s);
     this.#server.once('session', grab);
@@ -211,6 +213,10 @@ export class TunnelInbound {
     // The authority names what the caller asked for; it chooses nothing (logged).
     if (logger.isLevelEnabled('debug')) logger.debug({ event: 'tunnel-stream', direction: 'inbound', peer: caller.peer, address: caller.address, stream: stream.id, authority: clipForLog(String(headers[':authority'] ?? ''), 200) }, 'tunnel stream opened');
     stream.respond({ ':status': 200 }, { endStream: false });
+    // Node 20's Http2Stream._writev garbles string chunks (http.Server corks its response
+    // head and writes it as a string: the status line arrived as binary noise). One chunk
+    // at a time goes through _write, which is right.
+    (stream as unknown as { _writev: unknown })._writev = null;
     this.#deps.serveStream(stream, tunnel);
   }
 }

@@ -100,11 +100,11 @@ export class TunnelPool {
   request(): Promise<Grant> {
     if (this.#closed) return Promise.resolve({ kind: 'refused', reason: 'connect-failed', detail: 'the sidecar is shutting down', peer: this.#deps.config.serverId });
     if (Date.now() < this.#noTunnelUntil) return Promise.resolve({ kind: 'direct' });
-    const pick = this.leastLoaded();
-    if (pick) {
+    for (let pick = this.leastLoaded(); pick; pick = this.leastLoaded()) {
       // Spread: every open tunnel already busy and room for another — make one, lazily.
       if (pick.streams.size > 0 && this.#ready.length + this.#dialing < this.#deps.config.tunnelConnections) this.dialTunnel();
-      return Promise.resolve(this.openStream(pick));
+      const g = this.openStream(pick);
+      if (g) return Promise.resolve(g);
     }
     if (this.#dialing === 0 && Date.now() < this.#retryAt && this.#lastFailure) {
       const f = this.#lastFailure;
@@ -133,15 +133,16 @@ export class TunnelPool {
     return best;
   }
 
-  private openStream(t: OutboundTunnel): Grant {
+  /** A stream on `t`; undefined when `t` turned out to be closing (it is taken out of the ready list). */
+  private openStream(t: OutboundTunnel): Grant | undefined {
     let stream: ClientHttp2Stream;
     try {
       // The authority is for the other side's log; it forwards to its own `forward` whatever it says.
       stream = t.session.request({ ':method': 'CONNECT', ':authority': this.#deps.config.connect.text }, { endStream: false });
-    } catch (err) {
-      // The session went away between the pick and now (GOAWAY): take it out, ask again later.
+    } catch {
+      // The session is going away (GOAWAY came in): no new streams on it.
       this.drain(t, false);
-      return { kind: 'refused', reason: 'connect-failed', detail: `the tunnel to ${this.#deps.config.connect.text} is closing (${(err as Error).message})`, peer: this.#deps.config.serverId };
+      return undefined;
     }
     const { metrics } = this.#deps;
     t.streams.add(stream);
@@ -218,6 +219,9 @@ export class TunnelPool {
   /** A verified TLS connection that selected the ALPN: up once the server's SETTINGS arrive. */
   private startSession(r: Extract<DialResult, { ok: true }>): void {
     const { config, metrics, logger } = this.#deps;
+    // Half-close belongs to the streams: the tunnel's own end is the end of all of them
+    // (with allowHalfOpen, a server's FIN would leave the session waiting forever).
+    r.tls.allowHalfOpen = false;
     const session = h2Connect(`http://${config.connect.text}`, {
       createConnection: () => r.tls,
       settings: tunnelSettings(OUTBOUND_MAX_STREAMS),
@@ -243,7 +247,7 @@ export class TunnelPool {
         return;
       }
       this.#ready.push(t);
-      for (const w of this.#waiters.splice(0)) w(this.openStream(this.leastLoaded() ?? t));
+      for (const w of this.#waiters.splice(0)) w(this.openStream(this.leastLoaded() ?? t) ?? { kind: 'refused', reason: 'closed-by-server', detail: 'the new tunnel was closed at once by the server', peer: config.serverId });
       if (t.streams.size === 0) t.idleTimer = setTimeout(() => this.drain(t, false), config.idleTimeoutMs).unref();
     });
     // The server's sidecar is going away or changed its certificate: finish here, open anew.
