@@ -144,7 +144,7 @@ export class TunnelInbound {
     session.on('error', (err: NodeJS.ErrnoException) => {
       // nghttp2 ended the session: a protocol error (a CONTINUATION flood is one), too many
       // refused streams or invalid frames. Only this caller's tunnel goes.
-      this.#deps.refuse(caller.peer, caller.address, 'tunnel-abuse', `the tunnel broke the HTTP/2 rules (${err.code ?? err.message}); cutting it`, { streams: tunnel.streams.size });
+      this.#deps.refuse(caller.peer, caller.address, 'tunnel-abuse', `the tunnel broke the HTTP/2 rules (${err.code ?? 'error'}: ${clipForLog(err.message, 120)}); cutting it`, { streams: tunnel.streams.size });
       tunnel.cut(h2.NGHTTP2_PROTOCOL_ERROR);
     });
     session.on('frameError', () => undefined);
