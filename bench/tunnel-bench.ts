@@ -59,7 +59,9 @@ async function startSidecar(work: string, name: string, yaml: (port: number) => 
   const config = join(work, `${name}.yaml`);
   const log = join(work, `${name}.log`);
   writeFileSync(config, yaml(port));
-  const child = spawnLogged(process.execPath, [SIDECAR, '--config', config], { log });
+  // TUNNEL_CPU_PROF=<dir>: a V8 CPU profile of each sidecar, written when it stops.
+  const prof = process.env.TUNNEL_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.TUNNEL_CPU_PROF] : [];
+  const child = spawnLogged(process.execPath, [...prof, SIDECAR, '--config', config], { log });
   if (!(await waitListening(port, child))) throw new BenchFailure(`${name} did not start: ${tail(log, 3)}`);
   return { child, port, log, pids: () => (child.pid ? processTree(child.pid) : []) };
 }
@@ -144,7 +146,10 @@ async function main(): Promise<void> {
     const say = (s: string) => process.stdout.write(`${s}\n`);
     say(`tunnel bench: node ${process.version}, ${seconds}s per cell; CPU in ms per request (per MB for downloads)`);
     const results = new Map<string, number>();
+    // --only a,c (TUNNEL_ONLY): just those kinds.
+    const only = (process.argv[process.argv.indexOf('--only') + 1] ?? process.env.TUNNEL_ONLY ?? '').split(',').filter((k) => /^[a-d]$/.test(k));
     for (const [kind, unit, workers, make, keepAlive] of kinds) {
+      if (only.length > 0 && !only.includes(kind[1]!)) continue;
       say(kind);
       for (const [name, port, procs] of variants) {
         const agent = keepAlive ? new Agent({ keepAlive: true, maxSockets: workers }) : false;

@@ -148,6 +148,11 @@ export class TunnelInbound {
       tunnel.cut(h2.NGHTTP2_PROTOCOL_ERROR);
     });
     session.on('frameError', () => undefined);
+    // A tunnel with nothing on it for idleTimeout is closed from this side too (its
+    // outbound normally closes it first); one with streams is left to their own timeouts.
+    session.setTimeout(config.idleTimeoutMs, () => {
+      if (tunnel.streams.size === 0) tunnel.drain();
+    });
     session.once('close', () => {
       mine.delete(tunnel);
       if (mine.size === 0) this.#byCaller.delete(caller.peer);

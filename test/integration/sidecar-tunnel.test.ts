@@ -7,25 +7,16 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as h2Connect } from 'node:http2';
-import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, revokeSerials, serialOfSet, sidecarYaml, splitHostPort, startSidecarProcess, within, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import { credsFromDir, revokeSerials, serialOfSet, sidecarYaml, splitHostPort, startSidecarProcess, unusedPort, within, writePolicy, type RunningSidecar } from './sidecar-harness.js';
 import { startRecordingBackend, type RecordingBackend } from './sidecar-http-harness.js';
 import { rotateNow } from './sidecar-reload-helpers.js';
 import { AppConn, metric, startModalService, type ModalService } from './sidecar-tunnel-harness.js';
 
 const TD = 'spiffe://example.org';
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 /** One echo exchange through `address`: `E`, a line, half-close; the whole reply. */
 async function echoOnce(address: string, line: string): Promise<string> {
@@ -81,7 +72,7 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
       'inventory.yaml',
     );
     // A plain TLS server that knows nothing of tunnels, with payment's certificate.
-    const port = await freePort();
+    const port = await unusedPort();
     sServerAddress = `127.0.0.1:${port}`;
     sServer = spawn('openssl', ['s_server', '-accept', String(port), '-cert', join(paymentSet, 'tls.crt'), '-cert_chain', join(paymentSet, 'tls.crt'), '-key', join(paymentSet, 'tls.key'), '-CAfile', join(paymentSet, 'ca.crt'), '-Verify', '1', '-rev', '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
     sServer.stdout!.resume();
