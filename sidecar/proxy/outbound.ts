@@ -44,6 +44,15 @@ interface LiveOutbound {
 /** Tries for one app connection when the server's sidecar refuses streams unprocessed (a reload's GOAWAY race). */
 const MAX_STREAM_ATTEMPTS = 3;
 
+/** App bytes sent on a stream before its 200, kept for a replay (tunnel-pool.ts). */
+const EARLY_DATA_MAX = 64 * 1024;
+
+interface EarlyData {
+  chunks: Buffer[];
+  bytes: number;
+  ended: boolean;
+}
+
 export class OutboundProxy {
   readonly #deps: OutboundDeps;
   readonly #server: Server;
@@ -120,22 +129,29 @@ export class OutboundProxy {
   }
 
   /** tunnel: auto — a stream on a tunnel, or direct when the server has none. */
-  private async viaTunnel(client: Socket, clientAddr: string, pool: TunnelPool, attempt = 1): Promise<void> {
+  private async viaTunnel(client: Socket, clientAddr: string, pool: TunnelPool, attempt = 1, early: EarlyData = { chunks: [], bytes: 0, ended: false }): Promise<void> {
     const grant = await pool.request();
     if (grant.kind === 'refused') {
       this.logRefusal(clientAddr, grant.peer, grant.reason, grant.detail);
       client.destroy();
       return;
     }
-    if (grant.kind === 'direct') {
+    if (grant.kind === 'direct' && attempt === 1) {
       if (grant.dial) this.pipeVerified(client, clientAddr, grant.dial);
       else this.direct(client, clientAddr);
       return;
     }
-    this.pipeStream(client, clientAddr, grant.stream, () => {
-      // Refused unprocessed (REFUSED_STREAM, or the tunnel got GOAWAY first): none of the
-      // app's bytes were sent, so it may go again, on another tunnel.
-      if (attempt < MAX_STREAM_ATTEMPTS && !client.destroyed) void this.viaTunnel(client, clientAddr, pool, attempt + 1);
+    if (grant.kind === 'direct') {
+      // Bytes already went out on a refused stream: they cannot be replayed on a plain connection.
+      grant.dial?.tls.destroy();
+      this.logRefusal(clientAddr, this.#deps.config.serverId, 'closed-by-server', "the server's sidecar refused the tunnel stream and no tunnel is left to retry on");
+      client.destroy();
+      return;
+    }
+    this.pipeStream(client, clientAddr, grant.stream, early, () => {
+      // Refused unprocessed (REFUSED_STREAM, or the tunnel got GOAWAY first): the bytes sent
+      // on it were dropped by the server, and are replayed on another.
+      if (attempt < MAX_STREAM_ATTEMPTS && !client.destroyed) void this.viaTunnel(client, clientAddr, pool, attempt + 1, early);
       else {
         this.logRefusal(clientAddr, this.#deps.config.serverId, 'closed-by-server', `the server's sidecar refused the tunnel stream ${attempt} times (REFUSED_STREAM): it is at a limit or going away; its log says why`);
         client.destroy();
@@ -144,33 +160,58 @@ export class OutboundProxy {
   }
 
   /**
-   * One app connection as one stream. The app's bytes wait (the client stays paused) for
-   * the server's 200, so that a stream it refuses unprocessed can be retried with nothing
-   * lost; then both ways are piped, with half-close and resets passed on.
+   * One app connection as one stream, piped both ways with half-close and resets passed
+   * on. The app's first bytes go out at once, without waiting for the server's 200 (no
+   * extra round trip), and are kept until it comes — up to EARLY_DATA_MAX, beyond which the
+   * app waits — so that a stream refused unprocessed can be replayed on another.
    */
-  private pipeStream(client: Socket, clientAddr: string, stream: ClientHttp2Stream, retry: () => void): void {
+  private pipeStream(client: Socket, clientAddr: string, stream: ClientHttp2Stream, early: EarlyData, retry: () => void): void {
     const { config, metrics, logger } = this.#deps;
     if (client.destroyed) {
-      stream.close();
+      abortEnd(stream);
       return;
     }
+    for (const chunk of early.chunks) stream.write(chunk);
+    if (early.ended) stream.end();
+    const onData = (chunk: Buffer) => {
+      early.chunks.push(chunk);
+      early.bytes += chunk.length;
+      stream.write(chunk);
+      if (early.bytes >= EARLY_DATA_MAX) client.pause();
+    };
+    const onEnd = () => {
+      early.ended = true;
+      stream.end();
+    };
+    // A client gone before the answer takes its stream with it.
+    const onClientClose = () => abortEnd(stream);
+    const stopEarly = () => {
+      client.off('data', onData);
+      client.off('end', onEnd);
+      client.off('close', onClientClose);
+    };
+    if (!early.ended) {
+      client.on('data', onData);
+      client.once('end', onEnd);
+      client.resume();
+    }
+    client.once('close', onClientClose);
     let answered = false;
-    const onEarlyClose = () => {
+    stream.once('close', () => {
       if (answered) return;
+      stopEarly();
       if (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM) {
+        client.pause();
         retry();
         return;
       }
       this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar reset the tunnel stream before answering (code ${stream.rstCode ?? 'none'}); its log says why`);
       client.destroy();
-    };
-    stream.once('close', onEarlyClose);
-    // A client gone while we wait for the answer takes its stream with it.
-    const onClientClose = () => abortEnd(stream);
-    client.once('close', onClientClose);
+    });
     stream.once('response', (headers) => {
       answered = true;
-      client.off('close', onClientClose);
+      stopEarly();
+      early.chunks = [];
       if (headers[':status'] !== 200) {
         this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar answered the tunnel stream with ${String(headers[':status'])}`);
         abortEnd(stream);
@@ -180,6 +221,7 @@ export class OutboundProxy {
       metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
       metrics.active.inc({ direction: 'outbound' });
       logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, tunnel: true }, 'outbound connection on a tunnel');
+      // The rest flows through the pipe (an app that already ended has its end passed on already).
       pipeBoth(client, stream, {
         idleTimeoutMs: config.idleTimeoutMs,
         onClose: (stats) => {
@@ -188,7 +230,6 @@ export class OutboundProxy {
           metrics.bytes.inc({ direction: 'outbound', flow: 'sent' }, stats.sent);
         },
       });
-      client.resume();
     });
   }
 

@@ -147,7 +147,7 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
         crl: join(ca.dir, 'crl.pem'),
         policy,
         forward: service.address,
-        extra: `  maxTunnelStreams: ${MAX_STREAMS}\n  idleTimeout: 1500ms\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  level: debug`,
+        extra: `  maxTunnelStreams: ${MAX_STREAMS}\n  maxTunnelsPerCaller: 2\n  idleTimeout: 1500ms\nadmin:\n  listen: 127.0.0.1:0\nlog:\n  level: debug`,
       }),
     );
     victimSession = session(payment.inbound!, billing);
@@ -254,5 +254,19 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
     s.destroy();
     await victim.ping();
     assert.ok((await metric(payment.admin!, 'svcca_sidecar_tunnel_streams_total', { direction: 'inbound', result: 'reset' })) >= 1);
+  });
+
+  it('a caller holds at most maxTunnelsPerCaller (2) tunnels; one more is refused', async () => {
+    const held = [session(payment.inbound!, attacker), session(payment.inbound!, attacker)];
+    await within('two tunnels set up', 5000, Promise.all(held.map((s) => new Promise<void>((r) => s.once('remoteSettings', () => r())))));
+    const third = session(payment.inbound!, attacker);
+    let settings = false;
+    third.once('remoteSettings', () => (settings = true));
+    await within('the third tunnel closed', 5000, new Promise<void>((r) => third.once('close', () => r())));
+    assert.equal(settings, false, 'never set up');
+    const line = await payment.waitForLine((l) => l.event === 'refused' && l.reason === 'too-many-tunnels');
+    assert.equal(line.peer, `${TD}/order-service`);
+    for (const s of held) s.destroy();
+    await victim.ping();
   });
 });
