@@ -97,11 +97,21 @@ async function measure(seconds: number, workers: number, one: () => Promise<numb
   const t0 = performance.now();
   const deadline = t0 + seconds * 1000;
   let units = 0;
+  let failed = 0;
+  let firstError = '';
   await Promise.all(
     Array.from({ length: workers }, async () => {
-      while (performance.now() < deadline) units += await one();
+      while (performance.now() < deadline) {
+        try {
+          units += await one();
+        } catch (err) {
+          failed++;
+          firstError ||= (err as Error).message;
+        }
+      }
     }),
   );
+  if (failed > 0) process.stdout.write(`  !! ${failed} requests failed (${firstError})\n`);
   const elapsed = (performance.now() - t0) / 1000;
   const c1 = process.cpuUsage(c0);
   const cpu = Object.fromEntries(Object.entries(procs).map(([k, p]) => [k, cpuSeconds(p.pids()) - cpu0[k]!]));
@@ -126,7 +136,7 @@ async function main(): Promise<void> {
     const policy = join(work, 'policy.yaml');
     writeFileSync(policy, 'services:\n  bench-server:\n    allow: [bench-client]\n');
     const service = await startService();
-    const common = (dir: string) => ['identity:', `  dir: ${join(work, dir)}`, `  crl: ${join(ca, 'crl.pem')}`, 'log:', '  level: warn'];
+    const common = (dir: string) => ['identity:', `  dir: ${join(work, dir)}`, `  crl: ${join(ca, 'crl.pem')}`, 'log:', `  level: ${process.env.TUNNEL_LOG_LEVEL ?? 'warn'}`];
     const inbound = await startSidecar(work, 'inbound', (port) => [...common('server'), `policy: ${policy}`, 'inbound:', `  listen: 127.0.0.1:${port}`, `  forward: 127.0.0.1:${service.port}`, ''].join('\n'));
     const outbound = (mode: 'auto' | 'off') =>
       startSidecar(work, `outbound-${mode}`, (port) => [...common('client'), 'outbound:', `  - listen: 127.0.0.1:${port}`, `    connect: 127.0.0.1:${inbound.port}`, `    serverId: spiffe://${TD}/bench-server`, `    tunnel: ${mode}`, ''].join('\n'));
@@ -138,7 +148,7 @@ async function main(): Promise<void> {
       ['direct', service.port, {}],
     ];
     const kinds: [string, string, number, (port: number, agent: Agent | false) => () => Promise<number>, boolean][] = [
-      ['(a) new connection per request', 'req/s', 16, (port) => async () => (await get(port, '/small', false), 1), false],
+      ['(a) new connection per request', 'req/s', Number(process.env.TUNNEL_A_WORKERS ?? 16), (port) => async () => (await get(port, '/small', false), 1), false],
       ['(b) 32 keep-alive connections', 'req/s', 32, (port, agent) => async () => (await get(port, '/small', agent), 1), true],
       ['(c) 4 × 1 MiB downloads', 'MB/s', 4, (port, agent) => async () => (await get(port, '/big?bytes=1048576', agent)) / 1e6, true],
       ['(d) one 256 MiB download', 'MB/s', 1, (port, agent) => async () => (await get(port, '/big?bytes=268435456', agent)) / 1e6, true],
@@ -146,8 +156,9 @@ async function main(): Promise<void> {
     const say = (s: string) => process.stdout.write(`${s}\n`);
     say(`tunnel bench: node ${process.version}, ${seconds}s per cell; CPU in ms per request (per MB for downloads)`);
     const results = new Map<string, number>();
-    // --only a,c (TUNNEL_ONLY): just those kinds.
-    const only = (process.argv[process.argv.indexOf('--only') + 1] ?? process.env.TUNNEL_ONLY ?? '').split(',').filter((k) => /^[a-d]$/.test(k));
+    // --only a,c (TUNNEL_ONLY): just those kinds (--only none: only the slow reader).
+    const onlyArg = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : process.env.TUNNEL_ONLY;
+    const only = (onlyArg ?? '').split(',').filter(Boolean);
     for (const [kind, unit, workers, make, keepAlive] of kinds) {
       if (only.length > 0 && !only.includes(kind[1]!)) continue;
       say(kind);
@@ -171,7 +182,9 @@ async function main(): Promise<void> {
     for (const p of [auto, off, inbound]) await stopChild(p.child);
     await stopChild(service.child);
   } finally {
-    rmSync(work, { recursive: true, force: true });
+    // TUNNEL_KEEP=1: keep the work folder (configs, sidecar logs) for a look.
+    if (process.env.TUNNEL_KEEP === '1') process.stdout.write(`work folder kept: ${work}\n`);
+    else rmSync(work, { recursive: true, force: true });
   }
 }
 
