@@ -261,4 +261,19 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     await again.closed;
     assert.equal(again.text(), '');
   });
+
+  it('SIGTERM drains tunnels: an open stream finishes, then the sidecar exits 0', async () => {
+    const open = new AppConn(billing.outbound[0]!);
+    open.socket.write('E');
+    await open.until((t) => t.startsWith('hello payment\n'));
+    payment.proc.kill('SIGTERM');
+    await payment.waitForLine((l) => l.event === 'shutdown');
+    // GOAWAY: the open stream goes on; the tunnel closes when it is done.
+    open.socket.write('during\n');
+    assert.equal(await open.until((t) => t.includes('during\n')), 'hello payment\nduring\n');
+    assert.equal(payment.proc.exitCode, null, 'still draining while a stream is open');
+    open.socket.end();
+    await open.closed;
+    assert.equal(await within('payment exits after the drain', 15_000, payment.exited), 0);
+  });
 });
