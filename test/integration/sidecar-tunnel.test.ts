@@ -237,6 +237,22 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     for (const [i, c] of conns.entries()) assert.equal(c.text(), `hello payment\nstream ${i}\n`, `stream ${i}: ${results[i]!.error ?? ''}`);
   });
 
+  it("a reload of the caller's own certificate makes a new tunnel; streams on the old one finish", async () => {
+    const conns = Array.from({ length: 5 }, () => new AppConn(order.outbound[0]!));
+    for (const c of conns) c.socket.write('E');
+    await Promise.all(conns.map((c) => c.until((t) => t.startsWith('hello payment\n'))));
+    const opened = () => payment.lines.filter((l) => l.event === 'tunnel-open' && l.peer === `${TD}/order-service`).length;
+    const before = opened();
+    await rotateNow(ca.dir, 'order-service');
+    const rotated = serialOfSet(orderSet);
+    await order.waitForLine((l) => l.event === 'reload' && l.result === 'success' && l.serial === rotated);
+    assert.equal(await echoOnce(order.outbound[0]!, 'fresh\n'), 'hello payment\nfresh\n');
+    assert.equal(opened(), before + 1, 'a new tunnel, made with the new certificate');
+    for (const [i, c] of conns.entries()) c.socket.end(`old ${i}\n`);
+    await Promise.all(conns.map((c) => c.closed));
+    for (const [i, c] of conns.entries()) assert.equal(c.text(), `hello payment\nold ${i}\n`);
+  });
+
   it("cuts a revoked caller's tunnel and all its streams, logged with their number, while another caller's keep flowing", async () => {
     const victims = Array.from({ length: 3 }, () => new AppConn(audit.outbound[0]!));
     for (const c of victims) c.socket.write('E');
