@@ -20,6 +20,8 @@ import type { ListOptions } from './commands/list.js';
 import type { ExportOptions } from './commands/export.js';
 import type { PolicyCheckOptions } from './commands/policy-check.js';
 import type { PolicyGraphOptions } from './commands/policy-graph.js';
+import type { ServeOptions } from './commands/serve.js';
+import type { TokenOptions } from './commands/token.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -171,6 +173,31 @@ ${EXIT_CODES}`,
     .action(async (service: string, o: Flags<ExportOptions, 'service', 'p12'>, cmd: Command) =>
       (await import('./commands/export.js')).runExport(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`), ctxFor(cmd)),
     );
+
+  withGlobals(program.command('serve'))
+    .description('run the CA as an HTTPS endpoint: renewal over mTLS, bootstrap tokens, CRL and trust bundle (never opens the root key)')
+    .option('--listen <host:port>', 'HTTPS address, e.g. 0.0.0.0:9443 (required)')
+    .option('--admin <host:port>', 'plain-HTTP /healthz, /readyz and /metrics, e.g. 127.0.0.1:9444')
+    .option('--rate-limit <n>', 'requests per minute per caller (a service; an address for bootstrap)', '30')
+    .option('--cert-ttl <duration>', "lifetime of the server's own certificate (default: the CA's default TTL)")
+    .option('--drain <duration>', 'on SIGTERM, how long requests in flight may take to finish', '10s')
+    .option(passphraseFlag, passphraseHelp)
+    .addHelpText('after', `\nEndpoints:\n  POST /v1/renew       mTLS with the current certificate; body {"csr": PEM} for a NEW key\n  POST /v1/bootstrap   body {"token": TOKEN, "csr": PEM} (token from \`svcca token SERVICE\`)\n  GET  /v1/crl.pem     the CRLs (ETag / If-None-Match)\n  GET  /v1/ca.crt      the trust bundle (ETag / If-None-Match)\nThe server presents spiffe://<trust-domain>/svcca, issued to itself and renewed in process.\nLogs are JSON lines on stdout (SVCCA_LOG_LEVEL=debug for more). SIGTERM drains and exits 0.`)
+    .action(async (o: Flags<ServeOptions, never, 'listen'>, cmd: Command) =>
+      (await import('./commands/serve.js')).runServe(need(o, 'listen', '--listen', 'svcca serve --listen 0.0.0.0:9443 --admin 127.0.0.1:9444'), ctxFor(cmd)),
+    );
+
+  withGlobals(program.command('token'))
+    .description('print a one-time bootstrap token for a service (for `svcca bootstrap`), or --revoke its unused ones')
+    .argument('<service>', 'the service the token is for')
+    .option('--ttl <duration>', 'how long the token may be used (at most 24h)', undefined)
+    .option('--cert-ttl <duration>', "lifetime of the certificate it buys (default: the CA's default TTL)")
+    .option('--dns <name>', 'extra DNS SAN of that certificate (repeatable)', collect, [])
+    .option('--ip <address>', 'extra IP SAN of that certificate (repeatable)', collect, [])
+    .option('--revoke', "revoke the service's unused tokens")
+    .option(passphraseFlag, passphraseHelp)
+    .addHelpText('after', '\nThe token is printed alone on stdout (TOKEN=$(svcca token api)); it is good for one bootstrap, within --ttl (default 10m).\nThe CA keeps only its SHA-256. The token carries the root\'s fingerprint, so `svcca bootstrap` can check the CA before trusting it.')
+    .action(async (service: string, o: Flags<TokenOptions, 'service'>, cmd: Command) => (await import('./commands/token.js')).runToken({ ...o, service }, ctxFor(cmd)));
 
   const policy = withGlobals(program.command('policy')).description('check and draw the allow-list');
   withGlobals(policy.command('check'))

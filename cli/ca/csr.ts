@@ -18,33 +18,41 @@ export async function readCsrPublicKey(path: string): Promise<Buffer> {
     const code = errnoCode(err);
     throw new InputError(`--csr ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`, 'give the path of a PEM certificate signing request');
   }
+  return csrPublicKeyFromPem(text, `--csr ${path}`);
+}
+
+/**
+ * The public key (SPKI DER) of a PEM CSR whose signature verifies; `label` starts every
+ * error line (`--csr FILE`, `the CSR`). Anything else the CSR says is ignored.
+ */
+export async function csrPublicKeyFromPem(text: string, label: string): Promise<Buffer> {
   const blocks = decodePemBlocks(text);
   const csrBlock = blocks.find((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
   if (!csrBlock) {
     const what = blocks.some((b) => b.label === 'CERTIFICATE') ? 'a certificate, not a CSR' : blocks.length ? `a ${blocks[0]!.label}, not a CSR` : 'no PEM CSR';
-    throw new InputError(`--csr ${path} holds ${what}`, 'make one with `openssl req -new -key tls.key -subj /CN=<service> -out req.csr`');
+    throw new InputError(`${label} holds ${what}`, 'make one with `openssl req -new -key tls.key -subj /CN=<service> -out req.csr`');
   }
   let csr: x509.Pkcs10CertificateRequest;
   try {
     csr = new x509.Pkcs10CertificateRequest(new Uint8Array(csrBlock.der));
   } catch (err) {
-    throw new InputError(`--csr ${path} is not a valid certificate signing request`, 'make a new CSR with openssl req -new', err);
+    throw new InputError(`${label} is not a valid certificate signing request`, 'make a new CSR with openssl req -new', err);
   }
   const spki = Buffer.from(csr.publicKey.rawData);
   let publicKey;
   try {
     publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   } catch (err) {
-    throw new InputError(`--csr ${path} has a public key that cannot be read`, 'make a new CSR', err);
+    throw new InputError(`${label} has a public key that cannot be read`, 'make a new CSR', err);
   }
   const type = keyTypeOf(publicKey);
-  if (!type) throw new InputError(`--csr ${path} uses an unsupported key (${describeKey(publicKey)})`, 'use an ECDSA P-256/P-384 or RSA 2048/3072 key');
+  if (!type) throw new InputError(`${label} uses an unsupported key (${describeKey(publicKey)})`, 'use an ECDSA P-256/P-384 or RSA 2048/3072 key');
   let valid = false;
   try {
     valid = await csr.verify();
   } catch {
     valid = false;
   }
-  if (!valid) throw new InputError(`--csr ${path} has an invalid signature`, 'the CSR was altered or damaged; make a new one with the private key');
+  if (!valid) throw new InputError(`${label} has an invalid signature`, 'the CSR was altered or damaged; make a new one with the private key');
   return spki;
 }

@@ -114,6 +114,8 @@ export interface IssuanceRequest {
    * alone (RenewalOvertaken), so a renewal never undoes a revocation or an issue.
    */
   readonly renewsSerial?: string;
+  /** Issued over the network to an owner who renews it itself (`svcca serve`): rotate skips it. */
+  readonly ownerRenews?: boolean;
 }
 
 /** The service changed between planning a renewal and recording it; nothing was written. */
@@ -180,6 +182,7 @@ export async function issueAndRecord(
     spkiSha256: leaf.spkiSha256,
     certPem: leaf.pem,
     issuedAt: now,
+    ...(req.ownerRenews ? { ownerRenews: true } : {}),
   };
   const previousSerial = await ledger.transaction(async (tx) => {
     if (await tx.isKeyCompromised(leaf.spkiSha256)) {
