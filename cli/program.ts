@@ -22,6 +22,8 @@ import type { PolicyCheckOptions } from './commands/policy-check.js';
 import type { PolicyGraphOptions } from './commands/policy-graph.js';
 import type { ServeOptions } from './commands/serve.js';
 import type { TokenOptions } from './commands/token.js';
+import type { RenewOptions } from './commands/renew.js';
+import type { BootstrapOptions } from './commands/bootstrap.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -76,6 +78,10 @@ Examples:
   svcca list --expiring 6h
   svcca export order-service --p12 order.p12 --password-file p12.pass
   svcca policy check order-service payment-service --policy policy.yaml
+  svcca serve --listen 0.0.0.0:9443 --admin 127.0.0.1:9444
+  svcca token api --ttl 10m          # then, on the service's host:
+  svcca bootstrap --ca https://ca.internal:9443 --token "$TOKEN" --out /etc/svcca/api
+  svcca renew --ca https://ca.internal:9443 --dir /etc/svcca/api   # from a timer
 
 The CA directory is ./ca-data unless --dir or SVCCA_DIR says otherwise.
 The intermediate key's passphrase comes from --passphrase-file, SVCCA_PASSPHRASE or a prompt.
@@ -198,6 +204,37 @@ ${EXIT_CODES}`,
     .option(passphraseFlag, passphraseHelp)
     .addHelpText('after', '\nThe token is printed alone on stdout (TOKEN=$(svcca token api)); it is good for one bootstrap, within --ttl (default 10m).\nThe CA keeps only its SHA-256. The token carries the root\'s fingerprint, so `svcca bootstrap` can check the CA before trusting it.')
     .action(async (service: string, o: Flags<TokenOptions, 'service'>, cmd: Command) => (await import('./commands/token.js')).runToken({ ...o, service }, ctxFor(cmd)));
+
+  // Not withGlobals: here --dir is the credential set, not the CA directory.
+  program
+    .command('renew')
+    .description('renew a credential set in place through `svcca serve` (new key made here; for VMs, from a timer)')
+    .option('--ca <url>', 'the CA server, https://HOST:PORT (required)')
+    .option('--dir <set-dir>', 'the credential set to renew: tls.crt, tls.key, ca.crt (required)')
+    .option('--renew-before <threshold>', 'renew when less than this is left: a share of the lifetime (33%) or a duration (8h)', '33%')
+    .option('--force', 'renew now, whatever is left')
+    .option('--exec <cmd>', 'run after a renewal, with SVCCA_SERVICE and SVCCA_SET_DIR set (e.g. a reload)')
+    .option('--json', 'machine-readable output on stdout')
+    .showSuggestionAfterError(true)
+    .addHelpText('after', `\nThe server is trusted through the set's ca.crt and must present spiffe://<trust-domain>/svcca.\n\nExit codes (as rotate):\n  0  renewed, or not due yet\n  1  usage error\n  2  the renewal failed (the CA refused or could not be reached; the set is unchanged)\n  4  renewed, but cut short at the intermediate's end`)
+    .action(async (o: Flags<RenewOptions, never, 'ca' | 'dir'>, cmd: Command) =>
+      // The program-level --dir (the CA directory elsewhere) catches the flag first.
+      (await import('./commands/renew.js')).runRenew(need(need({ ...o, dir: o.dir ?? cmd.optsWithGlobals<{ dir?: string }>().dir }, 'ca', '--ca', 'svcca renew --ca https://ca:9443 --dir /etc/svcca/api'), 'dir', '--dir', 'svcca renew --ca https://ca:9443 --dir /etc/svcca/api'), ctxFor(cmd)),
+    );
+
+  program
+    .command('bootstrap')
+    .description('make the first credential set of a service from a one-time token (`svcca token SERVICE`), its key made here')
+    .option('--ca <url>', 'the CA server, https://HOST:PORT (required)')
+    .option('--token <token>', 'the token (or --token-file, or env SVCCA_TOKEN)')
+    .option('--token-file <file>', 'a file holding the token')
+    .option('--out <dir>', 'where to write tls.crt, tls.key, ca.crt (required)')
+    .option('--ca-bundle <file>', "trust this root (the CA's ca.crt) instead of checking the token's fingerprint against the server's")
+    .option('--json', 'machine-readable output on stdout')
+    .showSuggestionAfterError(true)
+    .action(async (o: Flags<BootstrapOptions, never, 'ca' | 'out'>, cmd: Command) =>
+      (await import('./commands/bootstrap.js')).runBootstrap(need(need(o, 'ca', '--ca', 'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api'), 'out', '--out', 'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api'), ctxFor(cmd)),
+    );
 
   const policy = withGlobals(program.command('policy')).description('check and draw the allow-list');
   withGlobals(policy.command('check'))
