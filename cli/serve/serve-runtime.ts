@@ -9,7 +9,6 @@ import { createHash } from 'node:crypto';
 import type { Server } from 'node:net';
 import type { Logger } from 'pino';
 import { errorLine } from '../../common/errors.js';
-import { isDue, parseThreshold } from '../../common/renewal-threshold.js';
 import { readCappedText, FILE_CAPS } from '../../common/capped-file.js';
 import { CA_FILES } from '../store/ca-dir.js';
 import type { CaSession } from '../ca/ca-session.js';
@@ -45,8 +44,8 @@ export interface RunningServe {
   stop(): Promise<void>;
 }
 
-/** The server renews its own certificate when a third of its life is left, like rotate. */
-const OWN_RENEWAL = parseThreshold('33%');
+/** The server renews its own certificate when a third of its TTL is left (the back-dated minute not counted). */
+const OWN_RENEWAL_SHARE = 1 / 3;
 const MAX_UPKEEP_INTERVAL_MS = 30_000;
 
 function listenOn(server: Server, at: HostPort): Promise<string> {
@@ -122,7 +121,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       const c = credential.info;
       // Due, or signed by an intermediate that was rolled away since.
       const rolled = session.authority.intermediate.info.subjectKeyId !== c.authorityKeyId;
-      if (rolled || isDue({ notBefore: c.notBefore.getTime(), notAfter: c.notAfter.getTime() }, Date.now(), OWN_RENEWAL)) {
+      if (rolled || c.notAfter.getTime() - Date.now() < settings.certTtlMs * OWN_RENEWAL_SHARE) {
         const next = await issueServerCredential(online(), settings.certTtlMs, credential.serial);
         ca.useCredential(next);
         credential = next;
