@@ -119,7 +119,15 @@ export interface IssuanceRequest {
 }
 
 /** The service changed between planning a renewal and recording it; nothing was written. */
-export class RenewalOvertaken extends Error {}
+export class RenewalOvertaken extends Error {
+  constructor(
+    message: string,
+    /** What happened meanwhile: the service is gone, was revoked, or has another active certificate. */
+    readonly change: 'gone' | 'revoked' | 'superseded',
+  ) {
+    super(message);
+  }
+}
 
 export interface IssuanceResult {
   readonly record: CertificateRecord;
@@ -190,8 +198,9 @@ export async function issueAndRecord(
     }
     const previous = await tx.getService(req.service);
     if (req.renewsSerial !== undefined && (!previous || !previous.rotationEnabled || previous.activeSerial !== req.renewsSerial)) {
-      const now = !previous ? 'it is gone' : !previous.rotationEnabled ? 'it was revoked' : `its active certificate is now ${previous.activeSerial ?? 'none'}`;
-      throw new RenewalOvertaken(`changed while this run was renewing it (${now}); left as it is`);
+      const change = !previous ? 'gone' : !previous.rotationEnabled ? 'revoked' : 'superseded';
+      const now = change === 'gone' ? 'it is gone' : change === 'revoked' ? 'it was revoked' : `its active certificate is now ${previous!.activeSerial ?? 'none'}`;
+      throw new RenewalOvertaken(`changed while this run was renewing it (${now}); left as it is`, change);
     }
     if (previous?.activeSerial) {
       const prev = await tx.getCertificate(previous.activeSerial);

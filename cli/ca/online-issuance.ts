@@ -97,7 +97,9 @@ async function issueOnline(ca: OnlineCa, record: Omit<Parameters<typeof issueAnd
     });
     return { record: issued.record, chainPem: issued.record.certPem + ca.authority.intermediate.pem, caPem: ca.authority.rootPem, clamped: issued.clamped };
   } catch (err) {
-    if (err instanceof RenewalOvertaken) throw new Refusal('superseded', `this certificate is no longer the service's active one (${err.message}); nothing was issued`);
+    if (err instanceof RenewalOvertaken) {
+      throw new Refusal(err.change === 'revoked' ? 'revoked' : 'superseded', `this certificate is no longer the service's active one: it ${err.message}; nothing was issued`);
+    }
     if (err instanceof CaStateError && /keyCompromise/.test(err.message)) throw new Refusal('key-blocked', 'the key in the CSR was revoked for keyCompromise and is never signed again; make a new key');
     throw err;
   }
