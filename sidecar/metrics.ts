@@ -26,6 +26,12 @@ export interface Metrics {
   crlExpiredNow(): boolean;
   /** http mode: one per request; status is the code sent, result allowed | denied | bad-request. */
   readonly httpRequests: Counter<'status' | 'result'>;
+  /** identity.renew attempts: result renewed | failed. */
+  readonly renewals: Counter<'result'>;
+  readonly renewalLastSuccess: Gauge;
+  /** An https identity.crl: result changed | unchanged | failed. */
+  readonly crlFetches: Counter<'result'>;
+  readonly crlLastFetch: Gauge;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -57,6 +63,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     crlNextUpdate: new Gauge({ name: 'svcca_sidecar_crl_next_update_timestamp_seconds', help: 'The earliest nextUpdate of the CRLs in force, Unix seconds', registers }),
     reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reload checks of identity, CRL and policy, by kind and result (applied, refused, unchanged)', labelNames: ['kind', 'result'], registers }),
     crlExpiredNow: () => crlExpiredValue === 1,
+    renewals: new Counter({ name: 'svcca_sidecar_renewals_total', help: 'identity.renew attempts through svcca serve, by result (renewed, failed)', labelNames: ['result'], registers }),
+    renewalLastSuccess: new Gauge({ name: 'svcca_sidecar_renewal_last_success_timestamp_seconds', help: 'When identity.renew last renewed the certificate, Unix seconds', registers }),
+    crlFetches: new Counter({ name: 'svcca_sidecar_crl_fetches_total', help: 'Fetches of an https identity.crl, by result (changed, unchanged, failed)', labelNames: ['result'], registers }),
+    crlLastFetch: new Gauge({ name: 'svcca_sidecar_crl_last_fetch_success_timestamp_seconds', help: 'When an https identity.crl was last fetched successfully, Unix seconds', registers }),
     httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
   };
 }
