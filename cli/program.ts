@@ -202,7 +202,7 @@ ${EXIT_CODES}`,
     .option('--ip <address>', 'extra IP SAN of that certificate (repeatable)', collect, [])
     .option('--revoke', "revoke the service's unused tokens")
     .option(passphraseFlag, passphraseHelp)
-    .addHelpText('after', '\nThe token is printed alone on stdout (TOKEN=$(svcca token api)); it is good for one bootstrap, within --ttl (default 10m).\nThe CA keeps only its SHA-256. The token carries the root\'s fingerprint, so `svcca bootstrap` can check the CA before trusting it.')
+    .addHelpText('after', '\nThe token is printed alone on stdout (TOKEN=$(svcca token api)); it is good for one bootstrap, within --ttl (default 10m).\nMaking one needs the intermediate passphrase, as issuing does (a token buys a certificate); --revoke does not.\nThe CA keeps only its SHA-256. The token carries the root\'s fingerprint, so `svcca bootstrap` can check the CA before trusting it.')
     .action(async (service: string, o: Flags<TokenOptions, 'service'>, cmd: Command) => (await import('./commands/token.js')).runToken({ ...o, service }, ctxFor(cmd)));
 
   // Not withGlobals: here --dir is the credential set, not the CA directory.

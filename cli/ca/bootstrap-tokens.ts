@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import { formatBootstrapToken, newTokenSecret, tokenSecretHash } from '../../common/bootstrap-token.js';
 import { decodeCertificates } from '../../common/pem.js';
-import type { Authority } from './authority.js';
 import type { Ledger } from '../store/ledger.js';
 
 export interface TokenRequest {
@@ -27,13 +26,19 @@ export interface MadeToken {
   readonly rootSha256: string;
 }
 
-export function rootFingerprint(authority: Authority): string {
-  return createHash('sha256').update(decodeCertificates(authority.rootPem, 'root.crt')[0]!).digest('hex');
+/** What a token names of its CA: the trust domain and the root (no key is needed). */
+export interface TokenIssuer {
+  readonly trustDomain: string;
+  readonly rootPem: string;
 }
 
-export async function makeBootstrapToken(authority: Authority, ledger: Ledger, req: TokenRequest, now = Date.now()): Promise<MadeToken> {
+export function rootFingerprint(rootPem: string): string {
+  return createHash('sha256').update(decodeCertificates(rootPem, 'root.crt')[0]!).digest('hex');
+}
+
+export async function makeBootstrapToken(issuer: TokenIssuer, ledger: Ledger, req: TokenRequest, now = Date.now()): Promise<MadeToken> {
   const secret = newTokenSecret();
-  const rootSha256 = rootFingerprint(authority);
+  const rootSha256 = rootFingerprint(issuer.rootPem);
   const expiresAt = now + req.ttlMs;
   await ledger.transaction(async (tx) => {
     await tx.insertToken({
@@ -48,7 +53,7 @@ export async function makeBootstrapToken(authority: Authority, ledger: Ledger, r
     });
     await tx.appendEvent({ kind: 'token', service: req.service, actor: req.actor, why: `bootstrap token made, valid until ${new Date(expiresAt).toISOString()}` });
   });
-  return { token: formatBootstrapToken({ trustDomain: authority.config.trustDomain, service: req.service, rootSha256, secret }), expiresAt, rootSha256 };
+  return { token: formatBootstrapToken({ trustDomain: issuer.trustDomain, service: req.service, rootSha256, secret }), expiresAt, rootSha256 };
 }
 
 /** Revokes the service's unused tokens; returns how many. */

@@ -36,7 +36,7 @@ export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise
   if (service === SERVER_SERVICE) throw new UsageError(`${SERVER_SERVICE} is the CA server's own identity`, 'choose another service name');
   if (opts.revoke) {
     if (opts.ttl !== undefined || opts.certTtl !== undefined || opts.dns.length || opts.ip.length) throw new UsageError('--revoke takes no other flag', `run \`svcca token ${service} --revoke\``);
-    // No key is needed to revoke a token: only the ledger is opened.
+    // Revoking only takes access away: the ledger alone, no passphrase.
     const ca = openCaForReading(ctx.global.dir);
     try {
       const n = await revokeBootstrapTokens(ca.ledger, service, actor());
@@ -55,11 +55,12 @@ export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise
   const dnsNames = [...new Set(opts.dns.map(assertDnsName))];
   const ips = [...new Set(opts.ip.map(assertIp))];
 
-  // The root fingerprint goes into the token: that needs the authority (and its passphrase).
+  // A token buys a certificate, so making one takes what issuing takes: the intermediate's
+  // passphrase (write access to the ledger alone must not be enough).
   const ca = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
-    const certTtlMs = chooseTtlMs(certTtlFlag, ca.config, ca.authority.intermediate.info.notAfter.getTime(), Date.now()).valueOf();
-    const made = await makeBootstrapToken(ca.authority, ca.ledger, { service, ttlMs, certTtlMs, dnsNames, ips, actor: actor() });
+    const certTtlMs = chooseTtlMs(certTtlFlag, ca.config, ca.authority.intermediate.info.notAfter.getTime(), Date.now());
+    const made = await makeBootstrapToken({ trustDomain: ca.config.trustDomain, rootPem: ca.authority.rootPem }, ca.ledger, { service, ttlMs, certTtlMs, dnsNames, ips, actor: actor() });
     if (ctx.out.json) ctx.out.result({ service, token: made.token, expiresAt: new Date(made.expiresAt).toISOString(), rootSha256: made.rootSha256, certTtl: formatDuration(certTtlMs) });
     else {
       process.stdout.write(`${made.token}\n`);
