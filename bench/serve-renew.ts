@@ -6,6 +6,8 @@
  *    renewal must present the certificate it renews, so each one is a new TLS connection
  *    (the previous one's certificate is superseded by the answer).
  * 2. The same clients on keep-alive connections poll GET /v1/crl.pem with If-None-Match.
+ * BENCH_SERVE_RATE=200 paces the clients to offer that many renewals per second in all
+ * (latency at a given load) instead of renewing as fast as they are answered.
  * The server runs pinned to one core (taskset -c 0) when taskset exists. Prints
  * renewals/s, p50/p99 latency (request sent to answer read, TLS handshake included) and
  * the server's RSS (current and peak).
@@ -28,6 +30,8 @@ import { exportKeyPem, generateKey } from '../common/keys.js';
 const SVCCA = fileURLToPath(new URL('../bin/svcca.mjs', import.meta.url));
 const CLIENTS = Number(process.env.BENCH_SERVE_CLIENTS ?? 100);
 const SECONDS = Number(process.env.BENCH_SERVE_SECONDS ?? 20);
+/** Offered renewals per second across all clients (open loop); unset: as fast as answered. */
+const RATE = process.env.BENCH_SERVE_RATE ? Number(process.env.BENCH_SERVE_RATE) : undefined;
 const PASSPHRASE = 'bench-passphrase';
 
 function percentile(sorted: number[], p: number): number {
@@ -109,8 +113,14 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const end = Date.now() + SECONDS * 1000;
     await Promise.all(
-      clients.map(async (c) => {
+      clients.map(async (c, i) => {
+        const gapMs = RATE ? (CLIENTS / RATE) * 1000 : 0;
+        let next = Date.now() + (gapMs * i) / CLIENTS;
         while (Date.now() < end) {
+          if (RATE) {
+            await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+            next += gapMs;
+          }
           const key = generateKey('ecdsa-p256');
           const csr = buildCsrPem(key, c.service);
           const tls: CaTls = { caPem, serverId, certPem: c.certPem, keyPem: c.keyPem };
@@ -158,7 +168,7 @@ async function main(): Promise<void> {
     const crlSeconds = (performance.now() - t1) / 1000;
     agent.destroy();
 
-    console.log(`svcca serve bench: ${CLIENTS} clients, server ${pin.length ? 'pinned to one core (taskset -c 0)' : 'not pinned (no taskset)'}`);
+    console.log(`svcca serve bench: ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}, server ${pin.length ? 'pinned to one core (taskset -c 0)' : 'not pinned (no taskset)'}`);
     console.log(summary(`renew (new key, new mTLS connection)`, renewLatencies, renewSeconds, renewErrors));
     console.log(`server CPU per renewal: ${cpuPerRenewalMs.toFixed(2)} ms (one core's capacity: about ${Math.floor(1000 / cpuPerRenewalMs)} renewals/s)`);
     console.log(summary('GET /v1/crl.pem keep-alive (304s)', crlLatencies, crlSeconds, crlErrors));
