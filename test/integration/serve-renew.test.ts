@@ -180,8 +180,17 @@ describe('svcca serve: renewal over mTLS', () => {
     assert.equal(res.status, 0, res.stderr);
   });
 
-  it('SIGTERM drains and exits 0', async () => {
-    assert.equal(await serve.stop(), 0);
+  it('SIGTERM drains: a request in flight is answered, then it exits 0', async () => {
+    const body = join(scratch, 'slow.json');
+    writeFileSync(body, JSON.stringify({ csr: 'x'.repeat(4000) }));
+    // About two seconds of upload at 2 KB/s: SIGTERM arrives while the body is still coming.
+    const slow = curl(`${serve.url}/v1/renew`, ['--limit-rate', '2k', '--cert', join(sets.caller!, 'tls.crt'), '--key', join(sets.caller!, 'tls.key'), '-H', 'content-type: application/json', '--data-binary', `@${body}`]);
+    await new Promise((r) => setTimeout(r, 500));
+    const exited = serve.stop();
+    const answer = await slow;
+    assert.equal(answer.status, 400, `the request in flight was answered (${answer.body})`);
+    assert.equal(answer.json?.error, 'bad-csr');
+    assert.equal(await exited, 0);
     assert.ok(serve.lines.some((l) => l.event === 'drain'));
   });
 });
