@@ -32,6 +32,8 @@ export interface Metrics {
   /** An https identity.crl: result changed | unchanged | failed. */
   readonly crlFetches: Counter<'result'>;
   readonly crlLastFetch: Gauge;
+  /** Inbound allow-list decisions (per tcp connection, per http request): allowed | denied | would-deny (audit mode). */
+  readonly policyDecisions: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -68,5 +70,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     crlFetches: new Counter({ name: 'svcca_sidecar_crl_fetches_total', help: 'Fetches of an https identity.crl, by result (changed, unchanged, failed)', labelNames: ['result'], registers }),
     crlLastFetch: new Gauge({ name: 'svcca_sidecar_crl_last_fetch_success_timestamp_seconds', help: 'When an https identity.crl was last fetched successfully, Unix seconds', registers }),
     httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
+    policyDecisions: new Counter({
+      name: 'svcca_sidecar_policy_decisions_total',
+      help: 'Inbound allow-list decisions, per tcp connection or http request: allowed, denied, or would-deny (audit mode: let through)',
+      labelNames: ['result'],
+      registers,
+    }),
   };
 }
