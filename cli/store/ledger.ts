@@ -126,6 +126,10 @@ export interface Ledger {
   /**
    * Runs `fn` in one immediate (write-locking) transaction; commits when it resolves,
    * rolls back when it throws. Everything a command changes goes through one of these.
+   * A call made inside a running transaction (on `tx` or on this object, in its async
+   * context) runs as part of it. A call from another async context of the same process
+   * (`svcca serve` handles requests concurrently) must wait for the running one and
+   * never join it: SqliteLedger queues them.
    */
   transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T>;
 
