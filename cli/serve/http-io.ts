@@ -26,7 +26,10 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Record<string, unknown>> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') throw new HttpError(415, 'unsupported-media-type', 'send the request as JSON with Content-Type: application/json');
-  const tooLarge = () => new HttpError(413, 'body-too-large', `the request body is larger than ${limit} bytes; send only the CSR (and the token)`, { connection: 'close' });
+  const tooLarge = () => {
+    discardRest(req);
+    return new HttpError(413, 'body-too-large', `the request body is larger than ${limit} bytes; send only the CSR (and the token)`);
+  };
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) throw tooLarge();
   const chunks: Buffer[] = [];
@@ -36,7 +39,6 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
       size += chunk.length;
       if (size > limit) {
         req.off('data', onData);
-        req.pause();
         reject(tooLarge());
         return;
       }
@@ -55,6 +57,31 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'bad-json', 'the request body must be a JSON object');
   return parsed as Record<string, unknown>;
+}
+
+/** What a refused upload may still send, and for how long, before its connection is cut. */
+const LINGER_BYTES = 16 * 1024 * 1024;
+const LINGER_MS = 5_000;
+
+/**
+ * After a 413, reads and drops what the client is still sending, up to a bound. Closing
+ * on a client in mid-upload makes its kernel answer with a reset that takes the unread
+ * 413 with it, so the client sees "connection reset" instead of the reason (nginx and
+ * Apache "linger" for the same cause). Past LINGER_BYTES or LINGER_MS the connection is
+ * cut: a refused upload cannot make the CA read without end.
+ */
+function discardRest(req: IncomingMessage): void {
+  let dropped = 0;
+  const cut = () => req.socket.destroy();
+  const timer = setTimeout(cut, LINGER_MS);
+  timer.unref();
+  req.on('data', (chunk: Buffer) => {
+    dropped += chunk.length;
+    if (dropped > LINGER_BYTES) cut();
+  });
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
 }
 
 /** A string field of a JSON body, or a 400 naming it. */
