@@ -28,7 +28,7 @@ import { PolicyDecisions } from './policy-decisions.js';
 import { TunnelInbound, type InboundTunnel } from './tunnel-inbound.js';
 import { TUNNEL_ALPN, selectInboundAlpn } from './tunnel-protocol.js';
 import { ownCertificateRefusal, policyDecision } from './verdict.js';
-import { CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { type CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export interface InboundDeps {
   readonly config: InboundConfig;

@@ -17,7 +17,7 @@ import { CIPHERS } from '../net/ciphers.js';
 import { NO_DELAY } from '../net/socket.js';
 import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { ownCertificateRefusal } from './verdict.js';
-import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { type CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export type DialResult =
   | { readonly ok: true; readonly tls: TLSSocket; readonly leaf: CertInfo; readonly resumed: boolean; readonly seconds: number; readonly ownNotAfter: Date }

@@ -49,7 +49,7 @@ describe('sidecar outbound', () => {
   let order: RunningSidecar;
   let inventory: RunningSidecar;
   let echo: Awaited<ReturnType<typeof startEchoService>>;
-  let fakes: Awaited<ReturnType<typeof impostor>>[] = [];
+  const fakes: Awaited<ReturnType<typeof impostor>>[] = [];
 
   before(async () => {
     ca = makeCa();
