@@ -20,6 +20,7 @@ import type { ListOptions } from './commands/list.js';
 import type { ExportOptions } from './commands/export.js';
 import type { PolicyCheckOptions } from './commands/policy-check.js';
 import type { PolicyGraphOptions } from './commands/policy-graph.js';
+import type { LedgerCopyOptions } from './commands/ledger.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -109,6 +110,7 @@ ${EXIT_CODES}`,
     .addOption(new Option('--key-type <type>', `CA and leaf key type (${KEY_TYPES.join(', ')})`).default('ecdsa-p256'))
     .option(passphraseFlag, passphraseHelp)
     .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
+    .option('--ledger <url>', 'keep the ledger in PostgreSQL: postgres://USER@HOST:PORT/DB[?sslmode=verify-full] (or env SVCCA_LEDGER; password from PGPASSWORD or ~/.pgpass, never the URL)')
     .action(async (o: Flags<InitOptions, never, 'trustDomain'>, cmd: Command) =>
       (await import('./commands/init.js')).runInit(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org'), ctxFor(cmd)),
     );
@@ -170,6 +172,17 @@ ${EXIT_CODES}`,
     .option('--legacy', '3DES and a SHA-1 MAC, for old Java and macOS')
     .action(async (service: string, o: Flags<ExportOptions, 'service', 'p12'>, cmd: Command) =>
       (await import('./commands/export.js')).runExport(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`), ctxFor(cmd)),
+    );
+
+  const ledger = withGlobals(program.command('ledger')).description("the CA's ledger: schema migration, moving it to PostgreSQL");
+  withGlobals(ledger.command('migrate'))
+    .description("bring the ledger's schema to this svcca's version (back the database up first)")
+    .action(async (_o: unknown, cmd: Command) => (await import('./commands/ledger.js')).runLedgerMigrate(ctxFor(cmd)));
+  withGlobals(ledger.command('copy'))
+    .description("copy the SQLite ledger into an empty PostgreSQL database, check every table, then switch the CA's config to it")
+    .option('--to <url>', 'postgres://USER@HOST:PORT/DB (required; password from PGPASSWORD or ~/.pgpass)')
+    .action(async (o: Flags<LedgerCopyOptions, never, 'to'>, cmd: Command) =>
+      (await import('./commands/ledger.js')).runLedgerCopy(need(o, 'to', '--to', 'svcca ledger copy --to postgres://svcca@db.internal:5432/svcca'), ctxFor(cmd)),
     );
 
   const policy = withGlobals(program.command('policy')).description('check and draw the allow-list');

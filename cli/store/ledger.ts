@@ -95,11 +95,31 @@ export interface CertificateFilter {
 }
 
 export interface Ledger {
+  /** Where the ledger is, for messages: its file, or user@host:port/db (never a password). */
+  readonly location: string;
+
   /**
-   * Runs `fn` in one immediate (write-locking) transaction; commits when it resolves,
-   * rolls back when it throws. Everything a command changes goes through one of these.
+   * Runs `fn` in one transaction; commits when it resolves, rolls back when it throws.
+   * Everything a command changes goes through one of these, and inside `fn` only `tx` is
+   * used (on PostgreSQL the outer ledger is another connection, which would wait for this
+   * transaction's own locks). SQLite's is immediate: it holds the database's write lock
+   * throughout. PostgreSQL's is READ COMMITTED: each statement sees what committed before
+   * it, and writers of one service or one CRL queue only once they take its lock
+   * (`lockService`, `lockCrls`, `nextCrlNumber`), so take the lock before reading what it
+   * guards.
    */
   transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T>;
+
+  /**
+   * Locks the service until the transaction ends: issue, renewal, revoke and writing its
+   * set queue on it. Take it before reading the service. With `skipLocked` (rotate's
+   * claims) it returns false at once when another transaction holds it, instead of
+   * waiting. Only inside `transaction`. SQLite: the transaction already holds the write
+   * lock, so always true.
+   */
+  lockService(name: string, opts?: { skipLocked?: boolean }): Promise<boolean>;
+  /** Locks these issuers' CRL state until the transaction ends: crl.pem is written under it. */
+  lockCrls(issuerKeyIds: readonly string[]): Promise<void>;
 
   insertCertificate(record: CertificateRecord): Promise<void>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
@@ -141,7 +161,8 @@ export interface Ledger {
   markKeyCompromised(spkiSha256: string, at: number): Promise<void>;
 
   /**
-   * The next CRL number of an issuer (taken and stored in the caller's transaction);
+   * The next CRL number of an issuer (taken and stored in the caller's transaction, which
+   * it locks the issuer's CRL state for: take it before listing what the CRL holds);
    * never below `atLeast`, so a crl.pem restored or written ahead of the ledger is never
    * followed by a CRL with the same number.
    */
@@ -162,5 +183,6 @@ export interface Ledger {
   appendEvent(event: LedgerEvent): Promise<void>;
   listEvents(limit?: number): Promise<StoredEvent[]>;
 
-  close(): void;
+  /** Closes the file or the connection pool; the ledger is unusable afterwards. */
+  close(): Promise<void>;
 }
