@@ -320,7 +320,10 @@ export class PostgresLedger implements Ledger {
   }
 
   async servicesWithSetDir(setDir: string): Promise<string[]> {
-    const rows = await this.q<{ name: string }>('SELECT DISTINCT s.name AS name FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE c.set_dir = $1', [setDir]);
+    const rows = await this.q<{ name: string }>('SELECT DISTINCT s.name AS name FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE c.set_dir = $1 OR c.set_dir = $2', [
+      storedSetDir(this.base, setDir),
+      setDir,
+    ]);
     return rows.map((r) => r.name);
   }
 
