@@ -53,6 +53,9 @@ export function ledgerDatabaseError(where: string, err: unknown): Error {
   if (code === '28P01' || code === '28000' || /password/i.test(message)) {
     return new CaStateError(`the ledger database ${where} refused the login: ${message}`, 'set PGPASSWORD, or put the password in ~/.pgpass (or the file named by ?passfile=)', err);
   }
+  if (/CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/.test(code) || /\bSSL\b|certificate/i.test(message)) {
+    return new CaStateError(`the ledger database ${where} failed the TLS check: ${message}`, 'check sslmode and sslrootcert in the ledger URL (verify-full needs the CA that signed the server\'s certificate, and its name or IP in it)', err);
+  }
   if (UNREACHABLE_CODES.has(code) || code.startsWith('08') || /terminated|timeout|connect/i.test(message)) {
     return new CaStateError(`the ledger database ${where} is unreachable: ${message}`, 'check that PostgreSQL is running and reachable from this host, then run the command again (nothing was changed)', err);
   }

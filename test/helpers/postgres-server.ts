@@ -58,7 +58,15 @@ export interface PgServer {
   destroy(): Promise<void>;
 }
 
-export async function startPostgresServer(spawnChild: (cmd: string, args: readonly string[], opts: SpawnOptions) => ChildProcess = spawn): Promise<PgServer> {
+export interface PgServerOptions {
+  /** Serve TLS (ssl=on) with this certificate chain and key; plain connections still work. */
+  readonly tls?: { readonly certPem: string; readonly keyPem: string };
+}
+
+export async function startPostgresServer(
+  spawnChild: (cmd: string, args: readonly string[], opts: SpawnOptions) => ChildProcess = spawn,
+  opts: PgServerOptions = {},
+): Promise<PgServer> {
   const bin = postgresBinDir();
   const root = mkdtempSync(join(tmpdir(), 'svcca-pg-'));
   const data = join(root, 'data');
@@ -66,6 +74,17 @@ export async function startPostgresServer(spawnChild: (cmd: string, args: readon
   mkdirSync(socketDir);
   const pwfile = join(root, 'pwfile');
   writeFileSync(pwfile, `${PG_PASSWORD}\n`, { mode: 0o600 });
+  const owned = [root, socketDir, pwfile];
+  const tlsArgs: string[] = [];
+  if (opts.tls) {
+    // PostgreSQL wants its key 0600 and owned by the user it runs as.
+    const cert = join(root, 'server.crt');
+    const key = join(root, 'server.key');
+    writeFileSync(cert, opts.tls.certPem, { mode: 0o644 });
+    writeFileSync(key, opts.tls.keyPem, { mode: 0o600 });
+    owned.push(cert, key);
+    tlsArgs.push('-c', 'ssl=on', '-c', `ssl_cert_file=${cert}`, '-c', `ssl_key_file=${key}`);
+  }
   const asRoot = process.getuid?.() === 0;
   // PostgreSQL refuses root: run it as nobody, who must own its directories. setpriv
   // (util-linux, like runuser) execs in place, so signals reach postgres itself.
@@ -73,7 +92,7 @@ export async function startPostgresServer(spawnChild: (cmd: string, args: readon
     asRoot ? ['setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', '--', cmd, ...args]] : [cmd, args];
   if (asRoot) {
     const nobody = Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).trim());
-    for (const p of [root, socketDir, pwfile]) chownSync(p, nobody, nobody);
+    for (const p of owned) chownSync(p, nobody, nobody);
     chmodSync(root, 0o755);
   }
   const [initCmd, initArgs] = runAs(join(bin, 'initdb'), ['-D', data, '-U', PG_USER, `--pwfile=${pwfile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
@@ -88,6 +107,7 @@ export async function startPostgresServer(spawnChild: (cmd: string, args: readon
       // A throwaway cluster: durability is not what these tests measure.
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
       '-c', 'max_connections=100', '-c', 'logging_collector=off',
+      ...tlsArgs,
     ]);
     const child = spawnChild(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     proc = child;

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { once } from 'node:events';
 import { X509Certificate } from 'node:crypto';
-import { cpSync, existsSync, readFileSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { cleanEnv, makeCa, runSvcca, spawnSvcca, tempDir, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
@@ -21,11 +21,16 @@ import { PostgresLedger } from '../../cli/store/postgres-ledger.js';
 import { allCrlSerials, crlText, isOneLineError, readCrlFile, readSet } from './cli-rotate-helpers.js';
 
 let pg: PgServer;
+/** The CA that signed the server's TLS certificate (for 127.0.0.1), made by svcca itself. */
+let dbTlsCa: TestCa;
 before(async () => {
-  pg = await startPostgres();
+  dbTlsCa = makeCa({ trustDomain: 'db.example' });
+  const set = dbTlsCa.issue('postgres', ['--ip', '127.0.0.1']);
+  pg = await startPostgres({ tls: { certPem: readFileSync(join(set, 'tls.crt'), 'utf8'), keyPem: readFileSync(join(set, 'tls.key'), 'utf8') } });
 });
 after(async () => {
   await pg?.destroy();
+  dbTlsCa?.cleanup();
 });
 
 /** The same CA on another host: its directory copied, the same database. */
@@ -100,6 +105,37 @@ describe('svcca init --ledger', () => {
       assert.ok(!res.stderr.includes(PG_PASSWORD), 'the password is never echoed');
       assert.equal(existsSync(join(root, 'ca', 'config')), false);
     }
+  });
+
+  it('sslmode has libpq\'s meaning: verify-full checks the server against sslrootcert', async () => {
+    const url = await pg.createDatabase('init_tls');
+    const root = tempDir();
+    const init = (dir: string, query: string) =>
+      runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, dir), '--ledger', `${url}?${query}`], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }) });
+    const otherCa = makeCa({ trustDomain: 'other.example' });
+    try {
+      const wrong = init('wrong', `sslmode=verify-full&sslrootcert=${join(otherCa.dir, 'ca.crt')}`);
+      assert.ok(isOneLineError(wrong), wrong.stderr);
+      assert.match(wrong.stderr, /init_tls failed the TLS check/);
+      assert.equal(existsSync(join(root, 'wrong', 'config')), false);
+      const good = init('good', `sslmode=verify-full&sslrootcert=${join(dbTlsCa.dir, 'ca.crt')}`);
+      assert.equal(good.status, 0, good.stderr);
+      const config = JSON.parse(readFileSync(join(root, 'good', 'config'), 'utf8')) as { ledger: string };
+      assert.match(config.ledger, /sslmode=verify-full/, 'later commands connect the same way');
+      const listed = runSvcca(['list', '--dir', join(root, 'good')], { env: cleanEnv({ ...pg.env }) });
+      assert.equal(listed.status, 0, listed.stderr);
+    } finally {
+      otherCa.cleanup();
+    }
+  });
+
+  it('finds the password in the URL\'s passfile, as libpq does', async () => {
+    const url = await pg.createDatabase('init_passfile');
+    const root = tempDir();
+    const passfile = join(root, 'pgpass');
+    writeFileSync(passfile, `127.0.0.1:${pg.port}:init_passfile:svcca:${PG_PASSWORD}\n`, { mode: 0o600 });
+    const res = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'ca'), '--ledger', `${url}?passfile=${passfile}`], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, PGPASSWORD: undefined, PGPASSFILE: undefined }) });
+    assert.equal(res.status, 0, res.stderr);
   });
 
   it('a wrong password is one line naming the database, never the password', async () => {
