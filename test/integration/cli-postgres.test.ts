@@ -364,6 +364,37 @@ describe('the schema version', () => {
   });
 });
 
+describe('a role limited to the grants docs/postgresql.md lists', () => {
+  let ca: TestCa;
+  const database = 'least_privilege';
+  before(async () => {
+    ca = makeCa({ ledger: await pg.createDatabase(database), env: pg.env });
+  });
+  after(() => ca?.cleanup());
+
+  it('runs issue and revoke, and can neither change the event log nor drop its triggers', async () => {
+    const docs = readFileSync(new URL('../../../docs/postgresql.md', import.meta.url), 'utf8');
+    const grants = /psql -d svcca_prod -c "([^"]+)"/.exec(docs)![1]!.replaceAll('TO svcca', 'TO limited');
+    await query(database, "CREATE ROLE limited LOGIN PASSWORD 'limited-pw'");
+    await query(database, grants);
+    const config = JSON.parse(readFileSync(join(ca.dir, 'config'), 'utf8')) as { ledger: string };
+    writeFileSync(join(ca.dir, 'config'), JSON.stringify({ ...config, ledger: config.ledger.replace('svcca@', 'limited@') }), { mode: 0o600 });
+    for (const args of [['issue', 'least'], ['revoke', 'least']]) {
+      const res = ca.svcca(args, { PGPASSWORD: 'limited-pw' });
+      assert.equal(res.status, 0, `${args.join(' ')}: ${res.stderr}`);
+    }
+    const c = new (await import('pg')).default.Client({ host: '127.0.0.1', port: pg.port, user: 'limited', password: 'limited-pw', database });
+    await c.connect();
+    try {
+      for (const sql of ['DELETE FROM events', "UPDATE events SET why = 'x'", 'DROP TRIGGER events_no_update_delete ON events', 'ALTER TABLE events DISABLE TRIGGER ALL']) {
+        await assert.rejects(c.query(sql), /permission denied|must be owner/, sql);
+      }
+    } finally {
+      await c.end();
+    }
+  });
+});
+
 describe('svcca ledger copy', () => {
   const RECORDS = 10_000;
   let ca: TestCa;
@@ -389,6 +420,12 @@ describe('svcca ledger copy', () => {
     db.close();
   });
   after(() => ca?.cleanup());
+
+  it('`ledger migrate` on the SQLite ledger reports its schema', () => {
+    const res = ca.svcca(['ledger', 'migrate']);
+    assert.equal(res.status, 0, res.stderr);
+    assert.match(res.stdout, /ledger\.db \(SQLite\) is at schema 1, this svcca's/);
+  });
 
   it('refuses a database that is not empty, and leaves the config alone', async () => {
     const url = await pg.createDatabase('copy_busy');
