@@ -44,7 +44,10 @@ const LEDGER_TYPES = {
 /** SQLSTATEs and socket errors that mean "the database cannot be reached", not "the query is wrong". */
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOENT', 'EPIPE', '57P01', '57P02', '57P03', '3D000']);
 
-/** One line for a failure of the database, naming it by `where` only. */
+/**
+ * One line for a failure of the database (an error node-postgres threw), naming it by
+ * `where` only. Errors of svcca's own code never come through here.
+ */
 export function ledgerDatabaseError(where: string, err: unknown): Error {
   if (err instanceof CaStateError) return err;
   const e = err as { code?: string; message?: string };
@@ -53,7 +56,7 @@ export function ledgerDatabaseError(where: string, err: unknown): Error {
   if (code === '28P01' || code === '28000' || /password/i.test(message)) {
     return new CaStateError(`the ledger database ${where} refused the login: ${message}`, 'set PGPASSWORD, or put the password in ~/.pgpass (or the file named by ?passfile=)', err);
   }
-  if (/CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/.test(code) || /\bSSL\b|certificate/i.test(message)) {
+  if (/CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/.test(code) || /\bSSL\b/.test(message)) {
     return new CaStateError(`the ledger database ${where} failed the TLS check: ${message}`, 'check sslmode and sslrootcert in the ledger URL (verify-full needs the CA that signed the server\'s certificate, and its name or IP in it)', err);
   }
   if (UNREACHABLE_CODES.has(code) || code.startsWith('08') || /terminated|timeout|connect/i.test(message)) {
@@ -215,10 +218,19 @@ export class PostgresLedger implements Ledger {
     await this.ensureReady();
     const client = await this.connect();
     let broken: Error | undefined;
+    const control = async (sql: string) => {
+      try {
+        await client.query(sql);
+      } catch (err) {
+        throw ledgerDatabaseError(this.location, err);
+      }
+    };
     try {
-      await client.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      await control('BEGIN ISOLATION LEVEL READ COMMITTED');
+      // Errors of `fn` pass through as they are (RenewalOvertaken, UsageError, …): its
+      // queries already turned database failures into one-line errors.
       const result = await fn(new PostgresLedger(this.shared, client));
-      await client.query('COMMIT');
+      await control('COMMIT');
       return result;
     } catch (err) {
       try {
@@ -226,7 +238,7 @@ export class PostgresLedger implements Ledger {
       } catch (rollbackErr) {
         broken = rollbackErr as Error;
       }
-      throw ledgerDatabaseError(this.location, err);
+      throw err;
     } finally {
       client.release(broken);
     }

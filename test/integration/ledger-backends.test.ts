@@ -237,6 +237,15 @@ const CASES: Record<string, Case> = {
     assert.equal(await ledger.getService('a'), undefined);
     assert.equal(await ledger.currentCrlNumber('i1'), 0n);
     await assert.rejects(ledger.lockService('a'), /outside a ledger transaction/, 'locks only exist inside a transaction');
+    // The caller's own error comes back as it was thrown, whatever its message says.
+    class Overtaken extends Error {}
+    const thrown = new Overtaken('its active certificate changed; SSL connect timeout');
+    await assert.rejects(
+      ledger.transaction(async () => {
+        throw thrown;
+      }),
+      (err: unknown) => err === thrown,
+    );
   },
 };
 
