@@ -4,7 +4,7 @@
  * its own) only when it runs, so `svcca list` never pays for the signing libraries; only
  * its options type is imported here, and types cost nothing at run time.
  */
-import { Command, Option } from 'commander';
+import { Command, Option, type CommandOptions } from 'commander';
 import { createOutput } from './output.js';
 import type { CommandContext } from './context.js';
 import { DEFAULT_CA_DIR } from './store/ca-dir.js';
@@ -57,15 +57,19 @@ export interface ProgramHooks {
   env: NodeJS.ProcessEnv;
 }
 
-export function buildProgram(hooks: ProgramHooks): Command {
-  const program = new Command('svcca');
-  program
-    .description('A small internal CA for service-to-service mTLS: SPIFFE identities, short-lived certificates, rotation, revocation.')
-    .version(VERSION, '-V, --version')
-    .showSuggestionAfterError(true)
-    .addHelpText(
-      'after',
-      `
+/** What every command's definition needs from the program being built. */
+interface Wiring {
+  /** The context a command runs with, made from its global flags. */
+  ctxFor(cmd: Command): CommandContext;
+  /** A subcommand of `parent` that also takes the global flags (before or after its name). */
+  command(parent: Command, name: string, opts?: CommandOptions): Command;
+}
+
+const PASSPHRASE_FLAG = '--passphrase-file <file>';
+const PASSPHRASE_HELP = "file holding the intermediate key's passphrase (or env SVCCA_PASSPHRASE, or a prompt)";
+const ROOT_PASSPHRASE_FLAG = '--root-passphrase-file <file>';
+
+const PROGRAM_HELP = `
 Examples:
   svcca init --trust-domain example.org
   svcca issue order-service
@@ -75,24 +79,40 @@ Examples:
   svcca list --expiring 6h
   svcca export order-service --p12 order.p12 --password-file p12.pass
   svcca policy check order-service payment-service --policy policy.yaml
+  source <(svcca completion bash)    # tab completion (zsh and fish too)
 
 The CA directory is ./ca-data unless --dir or SVCCA_DIR says otherwise.
 The intermediate key's passphrase comes from --passphrase-file, SVCCA_PASSPHRASE or a prompt.
-${EXIT_CODES}`,
-    );
+${EXIT_CODES}`;
 
-  const ctxFor = (cmd: Command): CommandContext => {
-    const g = cmd.optsWithGlobals<{ dir?: string; json?: boolean }>();
-    const ctx: CommandContext = {
-      global: { dir: g.dir ?? hooks.env.SVCCA_DIR ?? DEFAULT_CA_DIR, json: g.json === true },
-      out: createOutput(g.json === true),
-      env: hooks.env,
-      exitCode: 0,
-    };
-    hooks.onContext(ctx);
-    return ctx;
-  };
+const ROTATE_HELP = `
+Certificates signed from a CSR are renewed by re-signing the same public key (the CA never had
+the private key); a key revoked for keyCompromise is never signed again: that service is skipped
+with the command its owner should run (not a failure).
 
+Progress goes to stderr when it is a terminal (never with --json, never under cron).
+
+Exit codes for cron:
+  0  all done (nothing due counts)
+  1  usage or CA error
+  2  some renewals or hooks failed (each is named)
+  4  done, but the intermediate nears its end or a renewal was clamped to it: run svcca rotate --intermediate`;
+
+export function buildProgram(hooks: ProgramHooks): Command {
+  const program = new Command('svcca');
+  program
+    .description('A small internal CA for service-to-service mTLS: SPIFFE identities, short-lived certificates, rotation, revocation.')
+    .version(VERSION, '-V, --version')
+    .showSuggestionAfterError(true)
+    .addHelpText('after', PROGRAM_HELP);
+  const wiring = wire(program, hooks);
+  for (const define of [defineInit, defineIssue, defineRotate, defineRevoke, defineCrl, defineList, defineInspect, defineExport, defineLedger, definePolicy, defineCompletion]) {
+    define(program, wiring);
+  }
+  return program;
+}
+
+function wire(program: Command, hooks: ProgramHooks): Wiring {
   // Global flags are accepted before or after the command name.
   const withGlobals = (cmd: Command): Command =>
     cmd
@@ -100,22 +120,37 @@ ${EXIT_CODES}`,
       .option('--json', 'machine-readable output on stdout')
       .showSuggestionAfterError(true);
   withGlobals(program);
+  return {
+    command: (parent, name, opts) => withGlobals(parent.command(name, opts)),
+    ctxFor(cmd) {
+      const g = cmd.optsWithGlobals<{ dir?: string; json?: boolean }>();
+      const ctx: CommandContext = {
+        global: { dir: g.dir ?? hooks.env.SVCCA_DIR ?? DEFAULT_CA_DIR, json: g.json === true },
+        out: createOutput(g.json === true, hooks.env),
+        env: hooks.env,
+        exitCode: 0,
+      };
+      hooks.onContext(ctx);
+      return ctx;
+    },
+  };
+}
 
-  const passphraseFlag = '--passphrase-file <file>';
-  const passphraseHelp = "file holding the intermediate key's passphrase (or env SVCCA_PASSPHRASE, or a prompt)";
-
-  withGlobals(program.command('init'))
+function defineInit(program: Command, w: Wiring): void {
+  w.command(program, 'init')
     .description('create a root and an issuing intermediate for a trust domain')
     .option('--trust-domain <td>', 'the SPIFFE trust domain, e.g. example.org (required)')
     .addOption(new Option('--key-type <type>', `CA and leaf key type (${KEY_TYPES.join(', ')})`).default('ecdsa-p256'))
-    .option(passphraseFlag, passphraseHelp)
-    .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .option(ROOT_PASSPHRASE_FLAG, "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
     .option('--ledger <url>', 'keep the ledger in PostgreSQL: postgres://USER@HOST:PORT/DB[?sslmode=verify-full] (or env SVCCA_LEDGER; password from PGPASSWORD or ~/.pgpass, never the URL)')
     .action(async (o: Flags<InitOptions, never, 'trustDomain'>, cmd: Command) =>
-      (await import('./commands/init.js')).runInit(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org'), ctxFor(cmd)),
+      (await import('./commands/init.js')).runInit(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org'), w.ctxFor(cmd)),
     );
+}
 
-  withGlobals(program.command('issue'))
+function defineIssue(program: Command, w: Wiring): void {
+  w.command(program, 'issue')
     .description('issue a certificate and key for a service (24h by default)')
     .argument('<service>', 'service name, e.g. order-service or ns/prod/api')
     .option('--ttl <duration>', 'lifetime, e.g. 24h, 90m, 7d (default: the CA config, 24h)')
@@ -123,70 +158,86 @@ ${EXIT_CODES}`,
     .option('--ip <address>', 'extra IP SAN (repeatable)', collect, [])
     .option('--out <dir>', 'where to write tls.crt, tls.key, ca.crt (default ca-data/issued/<service>)')
     .option('--csr <file>', 'sign this CSR instead of making a key (only its public key is used)')
-    .option(passphraseFlag, passphraseHelp)
-    .action(async (service: string, o: Flags<IssueOptions, 'service'>, cmd: Command) => (await import('./commands/issue.js')).runIssue({ ...o, service }, ctxFor(cmd)));
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .action(async (service: string, o: Flags<IssueOptions, 'service'>, cmd: Command) => (await import('./commands/issue.js')).runIssue({ ...o, service }, w.ctxFor(cmd)));
+}
 
-  withGlobals(program.command('rotate'))
+function defineRotate(program: Command, w: Wiring): void {
+  w.command(program, 'rotate')
     .description('renew every active certificate that is due (what cron runs); --intermediate rolls the intermediate')
     .argument('[service...]', 'only these services')
     .option('--renew-before <threshold>', 'renew when less than this is left: a share of the lifetime (33%) or a duration (8h)', '33%')
     .option('--dry-run', 'say what would be renewed, change nothing')
     .option('--exec <cmd>', 'run after each renewed set, with SVCCA_SERVICE and SVCCA_SET_DIR set (e.g. a reload)')
     .option('--intermediate', 'roll the intermediate (needs the root passphrase)')
-    .option(passphraseFlag, passphraseHelp)
-    .option('--root-passphrase-file <file>', "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE)")
-    .addHelpText('after', `\nCertificates signed from a CSR are renewed by re-signing the same public key (the CA never had\nthe private key); a key revoked for keyCompromise is never signed again: that service is skipped\nwith the command its owner should run (not a failure).\n\nExit codes for cron:\n  0  all done (nothing due counts)\n  1  usage or CA error\n  2  some renewals or hooks failed (each is named)\n  4  done, but the intermediate nears its end or a renewal was clamped to it: run svcca rotate --intermediate`)
-    .action(async (services: string[], o: Flags<RotateOptions, 'services'>, cmd: Command) => (await import('./commands/rotate.js')).runRotate({ ...o, services }, ctxFor(cmd)));
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .option(ROOT_PASSPHRASE_FLAG, "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE)")
+    .addHelpText('after', ROTATE_HELP)
+    .action(async (services: string[], o: Flags<RotateOptions, 'services'>, cmd: Command) => (await import('./commands/rotate.js')).runRotate({ ...o, services }, w.ctxFor(cmd)));
+}
 
-  withGlobals(program.command('revoke'))
+function defineRevoke(program: Command, w: Wiring): void {
+  w.command(program, 'revoke')
     .description("revoke a service's unexpired certificates (and stop its rotation), or one certificate by serial")
     .argument('[service]', 'the service to revoke')
     .option('--serial <hex>', 'revoke this one certificate')
     .addOption(new Option('--reason <reason>', 'RFC 5280 reason').choices(['keyCompromise', 'superseded', 'cessationOfOperation', 'affiliationChanged']))
-    .option(passphraseFlag, passphraseHelp)
-    .action(async (service: string | undefined, o: Flags<RevokeOptions, 'service'>, cmd: Command) => (await import('./commands/revoke.js')).runRevoke({ ...o, service }, ctxFor(cmd)));
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .action(async (service: string | undefined, o: Flags<RevokeOptions, 'service'>, cmd: Command) => (await import('./commands/revoke.js')).runRevoke({ ...o, service }, w.ctxFor(cmd)));
+}
 
-  withGlobals(program.command('crl'))
+function defineCrl(program: Command, w: Wiring): void {
+  w.command(program, 'crl')
     .description("re-sign the intermediates' CRLs and rewrite crl.pem")
     .option('--next-update <duration>', 'CRL validity', '24h')
-    .option(passphraseFlag, passphraseHelp)
-    .action(async (o: CrlOptions, cmd: Command) => (await import('./commands/crl.js')).runCrl(o, ctxFor(cmd)));
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .action(async (o: CrlOptions, cmd: Command) => (await import('./commands/crl.js')).runCrl(o, w.ctxFor(cmd)));
+}
 
-  withGlobals(program.command('list'))
+function defineList(program: Command, w: Wiring): void {
+  w.command(program, 'list')
     .description('list issued certificates')
     .option('--expiring <duration>', 'only active certificates expiring within this duration')
     .option('--revoked', 'only revoked certificates')
     .option('--all', 'every certificate, expired and revoked ones too (without it: active and superseded ones not yet expired)')
-    .action(async (o: ListOptions, cmd: Command) => (await import('./commands/list.js')).runList(o, ctxFor(cmd)));
+    .action(async (o: ListOptions, cmd: Command) => (await import('./commands/list.js')).runList(o, w.ctxFor(cmd)));
+}
 
-  withGlobals(program.command('inspect'))
+function defineInspect(program: Command, w: Wiring): void {
+  w.command(program, 'inspect')
     .description("show a certificate's details, SPIFFE ID, fingerprints and chain check")
     .argument('<file|service>', 'a PEM file, or the name of an issued service')
-    .action(async (target: string, _o: unknown, cmd: Command) => (await import('./commands/inspect.js')).runInspect({ target }, ctxFor(cmd)));
+    .action(async (target: string, _o: unknown, cmd: Command) => (await import('./commands/inspect.js')).runInspect({ target }, w.ctxFor(cmd)));
+}
 
-  withGlobals(program.command('export'))
+function defineExport(program: Command, w: Wiring): void {
+  w.command(program, 'export')
     .description('write a PKCS#12 file (key, leaf, intermediate) for Java/.NET clients')
     .argument('<service>', 'the issued service')
     .option('--p12 <file>', 'where to write the PKCS#12 file (required)')
     .option('--password-file <file>', 'file holding the PKCS#12 password (or env SVCCA_P12_PASSWORD, or a prompt)')
     .option('--legacy', '3DES and a SHA-1 MAC, for old Java and macOS')
     .action(async (service: string, o: Flags<ExportOptions, 'service', 'p12'>, cmd: Command) =>
-      (await import('./commands/export.js')).runExport(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`), ctxFor(cmd)),
+      (await import('./commands/export.js')).runExport(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`), w.ctxFor(cmd)),
     );
+}
 
-  const ledger = withGlobals(program.command('ledger')).description("the CA's ledger: schema migration, moving it to PostgreSQL");
-  withGlobals(ledger.command('migrate'))
+function defineLedger(program: Command, w: Wiring): void {
+  const ledger = w.command(program, 'ledger').description("the CA's ledger: schema migration, moving it to PostgreSQL");
+  w.command(ledger, 'migrate')
     .description("bring the ledger's schema to this svcca's version (back the database up first)")
-    .action(async (_o: unknown, cmd: Command) => (await import('./commands/ledger.js')).runLedgerMigrate(ctxFor(cmd)));
-  withGlobals(ledger.command('copy'))
+    .action(async (_o: unknown, cmd: Command) => (await import('./commands/ledger.js')).runLedgerMigrate(w.ctxFor(cmd)));
+  w.command(ledger, 'copy')
     .description("copy the SQLite ledger into an empty PostgreSQL database, check every table, then switch the CA's config to it")
     .option('--to <url>', 'postgres://USER@HOST:PORT/DB (required; password from PGPASSWORD or ~/.pgpass)')
     .action(async (o: Flags<LedgerCopyOptions, never, 'to'>, cmd: Command) =>
-      (await import('./commands/ledger.js')).runLedgerCopy(need(o, 'to', '--to', 'svcca ledger copy --to postgres://svcca@db.internal:5432/svcca'), ctxFor(cmd)),
+      (await import('./commands/ledger.js')).runLedgerCopy(need(o, 'to', '--to', 'svcca ledger copy --to postgres://svcca@db.internal:5432/svcca'), w.ctxFor(cmd)),
     );
+}
 
-  const policy = withGlobals(program.command('policy')).description('check and draw the allow-list');
-  withGlobals(policy.command('check'))
+function definePolicy(program: Command, w: Wiring): void {
+  const policy = w.command(program, 'policy').description('check and draw the allow-list');
+  w.command(policy, 'check')
     .description('would <from> be allowed to call <to>? exit 0 allow, 3 deny')
     .argument('<from>', 'calling service')
     .argument('<to>', 'called service')
@@ -194,15 +245,32 @@ ${EXIT_CODES}`,
     .option('--method <method>', 'HTTP method (http mode)')
     .option('--path <path>', 'HTTP path (http mode)')
     .action(async (from: string, to: string, o: Flags<PolicyCheckOptions, 'from' | 'to', 'policy'>, cmd: Command) =>
-      (await import('./commands/policy-check.js')).runPolicyCheck(need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`), ctxFor(cmd)),
+      (await import('./commands/policy-check.js')).runPolicyCheck(need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`), w.ctxFor(cmd)),
     );
-  withGlobals(policy.command('graph'))
+  w.command(policy, 'graph')
     .description('draw who may call whom')
     .option('--policy <file>', 'the mesh policy (policy.yaml; required)')
     .addOption(new Option('--format <format>', 'output format').choices(['dot', 'mermaid', 'svg']).default('dot'))
     .action(async (o: Flags<PolicyGraphOptions, never, 'policy'>, cmd: Command) =>
-      (await import('./commands/policy-graph.js')).runPolicyGraph(need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg'), ctxFor(cmd)),
+      (await import('./commands/policy-graph.js')).runPolicyGraph(need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg'), w.ctxFor(cmd)),
     );
-
-  return program;
 }
+
+function defineCompletion(program: Command, w: Wiring): void {
+  w.command(program, 'completion')
+    .description('print a tab-completion script for bash, zsh or fish')
+    .argument('<shell>', 'bash, zsh or fish')
+    .addHelpText('after', COMPLETION_HELP)
+    .action(async (shell: string, _o: unknown, cmd: Command) => (await import('./commands/completion.js')).runCompletion({ shell, program }, w.ctxFor(cmd)));
+  // What the completion scripts call to offer service names; not for people.
+  w.command(program, '__complete-services', { hidden: true })
+    .action(async (_o: unknown, cmd: Command) => (await import('./commands/completion.js')).runCompleteServices(w.ctxFor(cmd)));
+}
+
+const COMPLETION_HELP = `
+Install:
+  bash  echo 'source <(svcca completion bash)' >> ~/.bashrc
+  zsh   svcca completion zsh > "\${fpath[1]}/_svcca"   (then start a new shell)
+  fish  svcca completion fish > ~/.config/fish/completions/svcca.fish
+
+Service names are completed from the ledger of the CA directory in --dir / SVCCA_DIR / ./ca-data.`;

@@ -3,6 +3,7 @@
  * certificates, so a holder of the root alone can check every CRL's signature and
  * clients that check every level (-crl_check_all, HAProxy, nginx, Node) accept it.
  */
+import type { Progress } from '../progress.js';
 import type { KeyObject } from 'node:crypto';
 import { writeFileAtomic } from '../../common/atomic-file.js';
 import { decodePemBlocks } from '../../common/pem.js';
@@ -30,17 +31,21 @@ export interface SignedCrl {
   readonly pem: string;
 }
 
+/** Makes a progress bar for signing one CRL of `total` entries (the command's; silent off a terminal). */
+export type CrlProgress = (label: string, total: number) => Progress;
+
 /**
  * Signs the issuer's CRL with every revocation the ledger holds for it. Takes the CRL
  * number inside the caller's transaction, so number and content always agree.
  */
-export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date, nextUpdate: Date, atLeast?: bigint): Promise<SignedCrl> {
+export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date, nextUpdate: Date, atLeast?: bigint, progress?: CrlProgress): Promise<SignedCrl> {
   const issuerKeyId = signer.cert.info.subjectKeyId;
   if (!issuerKeyId) throw new CaStateError('an issuer certificate has no subject key identifier', 'restore the CA from backup');
   // The number first: taking it locks the issuer's CRL state (PostgreSQL), so the list
   // read after it holds every revocation committed by whoever took the number before.
   const number = await ledger.nextCrlNumber(issuerKeyId, atLeast);
   const revoked = await ledger.listRevokedForCrl(issuerKeyId);
+  const bar = progress?.(`CRL #${number}`, revoked.length);
   const der = buildCrlDer({
     issuerDer: signer.cert.info.der,
     issuerKeyId,
@@ -54,7 +59,9 @@ export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date
       revokedAt: new Date(r.revokedAt ?? now.getTime()),
       ...(r.revocationReason ? { reasonCode: REVOCATION_REASONS[r.revocationReason] } : {}),
     })),
+    ...(bar ? { onEntries: (done: number) => bar.update(done) } : {}),
   });
+  bar?.stop();
   await ledger.recordCrlPublished(issuerKeyId, number, now.getTime());
   return { issuerKeyId, number, entries: revoked.length, nextUpdate, pem: crlToPem(der) };
 }

@@ -10,7 +10,7 @@ import { CaStateError } from '../../common/errors.js';
 import { CA_FILES, type CaDir } from '../store/ca-dir.js';
 import type { Ledger } from '../store/ledger.js';
 import { readIssuerCert, type Authority, type IssuerCert } from './authority.js';
-import { numberFloor, readPublishedCrls, signIssuerCrl, writeCrlBundleIfNewer, type SignedCrl } from './crl-publish.js';
+import { numberFloor, readPublishedCrls, signIssuerCrl, writeCrlBundleIfNewer, type CrlProgress, type SignedCrl } from './crl-publish.js';
 import { currentSigner, forgetRetiredKey, openRetiredSigner, requireKeyId, retiredIssuers } from './issuers.js';
 
 export interface CaHandles {
@@ -88,7 +88,7 @@ export function currentCrlValidityMs(dir: CaDir, intermediate: IssuerCert, fallb
  */
 export async function publishIntermediateCrls<T>(
   h: CaHandles,
-  opts: { now: number; validityMs: number; why: string; actor: string; mutate?: (tx: Ledger) => Promise<T> },
+  opts: { now: number; validityMs: number; why: string; actor: string; mutate?: (tx: Ledger) => Promise<T>; progress?: CrlProgress },
 ): Promise<{ outcome: PublishOutcome; result: T | undefined }> {
   const { dir, ledger, authority } = h;
   const { rootKeyId } = rootKeyIdOf(dir);
@@ -109,7 +109,7 @@ export async function publishIntermediateCrls<T>(
     const result = opts.mutate ? await opts.mutate(tx) : undefined;
     const signed: SignedCrl[] = [];
     for (const signer of signers) {
-      signed.push(await signIssuerCrl(tx, signer, now, nextUpdate, numberFloor(published, requireKeyId(signer.cert))));
+      signed.push(await signIssuerCrl(tx, signer, now, nextUpdate, numberFloor(published, requireKeyId(signer.cert)), opts.progress));
     }
     await tx.appendEvent({ kind: 'crl', actor: opts.actor, why: `${opts.why}: ${signed.map((c) => `#${c.number} (${c.entries} entries)`).join(', ')}` });
     return { result, signed };

@@ -27,11 +27,16 @@ export interface CrlParams {
   readonly thisUpdate: Date;
   readonly nextUpdate: Date;
   readonly entries: readonly CrlEntry[];
+  /** Told every few thousand entries (a CRL of 100,000 takes seconds). */
+  readonly onEntries?: (done: number) => void;
 }
+
+const PROGRESS_EVERY = 2_000;
 
 export function buildCrlDer(p: CrlParams): Buffer {
   const alg = signatureAlgorithm(p.keyType);
-  const entries = p.entries.map((e) => {
+  const entries = p.entries.map((e, i) => {
+    if (p.onEntries && i % PROGRESS_EVERY === 0) p.onEntries(i);
     const parts = [integer(Buffer.from(e.serial.length % 2 ? `0${e.serial}` : e.serial, 'hex')), time(e.revokedAt)];
     if (e.reasonCode !== undefined && e.reasonCode !== 0) {
       parts.push(seq(seq(oid(OID_REASON_CODE), octetString(enumerated(e.reasonCode)))));

@@ -9,6 +9,7 @@
  * never had the private key); a key revoked for keyCompromise is never signed again, so
  * such a service is skipped with the command its owner should run.
  */
+import { SILENT, type Progress } from '../progress.js';
 import { CaStateError, ExitCode, UsageError, errorLine, type ExitCodeValue } from '../../common/errors.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { parseCertificate, type CertInfo } from '../../common/x509.js';
@@ -34,6 +35,8 @@ export interface RotationRequest {
   /** Roll the intermediate first, with the root key opened by this passphrase. */
   readonly roll?: { readonly rootPassphrase: string };
   readonly actor: string;
+  /** Told how many renewals the run has, once it knows; updated after each. */
+  readonly progress?: (total: number) => Progress;
 }
 
 /** One renewal, as `--json` shows it. */
@@ -106,7 +109,13 @@ export async function runRotation(s: CaSession, req: RotationRequest): Promise<R
   const skipped: Skipped[] = req.services
     .filter((name) => !candidates.some((c) => c.service === name))
     .map((service) => ({ service, reason: 'revoked: rotation stopped; `svcca issue` starts it again with a new key' }));
-  const renewals = await renewAll(s, work, req);
+  const progress = req.progress?.(work.length) ?? SILENT;
+  let renewals: Renewals;
+  try {
+    renewals = await renewAll(s, work, req, progress);
+  } finally {
+    progress.stop();
+  }
   skipped.push(...renewals.skipped);
   const failed: Failed[] = [...renewals.failed];
   const crl = await refreshCrl(s, req.actor);
@@ -165,8 +174,9 @@ interface Renewals {
   errors: Failed[];
 }
 
-async function renewAll(s: CaSession, work: readonly Work[], req: RotationRequest): Promise<Renewals> {
+async function renewAll(s: CaSession, work: readonly Work[], req: RotationRequest, progress: Progress): Promise<Renewals> {
   const out: Renewals = { renewed: [], skipped: [], failed: [], errors: [] };
+  let finished = 0;
   const owner = newClaimOwner();
   for (let i = 0; i < work.length; i += CLAIM_BATCH) {
     const batch = work.slice(i, i + CLAIM_BATCH);
@@ -174,6 +184,7 @@ async function renewAll(s: CaSession, work: readonly Work[], req: RotationReques
     const done: string[] = [];
     for (const item of batch) {
       const service = item.candidate.service;
+      progress.update(finished++, service);
       const claim = claims.get(service);
       if (claim !== 'claimed') {
         out.skipped.push({ service, reason: claim === 'busy' ? 'another svcca rotate is renewing it' : 'already renewed, revoked or re-issued since this run started' });
@@ -201,6 +212,7 @@ async function renewAll(s: CaSession, work: readonly Work[], req: RotationReques
     }
     await releaseClaims(s.ledger, done, owner);
   }
+  progress.update(finished);
   return out;
 }
 

@@ -10,6 +10,7 @@ import { CA_FILES } from '../store/ca-dir.js';
 import { publishIntermediateCrls, rootCrlNextUpdate } from '../ca/crl-refresh.js';
 import { intermediatePassphraseSource, openCaSession } from '../ca/ca-session.js';
 import { actor } from '../actor.js';
+import { SILENT } from '../progress.js';
 import type { CommandContext } from '../context.js';
 
 export interface CrlOptions {
@@ -19,6 +20,9 @@ export interface CrlOptions {
 }
 
 /** Cron republishes at half the validity: below this, a 15-minute cron could not keep up. */
+/** Smaller CRLs are signed in well under a second: a bar would only flash. */
+const CRL_PROGRESS_ENTRIES = 10_000;
+
 export const MIN_CRL_VALIDITY_MS = 3_600_000;
 /** An intermediate CRL valid for longer would hide revocations from clients that cache it. */
 export const MAX_CRL_VALIDITY_MS = 30 * 86_400_000;
@@ -30,7 +34,7 @@ export async function runCrl(opts: CrlOptions, ctx: CommandContext): Promise<voi
   }
   const s = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
-    const { outcome } = await publishIntermediateCrls(s, { now: Date.now(), validityMs, why: 'crl', actor: actor() });
+    const { outcome } = await publishIntermediateCrls(s, { now: Date.now(), validityMs, why: 'crl', actor: actor(), progress: (label, total) => (total >= CRL_PROGRESS_ENTRIES ? ctx.out.progress(`signing ${label}`, total) : SILENT) });
     ctx.out.line(`Published ${s.dir.file(CA_FILES.crl)}`);
     for (const c of outcome.crls) ctx.out.line(`  ${c.issuer}: CRL #${c.number}, ${c.entries} entries, next update ${c.nextUpdate}`);
     for (const d of outcome.dropped) ctx.out.line(`  dropped the CRL of ${d}: its leaves have all expired`);

@@ -44,7 +44,7 @@ export async function runRotate(opts: RotateOptions, ctx: CommandContext): Promi
             session.passphrase,
         }
       : undefined;
-    const report = await runRotation(session, { services, threshold, ...(opts.exec !== undefined ? { exec: opts.exec } : {}), env: ctx.env, ...(roll ? { roll } : {}), actor: actor() });
+    const report = await runRotation(session, { services, threshold, ...(opts.exec !== undefined ? { exec: opts.exec } : {}), env: ctx.env, ...(roll ? { roll } : {}), actor: actor(), progress: (total) => ctx.out.progress('renewing', total) });
     printReport(report, session.dir.file(CA_FILES.crl), threshold, ctx);
     ctx.exitCode = report.exitCode;
   } finally {

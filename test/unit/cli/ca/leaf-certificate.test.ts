@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, X509Certificate, createPublicKey } from 'node:crypto';
-import { buildLeafDer, randomSerialHex } from '../../cli/ca/leaf-certificate.js';
-import { parseCertificate, KeyUsageBit } from '../../common/x509.js';
-import { seq, setOf, oid, tlv } from '../../common/der.js';
+import { buildLeafDer, randomSerialHex } from '../../../../cli/ca/leaf-certificate.js';
+import { parseCertificate, KeyUsageBit } from '../../../../common/x509.js';
+import { seq, setOf, oid, tlv } from '../../../../common/der.js';
 
 const issuer = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
 const issuerNameDer = seq(setOf(seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from('test issuer')))));

@@ -7,9 +7,9 @@ import { after, before, describe, it } from 'node:test';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { UsageError } from '../../common/errors.js';
-import { assertSetSafeServiceName, assertWholeSecondTtl, chooseSetDir, chooseTtlMs } from '../../cli/ca/issuance.js';
-import { CaDir } from '../../cli/store/ca-dir.js';
+import { UsageError } from '../../../../common/errors.js';
+import { assertSetSafeServiceName, assertWholeSecondTtl, chooseSetDir, chooseTtlMs } from '../../../../cli/ca/issuance.js';
+import { CaDir } from '../../../../cli/store/ca-dir.js';
 
 const H = 3_600_000;
 const D = 24 * H;

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { SvccaError } from '../../../common/errors.js';
-import { intermediateNearsEnd, isDue, parseThreshold, planRotation, type Threshold } from '../../../cli/ca/rotation-plan.js';
-import type { RotationCandidate } from '../../../cli/store/ledger.js';
+import { SvccaError } from '../../../../common/errors.js';
+import { intermediateNearsEnd, isDue, parseThreshold, planRotation, type Threshold } from '../../../../cli/ca/rotation-plan.js';
+import type { RotationCandidate } from '../../../../cli/store/ledger.js';
 
 const H = 3_600_000;
 const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError } from '../../../common/errors.js';
-import { MAX_POLICY_BYTES, parsePolicy } from '../../../common/policy/index.js';
+import { ConfigError } from '../../../../common/errors.js';
+import { MAX_POLICY_BYTES, parsePolicy } from '../../../../common/policy/index.js';
 
 /**
  * Hostile or broken input must be refused with one short line, never a crash, a hang or

@@ -5,9 +5,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { buildCrlDer } from '../../../cli/ca/crl-writer.js';
-import { summarizeCrl } from '../../../cli/ca/crl-publish.js';
-import { SvccaError } from '../../../common/errors.js';
+import { buildCrlDer } from '../../../../cli/ca/crl-writer.js';
+import { summarizeCrl } from '../../../../cli/ca/crl-publish.js';
+import { SvccaError } from '../../../../common/errors.js';
 
 /** A throwaway self-signed issuer made by openssl, so the writer has a Name to copy. */
 function issuer(): { der: Buffer; key: KeyObject } {
@@ -53,5 +53,27 @@ describe('summarizeCrl', () => {
   });
   it('garbage is one clear error', () => {
     assert.throws(() => summarizeCrl(Buffer.from('not a crl')), (err: unknown) => err instanceof SvccaError && /cannot be read/.test(err.message));
+  });
+});
+
+describe('buildCrlDer progress', () => {
+  it('tells its progress every 2,000 entries, and the CRL it signs is the same as without it', () => {
+    const { der, key } = issuer();
+    const thisUpdate = new Date(Date.UTC(2026, 10, 25, 12, 0, 0));
+    const params = {
+      issuerDer: der,
+      issuerKeyId: '0a0b0c',
+      issuerKey: key,
+      keyType: 'ecdsa-p256' as const,
+      number: 5n,
+      thisUpdate,
+      nextUpdate: new Date(thisUpdate.getTime() + 86_400_000),
+      entries: Array.from({ length: 5_000 }, (_, i) => ({ serial: (i + 1).toString(16), revokedAt: thisUpdate })),
+    };
+    const told: number[] = [];
+    const withProgress = summarizeCrl(buildCrlDer({ ...params, onEntries: (done) => told.push(done) }));
+    assert.deepEqual(told, [0, 2_000, 4_000]);
+    assert.equal(withProgress.entries, 5_000);
+    assert.equal(summarizeCrl(buildCrlDer(params)).entries, 5_000);
   });
 });

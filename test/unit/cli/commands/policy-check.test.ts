@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { runPolicyCheck } from '../../../cli/commands/policy-check.js';
-import type { PolicyCheckOptions } from '../../../cli/commands/policy-check.js';
-import { ConfigError, UsageError } from '../../../common/errors.js';
-import { EXAMPLE_POLICY, fakeContext, policyFile } from './fake-context.js';
+import { runPolicyCheck } from '../../../../cli/commands/policy-check.js';
+import type { PolicyCheckOptions } from '../../../../cli/commands/policy-check.js';
+import { ConfigError, UsageError } from '../../../../common/errors.js';
+import { fakeContext } from './fake-context.js';
+import { EXAMPLE_POLICY, policyFile } from '../../../helpers/policy-fixtures.js';
 
 const NOTIFY_RULE = 'services.inventory-service.allow[1] (from: notification-service, methods: [GET], paths: [/stock, /stock/*])';
 

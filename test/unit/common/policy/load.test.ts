@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { ConfigError } from '../../../common/errors.js';
-import { loadPolicyFile, MAX_POLICY_BYTES } from '../../../common/policy/index.js';
-import { EXAMPLE_POLICY, policyFile } from './fake-context.js';
+import { ConfigError } from '../../../../common/errors.js';
+import { loadPolicyFile, MAX_POLICY_BYTES } from '../../../../common/policy/index.js';
+import { EXAMPLE_POLICY, policyFile } from '../../../helpers/policy-fixtures.js';
 
 function loadError(path: string): string {
   try {

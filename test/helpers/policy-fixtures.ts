@@ -1,32 +1,7 @@
+/** A policy file on disk and the example policy the policy tests share. */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CommandContext } from '../../../cli/context.js';
-import type { Output } from '../../../cli/output.js';
-
-/** A CommandContext whose Output collects what a command prints. */
-export interface FakeContext extends CommandContext {
-  readonly lines: string[];
-  readonly results: unknown[];
-  readonly warnings: string[];
-}
-
-export function fakeContext(json = false): FakeContext {
-  const lines: string[] = [];
-  const results: unknown[] = [];
-  const warnings: string[] = [];
-  const out: Output = {
-    json,
-    line: (text) => {
-      if (!json) lines.push(text);
-    },
-    result: (value) => {
-      if (json) results.push(value);
-    },
-    warn: (text) => warnings.push(text),
-  };
-  return { global: { dir: 'unused-ca-data', json }, out, env: {}, exitCode: 0, lines, results, warnings };
-}
 
 /** Writes `text` to a policy file in a fresh temp directory; `cleanup` removes it. */
 export function policyFile(text: string | Buffer): { path: string; dir: string; cleanup: () => void } {

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { evaluatePolicy, parsePolicy, pathMatches, tcpModeWarnings } from '../../../common/policy/index.js';
-import type { Decision, HttpRequestFacts } from '../../../common/policy/index.js';
-import { EXAMPLE_POLICY } from './fake-context.js';
+import { evaluatePolicy, parsePolicy, pathMatches, tcpModeWarnings } from '../../../../common/policy/index.js';
+import type { Decision, HttpRequestFacts } from '../../../../common/policy/index.js';
+import { EXAMPLE_POLICY } from '../../../helpers/policy-fixtures.js';
 
 const policy = parsePolicy(
   `${EXAMPLE_POLICY}  union-service:

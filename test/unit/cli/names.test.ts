@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { assertDnsName, assertIp } from '../../cli/names.js';
-import { UsageError } from '../../common/errors.js';
+import { assertDnsName, assertIp } from '../../../cli/names.js';
+import { UsageError } from '../../../common/errors.js';
 
 const oneLine = (flag: string, want?: RegExp) => (err: unknown) =>
   err instanceof UsageError && err.message.startsWith(flag) && err.hint.length > 0 && !err.line.includes('\n') && (want === undefined || want.test(err.message));

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { buildPolicyGraph, runPolicyGraph, toDot, toMermaid } from '../../../cli/commands/policy-graph.js';
-import type { PolicyGraph } from '../../../cli/commands/policy-graph.js';
-import { ConfigError } from '../../../common/errors.js';
-import { parsePolicy } from '../../../common/policy/index.js';
-import { EXAMPLE_POLICY, fakeContext, policyFile } from './fake-context.js';
+import { buildPolicyGraph, runPolicyGraph, toDot, toMermaid } from '../../../../cli/commands/policy-graph.js';
+import type { PolicyGraph } from '../../../../cli/commands/policy-graph.js';
+import { ConfigError } from '../../../../common/errors.js';
+import { parsePolicy } from '../../../../common/policy/index.js';
+import { fakeContext } from './fake-context.js';
+import { EXAMPLE_POLICY, policyFile } from '../../../helpers/policy-fixtures.js';
 
 const GRAPH_POLICY = `${EXAMPLE_POLICY}  union-service:
     allow:

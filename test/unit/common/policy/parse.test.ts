@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConfigError } from '../../../common/errors.js';
-import { parsePolicy } from '../../../common/policy/index.js';
-import type { Policy } from '../../../common/policy/index.js';
-import { EXAMPLE_POLICY } from './fake-context.js';
+import { ConfigError } from '../../../../common/errors.js';
+import { parsePolicy } from '../../../../common/policy/index.js';
+import type { Policy } from '../../../../common/policy/index.js';
+import { EXAMPLE_POLICY } from '../../../helpers/policy-fixtures.js';
 
 const SRC = 'policy.yaml';
 

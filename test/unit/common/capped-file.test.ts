@@ -3,8 +3,8 @@ import { after, describe, it } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readCappedFile, readCappedText } from '../../common/capped-file.js';
-import { ConfigError, InputError, errnoCode } from '../../common/errors.js';
+import { readCappedFile, readCappedText } from '../../../common/capped-file.js';
+import { ConfigError, InputError, errnoCode } from '../../../common/errors.js';
 
 const CAP = { what: 'a test file', maxBytes: 100 };
 const dir = mkdtempSync(join(tmpdir(), 'svcca-capped-'));
