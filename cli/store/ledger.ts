@@ -1,9 +1,19 @@
 /**
  * The ledger: every certificate the CA issued, revocations, CRL numbers, and an
- * append-only event log. Everything else reaches it through this interface, and only
- * cli/ca/ca-session.ts (openLedger) knows which back end is behind it, so a PostgreSQL
- * ledger shared by several CA hosts can sit beside the SQLite one there alone.
- * Every method is async for that reason, even though SQLite answers synchronously.
+ * append-only event log. Everything else reaches it through this interface; only
+ * cli/ca/ca-session.ts (openLedger: the config's `ledger` URL or ledger.db) and the
+ * `svcca ledger` commands know which back end is behind it — SQLite on one CA host
+ * (sqlite-ledger.ts) or PostgreSQL shared by several (postgres-ledger.ts).
+ * Every method is async for the latter, even though SQLite answers synchronously.
+ *
+ * How to use it, so both back ends keep the same guarantees:
+ * - every change goes through `transaction(fn)`, and inside `fn` only `tx` is used;
+ * - a transaction that reads a service to decide what to write takes `tx.lockService`
+ *   first (issue, renewal, revoke, writing its set); rotate's claims take it with
+ *   `skipLocked`;
+ * - a CRL is signed in the transaction that takes its number (`nextCrlNumber`, then
+ *   `listRevokedForCrl`), and crl.pem is written under `tx.lockCrls`;
+ * - `close()` is awaited.
  */
 import type { KeyType } from '../../common/keys.js';
 
