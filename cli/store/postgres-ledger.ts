@@ -14,6 +14,7 @@
  * Connection failures become one line naming the database (user@host:port/db, never a
  * password); a transaction that fails is rolled back by the server, so nothing is half-written.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { CaStateError } from '../../common/errors.js';
@@ -75,6 +76,12 @@ interface Shared {
   readonly base: string;
   /** The schema check, done once per pool before the first query (again after a failure). */
   ready?: Promise<void>;
+  /**
+   * The connection of the transaction running in this async context: a call made on the
+   * ledger itself (not `tx`) inside a transaction joins it, as on SQLite, instead of
+   * taking another connection that would wait for this transaction's own locks.
+   */
+  readonly current: AsyncLocalStorage<PoolClient>;
 }
 
 /** The schema version recorded in the database, 0 when it holds no svcca ledger. */
@@ -111,7 +118,7 @@ export class PostgresLedger implements Ledger {
     const pool = new pg.Pool({ ...parsed.pool, max: opts.maxConnections ?? 4, connectionTimeoutMillis: 10_000, types: LEDGER_TYPES });
     // An idle connection dropped by a restarting server: the next query reports it.
     pool.on('error', () => undefined);
-    const ledger = new PostgresLedger({ pool, url: parsed, base }, null);
+    const ledger = new PostgresLedger({ pool, url: parsed, base, current: new AsyncLocalStorage() }, null);
     if (opts.create) ledger.shared.ready = ledger.prepareNew();
     return ledger;
   }
@@ -191,30 +198,39 @@ export class PostgresLedger implements Ledger {
     }
   }
 
+  /** This view's transaction, or the one running in this async context, if any. */
+  private get txClient(): PoolClient | undefined {
+    return this.client ?? this.shared.current.getStore();
+  }
+
   private async q<R extends QueryResultRow>(sql: string, params: unknown[] = []): Promise<R[]> {
-    if (!this.client) await this.ensureReady();
+    const client = this.txClient;
+    if (!client) await this.ensureReady();
     try {
-      return (await (this.client ?? this.shared.pool).query<R>(sql, params)).rows;
+      return (await (client ?? this.shared.pool).query<R>(sql, params)).rows;
     } catch (err) {
       throw ledgerDatabaseError(this.location, err);
     }
   }
 
   private async changed(sql: string, params: unknown[]): Promise<number> {
-    if (!this.client) await this.ensureReady();
+    const client = this.txClient;
+    if (!client) await this.ensureReady();
     try {
-      return (await (this.client ?? this.shared.pool).query(sql, params)).rowCount ?? 0;
+      return (await (client ?? this.shared.pool).query(sql, params)).rowCount ?? 0;
     } catch (err) {
       throw ledgerDatabaseError(this.location, err);
     }
   }
 
   private requireTransaction(what: string): void {
-    if (!this.client) throw new Error(`${what} outside a ledger transaction`);
+    if (!this.txClient) throw new Error(`${what} outside a ledger transaction`);
   }
 
   async transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T> {
-    if (this.client) return fn(this);
+    // Nested (on `tx`, or on the ledger inside a transaction's callback): part of it.
+    const running = this.txClient;
+    if (running) return fn(this.client ? this : new PostgresLedger(this.shared, running));
     await this.ensureReady();
     const client = await this.connect();
     let broken: Error | undefined;
@@ -229,7 +245,7 @@ export class PostgresLedger implements Ledger {
       await control('BEGIN ISOLATION LEVEL READ COMMITTED');
       // Errors of `fn` pass through as they are (RenewalOvertaken, UsageError, …): its
       // queries already turned database failures into one-line errors.
-      const result = await fn(new PostgresLedger(this.shared, client));
+      const result = await this.shared.current.run(client, () => fn(new PostgresLedger(this.shared, client)));
       await control('COMMIT');
       return result;
     } catch (err) {

@@ -222,6 +222,23 @@ const CASES: Record<string, Case> = {
     await assert.rejects(raw('DELETE FROM events'), /append-only/);
     assert.equal((await ledger.listEvents()).length, 2, 'both events are still there');
   },
+  'a call on the ledger itself inside a transaction is part of that transaction': async ({ ledger, base }) => {
+    const a = record({ service: 'a' }, base);
+    await assert.rejects(
+      ledger.transaction(async (tx) => {
+        await tx.lockService('a');
+        // A helper handed the ledger rather than `tx` (issuance inside a token's transaction).
+        await ledger.transaction(async (inner) => {
+          await inner.insertCertificate(a);
+          await inner.setActive('a', a.serial);
+        });
+        assert.equal((await ledger.getService('a'))?.activeSerial, a.serial, 'sees its own uncommitted write');
+        throw new Error('roll it all back');
+      }),
+      /roll it all back/,
+    );
+    assert.equal(await ledger.getCertificate(a.serial), undefined, 'the inner part rolled back with the outer transaction');
+  },
   'a transaction that throws changes nothing': async ({ ledger, base }) => {
     const a = record({ service: 'a' }, base);
     await assert.rejects(
