@@ -18,6 +18,7 @@ import { openCaDir } from '../../cli/store/ca-dir.js';
 import { loadAuthority } from '../../cli/ca/authority.js';
 import { issueAndRecord, RenewalOvertaken } from '../../cli/ca/issuance.js';
 import { PostgresLedger } from '../../cli/store/postgres-ledger.js';
+import { MIGRATIONS } from '../../cli/store/postgres-schema.js';
 import { allCrlSerials, crlText, isOneLineError, readCrlFile, readSet } from './cli-rotate-helpers.js';
 
 let pg: PgServer;
@@ -435,6 +436,24 @@ describe('svcca ledger copy', () => {
     const res = ca.svcca(['ledger', 'copy', '--to', url], pg.env);
     assert.ok(isOneLineError(res), res.stderr);
     assert.equal(readFileSync(join(ca.dir, 'config'), 'utf8'), before);
+  });
+
+  it('refuses a copy that does not read back the same (a tampering trigger), committing nothing', async () => {
+    const url = await pg.createDatabase('copy_tampered');
+    for (const sql of MIGRATIONS) await query('copy_tampered', sql);
+    await query('copy_tampered', `UPDATE svcca_schema SET version = ${MIGRATIONS.length}`);
+    await query(
+      'copy_tampered',
+      `CREATE FUNCTION tamper() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.rotation_enabled := NOT NEW.rotation_enabled; RETURN NEW; END $$;
+       CREATE TRIGGER tamper BEFORE INSERT ON services FOR EACH ROW EXECUTE FUNCTION tamper();`,
+    );
+    const before = readFileSync(join(ca.dir, 'config'), 'utf8');
+    const res = ca.svcca(['ledger', 'copy', '--to', url], pg.env);
+    assert.ok(isOneLineError(res), res.stderr);
+    assert.match(res.stderr, /the copy of table services does not match/);
+    assert.equal(readFileSync(join(ca.dir, 'config'), 'utf8'), before, 'the CA still uses ledger.db');
+    const rows = await query<{ n: string }>('copy_tampered', 'SELECT (SELECT count(*) FROM certificates) + (SELECT count(*) FROM events) AS n');
+    assert.equal(Number(rows[0]!.n), 0, 'nothing was committed');
   });
 
   it(`moves a ${RECORDS.toLocaleString('en')}-record SQLite ledger, checks every table, then switches the CA to it`, { timeout: 120_000 }, async () => {
