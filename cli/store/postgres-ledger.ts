@@ -125,24 +125,21 @@ export class PostgresLedger implements Ledger {
 
   /** Brings the schema to this svcca's version. Returns the versions before and after. */
   async migrate(): Promise<{ from: number; to: number }> {
-    const client = await this.connect();
-    try {
-      await client.query('BEGIN');
-      // Two migrations (or inits) at once queue here rather than both creating tables.
-      await client.query("SELECT pg_advisory_xact_lock(hashtextextended('svcca ledger migrate', 0))");
-      const from = await schemaVersionOf(client);
-      if (from > POSTGRES_SCHEMA_VERSION) throw this.newerSchema(from);
-      for (let v = from; v < POSTGRES_SCHEMA_VERSION; v++) await client.query(MIGRATIONS[v]!);
-      await client.query('UPDATE svcca_schema SET version = $1', [POSTGRES_SCHEMA_VERSION]);
-      await client.query('COMMIT');
-      this.shared.ready = Promise.resolve();
-      return { from, to: POSTGRES_SCHEMA_VERSION };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw ledgerDatabaseError(this.location, err);
-    } finally {
-      client.release();
-    }
+    const versions = await this.inNewTransaction(async (client) => {
+      try {
+        // Two migrations (or inits) at once queue here rather than both creating tables.
+        await client.query("SELECT pg_advisory_xact_lock(hashtextextended('svcca ledger migrate', 0))");
+        const from = await schemaVersionOf(client);
+        if (from > POSTGRES_SCHEMA_VERSION) throw this.newerSchema(from);
+        for (let v = from; v < POSTGRES_SCHEMA_VERSION; v++) await client.query(MIGRATIONS[v]!);
+        await client.query('UPDATE svcca_schema SET version = $1', [POSTGRES_SCHEMA_VERSION]);
+        return { from, to: POSTGRES_SCHEMA_VERSION };
+      } catch (err) {
+        throw ledgerDatabaseError(this.location, err);
+      }
+    });
+    this.shared.ready = Promise.resolve();
+    return versions;
   }
 
   /** The schema version in the database (0: none), without refusing anything. */
@@ -232,8 +229,19 @@ export class PostgresLedger implements Ledger {
     const running = this.txClient;
     if (running) return fn(this.client ? this : new PostgresLedger(this.shared, running));
     await this.ensureReady();
+    // Errors of `fn` pass through as they are (RenewalOvertaken, UsageError, …): its
+    // queries already turned database failures into one-line errors.
+    return this.inNewTransaction((client) => this.shared.current.run(client, () => fn(new PostgresLedger(this.shared, client))));
+  }
+
+  /** BEGIN on a connection of the pool, `fn`, COMMIT; ROLLBACK when anything throws. */
+  private async inNewTransaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
     const client = await this.connect();
     let broken: Error | undefined;
+    // A checked-out connection the server drops (restart, failover) emits 'error' on the
+    // client, which would otherwise crash the process: the query under way fails anyway.
+    const onError = (err: Error) => (broken = err);
+    client.on('error', onError);
     const control = async (sql: string) => {
       try {
         await client.query(sql);
@@ -243,9 +251,7 @@ export class PostgresLedger implements Ledger {
     };
     try {
       await control('BEGIN ISOLATION LEVEL READ COMMITTED');
-      // Errors of `fn` pass through as they are (RenewalOvertaken, UsageError, …): its
-      // queries already turned database failures into one-line errors.
-      const result = await this.shared.current.run(client, () => fn(new PostgresLedger(this.shared, client)));
+      const result = await fn(client);
       await control('COMMIT');
       return result;
     } catch (err) {
@@ -256,6 +262,7 @@ export class PostgresLedger implements Ledger {
       }
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }

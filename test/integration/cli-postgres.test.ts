@@ -16,7 +16,7 @@ import { cleanEnv, makeCa, runSvcca, spawnSvcca, tempDir, TEST_PASSPHRASE, type 
 import { PG_PASSWORD, startPostgres, type PgServer } from '../helpers/postgres.js';
 import { openCaDir } from '../../cli/store/ca-dir.js';
 import { loadAuthority } from '../../cli/ca/authority.js';
-import { issueAndRecord, RenewalOvertaken } from '../../cli/ca/issuance.js';
+import { issueAndRecord, RenewalOvertaken, writeIssuedSet } from '../../cli/ca/issuance.js';
 import { PostgresLedger } from '../../cli/store/postgres-ledger.js';
 import { MIGRATIONS } from '../../cli/store/postgres-schema.js';
 import { allCrlSerials, crlText, isOneLineError, readCrlFile, readSet } from './cli-rotate-helpers.js';
@@ -337,6 +337,60 @@ describe('the database stopped and started again', () => {
       ['newcomer', 'active'],
       ['steady', 'revoked'],
     ]);
+  });
+});
+
+describe('the database stopped in the middle of a rotate', () => {
+  const database = 'stopped_mid_rotate';
+  const SERVICES = 150;
+  let ca: TestCa;
+  before(async () => {
+    ca = makeCa({ ledger: await pg.createDatabase(database), env: pg.env });
+    // Seeded in this process through the CLI's own modules: 150 `svcca issue` would take a minute.
+    const { dir, config } = openCaDir(ca.dir);
+    const authority = loadAuthority(dir, config, TEST_PASSPHRASE);
+    const ledger = PostgresLedger.open(config.ledger!, dir.path, { env: pg.env });
+    try {
+      for (let i = 0; i < SERVICES; i++) {
+        const service = `load-${i}`;
+        const issued = await issueAndRecord(authority, ledger, { service, ttlMs: 3_600_000, dnsNames: [], ips: [], setDir: dir.issuedSetDir(service), kind: 'issue', actor: 'test@host', why: 'seed' });
+        writeIssuedSet(authority, issued.record, issued.key);
+      }
+    } finally {
+      await ledger.close();
+    }
+  });
+  after(() => ca?.cleanup());
+
+  it('the run fails naming the database, and the next run after the restart leaves every set matching the ledger', { timeout: 120_000 }, async () => {
+    const child = spawnSvcca(['rotate', '--renew-before', '100%', '--dir', ca.dir], cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }));
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.resume();
+    const exited = once(child, 'exit');
+    // Stopped once the run is well under way (renewals committed), not before.
+    for (;;) {
+      const [row] = await query<{ n: string }>(database, "SELECT count(*) AS n FROM events WHERE kind = 'renew'");
+      if (Number(row!.n) >= 10) break;
+      await new Promise((r) => setImmediate(r));
+    }
+    await pg.stop();
+    const [status] = (await exited) as [number];
+    await pg.start();
+    assert.notEqual(status, 0, 'the interrupted run does not claim success');
+    assert.match(stderr, new RegExp(`the ledger database svcca@127\\.0\\.0\\.1:${pg.port}/${database} is unreachable`));
+    assert.doesNotMatch(stderr, /\n\s+at .*:\d+:\d+/, 'no stack trace');
+
+    const again = ca.svcca(['rotate']);
+    assert.ok(again.status === 0, again.stderr);
+    const services = await query<{ name: string; active_serial: string; claim_owner: string | null }>(database, 'SELECT name, active_serial, claim_owner FROM services');
+    assert.equal(services.length, SERVICES);
+    for (const svc of services) {
+      assert.equal(svc.claim_owner, null, `${svc.name}: no claim left`);
+      assert.equal(readSet(join(ca.dir, 'issued', svc.name)).serial, svc.active_serial, `${svc.name}: its set holds the active certificate`);
+    }
+    const active = await query<{ n: string }>(database, "SELECT count(*) AS n FROM certificates WHERE status = 'active'");
+    assert.equal(Number(active[0]!.n), SERVICES, 'one active certificate per service');
   });
 });
 
