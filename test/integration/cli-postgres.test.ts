@@ -342,11 +342,11 @@ describe('the database stopped and started again', () => {
 
 describe('the database stopped in the middle of a rotate', () => {
   const database = 'stopped_mid_rotate';
-  const SERVICES = 150;
+  const SERVICES = 100;
   let ca: TestCa;
   before(async () => {
     ca = makeCa({ ledger: await pg.createDatabase(database), env: pg.env });
-    // Seeded in this process through the CLI's own modules: 150 `svcca issue` would take a minute.
+    // Seeded in this process through the CLI's own modules: 100 `svcca issue` would take a minute.
     const { dir, config } = openCaDir(ca.dir);
     const authority = loadAuthority(dir, config, TEST_PASSPHRASE);
     const ledger = PostgresLedger.open(config.ledger!, dir.path, { env: pg.env });
