@@ -4,7 +4,7 @@
  * PGPASSWORD, the URL's `passfile`, PGPASSFILE or ~/.pgpass, as libpq's tools find it.
  * Messages name the database by `where` (user@host:port/db), never by the URL.
  */
-import { createReadStream, statSync } from 'node:fs';
+import { createReadStream, statSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseConnectionString } from 'pg-connection-string';
@@ -29,7 +29,7 @@ export function isPostgresUrl(text: string): boolean {
 }
 
 function readPassFile(file: string, info: { host: string; port: number; database: string; user: string }): Promise<string | undefined> {
-  let stats;
+  let stats: Stats;
   try {
     stats = statSync(file);
   } catch {
