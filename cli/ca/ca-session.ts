@@ -17,11 +17,13 @@ export function intermediatePassphraseSource(passphraseFile: string | undefined,
 
 /**
  * The ledger of the CA directory `dir`: the PostgreSQL database its config names, else
- * ledger.db beside it. `create` only for a new CA. node-postgres is loaded only for the former.
+ * ledger.db beside it. `create` only for a new CA. node-postgres is loaded only for the former;
+ * `maxConnections` sizes its pool (4 by default: a command; a server handling requests in
+ * parallel wants more).
  */
-export async function openLedger(dir: CaDir, config: Pick<CaConfig, 'ledger'>, opts: { create?: boolean } = {}): Promise<Ledger> {
+export async function openLedger(dir: CaDir, config: Pick<CaConfig, 'ledger'>, opts: { create?: boolean; maxConnections?: number } = {}): Promise<Ledger> {
   if (config.ledger !== undefined) return (await import('../store/postgres-ledger.js')).PostgresLedger.open(config.ledger, dir.path, opts);
-  return SqliteLedger.open(dir.file(CA_FILES.ledger), opts);
+  return SqliteLedger.open(dir.file(CA_FILES.ledger), { create: opts.create });
 }
 
 export interface ReadOnlyCa {
