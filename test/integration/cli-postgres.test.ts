@@ -18,7 +18,8 @@ import { openCaDir } from '../../cli/store/ca-dir.js';
 import { loadAuthority } from '../../cli/ca/authority.js';
 import { issueAndRecord, RenewalOvertaken, writeIssuedSet } from '../../cli/ca/issuance.js';
 import { PostgresLedger } from '../../cli/store/postgres-ledger.js';
-import { MIGRATIONS } from '../../cli/store/postgres-schema.js';
+import { MIGRATIONS, POSTGRES_SCHEMA_VERSION } from '../../cli/store/postgres-schema.js';
+import { SCHEMA_VERSION as SQLITE_SCHEMA_VERSION } from '../../cli/store/sqlite-ledger.js';
 import { allCrlSerials, crlText, isOneLineError, readCrlFile, readSet } from './cli-rotate-helpers.js';
 
 let pg: PgServer;
@@ -401,21 +402,33 @@ describe('the schema version', () => {
   });
   after(() => ca?.cleanup());
 
-  it('a newer schema is refused by every command, migrate included; an older one names `ledger migrate`', async () => {
+  it('a newer schema is refused by every command, migrate included', async () => {
     await query('schema', 'UPDATE svcca_schema SET version = 99');
     for (const args of [['issue', 'x'], ['ledger', 'migrate']]) {
       const res = ca.svcca(args);
       assert.ok(isOneLineError(res), res.stderr);
-      assert.match(res.stderr, /has schema 99, newer than this svcca understands \(1\); upgrade svcca/);
+      assert.match(res.stderr, new RegExp(`has schema 99, newer than this svcca understands \\(${POSTGRES_SCHEMA_VERSION}\\); upgrade svcca`));
     }
-    await query('schema', 'UPDATE svcca_schema SET version = 0');
-    const older = ca.svcca(['list']);
-    assert.ok(isOneLineError(older), older.stderr);
-    assert.match(older.stderr, /run `svcca ledger migrate`/);
-    await query('schema', 'UPDATE svcca_schema SET version = 1');
+    await query('schema', `UPDATE svcca_schema SET version = ${POSTGRES_SCHEMA_VERSION}`);
     const migrated = ca.svcca(['ledger', 'migrate']);
     assert.equal(migrated.status, 0, migrated.stderr);
-    assert.match(migrated.stdout, /is at schema 1 already/);
+    assert.match(migrated.stdout, new RegExp(`is at schema ${POSTGRES_SCHEMA_VERSION} already`));
+  });
+
+  it('an older schema is refused, naming `svcca ledger migrate`, which brings it forward', async () => {
+    const older = POSTGRES_SCHEMA_VERSION - 1;
+    const url = await pg.createDatabase('schema_old');
+    for (const sql of MIGRATIONS.slice(0, older)) await query('schema_old', sql);
+    if (older > 0) await query('schema_old', `UPDATE svcca_schema SET version = ${older}`);
+    const config = JSON.parse(readFileSync(join(ca.dir, 'config'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(ca.dir, 'config'), JSON.stringify({ ...config, ledger: url }), { mode: 0o600 });
+    const refused = ca.svcca(['list']);
+    assert.ok(isOneLineError(refused), refused.stderr);
+    assert.match(refused.stderr, /run `svcca ledger migrate`/);
+    const migrated = ca.svcca(['ledger', 'migrate']);
+    assert.equal(migrated.status, 0, migrated.stderr);
+    assert.match(migrated.stdout, new RegExp(`Migrated ledger svcca@127\\.0\\.0\\.1:${pg.port}/schema_old from schema ${older} to ${POSTGRES_SCHEMA_VERSION}`));
+    assert.equal(ca.svcca(['list']).status, 0);
   });
 });
 
@@ -479,7 +492,7 @@ describe('svcca ledger copy', () => {
   it('`ledger migrate` on the SQLite ledger reports its schema', () => {
     const res = ca.svcca(['ledger', 'migrate']);
     assert.equal(res.status, 0, res.stderr);
-    assert.match(res.stdout, /ledger\.db \(SQLite\) is at schema 1, this svcca's/);
+    assert.match(res.stdout, new RegExp(`ledger\\.db \\(SQLite\\) is at schema ${SQLITE_SCHEMA_VERSION}, this svcca's`));
   });
 
   it('refuses a database that is not empty, and leaves the config alone', async () => {
