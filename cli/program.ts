@@ -21,6 +21,7 @@ import type { ExportOptions } from './commands/export.js';
 import type { PolicyCheckOptions } from './commands/policy-check.js';
 import type { PolicyGraphOptions } from './commands/policy-graph.js';
 import type { LedgerCopyOptions } from './commands/ledger.js';
+import type { PolicyLearnOptions } from './commands/policy-learn.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -28,7 +29,8 @@ Exit codes:
   1  user error: one line on stderr says what is wrong and what to do
   2  partial failure: some of several items failed (each is named)
   3  policy check: deny
-  4  done, but attention needed (rotate: the intermediate nears its end, or a renewal was clamped to it)`;
+  4  done, but attention needed (rotate: the intermediate nears its end, or a renewal was clamped to it)
+  5  policy check: would deny (the callee's entry is in audit mode, so the sidecar lets it through)`;
 
 /**
  * What commander hands an action for a command whose options are `T`: the flags
@@ -236,9 +238,9 @@ function defineLedger(program: Command, w: Wiring): void {
 }
 
 function definePolicy(program: Command, w: Wiring): void {
-  const policy = w.command(program, 'policy').description('check and draw the allow-list');
+  const policy = w.command(program, 'policy').description('check and draw the allow-list, and learn it from sidecar logs');
   w.command(policy, 'check')
-    .description('would <from> be allowed to call <to>? exit 0 allow, 3 deny')
+    .description('would <from> be allowed to call <to>? exit 0 allow, 3 deny, 5 would deny (audit mode)')
     .argument('<from>', 'calling service')
     .argument('<to>', 'called service')
     .option('--policy <file>', 'the mesh policy (policy.yaml; required)')
@@ -248,11 +250,29 @@ function definePolicy(program: Command, w: Wiring): void {
       (await import('./commands/policy-check.js')).runPolicyCheck(need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`), w.ctxFor(cmd)),
     );
   w.command(policy, 'graph')
-    .description('draw who may call whom')
+    .description('draw who may call whom (and, with --observed, who did)')
     .option('--policy <file>', 'the mesh policy (policy.yaml; required)')
     .addOption(new Option('--format <format>', 'output format').choices(['dot', 'mermaid', 'svg']).default('dot'))
+    .option('--observed <log...>', 'sidecar log files: draw the calls seen over the policy (denied and would-deny as their own edges)')
     .action(async (o: Flags<PolicyGraphOptions, never, 'policy'>, cmd: Command) =>
       (await import('./commands/policy-graph.js')).runPolicyGraph(need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg'), w.ctxFor(cmd)),
+    );
+  w.command(policy, 'learn')
+    .description('propose the smallest policy addition that allows every call seen in sidecar logs')
+    .option('--log <file...>', 'sidecar log files, JSON lines (required; refusals, would-deny lines, and allowed calls at log level debug)')
+    .option('--policy <file>', 'the policy in force: propose only what it does not allow yet')
+    .option('--write <file>', 'write the whole new policy here (the current one plus the additions) instead of printing a patch')
+    .addOption(new Option('--paths <how>', 'exact: one rule per path seen; prefix: fold sibling paths into parent/*').choices(['exact', 'prefix']).default('exact'))
+    .addHelpText(
+      'after',
+      `
+Examples:
+  svcca policy learn --log inventory.log --policy policy.yaml
+  svcca policy learn --log logs/*.log --policy policy.yaml --paths prefix --write policy.new.yaml
+It never removes a rule; rules no call used are listed as candidates to review.`,
+    )
+    .action(async (o: Flags<PolicyLearnOptions, never, 'log'>, cmd: Command) =>
+      (await import('./commands/policy-learn.js')).runPolicyLearn(need(o, 'log', '--log', 'svcca policy learn --log sidecar.log --policy policy.yaml'), w.ctxFor(cmd)),
     );
 }
 

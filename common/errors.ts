@@ -9,6 +9,8 @@ export const ExitCode = {
   partial: 2,
   denied: 3,
   attention: 4,
+  /** `policy check`: the allow list denies, but the callee's entry is in audit mode, so the sidecar lets it through. */
+  wouldDeny: 5,
 } as const;
 export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode];
 

@@ -26,6 +26,8 @@ export interface Metrics {
   crlExpiredNow(): boolean;
   /** http mode: one per request; status is the code sent, result allowed | denied | bad-request. */
   readonly httpRequests: Counter<'status' | 'result'>;
+  /** Inbound allow-list decisions (per tcp connection, per http request): allowed | denied | would-deny (audit mode). */
+  readonly policyDecisions: Counter<'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -58,6 +60,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reload checks of identity, CRL and policy, by kind and result (applied, refused, unchanged)', labelNames: ['kind', 'result'], registers }),
     crlExpiredNow: () => crlExpiredValue === 1,
     httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
+    policyDecisions: new Counter({
+      name: 'svcca_sidecar_policy_decisions_total',
+      help: 'Inbound allow-list decisions, per tcp connection or http request: allowed, denied, or would-deny (audit mode: let through)',
+      labelNames: ['result'],
+      registers,
+    }),
   };
 }
 

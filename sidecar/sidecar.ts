@@ -62,7 +62,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
 
   const certs = new CertCache();
   let accepting = true;
-  const inbound = config.inbound ? new InboundProxy({ config: config.inbound, snapshots: store, logger, metrics, certs }) : undefined;
+  // Every inbound line names the callee (`self`), so that logs gathered from many sidecars say who was called: `svcca policy learn` reads it.
+  const inbound = config.inbound ? new InboundProxy({ config: config.inbound, snapshots: store, logger: logger.child({ self: self.uri }), metrics, certs }) : undefined;
   const outbound = config.outbound.map((o) => new OutboundProxy({ config: o, snapshots: store, logger, metrics, certs }));
   const admin = config.admin ? new AdminServer({ listen: config.admin.listen, snapshots: store, metrics, accepting: () => accepting }) : undefined;
 

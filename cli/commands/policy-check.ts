@@ -1,6 +1,7 @@
 /**
  * `svcca policy check <from> <to> --policy F [--method M --path P]`: decides exactly as the
- * sidecar of <to> would, with the same parser, normalization and evaluation.
+ * sidecar of <to> would, with the same parser, normalization and evaluation. Exit 0 allow,
+ * 3 deny, 5 would deny (the callee's entry is in audit mode: let through and logged).
  */
 import { ExitCode, UsageError } from '../../common/errors.js';
 import { normalizeRequestTarget } from '../../common/http-path.js';
@@ -60,19 +61,22 @@ export async function runPolicyCheck(opts: PolicyCheckOptions, ctx: CommandConte
   }
 
   const mode = method === undefined ? 'tcp' : 'http';
+  const verdict = decision.wouldDeny !== undefined ? 'would-deny' : decision.allow ? 'allow' : 'deny';
   ctx.out.result({
-    decision: decision.allow ? 'allow' : 'deny',
+    decision: verdict,
     from,
     to,
     mode,
     ...(mode === 'http' && { method, path: path ?? null }),
     rule: decision.rule ?? null,
-    reason: decision.reason,
+    reason: decision.wouldDeny ?? decision.reason,
   });
-  ctx.out.line(decision.allow ? `allow: ${decision.rule ?? decision.reason}` : `deny: ${decision.reason}`);
+  if (verdict === 'would-deny') ctx.out.line(`would deny (audit mode): ${decision.wouldDeny}; the sidecar lets it through and logs it`);
+  else ctx.out.line(decision.allow ? `allow: ${decision.rule ?? decision.reason}` : `deny: ${decision.reason}`);
   // The query is forwarded untouched, so only a changed path is worth a word.
   if (path !== undefined && path !== opts.path?.split('?')[0]) ctx.out.line(`(path normalized to ${path}, as the sidecar matches and forwards it)`);
-  if (!decision.allow) ctx.exitCode = ExitCode.denied;
+  if (verdict === 'would-deny') ctx.exitCode = ExitCode.wouldDeny;
+  else if (!decision.allow) ctx.exitCode = ExitCode.denied;
 }
 
 /** Accepts a service name or a SPIFFE ID, since users paste either from logs. */

@@ -11,6 +11,11 @@
  * rule, and "a rule that leaves out methods or paths allows any" then needs no exception.
  * An entry with methods and/or paths is http-mode only: a tcp-mode sidecar sees no
  * request, so it cannot check them, and allowing would widen the rule.
+ *
+ * A callee whose entry says `mode: audit` gets the same allow-list verdict, turned into
+ * an allow that carries `wouldDeny`: rolling a policy out must not break a call, yet
+ * every call it would break has to be seen. A callee missing from the policy has no
+ * entry, hence no mode, and stays denied.
  */
 import type { Decision, HttpRequestFacts, Policy, PolicyRule } from './types.js';
 
@@ -19,6 +24,13 @@ import type { Decision, HttpRequestFacts, Policy, PolicyRule } from './types.js'
  * no leading slash). Without `request`, decides as a tcp-mode sidecar does.
  */
 export function evaluatePolicy(policy: Policy, self: string, caller: string, request?: HttpRequestFacts): Decision {
+  const d = allowListDecision(policy, self, caller, request);
+  if (d.allow || !policy.audit.has(self)) return d;
+  return { allow: true, reason: `audit mode: ${d.reason}`, wouldDeny: d.reason };
+}
+
+/** What the allow list alone says, whatever the entry's mode. */
+export function allowListDecision(policy: Policy, self: string, caller: string, request?: HttpRequestFacts): Decision {
   const rules = policy.services.get(self);
   if (rules === undefined) return deny(`services.${self} is not in the policy, so every caller is denied`);
   if (rules.length === 0) return deny(`services.${self}.allow is empty, so every caller is denied`);

@@ -11,13 +11,14 @@
  *       - from: <caller>             # methods and paths are each optional; either one
  *         methods: [GET, POST]       #   present makes the rule http-mode only
  *         paths: [/exact, /prefix/*]
+ *     mode: audit                    # optional: enforce (default) or audit
  * ```
  */
 import { ConfigError } from '../errors.js';
 import { normalizeRequestTarget } from '../http-path.js';
 import { serviceNameProblem } from '../spiffe-id.js';
 import { closestKey } from './suggest.js';
-import type { Policy, PolicyRule } from './types.js';
+import type { Policy, PolicyMode, PolicyRule } from './types.js';
 import { readYaml, YamlNonString, type YamlLimits } from '../safe-yaml.js';
 
 /** Larger than any real policy (about 10,000 rules), small enough to parse in well under a second. */
@@ -44,7 +45,8 @@ const MAX_METHOD = 32;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 const ROOT_KEYS = ['services'] as const;
-const SERVICE_KEYS = ['allow'] as const;
+const SERVICE_KEYS = ['allow', 'mode'] as const;
+const MODES = ['enforce', 'audit'] as const;
 const RULE_KEYS = ['from', 'methods', 'paths'] as const;
 
 const NAME_HINT = 'a service name is 1-128 characters of a-z 0-9 . - _, each "/"-separated segment starting with a letter or digit (e.g. payment-service)';
@@ -71,14 +73,16 @@ export function parsePolicy(yamlText: string, source: string): Policy {
   if (!(servicesValue instanceof Map)) fail('services', 'must be a map of service names', 'write services:, then one indented key per service');
 
   const services = new Map<string, readonly PolicyRule[]>();
+  const audit = new Set<string>();
   for (const [name, entry] of servicesValue as Map<unknown, unknown>) {
     if (name instanceof YamlNonString) refuseNonString(name, keyPath('services', name.text), 'a service name', fail);
     if (typeof name !== 'string') fail('services', 'has a key that is not a plain service name', NAME_HINT);
     const path = keyPath('services', name as string);
     checkServiceName(name as string, path, fail);
     services.set(name as string, Object.freeze(readService(entry, name as string, path, fail)));
+    if (readMode(entry as Map<unknown, unknown>, path, fail) === 'audit') audit.add(name as string);
   }
-  return Object.freeze({ services });
+  return Object.freeze({ services, audit });
 }
 
 type Fail = (path: string, problem: string, hint: string) => never;
@@ -95,6 +99,20 @@ function readService(entry: unknown, name: string, path: string, fail: Fail): Po
   if (typeof allow === 'string') fail(allowPath, 'must be a list', `write allow: [${clip(allow)}]`);
   if (!Array.isArray(allow)) fail(allowPath, 'must be a list of callers', 'write one "- <service>" or "- from: <service>" line per caller');
   return (allow as unknown[]).map((item, i) => readRule(item, `${allowPath}[${i}]`, fail));
+}
+
+/** `mode:` of a service entry already checked by readService; absent means enforce. */
+function readMode(entry: Map<unknown, unknown>, path: string, fail: Fail): PolicyMode {
+  if (!entry.has('mode')) return 'enforce';
+  const mode = entry.get('mode');
+  const hint = 'write mode: audit to log would-be denials without refusing them, or leave mode out to enforce';
+  if (mode instanceof YamlNonString) refuseNonString(mode, `${path}.mode`, 'a mode', fail);
+  if (typeof mode !== 'string') fail(`${path}.mode`, 'must be enforce or audit', hint);
+  if (!(MODES as readonly string[]).includes(mode as string)) {
+    const guess = closestKey(mode as string, MODES);
+    fail(`${path}.mode`, `${quote(mode as string)} is not a mode`, guess ? `did you mean "${guess}"?` : hint);
+  }
+  return mode as PolicyMode;
 }
 
 function readRule(item: unknown, path: string, fail: Fail): PolicyRule {

@@ -18,9 +18,17 @@ export interface PolicyRule {
   readonly label: string;
 }
 
+/** `enforce` (the default) refuses what the allow list does not allow; `audit` lets it through and logs it. */
+export type PolicyMode = 'enforce' | 'audit';
+
 export interface Policy {
   /** Callee service name → its allow list, in file order. */
   readonly services: ReadonlyMap<string, readonly PolicyRule[]>;
+  /**
+   * The callees whose entry says `mode: audit`: identity checks stay enforced, but a
+   * caller or request their allow list would deny is let through (and logged as would-deny).
+   */
+  readonly audit: ReadonlySet<string>;
 }
 
 /** What http mode knows about a request. */
@@ -36,4 +44,9 @@ export interface Decision {
   readonly rule?: string;
   /** One short human reason, e.g. 'no rule in services.payment-service allows order-service'. */
   readonly reason: string;
+  /**
+   * Set (with allow: true) when the allow list denies but the callee's entry is in audit
+   * mode: the call is let through, and this is why it would have been denied.
+   */
+  readonly wouldDeny?: string;
 }

@@ -18,6 +18,8 @@ export type Address =
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
 export type InboundMode = 'tcp' | 'http';
+/** How http mode speaks to the local service: HTTP/1.1, or cleartext HTTP/2 with prior knowledge (gRPC servers). */
+export type UpstreamProtocol = 'http1' | 'h2c';
 
 /** Limits shared by inbound and outbound listeners. */
 export interface ConnectionLimits {
@@ -53,6 +55,8 @@ export interface InboundConfig extends ConnectionLimits {
    * one complete parse, well under Node's own limit of 1,000. Default 100.
    */
   readonly maxRequestHeaders: number;
+  /** http mode: the local service's protocol. Default http1. */
+  readonly upstream: UpstreamProtocol;
 }
 
 export interface OutboundConfig extends ConnectionLimits {
@@ -60,6 +64,12 @@ export interface OutboundConfig extends ConnectionLimits {
   readonly connect: { readonly host: string; readonly port: number; readonly text: string };
   /** The exact SPIFFE ID the server must present. */
   readonly serverId: string;
+  /**
+   * ALPN protocols offered to the server's sidecar, e.g. [h2] for an app speaking h2c
+   * (prior knowledge) to this listener: an http-mode inbound then serves it as HTTP/2.
+   * Default: none offered (the inbound reads HTTP/1.1, or pipes bytes in tcp mode).
+   */
+  readonly alpn?: readonly ('h2' | 'http/1.1')[];
 }
 
 export interface SidecarConfig {
@@ -114,8 +124,8 @@ const MAX_UNIX_PATH = 107;
 const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl'],
-  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders'],
-  outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections'],
+  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'upstream'],
+  outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'alpn'],
   admin: ['listen'],
   log: ['level'],
   shutdown: ['grace'],
@@ -217,6 +227,18 @@ class Validator {
     return ms;
   }
 
+  /** `alpn: [h2]` (or [h2, http/1.1]): the protocols an outbound offers, in order of preference. */
+  private alpn(value: unknown, path: string): ('h2' | 'http/1.1')[] | undefined {
+    const hint = 'write alpn: [h2] for an app that speaks h2c (HTTP/2 with prior knowledge) to this listener';
+    if (!Array.isArray(value) || value.length === 0) return this.fail(path, `expected a list such as [h2], got ${describe(value)}`, hint);
+    const out: ('h2' | 'http/1.1')[] = [];
+    for (const item of value as unknown[]) {
+      if (item !== 'h2' && item !== 'http/1.1') return this.fail(path, `${describe(item)} is not a protocol the sidecar speaks (h2, http/1.1)`, hint);
+      if (!out.includes(item)) out.push(item);
+    }
+    return out;
+  }
+
   private positiveInt(value: unknown, path: string, fallback: number, max: number): number {
     if (value === undefined) return fallback;
     const hint = `write a whole number between 1 and ${max}`;
@@ -289,12 +311,19 @@ class Validator {
         const maxHandshakesPerAddress = this.positiveInt(im.get('maxHandshakesPerAddress'), 'inbound.maxHandshakesPerAddress', Math.min(DEFAULTS.maxHandshakesPerAddress, maxHandshakes), 100_000);
         // Node keeps at most 1,000 header pairs in req.headers: the limit stays well under it.
         const maxRequestHeaders = this.positiveInt(im.get('maxRequestHeaders'), 'inbound.maxRequestHeaders', DEFAULTS.maxRequestHeaders, 500);
+        let upstream: UpstreamProtocol = 'http1';
+        if (im.has('upstream')) {
+          const raw = im.get('upstream');
+          if (raw === 'http1' || raw === 'h2c') upstream = raw;
+          else this.fail('inbound.upstream', `expected http1 or h2c, got ${describe(raw)}`, 'write upstream: http1 (HTTP/1.1) or upstream: h2c (cleartext HTTP/2, as gRPC servers listen)');
+          if (mode !== 'http') this.fail('inbound.upstream', 'applies to mode: http only', 'set inbound.mode: http, or remove upstream (tcp mode forwards bytes)');
+        }
         const limits = this.limits(im, 'inbound');
         if (maxHandshakesPerAddress > maxHandshakes) {
           this.fail('inbound.maxHandshakesPerAddress', `is ${maxHandshakesPerAddress}, above inbound.maxHandshakes (${maxHandshakes})`, 'make it at most maxHandshakes');
         }
         if (listen && forward) {
-          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, ...limits };
+          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, upstream, ...limits };
         }
       }
       if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');
@@ -322,8 +351,9 @@ class Validator {
               else this.fail(`${path}.serverId`, `${quote(s)} is not a SPIFFE ID: ${parsed.reason}`, 'write serverId: spiffe://<trust-domain>/<service>');
             }
           }
+          const alpn = om.has('alpn') ? this.alpn(om.get('alpn'), `${path}.alpn`) : undefined;
           const limits = this.limits(om, path);
-          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...limits });
+          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...(alpn && { alpn }), ...limits });
         });
       }
     }

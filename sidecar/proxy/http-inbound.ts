@@ -25,8 +25,9 @@ import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js
 import { pipeBoth } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
+import type { PolicyDecisions } from './policy-decisions.js';
+import { headerLimitRefusal, judgeRequest, logHttpRefusal, type Gate } from './request-judge.js';
 import { policyDecision } from './verdict.js';
-import { stillValid } from './verify-peer.js';
 
 /** The `result` label of svcca_sidecar_http_requests_total. */
 export type HttpResult = 'allowed' | 'denied' | 'bad-request';
@@ -73,21 +74,10 @@ export interface HttpInboundDeps {
   readonly snapshots: SnapshotSource;
   readonly logger: Logger;
   readonly metrics: Metrics;
+  /** Counts each request's policy decision and logs would-deny ones. */
+  readonly decisions: PolicyDecisions;
   readonly now?: () => Date;
 }
-
-type Gate =
-  | { readonly ok: true; readonly path: string; readonly forwardPath: string; readonly headers: string[]; readonly hasBody: boolean; readonly rule: string | undefined }
-  | {
-      readonly ok: false;
-      readonly status: 400 | 403 | 431;
-      readonly result: HttpResult;
-      readonly reason: HttpRefusalReason;
-      readonly detail: string;
-      readonly body: string;
-      /** The normalized path, once known. */
-      readonly path?: string;
-    };
 
 export class HttpInbound {
   readonly #deps: HttpInboundDeps;
@@ -168,69 +158,31 @@ export class HttpInbound {
     return this.#deps.now ? this.#deps.now() : new Date();
   }
 
-  /**
-   * A request with more header fields than the limit: Node keeps only the first 1,000 in
-   * `req.headers` but more in `req.rawHeaders`, and a decision read from one while the
-   * headers forwarded come from the other is how a request gets smuggled. Refused whole.
-   */
-  private headerLimitRefusal(req: IncomingMessage): Extract<Gate, { ok: false }> | undefined {
-    const max = this.#deps.config.maxRequestHeaders;
-    const count = req.rawHeaders.length / 2;
-    if (count <= max) return undefined;
-    const detail = `the request has ${count >= 1000 ? 'at least 1000' : count} header fields; the limit is ${max} (inbound.maxRequestHeaders)`;
-    return { ok: false, status: 431, result: 'bad-request', reason: 'too-many-headers', detail, body: `request header fields too large: ${detail}\n` };
-  }
-
   private gate(conn: HttpConnection, req: IncomingMessage, upgrade?: string): Gate {
-    const snap = this.#deps.snapshots.current;
     const caller = conn.caller;
-    const tooMany = this.headerLimitRefusal(req);
-    if (tooMany) return tooMany;
-    // The connection was judged at its handshake; a CRL or the clock may have moved since.
-    const still = stillValid(caller.leaf, snap, this.now());
-    if (!still.ok) {
-      const reason = still.reason === 'revoked' ? 'revoked' : 'expired';
-      return { ok: false, status: 403, result: 'denied', reason, detail: still.detail, body: `forbidden: ${caller.peer} is no longer accepted (${reason})\n` };
-    }
-    // Node's parser takes HTTP/0.9 and HTTP/2.0 request lines; neither is HTTP/1.x framing.
-    if (req.httpVersionMajor !== 1) {
-      const detail = `HTTP/${req.httpVersion} is not served here: HTTP/1.1 or HTTP/1.0 only`;
-      return { ok: false, status: 400, result: 'bad-request', reason: 'bad-request', detail, body: `bad request: ${detail}\n` };
-    }
-    const target = normalizeRequestTarget(req.url ?? '');
-    if (!target.ok) return { ok: false, status: 400, result: 'bad-request', reason: 'bad-target', detail: target.reason, body: `bad request: ${target.reason}\n` };
-    const headers = upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade });
-    if (!headers.ok) return { ok: false, status: 400, result: 'bad-request', reason: headers.reason, detail: headers.detail, body: `bad request: ${headers.detail}\n`, path: target.path };
-    const method = req.method ?? '';
-    const d = policyDecision(snap, caller.service, { method, path: target.path });
-    if (!d.allow) {
-      return { ok: false, status: 403, result: 'denied', reason: 'policy-denied', detail: d.reason, body: `forbidden: no rule allows ${caller.peer} to ${method} ${target.path}\n`, path: target.path };
-    }
-    return { ok: true, path: target.path, forwardPath: target.query ? `${target.path}?${target.query}` : target.path, headers: headers.headers, hasBody: headers.hasBody, rule: d.rule };
+    return judgeRequest({
+      snap: this.#deps.snapshots.current,
+      caller,
+      now: this.now(),
+      method: req.method ?? '',
+      target: req.url ?? '',
+      headerCount: req.rawHeaders.length / 2,
+      maxHeaders: this.#deps.config.maxRequestHeaders,
+      // Node's parser takes HTTP/0.9 and HTTP/2.0 request lines; neither is HTTP/1.x framing.
+      protocolProblem:
+        req.httpVersionMajor !== 1
+          ? `HTTP/${req.httpVersion} is not served here: HTTP/1.1 or HTTP/1.0 only`
+          : // An h2c-only service (gRPC) cannot take HTTP/1.1; HTTP/2 callers are served by http2-inbound.ts.
+            this.#deps.config.upstream === 'h2c'
+            ? 'the local service speaks HTTP/2 only (inbound.upstream: h2c): make this request over HTTP/2'
+            : undefined,
+      upstreamHeaders: () => upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade }),
+      decisions: this.#deps.decisions,
+    });
   }
 
   private logRefusal(conn: HttpConnection | undefined, req: IncomingMessage | undefined, g: { status: number; result: HttpResult; reason: string; detail: string; path?: string }): void {
-    const { logger, metrics } = this.#deps;
-    metrics.refusals.inc({ direction: 'inbound', reason: g.reason });
-    metrics.httpRequests.inc({ status: String(g.status), result: g.result });
-    logger.warn(
-      {
-        event: 'refused',
-        direction: 'inbound',
-        mode: 'http',
-        peer: conn?.caller.peer ?? 'unknown',
-        address: conn?.caller.address ?? 'unknown',
-        method: req?.method,
-        path: g.path === undefined ? undefined : clipForLog(g.path),
-        // The raw target only when it could not be normalized, cut short: it is the
-        // caller's text.
-        target: g.path === undefined && req?.url !== undefined ? clipForLog(req.url, 200) : undefined,
-        status: g.status,
-        reason: g.reason,
-        detail: g.detail,
-      },
-      g.status === 403 ? 'request refused' : 'bad request refused',
-    );
+    logHttpRefusal(this.#deps, conn?.caller, { method: req?.method, target: req?.url }, g);
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse, expectContinue: boolean): void {
@@ -269,7 +221,8 @@ export class HttpInbound {
     res.once('close', () => {
       conn.exchanges.delete(ex);
       this.#deps.metrics.httpRequests.inc({ status: res.headersSent ? String(res.statusCode) : 'none', result: 'allowed' });
-      if (this.#deps.logger.isLevelEnabled('debug')) {
+      // A would-deny request was logged by the decision recorder instead.
+      if (!g.wouldDeny && this.#deps.logger.isLevelEnabled('debug')) {
         this.#deps.logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method, path: g.path, rule: g.rule, status: res.statusCode }, 'request allowed');
       }
     });
@@ -361,7 +314,7 @@ export class HttpInbound {
       return;
     }
     const { config, logger, metrics } = this.#deps;
-    const tooMany = this.headerLimitRefusal(req);
+    const tooMany = headerLimitRefusal(req.rawHeaders.length / 2, config.maxRequestHeaders);
     if (tooMany) {
       this.logRefusal(conn, req, tooMany);
       endWith(socket, rawResponse(431, tooMany.body));

@@ -18,10 +18,12 @@ import type { InboundConfig } from '../config/schema.js';
 import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { xfccValue } from './http-headers.js';
 import { HttpInbound, type HttpConnection } from './http-inbound.js';
+import { Http2Inbound } from './http2-inbound.js';
 import { listen } from '../net/listen.js';
 import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
 import { OpenConnections, type Rejudged } from './open-connections.js';
 import { pipeBoth, type PipeHandle } from './pipe.js';
+import { PolicyDecisions } from './policy-decisions.js';
 import { ownCertificateRefusal, policyDecision } from './verdict.js';
 import { CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
 
@@ -58,11 +60,17 @@ export class InboundProxy {
   readonly #acceptedAt = new WeakMap<Socket, bigint>();
   readonly #settleHandshake = new WeakMap<Socket, () => void>();
   readonly #http: HttpInbound | undefined;
+  /** http mode's HTTP/2 half (ALPN h2). */
+  readonly #http2: Http2Inbound | undefined;
+  readonly #decisions: PolicyDecisions;
   #closing = false;
 
   constructor(deps: InboundDeps) {
     this.#deps = deps;
-    this.#http = deps.config.mode === 'http' ? new HttpInbound({ config: deps.config, snapshots: deps.snapshots, logger: deps.logger, metrics: deps.metrics, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
+    this.#decisions = new PolicyDecisions(deps.logger, deps.metrics);
+    const httpDeps = { config: deps.config, snapshots: deps.snapshots, logger: deps.logger, metrics: deps.metrics, decisions: this.#decisions, ...(deps.now ? { now: deps.now } : {}) };
+    this.#http = deps.config.mode === 'http' ? new HttpInbound(httpDeps) : undefined;
+    this.#http2 = deps.config.mode === 'http' ? new Http2Inbound(httpDeps) : undefined;
     const snap = deps.snapshots.current;
     this.#server = createServer({
       ...snap.serverOptions,
@@ -71,6 +79,8 @@ export class InboundProxy {
       handshakeTimeout: deps.config.handshakeTimeoutMs,
       allowHalfOpen: true,
       ...NO_DELAY,
+      // http mode speaks HTTP/2 and HTTP/1.1; a client offering no ALPN gets HTTP/1.1.
+      ...(deps.config.mode === 'http' ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}),
       // A refused peer must not be able to resume its way past us later either: every
       // connection is judged anyway, but short tickets bound what a stolen one is worth.
       sessionTimeout: 300,
@@ -134,6 +144,7 @@ export class InboundProxy {
     // http mode: an idle keep-alive connection would otherwise hold the drain for the
     // whole grace period.
     this.#http?.drain();
+    this.#http2?.drain();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
 
@@ -141,6 +152,7 @@ export class InboundProxy {
   destroyAll(): void {
     for (const c of this.#live) c.pipe?.destroy() ?? c.socket.destroy();
     this.#http?.close();
+    this.#http2?.close();
   }
 
   /** Why an open connection whose caller is still valid is no longer allowed by the policy. */
@@ -230,6 +242,7 @@ export class InboundProxy {
       return;
     }
     const decision = policyDecision(snap, caller.service);
+    this.#decisions.record(decision, { peer: caller.uri, address, mode: 'tcp' });
     if (!decision.allow) {
       this.refuse(socket, 'policy-denied', caller.uri, decision.reason, socket.isSessionReused());
       return;
@@ -262,7 +275,7 @@ export class InboundProxy {
         return;
       }
       metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
-      logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.uri, address, rule: decision.rule, resumed: socket.isSessionReused() }, 'connection allowed');
+      if (decision.wouldDeny === undefined) logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.uri, address, rule: decision.rule, resumed: socket.isSessionReused() }, 'connection allowed');
       live.pipe = pipeBoth(socket, upstream, {
         idleTimeoutMs: this.#deps.config.idleTimeoutMs,
         onClose: (stats) => {
@@ -287,7 +300,8 @@ export class InboundProxy {
     metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
     metrics.active.inc({ direction: 'inbound' });
     logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer, address, resumed: socket.isSessionReused() }, 'connection allowed');
-    const http = this.#http!.accept(socket, { peer, service, address, ip: socket.remoteAddress, leaf, xfcc: xfccValue(self, leafDer, peer) });
+    const caller = { peer, service, address, ip: socket.remoteAddress, leaf, xfcc: xfccValue(self, leafDer, peer) };
+    const http = socket.alpnProtocol === 'h2' ? this.#http2!.accept(socket, caller) : this.#http!.accept(socket, caller);
     const live: LiveConnection = { peer, service, address, leaf, pipe: undefined, socket, http };
     this.#live.add(live);
     socket.once('close', () => {

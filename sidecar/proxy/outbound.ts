@@ -133,6 +133,8 @@ export class OutboundProxy {
       checkServerIdentity: () => undefined,
       allowHalfOpen: true,
       ...NO_DELAY,
+      // outbound[].alpn: an app speaking h2c here reaches an http-mode inbound as HTTP/2.
+      ...(config.alpn ? { ALPNProtocols: [...config.alpn] } : {}),
       ...(cached ? { session: cached.session } : {}),
     } as ConnectionOptions);
     // tls.connect does not hand noDelay to the socket it makes: set it on the TLS socket.

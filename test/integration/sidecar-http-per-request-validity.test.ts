@@ -5,11 +5,13 @@
  * takes it out of the way: the inbound proxy is built in-process on a store whose
  * snapshot is replaced without any swap listener running (revocation), or with an
  * injected clock moved past the caller's notAfter and no tick timer (expiry). The next
- * request on the same keep-alive connection must then get 403 from the per-request check.
+ * request on the same keep-alive connection must then get 403 from the per-request check,
+ * and the next HTTP/2 stream likewise (gRPC-shaped for a gRPC call).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { connect as http2Connect, type IncomingHttpHeaders } from 'node:http2';
 import { join } from 'node:path';
 import { createMetrics } from '../../sidecar/metrics.js';
 import { parseConfig, type SidecarConfig } from '../../sidecar/config/schema.js';
@@ -134,6 +136,36 @@ describe('sidecar http mode: the per-request validity check on its own', () => {
       assert.equal(line.peer, 'spiffe://example.org/notification-service');
     } finally {
       c.close();
+    }
+  });
+
+  it('HTTP/2: the next stream of an expired caller is refused (gRPC: UNAUTHENTICATED), and the connection gets GOAWAY', { timeout: 60_000 }, async () => {
+    const notAfter = parseCertificate(decodeCertificates(readFileSync(join(notification, 'tls.crt'), 'utf8'), 'tls.crt')[0]!).notAfter;
+    let clock = new Date();
+    const inbound = await startInbound(() => clock);
+    const session = http2Connect(`https://${inbound.address}`, { ...credsFromDir(notification), checkServerIdentity: () => undefined });
+    const get = (headers: Record<string, string>) =>
+      new Promise<IncomingHttpHeaders>((resolve, reject) => {
+        const r = session.request({ ':path': '/stock/1', ...headers });
+        r.on('response', resolve);
+        r.on('error', reject);
+        r.resume();
+      });
+    try {
+      assert.equal((await get({}))[':status'], 200);
+      const seen = backend.received.length;
+      const goaway = new Promise<void>((resolve) => session.once('goaway', () => resolve()));
+      clock = new Date(notAfter.getTime() + 60_000);
+      const refused = await get({ ':method': 'POST', 'content-type': 'application/grpc' });
+      assert.equal(refused[':status'], 200);
+      assert.equal(refused['grpc-status'], '16');
+      assert.match(decodeURIComponent(String(refused['grpc-message'])), /notification-service is no longer accepted \(expired\)/);
+      await goaway;
+      assert.equal(backend.received.length, seen, 'the service saw the request of an expired caller');
+      const line = inbound.lines.find((l) => l.event === 'refused' && l.protocol === 'h2' && l.reason === 'expired');
+      assert.ok(line, JSON.stringify(inbound.lines));
+    } finally {
+      session.destroy();
     }
   });
 });

@@ -167,7 +167,7 @@ describe('parsePolicy: schema errors name the key path', () => {
     { name: 'a caller written as a float', input: svc('    allow: [1.5]\n'), want: `${SRC}: services.inventory-service.allow[0]: "1.5" is a number in YAML, not a service name; write it in quotes, "1.5", if that is really meant` },
     { name: 'from: written as a number', input: svc('    allow:\n      - from: 8080\n'), want: `${SRC}: services.inventory-service.allow[0].from: "8080" is a number in YAML, not a service name; write it in quotes, "8080", if that is really meant` },
     { name: 'a callee written as a number', input: 'services:\n  123:\n    allow: []\n', want: `${SRC}: services.123: "123" is a number in YAML, not a service name; write it in quotes, "123", if that is really meant` },
-    { name: 'a key written as a boolean', input: svc('    allow: []\n    yes: []\n'), want: `${SRC}: services.inventory-service.yes: unknown key; the keys here are allow` },
+    { name: 'a key written as a boolean', input: svc('    allow: []\n    yes: []\n'), want: `${SRC}: services.inventory-service.yes: unknown key; the keys here are allow, mode` },
     { name: 'a method written as a number', input: rule('        methods: [200]\n'), want: `${SRC}: services.inventory-service.allow[1].methods[0]: "200" is a number in YAML, not a method; write it in quotes, "200", if that is really meant` },
     { name: 'a very long path', input: rule(`        paths: ["/${'a'.repeat(5000)}"]\n`), want: `${SRC}: services.inventory-service.allow[1].paths[0]: is 5001 characters long; the limit is 2048; use a shorter path or a prefix ending in *` },
   ];

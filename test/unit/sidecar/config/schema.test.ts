@@ -56,6 +56,13 @@ admin:
     assert.deepEqual([c.maxHandshakes, c.maxHandshakesPerAddress, c.maxRequestHeaders], [50, 50, 40]);
   });
 
+  it('reads inbound.upstream (default http1) and outbound[].alpn', () => {
+    assert.equal(parseConfig(`${BASE}  mode: http\n`, 's.yaml').inbound!.upstream, 'http1');
+    assert.equal(parseConfig(`${BASE}  mode: http\n  upstream: h2c\n`, 's.yaml').inbound!.upstream, 'h2c');
+    const c = parseConfig(`${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n    alpn: [h2, h2]\n`, 's.yaml');
+    assert.deepEqual(c.outbound[0]!.alpn, ['h2']);
+  });
+
   it('reads reload.interval and reload.hashInterval', () => {
     const c = parseConfig(`${BASE}reload:\n  interval: 500ms\n  hashInterval: 5m\n`, 's.yaml');
     assert.equal(c.reloadIntervalMs, 500);
@@ -92,6 +99,10 @@ admin:
     { name: 'a YAML tag', text: `${BASE}  mode: !!binary dGNw\n`, want: /YAML tag !!binary is not allowed in a config/ },
     { name: 'a per-address handshake budget above the whole one', text: `${BASE}  maxHandshakes: 10\n  maxHandshakesPerAddress: 20\n`, want: /inbound\.maxHandshakesPerAddress: is 20, above inbound\.maxHandshakes \(10\)/ },
     { name: 'a header limit at Node\'s own', text: `${BASE}  maxRequestHeaders: 1000\n`, want: /inbound\.maxRequestHeaders: expected a whole number between 1 and 500/ },
+    { name: 'an unknown upstream protocol', text: `${BASE}  mode: http\n  upstream: http2\n`, want: /inbound\.upstream: expected http1 or h2c, got "http2"/ },
+    { name: 'upstream in tcp mode', text: `${BASE}  upstream: h2c\n`, want: /inbound\.upstream: applies to mode: http only/ },
+    { name: 'an ALPN the sidecar does not speak', text: `${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n    alpn: [h3]\n`, want: /outbound\[0\]\.alpn: "h3" is not a protocol the sidecar speaks \(h2, http\/1\.1\)/ },
+    { name: 'alpn as a word', text: `${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n    alpn: h2\n`, want: /outbound\[0\]\.alpn: expected a list such as \[h2\]/ },
     { name: 'a unix path beyond sun_path', text: BASE.replace('127.0.0.1:8080', `unix:/${'a'.repeat(120)}`), want: /longer than 107 bytes/ },
   ];
   for (const { name, text, want } of refusals) {
