@@ -47,6 +47,12 @@ wait "$BENCH_PID"
 kill -KILL -- "-$BENCH_PID" 2>/dev/null || true # nothing should be left; make sure
 BENCH_PID=""
 
+if [[ ${BENCH_TUNNEL:-1} == 1 ]]; then
+  echo
+  echo "== tunnel-bench: the mesh path with tunnel auto, tunnel off, and direct (issue 13)"
+  node dist/bench/tunnel-bench.js --seconds "${TUNNEL_SECONDS:-5}"
+fi
+
 if [[ ${BENCH_CA:-0} != 1 ]]; then
   echo
   echo "== ca-issue, ca-rotate, ca-postgres: skipped (about 6 minutes; run with BENCH_CA=1 make bench)"

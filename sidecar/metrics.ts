@@ -28,6 +28,12 @@ export interface Metrics {
   readonly httpRequests: Counter<'status' | 'result'>;
   /** Inbound allow-list decisions (per tcp connection, per http request): allowed | denied | would-deny (audit mode). */
   readonly policyDecisions: Counter<'result'>;
+  /** svcca-tunnel/1 connections open, by direction. */
+  readonly tunnels: Gauge<'direction'>;
+  /** App connections carried as streams on a tunnel right now, by direction. */
+  readonly tunnelStreams: Gauge<'direction'>;
+  /** Tunnel streams by how they ended: result done | reset | refused | cut | error. */
+  readonly tunnelStreamsTotal: Counter<'direction' | 'result'>;
 }
 
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
@@ -66,6 +72,9 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       labelNames: ['result'],
       registers,
     }),
+    tunnels: new Gauge({ name: 'svcca_sidecar_tunnels_open', help: 'svcca-tunnel/1 connections open, by direction', labelNames: ['direction'], registers }),
+    tunnelStreams: new Gauge({ name: 'svcca_sidecar_tunnel_streams_open', help: 'App connections carried as streams on a tunnel, by direction', labelNames: ['direction'], registers }),
+    tunnelStreamsTotal: new Counter({ name: 'svcca_sidecar_tunnel_streams_total', help: 'Tunnel streams by direction and result (done, reset, refused, cut, error)', labelNames: ['direction', 'result'], registers }),
   };
 }
 

@@ -63,8 +63,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   const certs = new CertCache();
   let accepting = true;
   // Every inbound line names the callee (`self`), so that logs gathered from many sidecars say who was called: `svcca policy learn` reads it.
-  const inbound = config.inbound ? new InboundProxy({ config: config.inbound, snapshots: store, logger: logger.child({ self: self.uri }), metrics, certs }) : undefined;
-  const outbound = config.outbound.map((o) => new OutboundProxy({ config: o, snapshots: store, logger, metrics, certs }));
+  const inbound = config.inbound ? new InboundProxy({ config: config.inbound, snapshots: store, logger: logger.child({ self: self.uri }), metrics, certs, drainGraceMs: config.shutdownGraceMs }) : undefined;
+  const outbound = config.outbound.map((o) => new OutboundProxy({ config: o, snapshots: store, logger, metrics, certs, drainGraceMs: config.shutdownGraceMs }));
   const admin = config.admin ? new AdminServer({ listen: config.admin.listen, snapshots: store, metrics, accepting: () => accepting }) : undefined;
 
   const started: { stop: () => Promise<void> }[] = [];
@@ -94,7 +94,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
         identity: self.uri,
         certificateExpiry: snap.identity.leaf.notAfter.toISOString(),
         inbound: inbound ? { listen: inboundAddr, forward: config.inbound!.forward.text, mode: config.inbound!.mode } : undefined,
-        outbound: config.outbound.map((o, i) => ({ listen: outboundAddrs[i], connect: o.connect.text, serverId: o.serverId })),
+        outbound: config.outbound.map((o, i) => ({ listen: outboundAddrs[i], connect: o.connect.text, serverId: o.serverId, tunnel: o.tunnel })),
         admin: adminAddr,
         crl: snap.crl ? { path: snap.crl.path, revoked: snap.crl.set.revoked.size, expired: crlSetExpired(snap.crl.set) } : undefined,
         policy: snap.policy?.path,

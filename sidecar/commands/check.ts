@@ -68,6 +68,13 @@ export function checkConfigFile(path: string, now: Date = new Date()): CheckRepo
       errors.push(errorLine(err));
     }
   }
+  config.outbound.forEach((o, i) => {
+    notes.push(
+      o.tunnel === 'auto'
+        ? `outbound[${i}] → ${o.connect.text}: tunnel auto (app connections as streams on up to ${o.tunnelConnections} mTLS connections when the server speaks svcca-tunnel/1, else one connection each)`
+        : `outbound[${i}] → ${o.connect.text}: tunnel off (one mTLS connection per app connection)`,
+    );
+  });
   return { ok: errors.length === 0, errors, warnings, notes };
 }
 

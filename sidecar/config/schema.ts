@@ -57,7 +57,14 @@ export interface InboundConfig extends ConnectionLimits {
   readonly maxRequestHeaders: number;
   /** http mode: the local service's protocol. Default http1. */
   readonly upstream: UpstreamProtocol;
+  /** Tunnels (ALPN svcca-tunnel/1): concurrent streams one tunnel may carry. Default 100. */
+  readonly maxTunnelStreams: number;
+  /** Tunnels open at once from one caller (SPIFFE ID). Default 8. */
+  readonly maxTunnelsPerCaller: number;
 }
+
+/** auto: offer svcca-tunnel/1 and carry app connections as streams when the peer selects it; off: one mTLS connection per app connection. */
+export type TunnelMode = 'auto' | 'off';
 
 export interface OutboundConfig extends ConnectionLimits {
   readonly listen: Address;
@@ -70,6 +77,10 @@ export interface OutboundConfig extends ConnectionLimits {
    * Default: none offered (the inbound reads HTTP/1.1, or pipes bytes in tcp mode).
    */
   readonly alpn?: readonly ('h2' | 'http/1.1')[];
+  /** Default auto; off when alpn is set (an app's HTTP/2 needs a connection of its own). */
+  readonly tunnel: TunnelMode;
+  /** Tunnel connections kept open to the target at most. Default 2. */
+  readonly tunnelConnections: number;
 }
 
 export interface SidecarConfig {
@@ -104,6 +115,9 @@ export const DEFAULTS = {
   maxHandshakes: 1024,
   maxHandshakesPerAddress: 256,
   maxRequestHeaders: 100,
+  maxTunnelStreams: 100,
+  maxTunnelsPerCaller: 8,
+  tunnelConnections: 2,
   logLevel: 'info' as LogLevel,
 } as const;
 
@@ -124,8 +138,8 @@ const MAX_UNIX_PATH = 107;
 const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl'],
-  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'upstream'],
-  outbound: ['listen', 'connect', 'serverId', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'alpn'],
+  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'upstream', 'maxTunnelStreams', 'maxTunnelsPerCaller'],
+  outbound: ['listen', 'connect', 'serverId', 'tunnel', 'tunnelConnections', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'alpn'],
   admin: ['listen'],
   log: ['level'],
   shutdown: ['grace'],
@@ -318,12 +332,14 @@ class Validator {
           else this.fail('inbound.upstream', `expected http1 or h2c, got ${describe(raw)}`, 'write upstream: http1 (HTTP/1.1) or upstream: h2c (cleartext HTTP/2, as gRPC servers listen)');
           if (mode !== 'http') this.fail('inbound.upstream', 'applies to mode: http only', 'set inbound.mode: http, or remove upstream (tcp mode forwards bytes)');
         }
+        const maxTunnelStreams = this.positiveInt(im.get('maxTunnelStreams'), 'inbound.maxTunnelStreams', DEFAULTS.maxTunnelStreams, 10_000);
+        const maxTunnelsPerCaller = this.positiveInt(im.get('maxTunnelsPerCaller'), 'inbound.maxTunnelsPerCaller', DEFAULTS.maxTunnelsPerCaller, 1_000);
         const limits = this.limits(im, 'inbound');
         if (maxHandshakesPerAddress > maxHandshakes) {
           this.fail('inbound.maxHandshakesPerAddress', `is ${maxHandshakesPerAddress}, above inbound.maxHandshakes (${maxHandshakes})`, 'make it at most maxHandshakes');
         }
         if (listen && forward) {
-          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, upstream, ...limits };
+          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, upstream, maxTunnelStreams, maxTunnelsPerCaller, ...limits };
         }
       }
       if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');
@@ -352,8 +368,18 @@ class Validator {
             }
           }
           const alpn = om.has('alpn') ? this.alpn(om.get('alpn'), `${path}.alpn`) : undefined;
+          // An app's own HTTP/2 (alpn: [h2]) is served by the inbound on a connection of its
+          // own; inside a tunnel stream the inbound reads HTTP/1.1 or bytes.
+          let tunnel: TunnelMode = alpn ? 'off' : 'auto';
+          if (om.has('tunnel')) {
+            const raw = om.get('tunnel');
+            if (raw === 'auto' || raw === 'off') tunnel = raw;
+            else this.fail(`${path}.tunnel`, `expected auto or off, got ${describe(raw)}`, 'write tunnel: auto (streams over a few warm mTLS connections when the peer is an svcca sidecar) or tunnel: off (one mTLS connection per app connection)');
+            if (raw === 'auto' && alpn) this.fail(`${path}.tunnel`, 'auto cannot carry an app speaking HTTP/2 (alpn is set): its connection must reach the inbound as its own', 'remove tunnel (it is off when alpn is set), or remove alpn');
+          }
+          const tunnelConnections = this.positiveInt(om.get('tunnelConnections'), `${path}.tunnelConnections`, DEFAULTS.tunnelConnections, 64);
           const limits = this.limits(om, path);
-          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...(alpn && { alpn }), ...limits });
+          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...(alpn && { alpn }), tunnel, tunnelConnections, ...limits });
         });
       }
     }

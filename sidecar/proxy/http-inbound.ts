@@ -14,7 +14,6 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { normalizeRequestTarget } from '../../common/http-path.js';
 import type { CertInfo } from '../../common/x509.js';
@@ -22,7 +21,7 @@ import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
 import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js';
-import { pipeBoth } from './pipe.js';
+import { pipeBoth, type PipeEnd } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
 import type { PolicyDecisions } from './policy-decisions.js';
@@ -65,7 +64,8 @@ export class HttpConnection {
   deferredError: string | undefined;
   constructor(
     readonly caller: HttpCaller,
-    readonly socket: TLSSocket,
+    /** A verified TLS socket, or a stream of a verified tunnel (tunnel-inbound.ts). */
+    readonly socket: PipeEnd,
   ) {}
 }
 
@@ -120,8 +120,8 @@ export class HttpInbound {
     this.#server.emit('listening');
   }
 
-  /** Serves HTTP on a verified caller connection. */
-  accept(socket: TLSSocket, caller: HttpCaller): HttpConnection {
+  /** Serves HTTP on a verified caller connection: a TLS socket or a tunnel stream. */
+  accept(socket: PipeEnd, caller: HttpCaller): HttpConnection {
     const conn = new HttpConnection(caller, socket);
     this.#conns.set(socket, conn);
     this.#open.add(conn);
@@ -307,7 +307,7 @@ export class HttpInbound {
   }
 
   private onUpgrade(req: IncomingMessage, duplex: Duplex, head: Buffer): void {
-    const socket = duplex as TLSSocket;
+    const socket = duplex as PipeEnd;
     const conn = this.#conns.get(socket);
     if (!conn) {
       socket.destroy();

@@ -16,14 +16,17 @@ import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { InboundConfig } from '../config/schema.js';
 import type { Snapshot, SnapshotSource } from '../snapshot.js';
+import type { ServerHttp2Stream } from 'node:http2';
 import { xfccValue } from './http-headers.js';
-import { HttpInbound, type HttpConnection } from './http-inbound.js';
+import { HttpInbound, type HttpCaller, type HttpConnection } from './http-inbound.js';
 import { Http2Inbound } from './http2-inbound.js';
 import { listen } from '../net/listen.js';
 import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
 import { OpenConnections, type Rejudged } from './open-connections.js';
-import { pipeBoth, type PipeHandle } from './pipe.js';
+import { abortEnd, pipeBoth, type PipeEnd, type PipeHandle } from './pipe.js';
 import { PolicyDecisions } from './policy-decisions.js';
+import { TunnelInbound, type InboundTunnel } from './tunnel-inbound.js';
+import { TUNNEL_ALPN, selectInboundAlpn } from './tunnel-protocol.js';
 import { ownCertificateRefusal, policyDecision } from './verdict.js';
 import { CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
 
@@ -34,6 +37,33 @@ export interface InboundDeps {
   readonly metrics: Metrics;
   readonly certs: CertCache;
   readonly now?: () => Date;
+  /** How long tunnels made with a replaced certificate may finish their streams (shutdown.grace). */
+  readonly drainGraceMs?: number;
+}
+
+/** A caller that passed every check at its handshake: who, from where, judged by what. */
+interface VerifiedCaller {
+  readonly peer: string;
+  readonly service: string;
+  readonly address: string;
+  readonly ip: string | undefined;
+  readonly leaf: CertInfo;
+  readonly leafDer: Buffer;
+  readonly resumed: boolean;
+  /** The notAfter of our certificate when the caller was accepted. */
+  readonly ownNotAfter: Date;
+}
+
+/** What tcp mode needs of the policy decision for one connection (or one tunnel's streams). */
+interface TcpDecision {
+  readonly rule?: string | undefined;
+  /** Set when the entry is in audit mode and the allow-list would have refused. */
+  readonly wouldDeny?: string | undefined;
+}
+
+/** Who is on an http-mode connection, as both HTTP servers take it. */
+function httpCallerOf(caller: VerifiedCaller, self: string): HttpCaller {
+  return { peer: caller.peer, service: caller.service, address: caller.address, ip: caller.ip, leaf: caller.leaf, xfcc: xfccValue(self, caller.leafDer, caller.peer) };
 }
 
 interface LiveConnection {
@@ -41,10 +71,15 @@ interface LiveConnection {
   readonly service: string;
   readonly address: string;
   readonly leaf: CertInfo;
+  readonly ownNotAfter: Date;
   pipe: PipeHandle | undefined;
   readonly socket: TLSSocket;
   /** http mode: the requests open on it, re-judged when the policy changes. */
   readonly http?: HttpConnection;
+  /** A tunnel: its streams are app connections of this caller, cut with it. */
+  readonly tunnel?: InboundTunnel;
+  /** http mode, a tunnel: each stream's requests. */
+  readonly streamsHttp?: Set<HttpConnection>;
 }
 
 export class InboundProxy {
@@ -63,6 +98,9 @@ export class InboundProxy {
   /** http mode's HTTP/2 half (ALPN h2). */
   readonly #http2: Http2Inbound | undefined;
   readonly #decisions: PolicyDecisions;
+  readonly #tunnels: TunnelInbound;
+  /** What each tunnel's streams are served as: its caller, judged at the handshake. */
+  readonly #tunnelCallers = new WeakMap<InboundTunnel, { caller: VerifiedCaller; decision: TcpDecision; live: LiveConnection; self: string }>();
   #closing = false;
 
   constructor(deps: InboundDeps) {
@@ -79,11 +117,20 @@ export class InboundProxy {
       handshakeTimeout: deps.config.handshakeTimeoutMs,
       allowHalfOpen: true,
       ...NO_DELAY,
-      // http mode speaks HTTP/2 and HTTP/1.1; a client offering no ALPN gets HTTP/1.1.
-      ...(deps.config.mode === 'http' ? { ALPNProtocols: ['h2', 'http/1.1'] } : {}),
       // A refused peer must not be able to resume its way past us later either: every
       // connection is judged anyway, but short tickets bound what a stolen one is worth.
       sessionTimeout: 300,
+      // An svcca outbound offering svcca-tunnel/1 gets a tunnel (tunnel-inbound.ts); http
+      // mode speaks HTTP/2 (h2) and HTTP/1.1; a client offering no ALPN gets HTTP/1.1.
+      ALPNCallback: ({ protocols }) => selectInboundAlpn(protocols, { h2: deps.config.mode === 'http' }),
+    });
+    this.#tunnels = new TunnelInbound({
+      config: deps.config,
+      logger: deps.logger,
+      metrics: deps.metrics,
+      hasRoom: () => this.#live.size + this.#pending.size + this.#tunnels.streamCount < deps.config.maxConnections,
+      serveStream: (stream, tunnel) => this.serveStream(stream, tunnel),
+      refuse: (peer, address, reason, detail, extra) => this.logRefusal(peer, address, reason, detail, extra),
     });
     // A backstop only: the limits that matter are applied per socket in admit(), where
     // handshakes in progress have a budget of their own and cannot fill maxConnections.
@@ -114,6 +161,8 @@ export class InboundProxy {
         this.#server.setSecureContext({ ...next.serverOptions });
         this.#server.setTicketKeys(keys);
       }
+      // A new certificate: new tunnels are made with it; the old ones finish their streams.
+      if (next.identity !== previous.identity) this.drainTunnelsOf(previous);
     });
     // Made after the secure-context listener: a swap switches the certificate first, then
     // re-judges the open connections (revoked, past notAfter, no longer allowed).
@@ -121,6 +170,11 @@ export class InboundProxy {
       snapshots: deps.snapshots,
       rejudge: (c, snap) => this.rejudge(c, snap),
       onRefused: (c, r) => {
+        if (c.tunnel) {
+          this.logRefusal(c.peer, c.address, r.reason, `${r.detail} (a tunnel: ${c.tunnel.streams.size} streams cut with it)`, { open: true, tunnel: true, streams: c.tunnel.streams.size });
+          c.tunnel.cut();
+          return;
+        }
         this.logRefusal(c.peer, c.address, r.reason, r.detail, { open: true });
         c.pipe?.destroy() ?? c.socket.destroy();
       },
@@ -133,8 +187,9 @@ export class InboundProxy {
     return listen(this.#server, this.#deps.config.listen);
   }
 
+  /** Open connections: direct ones, tunnels, and the app connections on tunnels. */
   get activeConnections(): number {
-    return this.#live.size;
+    return this.#live.size + this.#tunnels.streamCount;
   }
 
   /** Stops accepting; open connections go on. Resolves when the server is closed. */
@@ -145,18 +200,26 @@ export class InboundProxy {
     // whole grace period.
     this.#http?.drain();
     this.#http2?.drain();
+    this.#tunnels.drainAll();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
 
   /** Ends every open connection (the grace period is over). */
   destroyAll(): void {
-    for (const c of this.#live) c.pipe?.destroy() ?? c.socket.destroy();
+    for (const c of this.#live) c.tunnel ? c.tunnel.cut() : (c.pipe?.destroy() ?? c.socket.destroy());
     this.#http?.close();
     this.#http2?.close();
   }
 
   /** Why an open connection whose caller is still valid is no longer allowed by the policy. */
   private rejudge(c: LiveConnection, snap: Snapshot): Rejudged | undefined {
+    if (c.streamsHttp) {
+      for (const h of c.streamsHttp) {
+        const denied = this.#http!.recheckOpen(h, snap);
+        if (denied) return { reason: 'policy-denied', detail: denied };
+      }
+      return undefined;
+    }
     if (c.http) {
       // Per request: an idle connection is judged again by its next request.
       const denied = this.#http!.recheckOpen(c.http, snap);
@@ -182,7 +245,7 @@ export class InboundProxy {
     const source = raw.remoteAddress ?? 'unix';
     const fromSource = this.#pendingBySource.get(source) ?? 0;
     let refusal: { reason: RefusalReason; detail: string } | undefined;
-    if (this.#live.size + this.#pending.size >= config.maxConnections) {
+    if (this.#live.size + this.#pending.size + this.#tunnels.streamCount >= config.maxConnections) {
       refusal = { reason: 'too-many-connections', detail: `the limit of ${config.maxConnections} connections is reached` };
     } else if (this.#pending.size >= config.maxHandshakes) {
       refusal = { reason: 'too-many-handshakes', detail: `${config.maxHandshakes} TLS handshakes are in progress (inbound.maxHandshakes)` };
@@ -236,73 +299,104 @@ export class InboundProxy {
       this.refuse(socket, verdict.reason, verdict.peer, verdict.detail, socket.isSessionReused());
       return;
     }
-    const caller = verdict.id;
+    const caller: VerifiedCaller = {
+      peer: verdict.id.uri,
+      service: verdict.id.service,
+      address,
+      ip: socket.remoteAddress,
+      leaf: verdict.leaf,
+      leafDer: leafDer!,
+      resumed: socket.isSessionReused(),
+      ownNotAfter: snap.identity.leaf.notAfter,
+    };
+    if (socket.alpnProtocol === TUNNEL_ALPN) {
+      this.acceptTunnel(socket, caller, snap);
+      return;
+    }
     if (this.#http) {
-      this.acceptHttp(socket, caller.uri, caller.service, address, verdict.leaf, leafDer!, snap.identity.id.uri);
+      this.acceptHttp(socket, caller, snap.identity.id.uri);
       return;
     }
     const decision = policyDecision(snap, caller.service);
-    this.#decisions.record(decision, { peer: caller.uri, address, mode: 'tcp' });
+    this.#decisions.record(decision, { peer: caller.peer, address, mode: 'tcp' });
     if (!decision.allow) {
-      this.refuse(socket, 'policy-denied', caller.uri, decision.reason, socket.isSessionReused());
+      this.refuse(socket, 'policy-denied', caller.peer, decision.reason, caller.resumed);
       return;
     }
     this.observeHandshake(socket);
-    const live: LiveConnection = { peer: caller.uri, service: caller.service, address, leaf: verdict.leaf, pipe: undefined, socket };
+    const live: LiveConnection = { peer: caller.peer, service: caller.service, address, leaf: caller.leaf, ownNotAfter: caller.ownNotAfter, pipe: undefined, socket };
     this.#live.add(live);
-    metrics.active.inc({ direction: 'inbound' });
+    this.forwardTcp(socket, caller, decision, live);
+  }
+
+  /**
+   * tcp mode: one caller connection — a TLS socket, or a stream of a tunnel — piped to
+   * `forward`. `live` is the direct connection's entry in #live (a stream is cut with its
+   * tunnel's instead).
+   */
+  private forwardTcp(conn: PipeEnd, caller: VerifiedCaller, decision: TcpDecision, live: LiveConnection | undefined): void {
+    const { logger, metrics } = this.#deps;
+    const { address } = caller;
+    // A stream is counted active by the tunnel (tunnel-inbound.ts).
+    if (live) metrics.active.inc({ direction: 'inbound' });
     const upstream = dial(this.#deps.config.forward);
     let connected = false;
     const onUpstreamError = (err: NodeJS.ErrnoException) => {
       if (connected) return;
-      this.#live.delete(live);
-      metrics.active.dec({ direction: 'inbound' });
+      if (live) {
+        this.#live.delete(live);
+        metrics.active.dec({ direction: 'inbound' });
+      }
       metrics.connections.inc({ direction: 'inbound', result: 'error' });
       metrics.refusals.inc({ direction: 'inbound', reason: 'forward-unavailable' });
       logger.warn(
-        { event: 'refused', direction: 'inbound', peer: caller.uri, address, reason: 'forward-unavailable', detail: `the local service at ${this.#deps.config.forward.text} is unreachable (${err.code ?? err.message})` },
+        { event: 'refused', direction: 'inbound', peer: caller.peer, address, reason: 'forward-unavailable', detail: `the local service at ${this.#deps.config.forward.text} is unreachable (${err.code ?? err.message})` },
         'caller allowed but the local service is down; connection closed',
       );
       upstream.destroy();
-      socket.destroy();
+      abortEnd(conn);
     };
     upstream.once('error', onUpstreamError);
     upstream.once('connect', () => {
       connected = true;
       upstream.off('error', onUpstreamError);
-      if (socket.destroyed) {
+      if (conn.destroyed) {
         upstream.destroy();
         return;
       }
       metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
-      if (decision.wouldDeny === undefined) logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.uri, address, rule: decision.rule, resumed: socket.isSessionReused() }, 'connection allowed');
-      live.pipe = pipeBoth(socket, upstream, {
+      // A would-deny connection (audit mode) was logged by the decision recorder instead.
+      if (decision.wouldDeny === undefined) logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.peer, address, rule: decision.rule, resumed: caller.resumed, ...(live ? {} : { tunnel: true }) }, 'connection allowed');
+      const pipe = pipeBoth(conn, upstream, {
         idleTimeoutMs: this.#deps.config.idleTimeoutMs,
         onClose: (stats) => {
-          this.#live.delete(live);
-          metrics.active.dec({ direction: 'inbound' });
+          if (live) {
+            this.#live.delete(live);
+            metrics.active.dec({ direction: 'inbound' });
+          }
           metrics.bytes.inc({ direction: 'inbound', flow: 'received' }, stats.received);
           metrics.bytes.inc({ direction: 'inbound', flow: 'sent' }, stats.sent);
-          logger.debug({ event: 'closed', direction: 'inbound', peer: caller.uri, address, received: stats.received, sent: stats.sent, how: stats.reason }, 'connection closed');
+          logger.debug({ event: 'closed', direction: 'inbound', peer: caller.peer, address, received: stats.received, sent: stats.sent, how: stats.reason }, 'connection closed');
         },
       });
+      if (live) live.pipe = pipe;
     });
     // A caller that goes away while we dial: do not leave the upstream half-open.
-    socket.once('close', () => {
+    conn.once('close', () => {
       if (!connected) upstream.destroy();
     });
   }
 
   /** http mode: the policy is applied per request, so the connection itself is kept. */
-  private acceptHttp(socket: TLSSocket, peer: string, service: string, address: string, leaf: CertInfo, leafDer: Buffer, self: string): void {
+  private acceptHttp(socket: TLSSocket, caller: VerifiedCaller, self: string): void {
     const { logger, metrics } = this.#deps;
     this.observeHandshake(socket);
     metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
     metrics.active.inc({ direction: 'inbound' });
-    logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer, address, resumed: socket.isSessionReused() }, 'connection allowed');
-    const caller = { peer, service, address, ip: socket.remoteAddress, leaf, xfcc: xfccValue(self, leafDer, peer) };
-    const http = socket.alpnProtocol === 'h2' ? this.#http2!.accept(socket, caller) : this.#http!.accept(socket, caller);
-    const live: LiveConnection = { peer, service, address, leaf, pipe: undefined, socket, http };
+    logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer: caller.peer, address: caller.address, resumed: caller.resumed }, 'connection allowed');
+    // ALPN h2 (a direct connection only: a tunnel stream carries HTTP/1.1 or bytes).
+    const http = socket.alpnProtocol === 'h2' ? this.#http2!.accept(socket, httpCallerOf(caller, self)) : this.serveHttp(socket, caller, self);
+    const live: LiveConnection = { peer: caller.peer, service: caller.service, address: caller.address, leaf: caller.leaf, ownNotAfter: caller.ownNotAfter, pipe: undefined, socket, http };
     this.#live.add(live);
     socket.once('close', () => {
       this.#live.delete(live);
@@ -310,6 +404,74 @@ export class InboundProxy {
       metrics.bytes.inc({ direction: 'inbound', flow: 'received' }, socket.bytesRead);
       metrics.bytes.inc({ direction: 'inbound', flow: 'sent' }, socket.bytesWritten);
     });
+  }
+
+  /** http mode: one caller connection (a TLS socket or a tunnel stream) to the HTTP server. */
+  private serveHttp(conn: PipeEnd, caller: VerifiedCaller, self: string): HttpConnection {
+    return this.#http!.accept(conn, httpCallerOf(caller, self));
+  }
+
+  /**
+   * A caller that selected svcca-tunnel/1, judged like any other: the policy is applied
+   * now in tcp mode (per request in http mode, as for a direct connection). Each stream
+   * is then served by forwardTcp or serveHttp exactly as a direct connection.
+   */
+  private acceptTunnel(socket: TLSSocket, caller: VerifiedCaller, snap: Snapshot): void {
+    let judged: TcpDecision = {};
+    if (!this.#http) {
+      const decision = policyDecision(snap, caller.service);
+      // One decision for the tunnel, as for one direct connection: its streams share it.
+      this.#decisions.record(decision, { peer: caller.peer, address: caller.address, mode: 'tcp' });
+      if (!decision.allow) {
+        this.refuse(socket, 'policy-denied', caller.peer, decision.reason, caller.resumed);
+        return;
+      }
+      judged = decision;
+    }
+    const tunnel = this.#tunnels.accept(socket, { peer: caller.peer, address: caller.address });
+    if (!tunnel) return;
+    this.observeHandshake(socket);
+    const live: LiveConnection = {
+      peer: caller.peer,
+      service: caller.service,
+      address: caller.address,
+      leaf: caller.leaf,
+      ownNotAfter: caller.ownNotAfter,
+      pipe: undefined,
+      socket,
+      tunnel,
+      ...(this.#http ? { streamsHttp: new Set<HttpConnection>() } : {}),
+    };
+    this.#live.add(live);
+    this.#tunnelCallers.set(tunnel, { caller, decision: judged, live, self: snap.identity.id.uri });
+    tunnel.session.once('close', () => this.#live.delete(live));
+  }
+
+  /** One stream of a tunnel: served as a direct connection from the tunnel's caller. */
+  private serveStream(stream: ServerHttp2Stream, tunnel: InboundTunnel): void {
+    const t = this.#tunnelCallers.get(tunnel);
+    if (!t) {
+      abortEnd(stream);
+      return;
+    }
+    if (!t.live.streamsHttp) {
+      this.forwardTcp(stream, t.caller, t.decision, undefined);
+      return;
+    }
+    const http = this.serveHttp(stream, t.caller, t.self);
+    t.live.streamsHttp.add(http);
+    stream.once('close', () => t.live.streamsHttp!.delete(http));
+  }
+
+  /** A certificate reload: tunnels made under `previous` get GOAWAY, and are cut at the grace's end. */
+  private drainTunnelsOf(previous: Snapshot): void {
+    const grace = this.#deps.drainGraceMs ?? 30_000;
+    for (const c of this.#live) {
+      if (!c.tunnel || c.ownNotAfter !== previous.identity.leaf.notAfter) continue;
+      const tunnel = c.tunnel;
+      tunnel.drain();
+      setTimeout(() => tunnel.cut(), grace).unref();
+    }
   }
 
   private observeHandshake(socket: TLSSocket): void {

@@ -8,9 +8,12 @@ import type { CertInfo } from '../../common/x509.js';
 import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { stillValid, type RefusalReason } from './verify-peer.js';
 
-/** What the re-check needs of an open connection: the peer's leaf, judged at accept. */
+/** What the re-check needs of an open connection: the peer's leaf, judged at accept, and
+ *  the notAfter of this sidecar's own certificate it was made with — no connection
+ *  outlives either certificate. */
 export interface OpenConnection {
   readonly leaf: CertInfo;
+  readonly ownNotAfter: Date;
 }
 
 export interface Rejudged {
@@ -59,22 +62,28 @@ export class OpenConnections<C extends OpenConnection> implements Iterable<C> {
     const now = this.#opts.now();
     for (const c of this.#live) {
       const still = stillValid(c.leaf, snap, now);
-      const refusal = still.ok ? this.#opts.rejudge?.(c, snap) : still;
+      const refusal = still.ok ? (ownExpired(c, now) ?? this.#opts.rejudge?.(c, snap)) : still;
       if (refusal) this.refuse(c, refusal);
     }
   }
 
-  /** Closes the open connections whose peer's certificate reached notAfter. */
+  /** Closes the open connections whose peer's certificate, or our own, reached notAfter. */
   recheckExpired(snap: Snapshot): void {
     const now = this.#opts.now();
     for (const c of this.#live) {
-      if (now <= c.leaf.notAfter) continue;
+      if (now <= c.leaf.notAfter && now <= c.ownNotAfter) continue;
       const still = stillValid(c.leaf, snap, now);
-      if (!still.ok) this.refuse(c, still);
+      const refusal = still.ok ? ownExpired(c, now) : still;
+      if (refusal) this.refuse(c, refusal);
     }
   }
 
   private refuse(c: C, refusal: Rejudged): void {
     this.#opts.onRefused(c, { reason: refusal.reason, detail: `${refusal.detail}; closing the open connection` });
   }
+}
+
+function ownExpired(c: OpenConnection, now: Date): Rejudged | undefined {
+  if (now <= c.ownNotAfter) return undefined;
+  return { reason: 'own-certificate-invalid', detail: `this sidecar's own certificate the connection was made with expired at ${c.ownNotAfter.toISOString()}` };
 }

@@ -1,29 +1,26 @@
 /**
  * Outbound: plaintext in from the local service, mTLS out under this service's identity.
- * The server is judged as an X509-SVID (chain, validity, CRL) and must present exactly
- * `serverId` — no host-name matching: the SPIFFE ID is the identity — before one byte of
- * the client's is sent (the client socket stays paused until then).
- *
- * A resumed client session carries no peer certificate and skips checkServerIdentity, so
- * a session is cached only after its server passed the check, together with the leaf it
- * showed, keyed by target, serverId and the snapshot's trust key; the cache is dropped
- * on every swap. A resumed connection is re-judged from that leaf (validity, CRL).
+ * The server is judged (outbound-dial.ts) and must present exactly `serverId` before one
+ * byte of the client's is sent (the client socket stays paused until then). With
+ * `tunnel: auto` the app connection becomes a stream on a warm tunnel to the target
+ * (tunnel-pool.ts) when the server speaks svcca-tunnel/1, else — and with `tunnel: off` —
+ * it gets a TLS connection of its own.
  */
 import { createServer, type Server, type Socket } from 'node:net';
-import { isIP } from 'node:net';
-import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from 'node:tls';
+import { constants as h2, type ClientHttp2Stream } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { CertInfo } from '../../common/x509.js';
 import type { Metrics } from '../metrics.js';
 import type { OutboundConfig } from '../config/schema.js';
-import { CIPHERS } from '../net/ciphers.js';
-import type { Snapshot, SnapshotSource } from '../snapshot.js';
+import type { SnapshotSource } from '../snapshot.js';
 import { listen } from '../net/listen.js';
 import { NO_DELAY, remoteOf } from '../net/socket.js';
 import { OpenConnections } from './open-connections.js';
-import { pipeBoth, type PipeHandle } from './pipe.js';
-import { ownCertificateRefusal } from './verdict.js';
-import { CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { ServerDialer, type DialResult } from './outbound-dial.js';
+import { abortEnd, pipeBoth, type PipeHandle } from './pipe.js';
+import { TunnelPool } from './tunnel-pool.js';
+import type { CertCache, RefusalReason } from './verify-peer.js';
 
 export interface OutboundDeps {
   readonly config: OutboundConfig;
@@ -32,27 +29,35 @@ export interface OutboundDeps {
   readonly metrics: Metrics;
   readonly certs: CertCache;
   readonly now?: () => Date;
-}
-
-interface CachedSession {
-  readonly session: Buffer;
-  readonly leaf: CertInfo;
+  /** How long tunnels made with a replaced certificate may finish their streams (shutdown.grace). */
+  readonly drainGraceMs?: number;
 }
 
 interface LiveOutbound {
   readonly leaf: CertInfo;
+  readonly ownNotAfter: Date;
   readonly client: string;
   pipe: PipeHandle | undefined;
   readonly tls: TLSSocket;
 }
 
-/** Sessions kept per target; a handful is plenty for reuse, and bounds memory. */
-const MAX_SESSIONS_PER_KEY = 1;
+/** Tries for one app connection when the server's sidecar refuses streams unprocessed (a reload's GOAWAY race). */
+const MAX_STREAM_ATTEMPTS = 3;
+
+/** App bytes sent on a stream before its 200, kept for a replay (tunnel-pool.ts). */
+const EARLY_DATA_MAX = 64 * 1024;
+
+interface EarlyData {
+  chunks: Buffer[];
+  bytes: number;
+  ended: boolean;
+}
 
 export class OutboundProxy {
   readonly #deps: OutboundDeps;
   readonly #server: Server;
-  readonly #sessions = new Map<string, CachedSession>();
+  readonly #dialer: ServerDialer;
+  readonly #pool: TunnelPool | undefined;
   readonly #live: OpenConnections<LiveOutbound>;
   readonly #clients = new Set<Socket>();
 
@@ -63,33 +68,50 @@ export class OutboundProxy {
     this.#server.on('drop', () => {
       this.logRefusal('unix', deps.config.serverId, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
     });
-    deps.snapshots.onSwap(() => this.#sessions.clear());
-    // Made after the session-cache listener: a swap drops the cached sessions first, then
-    // re-judges the open connections (revoked since, or past notAfter).
+    const now = () => this.now();
+    // Made first: a swap drops the cached sessions, then re-judges the open connections
+    // (revoked since, or past notAfter).
+    this.#dialer = new ServerDialer({ config: deps.config, snapshots: deps.snapshots, certs: deps.certs, now });
     this.#live = new OpenConnections<LiveOutbound>({
       snapshots: deps.snapshots,
       onRefused: (c, r) => {
         this.logRefusal(c.client, this.#deps.config.serverId, r.reason, r.detail);
         c.pipe?.destroy() ?? c.tls.destroy();
       },
-      now: () => this.now(),
+      now,
     });
+    this.#pool =
+      deps.config.tunnel === 'auto'
+        ? new TunnelPool({
+            config: deps.config,
+            dialer: this.#dialer,
+            snapshots: deps.snapshots,
+            logger: deps.logger,
+            metrics: deps.metrics,
+            now,
+            drainGraceMs: deps.drainGraceMs ?? 30_000,
+            logRefusal: (client, peer, reason, detail, extra) => this.logRefusal(client, peer, reason, detail, extra),
+          })
+        : undefined;
   }
 
   start(): Promise<string> {
     return listen(this.#server, this.#deps.config.listen);
   }
 
+  /** App connections open: direct ones and those carried on tunnels. */
   get activeConnections(): number {
-    return this.#live.size;
+    return this.#live.size + (this.#pool?.streamCount ?? 0);
   }
 
   stopAccepting(): Promise<void> {
+    this.#pool?.close();
     return new Promise((resolve) => this.#server.close(() => resolve()));
   }
 
   destroyAll(): void {
     for (const c of this.#live) c.pipe?.destroy() ?? c.tls.destroy();
+    this.#pool?.destroyAll();
     for (const c of this.#clients) c.destroy();
   }
 
@@ -97,148 +119,176 @@ export class OutboundProxy {
     return this.#deps.now ? this.#deps.now() : new Date();
   }
 
-  private sessionKey(snap: Snapshot): string {
-    const { connect, serverId } = this.#deps.config;
-    return `${connect.text}|${serverId}|${snap.trustKey}`;
-  }
-
   private onClient(client: Socket): void {
-    const { config, metrics, logger } = this.#deps;
     const clientAddr = remoteOf(client);
     this.#clients.add(client);
     client.once('close', () => this.#clients.delete(client));
     client.on('error', () => client.destroy());
-    const snap = this.#deps.snapshots.current;
-    const now = this.now();
-    const own = ownCertificateRefusal(snap, now);
-    if (own) {
-      this.logRefusal(clientAddr, config.serverId, own.reason, own.detail);
+    if (this.#pool) void this.viaTunnel(client, clientAddr, this.#pool);
+    else this.direct(client, clientAddr);
+  }
+
+  /** tunnel: auto — a stream on a tunnel, or direct when the server has none. */
+  private async viaTunnel(client: Socket, clientAddr: string, pool: TunnelPool, attempt = 1, early: EarlyData = { chunks: [], bytes: 0, ended: false }): Promise<void> {
+    const grant = await pool.request();
+    if (grant.kind === 'refused') {
+      this.logRefusal(clientAddr, grant.peer, grant.reason, grant.detail);
       client.destroy();
       return;
     }
-    const key = this.sessionKey(snap);
-    const cached = this.#sessions.get(key);
-    const started = process.hrtime.bigint();
-    const host = config.connect.host;
-    // allowHalfOpen is honoured by tls.connect though @types/node does not list it.
-    const tls = tlsConnect({
-      host,
-      port: config.connect.port,
-      ...(isIP(host) ? {} : { servername: host }),
-      secureContext: snap.clientContext,
-      minVersion: 'TLSv1.2',
-      ciphers: CIPHERS,
-      rejectUnauthorized: false,
-      // The SPIFFE ID is checked in verifyPeer; host names mean nothing here.
-      checkServerIdentity: () => undefined,
-      allowHalfOpen: true,
-      ...NO_DELAY,
-      // outbound[].alpn: an app speaking h2c here reaches an http-mode inbound as HTTP/2.
-      ...(config.alpn ? { ALPNProtocols: [...config.alpn] } : {}),
-      ...(cached ? { session: cached.session } : {}),
-    } as ConnectionOptions);
-    // tls.connect does not hand noDelay to the socket it makes: set it on the TLS socket.
-    tls.setNoDelay(true);
-    let verified: CertInfo | undefined;
-    let pendingSession: Buffer | undefined;
-    let settled = false;
-    const remember = (session: Buffer) => {
-      if (verified && this.#deps.snapshots.current.trustKey === snap.trustKey && MAX_SESSIONS_PER_KEY > 0) this.#sessions.set(key, { session, leaf: verified });
-    };
-    tls.on('session', (session: Buffer) => {
-      if (verified) remember(session);
-      else pendingSession = session;
-    });
-    const timer = setTimeout(() => {
-      if (settled) return;
-      settled = true;
-      this.logRefusal(clientAddr, config.serverId, 'handshake-timeout', `no TLS handshake with ${config.connect.text} within ${config.handshakeTimeoutMs} ms`);
-      tls.destroy();
+    if (grant.kind === 'direct' && attempt === 1) {
+      if (grant.dial) this.pipeVerified(client, clientAddr, grant.dial);
+      else this.direct(client, clientAddr);
+      return;
+    }
+    if (grant.kind === 'direct') {
+      // Bytes already went out on a refused stream: they cannot be replayed on a plain connection.
+      grant.dial?.tls.destroy();
+      this.logRefusal(clientAddr, this.#deps.config.serverId, 'closed-by-server', "the server's sidecar refused the tunnel stream and no tunnel is left to retry on");
       client.destroy();
-    }, config.handshakeTimeoutMs);
-    tls.once('error', (err: NodeJS.ErrnoException) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      this.logRefusal(clientAddr, config.serverId, 'connect-failed', connectFailure(config.connect.text, err));
-      client.destroy();
-    });
-    client.once('close', () => {
-      if (!settled) {
-        settled = true;
-        clearTimeout(timer);
-        tls.destroy();
+      return;
+    }
+    this.pipeStream(client, clientAddr, grant.stream, early, () => {
+      // Refused unprocessed (REFUSED_STREAM, or the tunnel got GOAWAY first): the bytes sent
+      // on it were dropped by the server, and are replayed on another.
+      if (attempt < MAX_STREAM_ATTEMPTS && !client.destroyed) void this.viaTunnel(client, clientAddr, pool, attempt + 1, early);
+      else {
+        this.logRefusal(clientAddr, this.#deps.config.serverId, 'closed-by-server', `the server's sidecar refused the tunnel stream ${attempt} times (REFUSED_STREAM): it is at a limit or going away; its log says why`);
+        client.destroy();
       }
     });
-    tls.once('secureConnect', () => {
-      if (settled) {
-        tls.destroy();
+  }
+
+  /**
+   * One app connection as one stream, piped both ways with half-close and resets passed
+   * on. The app's first bytes go out at once, without waiting for the server's 200 (no
+   * extra round trip), and are kept until it comes — up to EARLY_DATA_MAX, beyond which the
+   * app waits — so that a stream refused unprocessed can be replayed on another.
+   */
+  private pipeStream(client: Socket, clientAddr: string, stream: ClientHttp2Stream, early: EarlyData, retry: () => void): void {
+    const { config, metrics, logger } = this.#deps;
+    if (client.destroyed) {
+      abortEnd(stream);
+      return;
+    }
+    for (const chunk of early.chunks) stream.write(chunk);
+    if (early.ended) stream.end();
+    const onData = (chunk: Buffer) => {
+      early.chunks.push(chunk);
+      early.bytes += chunk.length;
+      stream.write(chunk);
+      if (early.bytes >= EARLY_DATA_MAX) client.pause();
+    };
+    const onEnd = () => {
+      early.ended = true;
+      stream.end();
+    };
+    // A client gone before the answer takes its stream with it.
+    const onClientClose = () => abortEnd(stream);
+    const stopEarly = () => {
+      client.off('data', onData);
+      client.off('end', onEnd);
+      client.off('close', onClientClose);
+    };
+    if (!early.ended) {
+      client.on('data', onData);
+      client.once('end', onEnd);
+      client.resume();
+    }
+    client.once('close', onClientClose);
+    let answered = false;
+    stream.once('close', () => {
+      if (answered) return;
+      stopEarly();
+      if (stream.rstCode === h2.NGHTTP2_REFUSED_STREAM) {
+        client.pause();
+        retry();
         return;
       }
-      settled = true;
-      clearTimeout(timer);
-      tls.disableRenegotiation();
-      const current = this.#deps.snapshots.current;
-      const leafDer = peerLeafDer(tls);
-      let refusal: { reason: RefusalReason; detail: string; peer: string } | undefined;
-      let leaf: CertInfo | undefined;
-      if (!leafDer && tls.isSessionReused() && cached) {
-        // Resumed: no certificate on the wire; the session was cached only after its
-        // server proved serverId, so re-judge the leaf it showed then.
-        const still = stillValid(cached.leaf, current, this.now());
-        if (still.ok) leaf = cached.leaf;
-        else refusal = { reason: still.reason, detail: still.detail, peer: config.serverId };
-      } else {
-        const verdict = verifyPeer({ leafDer, authorized: tls.authorized, authorizationError: tls.authorizationError?.toString(), role: 'server' }, current, this.now(), this.#deps.certs);
-        if (!verdict.ok) refusal = { reason: verdict.reason, detail: verdict.detail, peer: verdict.peer };
-        else if (verdict.id.uri !== config.serverId) refusal = { reason: 'wrong-server-id', detail: `the server presented ${verdict.id.uri}, not ${config.serverId}`, peer: verdict.id.uri };
-        else leaf = verdict.leaf;
-      }
-      if (refusal || !leaf) {
-        this.#sessions.delete(key);
-        const r = refusal ?? { reason: 'untrusted-chain' as const, detail: 'no certificate to judge', peer: config.serverId };
-        this.logRefusal(clientAddr, r.peer, r.reason, r.detail);
-        tls.destroy();
+      this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar reset the tunnel stream before answering (code ${stream.rstCode ?? 'none'}); its log says why`);
+      client.destroy();
+    });
+    stream.once('response', (headers) => {
+      answered = true;
+      stopEarly();
+      early.chunks = [];
+      if (headers[':status'] !== 200) {
+        this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar answered the tunnel stream with ${String(headers[':status'])}`);
+        abortEnd(stream);
         client.destroy();
         return;
       }
-      verified = leaf;
-      if (pendingSession) remember(pendingSession);
-      metrics.handshakeSeconds.observe({ direction: 'outbound' }, Number(process.hrtime.bigint() - started) / 1e9);
       metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
-      logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, resumed: tls.isSessionReused() }, 'outbound connection verified');
-      const live: LiveOutbound = { leaf, client: clientAddr, pipe: undefined, tls };
-      this.#live.add(live);
       metrics.active.inc({ direction: 'outbound' });
-      // The server's sidecar judges us after our handshake is done (TLS 1.3) and refuses
-      // by closing without a byte: say so here, or the app only sees an empty reply.
-      const cut = watchForServerCut(tls);
-      live.pipe = pipeBoth(client, tls, {
+      logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, tunnel: true }, 'outbound connection on a tunnel');
+      // The rest flows through the pipe (an app that already ended has its end passed on already).
+      pipeBoth(client, stream, {
         idleTimeoutMs: config.idleTimeoutMs,
         onClose: (stats) => {
-          const how = cut();
-          if (how) {
-            metrics.refusals.inc({ direction: 'outbound', reason: 'closed-by-server' });
-            logger.warn(
-              { event: 'refused', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, reason: 'closed-by-server', detail: `the server ${how} before sending a byte: its sidecar most likely refused this service (policy-denied, revoked…); its log says why` },
-              'outbound connection closed by the server',
-            );
-          }
-          this.#live.delete(live);
           metrics.active.dec({ direction: 'outbound' });
           metrics.bytes.inc({ direction: 'outbound', flow: 'received' }, stats.received);
           metrics.bytes.inc({ direction: 'outbound', flow: 'sent' }, stats.sent);
         },
       });
-      client.resume();
     });
   }
 
-  private logRefusal(client: string, peer: string, reason: RefusalReason, detail: string): void {
+  /** One TLS connection for this app connection (tunnel: off, or a server without tunnels). */
+  private direct(client: Socket, clientAddr: string): void {
+    // outbound[].alpn: an app speaking h2c here reaches an http-mode inbound as HTTP/2.
+    const attempt = this.#dialer.dial(this.#deps.config.alpn);
+    client.once('close', () => attempt.cancel());
+    void attempt.result.then((r) => {
+      if (!r.ok) {
+        this.logRefusal(clientAddr, r.peer, r.reason, r.detail);
+        client.destroy();
+        return;
+      }
+      this.pipeVerified(client, clientAddr, r);
+    });
+  }
+
+  private pipeVerified(client: Socket, clientAddr: string, r: Extract<DialResult, { ok: true }>): void {
+    const { config, metrics, logger } = this.#deps;
+    const { tls, leaf } = r;
+    if (client.destroyed) {
+      tls.destroy();
+      return;
+    }
+    metrics.handshakeSeconds.observe({ direction: 'outbound' }, r.seconds);
+    metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
+    logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, resumed: r.resumed }, 'outbound connection verified');
+    const live: LiveOutbound = { leaf, ownNotAfter: r.ownNotAfter, client: clientAddr, pipe: undefined, tls };
+    this.#live.add(live);
+    metrics.active.inc({ direction: 'outbound' });
+    // The server's sidecar judges us after our handshake is done (TLS 1.3) and refuses
+    // by closing without a byte: say so here, or the app only sees an empty reply.
+    const cut = watchForServerCut(tls);
+    live.pipe = pipeBoth(client, tls, {
+      idleTimeoutMs: config.idleTimeoutMs,
+      onClose: (stats) => {
+        const how = cut();
+        if (how) {
+          metrics.refusals.inc({ direction: 'outbound', reason: 'closed-by-server' });
+          logger.warn(
+            { event: 'refused', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, reason: 'closed-by-server', detail: `the server ${how} before sending a byte: its sidecar most likely refused this service (policy-denied, revoked…); its log says why` },
+            'outbound connection closed by the server',
+          );
+        }
+        this.#live.delete(live);
+        metrics.active.dec({ direction: 'outbound' });
+        metrics.bytes.inc({ direction: 'outbound', flow: 'received' }, stats.received);
+        metrics.bytes.inc({ direction: 'outbound', flow: 'sent' }, stats.sent);
+      },
+    });
+    client.resume();
+  }
+
+  private logRefusal(client: string, peer: string, reason: RefusalReason, detail: string, extra: Record<string, unknown> = {}): void {
     const { metrics, logger, config } = this.#deps;
     metrics.connections.inc({ direction: 'outbound', result: 'refused' });
     metrics.refusals.inc({ direction: 'outbound', reason });
-    logger.warn({ event: 'refused', direction: 'outbound', peer, address: config.connect.text, client, reason, detail }, 'outbound connection refused');
+    logger.warn({ event: 'refused', direction: 'outbound', peer, address: config.connect.text, client, reason, detail, ...extra }, 'outbound connection refused');
   }
 }
 
@@ -262,17 +312,4 @@ function watchForServerCut(tls: TLSSocket): () => string | undefined {
     if (!received) cut ??= `reset the connection (${err.code ?? err.message})`;
   });
   return () => cut;
-}
-
-const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'ENOENT', 'EACCES']);
-
-/** Why an outbound handshake never completed, worded for what the operator should check. */
-function connectFailure(target: string, err: NodeJS.ErrnoException): string {
-  const code = err.code ?? err.message;
-  if (UNREACHABLE.has(code)) return `cannot reach ${target} (${code})`;
-  if (/ALERT/.test(code)) return `${target} refused the handshake (${code}): it does not accept this sidecar's certificate (another CA, or revoked?)`;
-  if (/WRONG_VERSION_NUMBER|PACKET_LENGTH|HTTP_REQUEST|RECORD_LAYER/.test(code) || code === 'EPROTO') {
-    return `${target} answered, but not with TLS (${code}): is connect the service itself rather than its sidecar?`;
-  }
-  return `the TLS handshake with ${target} failed (${code})`;
 }

@@ -39,6 +39,9 @@ export type RefusalReason =
   | 'handshake-timeout'
   | 'too-many-connections'
   | 'too-many-handshakes'
+  | 'too-many-tunnels'
+  | 'bad-tunnel-stream'
+  | 'tunnel-abuse'
   | 'forward-unavailable'
   | 'connect-failed'
   | 'closed-by-server';

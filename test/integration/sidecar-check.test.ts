@@ -61,6 +61,15 @@ describe('svcca-sidecar --check and start-up refusals', () => {
     assert.match(r.stdout, /configuration is valid/);
   });
 
+  it('says what each outbound does with tunnels', () => {
+    const out = (n: number, extra = '') => `  - listen: 127.0.0.1:0\n    connect: inventory.internal:${8443 + n}\n    serverId: spiffe://example.org/inventory-service\n${extra}`;
+    const r = sidecar(['--check', '--config', write('tunnels.yaml', `${good()}outbound:\n${out(0)}${out(1, '    tunnel: off\n')}${out(2, '    tunnelConnections: 4\n')}`)]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /outbound\[0\] → inventory\.internal:8443: tunnel auto \(app connections as streams on up to 2 mTLS connections/);
+    assert.match(r.stdout, /outbound\[1\] → inventory\.internal:8444: tunnel off \(one mTLS connection per app connection\)/);
+    assert.match(r.stdout, /outbound\[2\] → inventory\.internal:8445: tunnel auto \(app connections as streams on up to 4 /);
+  });
+
   const bad: { name: string; body: () => string; want: RegExp }[] = [
     { name: 'a forward without host', body: () => good().replace('forward: 127.0.0.1:8080', 'forward: "8080"'), want: /inbound\.forward: expected host:port or unix:\/path, got "8080"/ },
     { name: 'a misspelt key', body: () => good().replace('  forward:', '  foward:'), want: /inbound\.foward: unknown key; did you mean forward\?/ },
@@ -74,6 +83,7 @@ describe('svcca-sidecar --check and start-up refusals', () => {
     { name: 'an inbound without policy', body: () => sidecarYaml({ setDir: payment, crl, forward: '127.0.0.1:8080' }), want: /policy: missing/ },
     { name: 'an outbound serverId that is not a SPIFFE ID', body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: a:1\n    serverId: payment-service\n`, want: /outbound\[0\]\.serverId: "payment-service" is not a SPIFFE ID/ },
     { name: 'an outbound connect to a unix socket', body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: unix:/x.sock\n    serverId: spiffe://example.org/a\n`, want: /outbound\[0\]\.connect: expected host:port/ },
+    { name: 'a bad outbound tunnel mode', body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: a:1\n    serverId: spiffe://example.org/a\n    tunnel: on\n`, want: /outbound\[0\]\.tunnel: expected auto or off, got "on"; write tunnel: auto/ },
     { name: 'a bad log level', body: () => `${good()}log:\n  level: loud\n`, want: /log\.level: expected one of/ },
     { name: 'a missing identity dir', body: () => good().replace(payment, join(ca.root, 'nope')), want: /identity\.dir: .*nope does not exist/ },
     { name: 'a missing CRL file', body: () => good().replace(crl, join(ca.root, 'nope.pem')), want: /identity\.crl: .*nope\.pem does not exist/ },

@@ -121,6 +121,15 @@ export function sidecarYaml(opts: { setDir: string; crl?: string; policy?: strin
   return `${lines.join('\n')}\n`;
 }
 
+/** A port nothing listens on right now (bound, then released). */
+export async function unusedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
 export function writePolicy(dir: string, body: string, name = 'policy.yaml'): string {
   const p = join(dir, name);
   writeFileSync(p, body);

@@ -6,19 +6,10 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import { credsFromDir, startSidecarProcess, unusedPort as deadPort, writePolicy, type RunningSidecar } from './sidecar-harness.js';
 import { getRequest, httpSidecarYaml, RawHttpConnection, rawCall, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
 
-/** A port nothing listens on (bound, then released). */
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 describe('sidecar http mode: local service failures', () => {
   let ca: TestCa;

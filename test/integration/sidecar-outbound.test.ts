@@ -77,13 +77,15 @@ describe('sidecar outbound', () => {
       `  - listen: unix:${join(ca.root, 'order-out.sock')}\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/payment-service`,
       `  - listen: 127.0.0.1:0\n    connect: ${inventory.inbound}\n    serverId: spiffe://example.org/inventory-service`,
       `  - listen: 127.0.0.1:0\n    connect: ${echo.address}\n    serverId: spiffe://example.org/payment-service`,
+      // One TLS connection per app connection (no tunnel): what session reuse is about.
+      `  - listen: 127.0.0.1:0\n    connect: ${payment.inbound}\n    serverId: spiffe://example.org/payment-service\n    tunnel: off`,
     ];
     order = await startSidecarProcess(
       ca.root,
       sidecarYaml({ setDir: orderSet, crl: join(ca.dir, 'crl.pem'), policy, inbound: false, extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug` }),
       'order.yaml',
     );
-    assert.equal(order.outbound.length, 7);
+    assert.equal(order.outbound.length, 8);
   });
   after(async () => {
     await order?.stop();
@@ -144,9 +146,9 @@ describe('sidecar outbound', () => {
     assert.equal(r.data, 'hello payment\nvia unix\n');
   });
 
-  it('reuses the TLS session toward the same target and serverId', async () => {
-    await plainExchange(order.outbound[0]!, 'a\n');
-    const r = await plainExchange(order.outbound[0]!, 'b\n');
+  it('reuses the TLS session toward the same target and serverId (tunnel: off)', async () => {
+    await plainExchange(order.outbound[7]!, 'a\n');
+    const r = await plainExchange(order.outbound[7]!, 'b\n');
     assert.equal(r.data, 'hello payment\nb\n');
     await order.waitForLine((l) => l.event === 'allowed' && l.direction === 'outbound' && l.resumed === true);
   });

@@ -61,6 +61,10 @@ admin:
     assert.equal(parseConfig(`${BASE}  mode: http\n  upstream: h2c\n`, 's.yaml').inbound!.upstream, 'h2c');
     const c = parseConfig(`${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n    alpn: [h2, h2]\n`, 's.yaml');
     assert.deepEqual(c.outbound[0]!.alpn, ['h2']);
+    // An app's own HTTP/2 needs a connection of its own: tunnels are off for it.
+    assert.equal(c.outbound[0]!.tunnel, 'off');
+    const plain = parseConfig(`${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n`, 's.yaml');
+    assert.equal(plain.outbound[0]!.tunnel, 'auto');
   });
 
   it('reads reload.interval and reload.hashInterval', () => {
@@ -102,6 +106,7 @@ admin:
     { name: 'an unknown upstream protocol', text: `${BASE}  mode: http\n  upstream: http2\n`, want: /inbound\.upstream: expected http1 or h2c, got "http2"/ },
     { name: 'upstream in tcp mode', text: `${BASE}  upstream: h2c\n`, want: /inbound\.upstream: applies to mode: http only/ },
     { name: 'an ALPN the sidecar does not speak', text: `${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n    alpn: [h3]\n`, want: /outbound\[0\]\.alpn: "h3" is not a protocol the sidecar speaks \(h2, http\/1\.1\)/ },
+    { name: 'tunnel: auto with alpn', text: `${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n    alpn: [h2]\n    tunnel: auto\n`, want: /outbound\[0\]\.tunnel: auto cannot carry an app speaking HTTP\/2 \(alpn is set\)/ },
     { name: 'alpn as a word', text: `${BASE}outbound:\n  - listen: 127.0.0.1:15001\n    connect: a:1\n    serverId: spiffe://example.org/a\n    alpn: h2\n`, want: /outbound\[0\]\.alpn: expected a list such as \[h2\]/ },
     { name: 'a unix path beyond sun_path', text: BASE.replace('127.0.0.1:8080', `unix:/${'a'.repeat(120)}`), want: /longer than 107 bytes/ },
   ];

@@ -44,7 +44,11 @@ function snapshot(issuer: Signer, generation: number, revoked: string[] = []): S
 interface FakeConnection {
   readonly name: string;
   readonly leaf: CertInfo;
+  readonly ownNotAfter: Date;
 }
+
+/** Far enough ahead that our own certificate never ends a connection unless a test says so. */
+const OWN_FAR = new Date(Date.now() + 365 * 86_400_000);
 
 describe('OpenConnections (re-check through the snapshot source)', () => {
   let inter: Signer;
@@ -57,7 +61,7 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
     shortLeaf = parseCertificate((await issueSvid(inter, 'spiffe://example.org/billing-service', { notBefore: new Date(now - MINUTE), notAfter: new Date(now + 5 * MINUTE) })).certDer);
   });
 
-  function setUp(rejudge?: (c: FakeConnection, snap: Snapshot) => Rejudged | undefined) {
+  function setUp(rejudge?: (c: FakeConnection, snap: Snapshot) => Rejudged | undefined, ownNotAfter: Date = OWN_FAR) {
     let clock = new Date();
     const snapshots = new FakeSnapshots(snapshot(inter, 1));
     const refused: { name: string; reason: string; detail: string }[] = [];
@@ -67,8 +71,8 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
       onRefused: (c, r) => refused.push({ name: c.name, reason: r.reason, detail: r.detail }),
       now: () => clock,
     });
-    const order: FakeConnection = { name: 'order', leaf: orderLeaf };
-    const billing: FakeConnection = { name: 'billing', leaf: shortLeaf };
+    const order: FakeConnection = { name: 'order', leaf: orderLeaf, ownNotAfter };
+    const billing: FakeConnection = { name: 'billing', leaf: shortLeaf, ownNotAfter: OWN_FAR };
     open.add(order);
     open.add(billing);
     return { snapshots, open, refused, order, billing, setClock: (d: Date) => (clock = d) };
@@ -104,6 +108,21 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
     t.setClock(new Date(shortLeaf.notAfter.getTime() + 1000));
     t.snapshots.tick();
     assert.deepEqual(t.refused.map((r) => [r.name, r.reason]), [['billing', 'expired']]);
+  });
+
+  it("a tick closes a connection once the sidecar's own certificate it was made with reached notAfter", () => {
+    const own = new Date(Date.now() + 60_000);
+    const t = setUp(undefined, own);
+    t.snapshots.tick();
+    assert.equal(t.refused.length, 0);
+    t.setClock(new Date(own.getTime() + 1000));
+    t.snapshots.tick();
+    assert.deepEqual(t.refused.map((r) => [r.name, r.reason]), [['order', 'own-certificate-invalid']]);
+    // A swap (say a CRL) also finds it.
+    const u = setUp(undefined, own);
+    u.setClock(new Date(own.getTime() + 1000));
+    u.snapshots.swap(snapshot(inter, 2));
+    assert.deepEqual(u.refused.map((r) => [r.name, r.reason]), [['order', 'own-certificate-invalid']]);
   });
 
   it('a connection no longer open is not judged again', () => {
