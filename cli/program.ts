@@ -22,6 +22,10 @@ import type { PolicyCheckOptions } from './commands/policy-check.js';
 import type { PolicyGraphOptions } from './commands/policy-graph.js';
 import type { LedgerCopyOptions } from './commands/ledger.js';
 import type { PolicyLearnOptions } from './commands/policy-learn.js';
+import type { ServeOptions } from './commands/serve.js';
+import type { TokenOptions } from './commands/token.js';
+import type { RenewOptions } from './commands/renew.js';
+import type { BootstrapOptions } from './commands/bootstrap.js';
 
 const EXIT_CODES = `
 Exit codes:
@@ -81,6 +85,10 @@ Examples:
   svcca list --expiring 6h
   svcca export order-service --p12 order.p12 --password-file p12.pass
   svcca policy check order-service payment-service --policy policy.yaml
+  svcca serve --listen 0.0.0.0:9443 --admin 127.0.0.1:9444
+  svcca token api --ttl 10m          # then, on the service's host:
+  svcca bootstrap --ca https://ca.internal:9443 --token "$TOKEN" --out /etc/svcca/api
+  svcca renew --ca https://ca.internal:9443 --dir /etc/svcca/api   # from a timer
   source <(svcca completion bash)    # tab completion (zsh and fish too)
 
 The CA directory is ./ca-data unless --dir or SVCCA_DIR says otherwise.
@@ -108,7 +116,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .showSuggestionAfterError(true)
     .addHelpText('after', PROGRAM_HELP);
   const wiring = wire(program, hooks);
-  for (const define of [defineInit, defineIssue, defineRotate, defineRevoke, defineCrl, defineList, defineInspect, defineExport, defineLedger, definePolicy, defineCompletion]) {
+  for (const define of [defineInit, defineIssue, defineRotate, defineRevoke, defineCrl, defineList, defineInspect, defineExport, defineLedger, defineServe, defineToken, defineRenew, defineBootstrap, definePolicy, defineCompletion]) {
     define(program, wiring);
   }
   return program;
@@ -234,6 +242,70 @@ function defineLedger(program: Command, w: Wiring): void {
     .option('--to <url>', 'postgres://USER@HOST:PORT/DB (required; password from PGPASSWORD or ~/.pgpass)')
     .action(async (o: Flags<LedgerCopyOptions, never, 'to'>, cmd: Command) =>
       (await import('./commands/ledger.js')).runLedgerCopy(need(o, 'to', '--to', 'svcca ledger copy --to postgres://svcca@db.internal:5432/svcca'), w.ctxFor(cmd)),
+    );
+}
+
+function defineServe(program: Command, w: Wiring): void {
+  w.command(program, 'serve')
+    .description('run the CA as an HTTPS endpoint: renewal over mTLS, bootstrap tokens, CRL and trust bundle (never opens the root key)')
+    .option('--listen <host:port>', 'HTTPS address, e.g. 0.0.0.0:9443 (required)')
+    .option('--admin <host:port>', 'plain-HTTP /healthz, /readyz and /metrics, e.g. 127.0.0.1:9444')
+    .option('--rate-limit <n>', 'requests per minute per caller (a service; an address for bootstrap)', '30')
+    .option('--cert-ttl <duration>', "lifetime of the server's own certificate (default: the CA's default TTL)")
+    .option('--drain <duration>', 'on SIGTERM, how long requests in flight may take to finish', '10s')
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .addHelpText('after', `\nEndpoints:\n  POST /v1/renew       mTLS with the current certificate; body {"csr": PEM} for a NEW key\n  POST /v1/bootstrap   body {"token": TOKEN, "csr": PEM} (token from \`svcca token SERVICE\`)\n  GET  /v1/crl.pem     the CRLs (ETag / If-None-Match)\n  GET  /v1/ca.crt      the trust bundle (ETag / If-None-Match)\nThe server presents spiffe://<trust-domain>/svcca, issued to itself and renewed in process.\nLogs are JSON lines on stdout (SVCCA_LOG_LEVEL=debug for more). SIGTERM drains and exits 0.`)
+    .action(async (o: Flags<ServeOptions, never, 'listen'>, cmd: Command) =>
+      (await import('./commands/serve.js')).runServe(need(o, 'listen', '--listen', 'svcca serve --listen 0.0.0.0:9443 --admin 127.0.0.1:9444'), w.ctxFor(cmd)),
+    );
+}
+
+function defineToken(program: Command, w: Wiring): void {
+  w.command(program, 'token')
+    .description('print a one-time bootstrap token for a service (for `svcca bootstrap`), or --revoke its unused ones')
+    .argument('<service>', 'the service the token is for')
+    .option('--ttl <duration>', 'how long the token may be used (at most 24h)', undefined)
+    .option('--cert-ttl <duration>', "lifetime of the certificate it buys (default: the CA's default TTL)")
+    .option('--dns <name>', 'extra DNS SAN of that certificate (repeatable)', collect, [])
+    .option('--ip <address>', 'extra IP SAN of that certificate (repeatable)', collect, [])
+    .option('--revoke', "revoke the service's unused tokens")
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .addHelpText('after', '\nThe token is printed alone on stdout (TOKEN=$(svcca token api)); it is good for one bootstrap, within --ttl (default 10m).\nMaking one needs the intermediate passphrase, as issuing does (a token buys a certificate); --revoke does not.\nThe CA keeps only its SHA-256. The token carries the root\'s fingerprint, so `svcca bootstrap` can check the CA before trusting it.')
+    .action(async (service: string, o: Flags<TokenOptions, 'service'>, cmd: Command) => (await import('./commands/token.js')).runToken({ ...o, service }, w.ctxFor(cmd)));
+}
+
+function defineRenew(program: Command, w: Wiring): void {
+  // Not withGlobals: here --dir is the credential set, not the CA directory.
+  program
+    .command('renew')
+    .description('renew a credential set in place through `svcca serve` (new key made here; for VMs, from a timer)')
+    .option('--ca <url>', 'the CA server, https://HOST:PORT (required)')
+    .option('--dir <set-dir>', 'the credential set to renew: tls.crt, tls.key, ca.crt (required)')
+    .option('--renew-before <threshold>', 'renew when less than this is left: a share of the lifetime (33%) or a duration (8h)', '33%')
+    .option('--force', 'renew now, whatever is left')
+    .option('--exec <cmd>', 'run after a renewal, with SVCCA_SERVICE and SVCCA_SET_DIR set (e.g. a reload)')
+    .option('--json', 'machine-readable output on stdout')
+    .showSuggestionAfterError(true)
+    .addHelpText('after', `\nThe server is trusted through the set's ca.crt and must present spiffe://<trust-domain>/svcca.\n\nExit codes (as rotate):\n  0  renewed, or not due yet\n  1  usage error\n  2  the renewal failed (the CA refused or could not be reached; the set is unchanged)\n  4  renewed, but cut short at the intermediate's end`)
+    .action(async (o: Flags<RenewOptions, never, 'ca' | 'dir'>, cmd: Command) =>
+      // The program-level --dir (the CA directory elsewhere) catches the flag first.
+      (await import('./commands/renew.js')).runRenew(need(need({ ...o, dir: o.dir ?? cmd.optsWithGlobals<{ dir?: string }>().dir }, 'ca', '--ca', 'svcca renew --ca https://ca:9443 --dir /etc/svcca/api'), 'dir', '--dir', 'svcca renew --ca https://ca:9443 --dir /etc/svcca/api'), w.ctxFor(cmd)),
+    );
+}
+
+function defineBootstrap(program: Command, w: Wiring): void {
+  program
+    .command('bootstrap')
+    .description('make the first credential set of a service from a one-time token (`svcca token SERVICE`), its key made here')
+    .option('--ca <url>', 'the CA server, https://HOST:PORT (required)')
+    .option('--token <token>', 'the token (or --token-file, or env SVCCA_TOKEN)')
+    .option('--token-file <file>', 'a file holding the token')
+    .option('--out <dir>', 'where to write tls.crt, tls.key, ca.crt (required)')
+    .option('--ca-bundle <file>', "trust this root (the CA's ca.crt) instead of checking the token's fingerprint against the server's")
+    .option('--json', 'machine-readable output on stdout')
+    .showSuggestionAfterError(true)
+    .action(async (o: Flags<BootstrapOptions, never, 'ca' | 'out'>, cmd: Command) =>
+      (await import('./commands/bootstrap.js')).runBootstrap(need(need(o, 'ca', '--ca', 'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api'), 'out', '--out', 'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api'), w.ctxFor(cmd)),
     );
 }
 

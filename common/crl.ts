@@ -26,8 +26,8 @@ export const OID_REASON_CODE = '2.5.29.21';
 const OID_INVALIDITY_DATE = '2.5.29.24';
 const OID_CERTIFICATE_ISSUER = '2.5.29.29';
 
-/** Signature algorithms a CRL may use, mapped to node:crypto's digest (null for EdDSA). */
-const SIGNATURE_ALGORITHMS: Record<string, string | null> = {
+/** Signature algorithms a CRL (or a CSR) may use, mapped to node:crypto's digest (null for EdDSA). */
+export const SIGNATURE_DIGESTS: Record<string, string | null> = {
   '1.2.840.10045.4.3.2': 'sha256', // ecdsa-with-SHA256
   '1.2.840.10045.4.3.3': 'sha384',
   '1.2.840.10045.4.3.4': 'sha512',
@@ -247,7 +247,7 @@ export function loadCrlPem(pemText: string, rootsDer: readonly Buffer[], source 
       if (err instanceof DerError) throw new InputError(`${what} is malformed: ${err.message}`, 'publish it again with `svcca crl`', err);
       throw err;
     }
-    const digest = SIGNATURE_ALGORITHMS[parsed.signatureOid];
+    const digest = SIGNATURE_DIGESTS[parsed.signatureOid];
     if (digest === undefined) throw new InputError(`${what} uses an unsupported signature algorithm ${parsed.signatureOid}`, 'svcca signs with ECDSA or RSA PKCS#1 v1.5 over SHA-2');
     const nameHex = parsed.issuerNameDer.toString('hex');
     const matching = candidates.filter(

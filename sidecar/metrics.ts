@@ -2,8 +2,8 @@
  * The sidecar's Prometheus metrics, on a registry of its own (never prom-client's global
  * one), created once at start and handed to whoever records: no module-level singletons.
  */
-import { readdirSync } from 'node:fs';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics } from '../common/process-metrics.js';
 
 export type Direction = 'inbound' | 'outbound';
 
@@ -26,6 +26,12 @@ export interface Metrics {
   crlExpiredNow(): boolean;
   /** http mode: one per request; status is the code sent, result allowed | denied | bad-request. */
   readonly httpRequests: Counter<'status' | 'result'>;
+  /** identity.renew attempts: result renewed | failed. */
+  readonly renewals: Counter<'result'>;
+  readonly renewalLastSuccess: Gauge;
+  /** An https identity.crl: result changed | unchanged | failed. */
+  readonly crlFetches: Counter<'result'>;
+  readonly crlLastFetch: Gauge;
   /** Inbound allow-list decisions (per tcp connection, per http request): allowed | denied | would-deny (audit mode). */
   readonly policyDecisions: Counter<'result'>;
   /** svcca-tunnel/1 connections open, by direction. */
@@ -39,7 +45,7 @@ export interface Metrics {
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
   const registers = [registry];
-  if (opts.defaultMetrics !== false) processMetrics(registers);
+  if (opts.defaultMetrics !== false) registerProcessMetrics(registers, 'svcca_sidecar_');
   let crlExpiredValue = 0;
   const crlExpired = new Gauge({ name: 'svcca_sidecar_crl_expired', help: '1 when a CRL in force is past its nextUpdate (its entries are still enforced)', registers });
   const originalSet = crlExpired.set.bind(crlExpired);
@@ -65,6 +71,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     crlNextUpdate: new Gauge({ name: 'svcca_sidecar_crl_next_update_timestamp_seconds', help: 'The earliest nextUpdate of the CRLs in force, Unix seconds', registers }),
     reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reload checks of identity, CRL and policy, by kind and result (applied, refused, unchanged)', labelNames: ['kind', 'result'], registers }),
     crlExpiredNow: () => crlExpiredValue === 1,
+    renewals: new Counter({ name: 'svcca_sidecar_renewals_total', help: 'identity.renew attempts through svcca serve, by result (renewed, failed)', labelNames: ['result'], registers }),
+    renewalLastSuccess: new Gauge({ name: 'svcca_sidecar_renewal_last_success_timestamp_seconds', help: 'When identity.renew last renewed the certificate, Unix seconds', registers }),
+    crlFetches: new Counter({ name: 'svcca_sidecar_crl_fetches_total', help: 'Fetches of an https identity.crl, by result (changed, unchanged, failed)', labelNames: ['result'], registers }),
+    crlLastFetch: new Gauge({ name: 'svcca_sidecar_crl_last_fetch_success_timestamp_seconds', help: 'When an https identity.crl was last fetched successfully, Unix seconds', registers }),
     httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
     policyDecisions: new Counter({
       name: 'svcca_sidecar_policy_decisions_total',
@@ -76,45 +86,4 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     tunnelStreams: new Gauge({ name: 'svcca_sidecar_tunnel_streams_open', help: 'App connections carried as streams on a tunnel, by direction', labelNames: ['direction'], registers }),
     tunnelStreamsTotal: new Counter({ name: 'svcca_sidecar_tunnel_streams_total', help: 'Tunnel streams by direction and result (done, reset, refused, cut, error)', labelNames: ['direction', 'result'], registers }),
   };
-}
-
-/**
- * The process's own figures, read when /metrics is scraped and at no other time.
- * prom-client's collectDefaultMetrics would do it too, but it also starts an event-loop
- * delay monitor that wakes the process 100 times a second: about 1 % of a core and 1,000
- * context switches every 10 s in an idle sidecar, beside every service.
- */
-function processMetrics(registers: Registry[]): void {
-  const startSeconds = Math.round(Date.now() / 1000 - process.uptime());
-  const gauge = (name: string, help: string, read: () => number) =>
-    new Gauge({
-      name: `svcca_sidecar_${name}`,
-      help,
-      registers,
-      collect() {
-        this.set(read());
-      },
-    });
-  gauge('process_resident_memory_bytes', 'Resident memory size in bytes', () => process.memoryUsage.rss());
-  for (const mode of ['user', 'system'] as const) {
-    new Counter({
-      name: `svcca_sidecar_process_cpu_${mode}_seconds_total`,
-      help: `${mode === 'user' ? 'User' : 'System'} CPU time spent, in seconds`,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(process.cpuUsage()[mode] / 1e6);
-      },
-    });
-  }
-  gauge('process_start_time_seconds', 'Start time of the process since the Unix epoch, in seconds', () => startSeconds);
-  gauge('process_open_fds', 'Open file descriptors', () => {
-    try {
-      return readdirSync('/proc/self/fd').length;
-    } catch {
-      return -1;
-    }
-  });
-  gauge('nodejs_heap_size_used_bytes', 'V8 heap in use, in bytes', () => process.memoryUsage().heapUsed);
-  gauge('nodejs_external_memory_bytes', 'Memory of C++ objects bound to JavaScript objects (buffers among them), in bytes', () => process.memoryUsage().external);
 }

@@ -16,6 +16,10 @@ import { CertCache } from './proxy/verify-peer.js';
 import { SnapshotStore, type ReloadOutcome, type ReloadTrigger } from './reload/store.js';
 import { ReloadWatcher, watchTargets } from './reload/watcher.js';
 import { validityProblem } from './snapshot.js';
+import { CrlFetcher } from './reload/crl-fetcher.js';
+import { SelfRenewal } from './reload/self-renewal.js';
+import { caTlsFor } from './reload/ca-tls.js';
+import { loadIdentity } from './reload/identity.js';
 
 export interface SidecarHandle {
   readonly store: SnapshotStore;
@@ -46,7 +50,14 @@ export interface SidecarDeps {
 export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Promise<SidecarHandle> {
   const { logger } = deps;
   const metrics = deps.metrics ?? createMetrics();
-  const store = SnapshotStore.open(config, logger, metrics);
+  // An https identity.crl is fetched before the first snapshot, trusting the set's ca.crt.
+  let store: SnapshotStore | undefined;
+  const crlFetcher = config.identity.crlUrl
+    ? new CrlFetcher(config.identity.crlUrl, () => caTlsFor(store?.current.identity ?? loadIdentity(config.identity.dir)), logger, metrics, config.identity.crlIntervalMs)
+    : undefined;
+  await crlFetcher?.first();
+  store = SnapshotStore.open(config, logger, metrics, crlFetcher ? { readCrl: crlFetcher.read } : {});
+  const current = store;
   const snap = store.current;
   const self = snap.identity.id;
 
@@ -60,6 +71,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   const own = validityProblem(snap.identity.leaf, new Date());
   if (own) logger.error({ event: 'identity', identity: self.uri, reason: own }, 'own certificate unusable: refusing every connection until a valid one arrives');
 
+  const selfRenewal = config.identity.renew ? new SelfRenewal({ dir: config.identity.dir, renew: config.identity.renew, store, logger, metrics }) : undefined;
   const certs = new CertCache();
   let accepting = true;
   // Every inbound line names the callee (`self`), so that logs gathered from many sidecars say who was called: `svcca policy learn` reads it.
@@ -79,9 +91,11 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     }
     const adminAddr = admin ? await bind('admin.listen', config.admin!.listen.text, () => admin.start()) : undefined;
     store.startTimers({ statIntervalMs: config.reloadIntervalMs, hashIntervalMs: config.reloadHashIntervalMs });
+    crlFetcher?.start(() => current.reload('fetch'));
+    selfRenewal?.start();
     if (deps.watch !== false) {
       watcher = await ReloadWatcher.start({
-        targets: watchTargets(config.identity.dir, [config.identity.crl, config.policy]),
+        targets: watchTargets(config.identity.dir, [config.identity.crlUrl ? undefined : config.identity.crl, config.policy]),
         onChange: () => store.reload('watch'),
         logger,
         ...(deps.watchDebounceMs !== undefined ? { debounceMs: deps.watchDebounceMs } : {}),
@@ -97,6 +111,7 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
         outbound: config.outbound.map((o, i) => ({ listen: outboundAddrs[i], connect: o.connect.text, serverId: o.serverId, tunnel: o.tunnel })),
         admin: adminAddr,
         crl: snap.crl ? { path: snap.crl.path, revoked: snap.crl.set.revoked.size, expired: crlSetExpired(snap.crl.set) } : undefined,
+        renew: config.identity.renew ? { ca: config.identity.renew.ca.origin, before: config.identity.renew.before.text } : undefined,
         policy: snap.policy?.path,
         pid: process.pid,
       },
@@ -114,6 +129,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
         shuttingDown ??= (async () => {
           accepting = false;
           store.stopTimers();
+          crlFetcher?.stop();
+          selfRenewal?.stop();
           await watcher?.close();
           const open = () => (inbound?.activeConnections ?? 0) + outbound.reduce((n, o) => n + o.activeConnections, 0);
           const closed = Promise.all([inbound?.stopAccepting(), ...outbound.map((o) => o.stopAccepting())]);
@@ -134,6 +151,8 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
     };
   } catch (err) {
     store.stopTimers();
+    crlFetcher?.stop();
+    selfRenewal?.stop();
     await watcher?.close().catch(() => undefined);
     for (const s of started) await s.stop();
     await admin?.close().catch(() => undefined);

@@ -114,10 +114,20 @@ export interface IssuanceRequest {
    * alone (RenewalOvertaken), so a renewal never undoes a revocation or an issue.
    */
   readonly renewsSerial?: string;
+  /** Issued over the network to an owner who renews it itself (`svcca serve`): rotate skips it. */
+  readonly ownerRenews?: boolean;
 }
 
 /** The service changed between planning a renewal and recording it; nothing was written. */
-export class RenewalOvertaken extends Error {}
+export class RenewalOvertaken extends Error {
+  constructor(
+    message: string,
+    /** What happened meanwhile: the service is gone, was revoked, or has another active certificate. */
+    readonly change: 'gone' | 'revoked' | 'superseded',
+  ) {
+    super(message);
+  }
+}
 
 export interface IssuanceResult {
   readonly record: CertificateRecord;
@@ -180,6 +190,7 @@ export async function issueAndRecord(
     spkiSha256: leaf.spkiSha256,
     certPem: leaf.pem,
     issuedAt: now,
+    ...(req.ownerRenews ? { ownerRenews: true } : {}),
   };
   const previousSerial = await ledger.transaction(async (tx) => {
     await tx.lockService(req.service);
@@ -188,8 +199,9 @@ export async function issueAndRecord(
     }
     const previous = await tx.getService(req.service);
     if (req.renewsSerial !== undefined && (!previous || !previous.rotationEnabled || previous.activeSerial !== req.renewsSerial)) {
-      const now = !previous ? 'it is gone' : !previous.rotationEnabled ? 'it was revoked' : `its active certificate is now ${previous.activeSerial ?? 'none'}`;
-      throw new RenewalOvertaken(`changed while this run was renewing it (${now}); left as it is`);
+      const change = !previous ? 'gone' : !previous.rotationEnabled ? 'revoked' : 'superseded';
+      const now = change === 'gone' ? 'it is gone' : change === 'revoked' ? 'it was revoked' : `its active certificate is now ${previous!.activeSerial ?? 'none'}`;
+      throw new RenewalOvertaken(`changed while this run was renewing it (${now}); left as it is`, change);
     }
     if (previous?.activeSerial) {
       const prev = await tx.getCertificate(previous.activeSerial);

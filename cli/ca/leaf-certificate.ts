@@ -13,7 +13,7 @@ import { isIPv4 } from 'node:net';
 import { explicit, integer, octetString, oid, seq, setOf, tlv, time } from '../../common/der.js';
 import { contentOf, children, readTlv } from '../../common/der-reader.js';
 import type { KeyType } from '../../common/keys.js';
-import { signTbs, signatureAlgorithm } from './signature.js';
+import { signTbs, signatureAlgorithm } from '../../common/signature.js';
 
 /** Leaves start one minute in the past so a peer's slightly slow clock accepts them. */
 export const BACKDATE_MS = 60_000;

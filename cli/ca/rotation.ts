@@ -103,12 +103,17 @@ export async function runRotation(s: CaSession, req: RotationRequest): Promise<R
   }
   const wanted = wantedBy(req.services);
   const interrupted = await recoverStaleClaims(s.ledger, now, wanted);
-  const candidates = (await s.ledger.listRotationCandidates()).filter((c) => wanted(c.service));
+  const { candidates, selfRenewing } = splitCandidates(await s.ledger.listRotationCandidates(), wanted);
   const plan = planRotation(candidates, now, req.threshold);
   const work = withInterrupted(plan, candidates, interrupted, now);
   const skipped: Skipped[] = req.services
     .filter((name) => !candidates.some((c) => c.service === name))
-    .map((service) => ({ service, reason: 'revoked: rotation stopped; `svcca issue` starts it again with a new key' }));
+    .map((service) => ({
+      service,
+      reason: selfRenewing.has(service)
+        ? 'its owner renews it through `svcca serve` (`svcca issue` hands it back to rotate)'
+        : 'revoked: rotation stopped; `svcca issue` starts it again with a new key',
+    }));
   const progress = req.progress?.(work.length) ?? SILENT;
   let renewals: Renewals;
   try {
@@ -133,6 +138,22 @@ export async function runRotation(s: CaSession, req: RotationRequest): Promise<R
     warnings,
     exitCode: failed.length > 0 ? ExitCode.partial : warnings.length > 0 ? ExitCode.attention : ExitCode.ok,
   };
+}
+
+/**
+ * The candidates rotate renews, and the services left out because their owner renews
+ * them over the network: re-signing those here would supersede the certificate the owner
+ * holds, and its next renewal would be refused.
+ */
+function splitCandidates(all: readonly RotationCandidate[], wanted: (service: string) => boolean): { candidates: RotationCandidate[]; selfRenewing: Set<string> } {
+  const candidates: RotationCandidate[] = [];
+  const selfRenewing = new Set<string>();
+  for (const c of all) {
+    if (!wanted(c.service)) continue;
+    if (c.ownerRenews) selfRenewing.add(c.service);
+    else candidates.push(c);
+  }
+  return { candidates, selfRenewing };
 }
 
 function wantedBy(named: readonly string[]): (service: string) => boolean {
@@ -269,7 +290,7 @@ async function renewOne(s: CaSession, item: Work, req: RotationRequest): Promise
 }
 
 /** Republishes crl.pem when it is due; a failure is reported, not thrown (the renewals stand). */
-async function refreshCrl(s: CaSession, actor: string): Promise<CrlRefresh | undefined> {
+export async function refreshCrl(s: CaSession, actor: string): Promise<CrlRefresh | undefined> {
   const reason = await crlRefreshReason(s.dir, s.ledger, s.authority.intermediate, Date.now());
   if (!reason) return undefined;
   try {
@@ -315,7 +336,7 @@ export async function planRotationRun(ca: ReadOnlyCa, services: readonly string[
   await assertKnownServices(ca.ledger, services);
   const now = Date.now();
   const wanted = wantedBy(services);
-  const candidates = (await ca.ledger.listRotationCandidates()).filter((c) => wanted(c.service));
+  const { candidates } = splitCandidates(await ca.ledger.listRotationCandidates(), wanted);
   const plan = planRotation(candidates, now, threshold);
   const current = readIssuerCert(ca.dir, CA_FILES.intermediateCert);
   const crlDue = await crlRefreshReason(ca.dir, ca.ledger, current, now);

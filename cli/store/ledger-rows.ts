@@ -25,6 +25,8 @@ export interface CertRow {
   issued_at: number;
   revoked_at: number | null;
   revocation_reason: string | null;
+  /** Schema 2; SQLite stores 0/1, PostgreSQL a boolean. */
+  owner_renews?: number | boolean;
 }
 
 /**
@@ -57,5 +59,6 @@ export function rowToRecord(base: string, row: CertRow): CertificateRecord {
     issuedAt: row.issued_at,
     ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
     ...(row.revocation_reason === null ? {} : { revocationReason: row.revocation_reason as RevocationReason }),
+    ...(row.owner_renews === 1 || row.owner_renews === true ? { ownerRenews: true } : {}),
   };
 }

@@ -50,9 +50,15 @@ export interface CertificateRecord {
   readonly issuedAt: number;
   readonly revokedAt?: number;
   readonly revocationReason?: RevocationReason;
+  /**
+   * Issued over the network (`svcca serve`) to an owner who renews it itself: cron
+   * `rotate` leaves it alone (it would supersede the certificate its owner renews with).
+   * Absent means false.
+   */
+  readonly ownerRenews?: boolean;
 }
 
-export type EventKind = 'init' | 'issue' | 'renew' | 'revoke' | 'roll' | 'crl';
+export type EventKind = 'init' | 'issue' | 'renew' | 'revoke' | 'roll' | 'crl' | 'token';
 
 export interface LedgerEvent {
   readonly kind: EventKind;
@@ -85,6 +91,28 @@ export interface RotationCandidate {
   readonly notAfter: number;
   readonly fromCsr: boolean;
   readonly issuerKeyId: string;
+  /** Its owner renews it through `svcca serve`; rotate skips it (see CertificateRecord.ownerRenews). */
+  readonly ownerRenews: boolean;
+}
+
+/**
+ * A one-time bootstrap token (`svcca token`): only the SHA-256 of its secret is stored.
+ * It is good for one `POST /v1/bootstrap` of `service` before `expiresAt`, unless revoked.
+ */
+export interface BootstrapToken {
+  /** SHA-256 (hex) of the secret the holder presents; the primary key. */
+  readonly secretSha256: string;
+  readonly service: string;
+  /** Names and lifetime of the certificate it buys (chosen by `svcca token`). */
+  readonly dnsNames: readonly string[];
+  readonly ips: readonly string[];
+  readonly certTtlMs: number;
+  readonly createdAt: number;
+  readonly expiresAt: number;
+  readonly usedAt?: number;
+  readonly revokedAt?: number;
+  /** user@host that made it. */
+  readonly actor: string;
 }
 
 /** A renewal claim on a service (see `claimService`). */
@@ -110,13 +138,15 @@ export interface Ledger {
 
   /**
    * Runs `fn` in one transaction; commits when it resolves, rolls back when it throws.
-   * Everything a command changes goes through one of these, and inside `fn` only `tx` is
-   * used (on PostgreSQL the outer ledger is another connection, which would wait for this
-   * transaction's own locks). SQLite's is immediate: it holds the database's write lock
-   * throughout. PostgreSQL's is READ COMMITTED: each statement sees what committed before
-   * it, and writers of one service or one CRL queue only once they take its lock
-   * (`lockService`, `lockCrls`, `nextCrlNumber`), so take the lock before reading what it
-   * guards.
+   * Everything a command changes goes through one of these. A call made inside a running
+   * transaction (on `tx` or on this object, in its async context) runs as part of it; a
+   * call from another async context of the same process (`svcca serve` handles requests
+   * concurrently) never joins it: SqliteLedger queues it, PostgresLedger gives it a
+   * transaction of its own on another connection. SQLite's is immediate: it holds the
+   * database's write lock throughout. PostgreSQL's is READ COMMITTED: each statement sees
+   * what committed before it, and writers of one service or one CRL queue only once they
+   * take its lock (`lockService`, `lockCrls`, `nextCrlNumber`), so take the lock before
+   * reading what it guards.
    */
   transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T>;
 
@@ -189,6 +219,20 @@ export interface Ledger {
   recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void>;
   /** The number and time of the last CRL published for the issuer. */
   lastPublishedCrl(issuerKeyId: string): Promise<{ number: bigint; at: number } | undefined>;
+
+  // ---- Bootstrap tokens (svcca token / svcca serve's POST /v1/bootstrap), schema v2 ----
+  // Transactions nest: an implementation runs a `transaction` called inside another one
+  // as part of it (SqliteLedger does), since token use and issuance commit together.
+
+  insertToken(token: BootstrapToken): Promise<void>;
+  getToken(secretSha256: string): Promise<BootstrapToken | undefined>;
+  /**
+   * Marks the token used at `at` if it is still unused, unrevoked and unexpired at `at`;
+   * true when this call used it (the one atomic check-and-set that makes it single use).
+   */
+  useToken(secretSha256: string, at: number): Promise<boolean>;
+  /** Revokes every unused, unrevoked token of `service`; returns how many. */
+  revokeTokens(service: string, at: number): Promise<number>;
 
   appendEvent(event: LedgerEvent): Promise<void>;
   listEvents(limit?: number): Promise<StoredEvent[]>;

@@ -19,6 +19,7 @@ import pg from 'pg';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { CaStateError } from '../../common/errors.js';
 import type {
+  BootstrapToken,
   CertificateFilter,
   CertificateRecord,
   CertificateStatus,
@@ -290,8 +291,8 @@ export class PostgresLedger implements Ledger {
   async insertCertificate(r: CertificateRecord): Promise<void> {
     await this.q(
       `INSERT INTO certificates (serial, service, spiffe_id, issuer_key_id, dns_names, ips, ttl_ms, not_before, not_after,
-         key_type, set_dir, status, from_csr, spki_sha256, cert_pem, issued_at, revoked_at, revocation_reason)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+         key_type, set_dir, status, from_csr, spki_sha256, cert_pem, issued_at, revoked_at, revocation_reason, owner_renews)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
       [
         r.serial,
         r.service,
@@ -311,6 +312,7 @@ export class PostgresLedger implements Ledger {
         r.issuedAt,
         r.revokedAt ?? null,
         r.revocationReason ?? null,
+        r.ownerRenews === true,
       ],
     );
   }
@@ -415,13 +417,13 @@ export class PostgresLedger implements Ledger {
   }
 
   async listRotationCandidates(): Promise<RotationCandidate[]> {
-    const rows = await this.q<{ service: string; serial: string; not_before: number; not_after: number; from_csr: boolean; issuer_key_id: string }>(
-      `SELECT c.service, c.serial, c.not_before, c.not_after, c.from_csr, c.issuer_key_id
+    const rows = await this.q<{ service: string; serial: string; not_before: number; not_after: number; from_csr: boolean; issuer_key_id: string; owner_renews: boolean }>(
+      `SELECT c.service, c.serial, c.not_before, c.not_after, c.from_csr, c.issuer_key_id, c.owner_renews
          FROM services s JOIN certificates c ON c.serial = s.active_serial
         WHERE s.rotation_enabled AND c.status = 'active'
         ORDER BY c.service`,
     );
-    return rows.map((r) => ({ service: r.service, serial: r.serial, notBefore: r.not_before, notAfter: r.not_after, fromCsr: r.from_csr, issuerKeyId: r.issuer_key_id }));
+    return rows.map((r) => ({ service: r.service, serial: r.serial, notBefore: r.not_before, notAfter: r.not_after, fromCsr: r.from_csr, issuerKeyId: r.issuer_key_id, ownerRenews: r.owner_renews }));
   }
 
   async latestNotAfter(issuerKeyId: string): Promise<number> {
@@ -476,6 +478,53 @@ export class PostgresLedger implements Ledger {
     const [row] = await this.q<{ published_number: string | null; published_at: number | null }>('SELECT published_number, published_at FROM crl_state WHERE issuer_key_id = $1', [issuerKeyId]);
     if (!row || row.published_number === null || row.published_at === null) return undefined;
     return { number: BigInt(row.published_number), at: row.published_at };
+  }
+
+  async insertToken(t: BootstrapToken): Promise<void> {
+    await this.q(
+      `INSERT INTO bootstrap_tokens (secret_sha256, service, dns_names, ips, cert_ttl_ms, created_at, expires_at, used_at, revoked_at, actor)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      [t.secretSha256, t.service, JSON.stringify(t.dnsNames), JSON.stringify(t.ips), t.certTtlMs, t.createdAt, t.expiresAt, t.usedAt ?? null, t.revokedAt ?? null, t.actor],
+    );
+  }
+
+  async getToken(secretSha256: string): Promise<BootstrapToken | undefined> {
+    const [row] = await this.q<{
+      secret_sha256: string;
+      service: string;
+      dns_names: string;
+      ips: string;
+      cert_ttl_ms: number;
+      created_at: number;
+      expires_at: number;
+      used_at: number | null;
+      revoked_at: number | null;
+      actor: string;
+    }>('SELECT * FROM bootstrap_tokens WHERE secret_sha256 = $1', [secretSha256]);
+    if (!row) return undefined;
+    return {
+      secretSha256: row.secret_sha256,
+      service: row.service,
+      dnsNames: JSON.parse(row.dns_names) as string[],
+      ips: JSON.parse(row.ips) as string[],
+      certTtlMs: row.cert_ttl_ms,
+      createdAt: row.created_at,
+      expiresAt: row.expires_at,
+      ...(row.used_at === null ? {} : { usedAt: row.used_at }),
+      ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
+      actor: row.actor,
+    };
+  }
+
+  async useToken(secretSha256: string, at: number): Promise<boolean> {
+    // One UPDATE: two replicas presenting the same token at once both try it; the second
+    // waits for the first's row lock, re-reads used_at and changes nothing.
+    const n = await this.changed('UPDATE bootstrap_tokens SET used_at = $1 WHERE secret_sha256 = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1', [at, secretSha256]);
+    return n === 1;
+  }
+
+  async revokeTokens(service: string, at: number): Promise<number> {
+    return this.changed('UPDATE bootstrap_tokens SET revoked_at = $1 WHERE service = $2 AND used_at IS NULL AND revoked_at IS NULL', [at, service]);
   }
 
   async appendEvent(e: LedgerEvent): Promise<void> {

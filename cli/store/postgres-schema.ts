@@ -71,6 +71,24 @@ CREATE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events FOR EAC
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events FOR EACH STATEMENT EXECUTE FUNCTION svcca_events_append_only();
 REVOKE UPDATE, DELETE, TRUNCATE ON events FROM PUBLIC;
 `,
+  // v2 (svcca serve): certificates whose owner renews them over the network, and one-time
+  // bootstrap tokens stored as the SHA-256 of their secret (as SQLite's schema 2).
+  `
+ALTER TABLE certificates ADD COLUMN owner_renews boolean NOT NULL DEFAULT false;
+CREATE TABLE bootstrap_tokens (
+  secret_sha256 text PRIMARY KEY,
+  service text NOT NULL,
+  dns_names text NOT NULL,
+  ips text NOT NULL,
+  cert_ttl_ms bigint NOT NULL,
+  created_at bigint NOT NULL,
+  expires_at bigint NOT NULL,
+  used_at bigint,
+  revoked_at bigint,
+  actor text NOT NULL
+);
+CREATE INDEX bootstrap_tokens_service ON bootstrap_tokens(service);
+`,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
@@ -89,11 +107,17 @@ export const LEDGER_TABLES: readonly LedgerTable[] = [
   {
     name: 'certificates',
     key: 'serial',
-    columns: ['serial', 'service', 'spiffe_id', 'issuer_key_id', 'dns_names', 'ips', 'ttl_ms', 'not_before', 'not_after', 'key_type', 'set_dir', 'status', 'from_csr', 'spki_sha256', 'cert_pem', 'issued_at', 'revoked_at', 'revocation_reason', 'listed_after_expiry'],
-    booleans: ['from_csr', 'listed_after_expiry'],
+    columns: ['serial', 'service', 'spiffe_id', 'issuer_key_id', 'dns_names', 'ips', 'ttl_ms', 'not_before', 'not_after', 'key_type', 'set_dir', 'status', 'from_csr', 'spki_sha256', 'cert_pem', 'issued_at', 'revoked_at', 'revocation_reason', 'listed_after_expiry', 'owner_renews'],
+    booleans: ['from_csr', 'listed_after_expiry', 'owner_renews'],
   },
   { name: 'services', key: 'name', columns: ['name', 'active_serial', 'rotation_enabled', 'claim_owner', 'claim_until'], booleans: ['rotation_enabled'] },
   { name: 'compromised_keys', key: 'spki_sha256', columns: ['spki_sha256', 'at'], booleans: [] },
   { name: 'crl_state', key: 'issuer_key_id', columns: ['issuer_key_id', 'next_number', 'published_number', 'published_at'], booleans: [] },
   { name: 'events', key: 'id', columns: ['id', 'at', 'kind', 'service', 'serial', 'actor', 'why'], booleans: [] },
+  {
+    name: 'bootstrap_tokens',
+    key: 'secret_sha256',
+    columns: ['secret_sha256', 'service', 'dns_names', 'ips', 'cert_ttl_ms', 'created_at', 'expires_at', 'used_at', 'revoked_at', 'actor'],
+    booleans: [],
+  },
 ];

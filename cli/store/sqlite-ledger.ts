@@ -4,12 +4,14 @@
  * SQLITE_BUSY on a lock upgrade; better-sqlite3's own transaction() refuses async
  * functions, so the interface issues BEGIN/COMMIT itself.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import type { Database as DatabaseType } from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { CaStateError } from '../../common/errors.js';
 import type {
+  BootstrapToken,
   CertificateFilter,
   CertificateRecord,
   CertificateStatus,
@@ -26,7 +28,7 @@ import { rowToRecord, storedSetDir, type CertRow } from './ledger-rows.js';
 import type { LedgerTable } from './postgres-schema.js';
 
 /** Bumped when the schema changes; `migrate` brings older ledgers forward. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 const SCHEMA_V1 = `
 CREATE TABLE certificates (
@@ -81,12 +83,47 @@ CREATE TRIGGER events_no_update BEFORE UPDATE ON events BEGIN SELECT RAISE(ABORT
 CREATE TRIGGER events_no_delete BEFORE DELETE ON events BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 `;
 
+/**
+ * v2 (svcca serve): certificates whose owner renews them over the network, and one-time
+ * bootstrap tokens stored as the SHA-256 of their secret.
+ */
+const SCHEMA_V2 = `
+ALTER TABLE certificates ADD COLUMN owner_renews INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE bootstrap_tokens (
+  secret_sha256 TEXT PRIMARY KEY,
+  service TEXT NOT NULL,
+  dns_names TEXT NOT NULL,
+  ips TEXT NOT NULL,
+  cert_ttl_ms INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER,
+  revoked_at INTEGER,
+  actor TEXT NOT NULL
+);
+CREATE INDEX bootstrap_tokens_service ON bootstrap_tokens(service);
+`;
+
+interface TokenRow {
+  secret_sha256: string;
+  service: string;
+  dns_names: string;
+  ips: string;
+  cert_ttl_ms: number;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  revoked_at: number | null;
+  actor: string;
+}
+
 export class SqliteLedger implements Ledger {
   private readonly db: DatabaseType;
   /** The CA directory: relative set folders are resolved against it. */
   private readonly base: string;
   readonly location: string;
-  private depth = 0;
+  private readonly inTransaction = new AsyncLocalStorage<boolean>();
+  private queue: Promise<unknown> = Promise.resolve();
 
   private constructor(db: DatabaseType, path: string) {
     this.db = db;
@@ -125,10 +162,9 @@ export class SqliteLedger implements Ledger {
     this.db.exec('BEGIN IMMEDIATE');
     try {
       const now = this.db.pragma('user_version', { simple: true }) as number;
-      if (now === 0) {
-        this.db.exec(SCHEMA_V1);
-        this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
-      }
+      if (now === 0) this.db.exec(SCHEMA_V1);
+      if (now < 2) this.db.exec(SCHEMA_V2);
+      if (now < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
       this.db.exec('COMMIT');
     } catch (err) {
       this.db.exec('ROLLBACK');
@@ -136,10 +172,22 @@ export class SqliteLedger implements Ledger {
     }
   }
 
+  /**
+   * One immediate transaction at a time per ledger object. A call made inside a running
+   * transaction (in its async context: a helper handed the ledger rather than `tx`) joins
+   * it; a call from anywhere else — another request of `svcca serve` whose code runs while
+   * this one awaits — waits its turn instead of slipping into a transaction it does not own.
+   */
   async transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T> {
-    if (this.depth > 0) return fn(this);
+    if (this.inTransaction.getStore() === true) return fn(this);
+    const run = () => this.inTransaction.run(true, () => this.runTransaction(fn));
+    const result = this.queue.then(run, run);
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async runTransaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T> {
     this.db.exec('BEGIN IMMEDIATE');
-    this.depth++;
     try {
       const result = await fn(this);
       this.db.exec('COMMIT');
@@ -147,8 +195,6 @@ export class SqliteLedger implements Ledger {
     } catch (err) {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw err;
-    } finally {
-      this.depth--;
     }
   }
 
@@ -163,16 +209,16 @@ export class SqliteLedger implements Ledger {
   }
 
   private assertInTransaction(what: string): void {
-    if (this.depth === 0) throw new Error(`${what} outside a ledger transaction`);
+    if (this.inTransaction.getStore() !== true) throw new Error(`${what} outside a ledger transaction`);
   }
 
   async insertCertificate(r: CertificateRecord): Promise<void> {
     this.db
       .prepare(
         `INSERT INTO certificates (serial, service, spiffe_id, issuer_key_id, dns_names, ips, ttl_ms, not_before, not_after,
-           key_type, set_dir, status, from_csr, spki_sha256, cert_pem, issued_at, revoked_at, revocation_reason)
+           key_type, set_dir, status, from_csr, spki_sha256, cert_pem, issued_at, revoked_at, revocation_reason, owner_renews)
          VALUES (@serial, @service, @spiffeId, @issuerKeyId, @dnsNames, @ips, @ttlMs, @notBefore, @notAfter,
-           @keyType, @setDir, @status, @fromCsr, @spkiSha256, @certPem, @issuedAt, @revokedAt, @revocationReason)`,
+           @keyType, @setDir, @status, @fromCsr, @spkiSha256, @certPem, @issuedAt, @revokedAt, @revocationReason, @ownerRenews)`,
       )
       .run({
         ...r,
@@ -182,6 +228,7 @@ export class SqliteLedger implements Ledger {
         fromCsr: r.fromCsr ? 1 : 0,
         revokedAt: r.revokedAt ?? null,
         revocationReason: r.revocationReason ?? null,
+        ownerRenews: r.ownerRenews ? 1 : 0,
       });
   }
 
@@ -305,12 +352,12 @@ export class SqliteLedger implements Ledger {
   async listRotationCandidates(): Promise<RotationCandidate[]> {
     const rows = this.db
       .prepare(
-        `SELECT c.service, c.serial, c.not_before, c.not_after, c.from_csr, c.issuer_key_id
+        `SELECT c.service, c.serial, c.not_before, c.not_after, c.from_csr, c.issuer_key_id, c.owner_renews
            FROM services s JOIN certificates c ON c.serial = s.active_serial
           WHERE s.rotation_enabled = 1 AND c.status = 'active'
           ORDER BY c.service`,
       )
-      .all() as { service: string; serial: string; not_before: number; not_after: number; from_csr: number; issuer_key_id: string }[];
+      .all() as { service: string; serial: string; not_before: number; not_after: number; from_csr: number; issuer_key_id: string; owner_renews: number }[];
     return rows.map((r) => ({
       service: r.service,
       serial: r.serial,
@@ -318,6 +365,7 @@ export class SqliteLedger implements Ledger {
       notAfter: r.not_after,
       fromCsr: r.from_csr === 1,
       issuerKeyId: r.issuer_key_id,
+      ownerRenews: r.owner_renews === 1,
     }));
   }
 
@@ -381,6 +429,43 @@ export class SqliteLedger implements Ledger {
       | undefined;
     if (!row || row.published_number === null || row.published_at === null) return undefined;
     return { number: BigInt(row.published_number), at: row.published_at };
+  }
+
+  async insertToken(t: BootstrapToken): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO bootstrap_tokens (secret_sha256, service, dns_names, ips, cert_ttl_ms, created_at, expires_at, used_at, revoked_at, actor)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(t.secretSha256, t.service, JSON.stringify(t.dnsNames), JSON.stringify(t.ips), t.certTtlMs, t.createdAt, t.expiresAt, t.usedAt ?? null, t.revokedAt ?? null, t.actor);
+  }
+
+  async getToken(secretSha256: string): Promise<BootstrapToken | undefined> {
+    const row = this.db.prepare('SELECT * FROM bootstrap_tokens WHERE secret_sha256 = ?').get(secretSha256) as TokenRow | undefined;
+    if (!row) return undefined;
+    return {
+      secretSha256: row.secret_sha256,
+      service: row.service,
+      dnsNames: JSON.parse(row.dns_names) as string[],
+      ips: JSON.parse(row.ips) as string[],
+      certTtlMs: row.cert_ttl_ms,
+      createdAt: row.created_at,
+      expiresAt: row.expires_at,
+      ...(row.used_at === null ? {} : { usedAt: row.used_at }),
+      ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
+      actor: row.actor,
+    };
+  }
+
+  async useToken(secretSha256: string, at: number): Promise<boolean> {
+    const res = this.db
+      .prepare('UPDATE bootstrap_tokens SET used_at = ? WHERE secret_sha256 = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?')
+      .run(at, secretSha256, at);
+    return res.changes === 1;
+  }
+
+  async revokeTokens(service: string, at: number): Promise<number> {
+    return this.db.prepare('UPDATE bootstrap_tokens SET revoked_at = ? WHERE service = ? AND used_at IS NULL AND revoked_at IS NULL').run(at, service).changes;
   }
 
   async appendEvent(e: LedgerEvent): Promise<void> {

@@ -44,7 +44,8 @@ export function checkConfigFile(path: string, now: Date = new Date()): CheckRepo
   } catch (err) {
     errors.push(`identity.dir: ${errorLine(err)}`);
   }
-  if (config.identity.crl) {
+  if (config.identity.crlUrl) notes.push(`crl ${config.identity.crl}: fetched from the CA when the sidecar runs (verified like a file; not fetched by --check)`);
+  else if (config.identity.crl) {
     if (!identity) warnings.push('identity.crl: not checked (the identity is unusable, and CRL signatures are checked against its ca.crt)');
     else {
       try {

@@ -6,7 +6,9 @@
  * can list them at once; start-up prints the first.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { ConfigError } from '../../common/errors.js';
+import { ConfigError, type SvccaError } from '../../common/errors.js';
+import { parseCaUrl } from '../../common/ca-client.js';
+import { DEFAULT_THRESHOLD, parseThreshold, type Threshold } from '../../common/renewal-threshold.js';
 import { formatDuration, parseDurationMs } from '../../common/duration.js';
 import { closestKey } from '../../common/policy/suggest.js';
 import { parseSpiffeId } from '../../common/spiffe-id.js';
@@ -83,10 +85,29 @@ export interface OutboundConfig extends ConnectionLimits {
   readonly tunnelConnections: number;
 }
 
+/** `identity.renew`: the sidecar renews its own set through `svcca serve`. */
+export interface RenewConfig {
+  /** The CA server, https://HOST:PORT. */
+  readonly ca: URL;
+  /** Renew when less than this is left (default 33% of the lifetime). */
+  readonly before: Threshold;
+}
+
+export interface IdentityConfig {
+  readonly dir: string;
+  /** A crl.pem path, or (with `crlUrl`) the URL's text, for messages. */
+  readonly crl: string | undefined;
+  /** Set when identity.crl is an https:// URL (a CA's /v1/crl.pem): fetched, not read from disk. */
+  readonly crlUrl: URL | undefined;
+  /** How often an https CRL is fetched (ETag makes an unchanged one cheap). Default 60s. */
+  readonly crlIntervalMs: number;
+  readonly renew: RenewConfig | undefined;
+}
+
 export interface SidecarConfig {
   /** The config file, for messages. */
   readonly source: string;
-  readonly identity: { readonly dir: string; readonly crl: string | undefined };
+  readonly identity: IdentityConfig;
   readonly policy: string | undefined;
   readonly inbound: InboundConfig | undefined;
   readonly outbound: readonly OutboundConfig[];
@@ -111,6 +132,7 @@ export const DEFAULTS = {
   shutdownGraceMs: 30_000,
   reloadIntervalMs: 2_000,
   reloadHashIntervalMs: 60_000,
+  crlIntervalMs: 60_000,
   upstreamTimeoutMs: 30_000,
   maxHandshakes: 1024,
   maxHandshakesPerAddress: 256,
@@ -137,7 +159,8 @@ const MAX_UNIX_PATH = 107;
 
 const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
-  identity: ['dir', 'crl'],
+  identity: ['dir', 'crl', 'crlInterval', 'renew'],
+  renew: ['ca', 'before'],
   inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'upstream', 'maxTunnelStreams', 'maxTunnelsPerCaller'],
   outbound: ['listen', 'connect', 'serverId', 'tunnel', 'tunnelConnections', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'alpn'],
   admin: ['listen'],
@@ -229,6 +252,19 @@ class Validator {
     return isAbsolute(s) ? s : resolve(this.baseDir, s);
   }
 
+  /** An https:// URL of svcca serve (for identity.renew.ca and an https identity.crl). */
+  private url(value: unknown, path: string): URL | undefined {
+    const s = this.str(value, path, 'write it like https://ca.internal:9443');
+    if (s === undefined) return undefined;
+    try {
+      const url = parseCaUrl(s, path);
+      if (path === 'identity.crl' && url.pathname === '/') url.pathname = '/v1/crl.pem';
+      return url;
+    } catch (err) {
+      return this.fail(path, (err as SvccaError).message.replace(`${path} `, ''), path === 'identity.crl' ? 'write it like https://ca.internal:9443/v1/crl.pem, or give a file path' : (err as SvccaError).hint);
+    }
+  }
+
   private duration(value: unknown, path: string, fallback: number, minMs = 1): number {
     if (value === undefined) return fallback;
     const hint = 'write it like 500ms, 10s, 5m or 1h';
@@ -294,14 +330,32 @@ class Validator {
     if (value === null || value === undefined || value === '') this.fail('', 'is empty', 'a config needs at least identity.dir and one of inbound or outbound');
     const m = top ?? new Map<string, unknown>();
 
-    let identity: SidecarConfig['identity'] = { dir: '', crl: undefined };
+    let identity: IdentityConfig = { dir: '', crl: undefined, crlUrl: undefined, crlIntervalMs: DEFAULTS.crlIntervalMs, renew: undefined };
     if (!m.has('identity')) this.fail('identity', 'missing', 'add identity: with dir: <the credential set folder> (tls.crt, tls.key, ca.crt)');
     else {
       const im = this.map(m.get('identity'), 'identity', KEYS.identity, 'dir: /etc/svcca/payment-service');
       if (im) {
         const dir = im.has('dir') ? this.filePath(im.get('dir'), 'identity.dir', 'the folder holding tls.crt, tls.key and ca.crt') : this.fail('identity.dir', 'missing', 'name the folder holding tls.crt, tls.key and ca.crt');
-        const crl = im.has('crl') ? this.filePath(im.get('crl'), 'identity.crl', 'the path of crl.pem (from ca-data/)') : undefined;
-        identity = { dir: dir ?? '', crl };
+        const rawCrl = im.get('crl');
+        const crlUrl = typeof rawCrl === 'string' && /^[a-z]+:\/\//i.test(rawCrl) ? this.url(rawCrl, 'identity.crl') : undefined;
+        const crl = crlUrl ? rawCrl as string : im.has('crl') ? this.filePath(rawCrl, 'identity.crl', 'the path of crl.pem (from ca-data/), or https://CA:PORT/v1/crl.pem') : undefined;
+        const crlIntervalMs = this.duration(im.get('crlInterval'), 'identity.crlInterval', DEFAULTS.crlIntervalMs, 1_000);
+        if (im.has('crlInterval') && !crlUrl) this.fail('identity.crlInterval', 'applies only to an https:// identity.crl', 'remove it, or set identity.crl to https://CA:PORT/v1/crl.pem');
+        let renew: RenewConfig | undefined;
+        if (im.has('renew')) {
+          const rm = this.map(im.get('renew'), 'identity.renew', KEYS.renew, 'ca: https://ca.internal:9443');
+          if (rm) {
+            const ca = rm.has('ca') ? this.url(rm.get('ca'), 'identity.renew.ca') : this.fail('identity.renew.ca', 'missing', 'write ca: https://HOST:PORT (where svcca serve listens)');
+            let before: Threshold | undefined;
+            try {
+              before = parseThreshold(rm.has('before') ? String(rm.get('before')) : DEFAULT_THRESHOLD, 'identity.renew.before');
+            } catch (err) {
+              this.fail('identity.renew.before', (err as SvccaError).message.replace(/^identity\.renew\.before /, ''), (err as SvccaError).hint);
+            }
+            if (ca && before) renew = { ca, before };
+          }
+        }
+        identity = { dir: dir ?? '', crl, crlUrl, crlIntervalMs, renew };
       }
     }
 

@@ -58,8 +58,14 @@ export function readBoundedText(path: string, max: number, what: string): string
   }
 }
 
-export function loadCrlState(path: string, identity: Identity, previous?: CrlState): CrlState {
-  const text = readBoundedText(path, MAX_CRL_BYTES, 'identity.crl');
+/**
+ * Where the CRL text comes from: the file identity.crl names, or (for an https://
+ * identity.crl) the last body fetched from the CA; either is verified the same way.
+ */
+export type CrlReader = () => string;
+
+export function loadCrlState(path: string, identity: Identity, previous?: CrlState, read: CrlReader = () => readCrlText(path)): CrlState {
+  const text = read();
   const hash = sha256(text);
   if (previous && previous.hash === hash && previous.path === path) return previous;
   return crlStateFromText(path, text, hash, identity);
@@ -116,12 +122,12 @@ export function sha256(text: string): string {
  * (IdentityError / ConfigError, one line) when any is unusable. Unchanged parts of
  * `previous` are reused, so a poll that finds nothing new costs no parsing.
  */
-export function buildSnapshot(config: SidecarConfig, previous?: Snapshot): Snapshot {
+export function buildSnapshot(config: SidecarConfig, previous?: Snapshot, readCrl?: CrlReader): Snapshot {
   const loaded = loadIdentity(config.identity.dir);
   const identity = previous && previous.identity.fingerprint === loaded.fingerprint ? previous.identity : loaded;
   // A new trust bundle may verify different CRL signers: re-verify from scratch then.
   const sameTrust = previous !== undefined && previous.identity.caPem === identity.caPem;
-  const crl = config.identity.crl ? loadCrlState(config.identity.crl, identity, sameTrust ? previous?.crl : undefined) : undefined;
+  const crl = config.identity.crl ? loadCrlState(config.identity.crl, identity, sameTrust ? previous?.crl : undefined, readCrl) : undefined;
   const policy = config.policy ? loadPolicyState(config.policy, previous?.policy) : undefined;
   return composeSnapshot(previous, identity, crl, policy);
 }

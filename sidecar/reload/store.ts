@@ -19,12 +19,13 @@ import { readCredentialSet, resolveSetFolder, type LoadedCredentialSet } from '.
 import type { Metrics } from '../metrics.js';
 import type { SidecarConfig } from '../config/schema.js';
 import { validityProblem, type CrlState, type Identity, type PolicyState, type Snapshot, type SnapshotSource, type SwapListener } from '../snapshot.js';
-import { buildSnapshot, composeSnapshot, crlStateFromText, policyStateFromText, readCrlText, readPolicyText, sha256 } from './build-snapshot.js';
+import { buildSnapshot, composeSnapshot, crlStateFromText, policyStateFromText, readCrlText, readPolicyText, sha256, type CrlReader } from './build-snapshot.js';
 import { credentialSetHash, identityFromSet, IdentityProblem, type IdentityProblemCode } from './identity.js';
 
 /** What asked for the check: `watch` a file-system event, `poll` a changed stat,
- *  `periodic` the content-hash timer, `signal` SIGHUP, `api` an in-process call. */
-export type ReloadTrigger = 'start' | 'signal' | 'watch' | 'poll' | 'periodic' | 'api';
+ *  `periodic` the content-hash timer, `signal` SIGHUP, `api` an in-process call,
+ *  `fetch` a new https CRL body, `renew` a set the sidecar renewed itself. */
+export type ReloadTrigger = 'start' | 'signal' | 'watch' | 'poll' | 'periodic' | 'api' | 'fetch' | 'renew';
 
 export type ReloadKind = 'identity' | 'crl' | 'policy';
 
@@ -57,6 +58,8 @@ export interface ReloadOutcome {
 export interface StoreOptions {
   /** Injected clock (tests). */
   readonly now?: () => Date;
+  /** The CRL text for an https:// identity.crl (the fetcher's last body); files are read otherwise. */
+  readonly readCrl?: CrlReader;
 }
 
 export interface TimerOptions {
@@ -92,6 +95,7 @@ export class SnapshotStore implements SnapshotSource {
    *  timer is not logged and counted again (an explicit SIGHUP always is). */
   readonly #lastRefused = new Map<ReloadKind, string>();
   readonly #now: () => Date;
+  readonly #readCrl: CrlReader | undefined;
 
   private constructor(
     private readonly config: SidecarConfig,
@@ -102,13 +106,14 @@ export class SnapshotStore implements SnapshotSource {
   ) {
     this.#current = first;
     this.#now = opts.now ?? (() => new Date());
+    this.#readCrl = opts.readCrl;
     this.#stamp = this.fileStamp();
     this.publish(first);
   }
 
   /** Loads the first snapshot; throws (one line) when identity, CRL or policy is unusable. */
   static open(config: SidecarConfig, logger: Logger, metrics: Metrics, opts: StoreOptions = {}): SnapshotStore {
-    return new SnapshotStore(config, logger, metrics, buildSnapshot(config), opts);
+    return new SnapshotStore(config, logger, metrics, buildSnapshot(config, undefined, opts.readCrl), opts);
   }
 
   get current(): Snapshot {
@@ -151,7 +156,7 @@ export class SnapshotStore implements SnapshotSource {
     if (this.config.identity.crl) {
       const path = this.config.identity.crl;
       const trustChanged = identity.caPem !== previous.identity.caPem;
-      const text = this.readText(() => readCrlText(path));
+      const text = this.readText(this.#readCrl ?? (() => readCrlText(path)));
       if (text.error !== undefined) refused.push({ ...this.toRefusal('crl', text.error), hash: text.hash });
       else if (text.hash === previous.crl?.hash && !trustChanged) unchanged.push('crl');
       else {
@@ -365,7 +370,7 @@ export class SnapshotStore implements SnapshotSource {
       folder = this.config.identity.dir;
     }
     for (const name of ['tls.crt', 'tls.key', 'ca.crt']) stamp(join(folder, name));
-    if (this.config.identity.crl) stamp(this.config.identity.crl);
+    if (this.config.identity.crl && !this.config.identity.crlUrl) stamp(this.config.identity.crl);
     if (this.config.policy) stamp(this.config.policy);
     return parts.join('|');
   }

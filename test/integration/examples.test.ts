@@ -27,7 +27,7 @@ const TRUST_DOMAIN = 'example.org';
 type Obj = Record<string, any>;
 
 interface SidecarConfigDoc {
-  identity: { dir: string; crl?: string };
+  identity: { dir: string; crl?: string; renew?: { ca: string; before?: string } };
   policy?: string;
   inbound?: { listen: string; forward: string; mode?: string };
   outbound?: { listen: string; connect: string; serverId: string }[];
@@ -89,7 +89,8 @@ function sidecarCheck(label: string, config: SidecarConfigDoc, mounts: Mounts, s
     assert.ok(existsSync(join(rewritten.identity.dir, f)), `${label}: identity.dir ${config.identity.dir} would not hold ${f}`);
   }
   assert.ok(existsSync(join(rewritten.identity.dir, '..data')), `${label}: identity.dir ${config.identity.dir} is not a ..data credential set`);
-  if (config.identity.crl) {
+  // An https:// CRL (svcca serve) is fetched at run time, not a file in a volume.
+  if (config.identity.crl && !config.identity.crl.startsWith('https://')) {
     rewritten.identity.crl = translate(mounts, config.identity.crl, `${label} identity.crl`);
     assert.ok(existsSync(rewritten.identity.crl), `${label}: identity.crl ${config.identity.crl} would not exist`);
   }
@@ -487,6 +488,17 @@ describe('examples/systemd', () => {
     assert.ok(directive(sidecarUnit, 'InaccessiblePaths').includes('/var/lib/svcca/ca-data'), 'the sidecars must not see the CA directory');
   });
 
+  test('svcca-renew@ renews one set through svcca serve from a timer; svcca-serve runs the CA server', () => {
+    const renew = unit('svcca-renew@.service');
+    assert.match(directive(renew, 'ExecStart')[0]!, /svcca renew --ca \$\{SVCCA_CA\} --dir \/var\/lib\/svcca\/sets\/%i$/);
+    assert.deepEqual(directive(renew, 'ReadWritePaths'), ['/var/lib/svcca/sets/%i'], 'it writes only the set it renews');
+    assert.ok(!/passphrase/i.test(renew.split('\n').filter((l) => !l.startsWith('#')).join('\n')), 'renewal needs no CA passphrase');
+    assert.match(unit('svcca-renew@.timer'), /^OnCalendar=\*:0\/15$/m);
+    const serve = unit('svcca-serve.service');
+    assert.match(directive(serve, 'ExecStart')[0]!, /svcca serve --listen \S+:9443 --admin 127\.0\.0\.1:\d+ --passphrase-file %d\/ca-passphrase$/);
+    assert.equal(directive(serve, 'User')[0], 'svcca');
+  });
+
   test('each instance config names files the units make reachable, on ports that do not clash, with outbound targets that exist', () => {
     assert.ok(instances.length >= 2);
     const readOnly = directive(sidecarUnit, 'ReadOnlyPaths').join(' ').split(/\s+/);
@@ -537,9 +549,72 @@ describe('examples/systemd', () => {
     writeFileSync(join(units, 'svcca-sidecar@order-service.service'), fix(sidecarUnit));
     writeFileSync(join(units, 'svcca-rotate.service'), fix(rotateUnit));
     writeFileSync(join(units, 'svcca-rotate.timer'), unit('svcca-rotate.timer'));
-    const res = run('systemd-analyze', ['verify', '--man=no', ...['svcca-sidecar@order-service.service', 'svcca-rotate.service', 'svcca-rotate.timer'].map((f) => join(units, f))]);
+    writeFileSync(join(units, 'svcca-renew@payment-service.service'), fix(unit('svcca-renew@.service')));
+    writeFileSync(join(units, 'svcca-renew@payment-service.timer'), unit('svcca-renew@.timer'));
+    writeFileSync(join(units, 'svcca-serve.service'), fix(unit('svcca-serve.service')));
+    const names = ['svcca-sidecar@order-service.service', 'svcca-rotate.service', 'svcca-rotate.timer', 'svcca-renew@payment-service.service', 'svcca-renew@payment-service.timer', 'svcca-serve.service'];
+    const res = run('systemd-analyze', ['verify', '--man=no', ...names.map((f) => join(units, f))]);
     const complaints = `${res.stdout}${res.stderr}`.split('\n').filter((l) => l.trim() && !/Failed to .*(bus|connect)|not running|System has not been booted/i.test(l));
     assert.deepEqual(complaints, [], `systemd-analyze verify:\n${res.stdout}${res.stderr}`);
   });
 });
 
+
+describe('examples/kubernetes/serve', () => {
+  const dir = join(EXAMPLES, 'kubernetes', 'serve');
+  const objects: Obj[] = [];
+  for (const f of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
+    for (const d of parseAllDocuments(readFileSync(join(dir, f), 'utf8')) as any[]) {
+      const o = d.toJS();
+      if (o) objects.push(o);
+    }
+  }
+  const find = (kind: string, name: string) => objects.find((o) => o.kind === kind && o.metadata?.name === name);
+  let ca: TestCa;
+  before(() => (ca = makeCa({ trustDomain: TRUST_DOMAIN })));
+  after(() => ca?.cleanup());
+
+  test('the sidecar renews through and fetches its CRL from the svcca-ca Service; the init container bootstraps into the volume it reads', () => {
+    const caService = find('Service', 'svcca-ca')!;
+    const serve = find('Deployment', 'svcca-ca')!.spec.template.spec.containers[0];
+    const listen = serve.args[serve.args.indexOf('--listen') + 1] as string;
+    const httpsPort = caService.spec.ports.find((p: Obj) => p.name === 'https');
+    assert.equal(serve.ports.find((p: Obj) => p.name === httpsPort.targetPort).containerPort, port(listen));
+    assert.equal(serve.readinessProbe.httpGet.port, port(serve.args[serve.args.indexOf('--admin') + 1]));
+    const caUrl = `https://svcca-ca.${caService.metadata.namespace}.svc.cluster.local:${httpsPort.port}`;
+    const config = parse(find('ConfigMap', 'svcca-sidecar-payment-service')!.data['sidecar.yaml']) as SidecarConfigDoc;
+    assert.equal(config.identity.renew?.ca, caUrl);
+    assert.equal(config.identity.crl, `${caUrl}/v1/crl.pem`);
+    const pod = find('Deployment', 'payment-service')!.spec.template.spec;
+    const init = pod.initContainers[0];
+    const script = init.args.join(' ') as string;
+    assert.match(script, new RegExp(`svcca bootstrap --ca ${caUrl.replace(/\./g, '\\.')}`));
+    assert.match(script, new RegExp(`--out ${config.identity.dir}`));
+    const sidecar = pod.containers.find((c: Obj) => c.name === 'svcca-sidecar');
+    const mountOf = (c: Obj, path: string) => c.volumeMounts.find((m: Obj) => path === m.mountPath || path.startsWith(`${m.mountPath}/`));
+    const initMount = mountOf(init, config.identity.dir);
+    const sidecarMount = mountOf(sidecar, config.identity.dir);
+    assert.equal(initMount.name, sidecarMount.name);
+    assert.ok(!sidecarMount.readOnly, 'the sidecar renews the set in place');
+    assert.ok(pod.volumes.find((v: Obj) => v.name === initMount.name).emptyDir, 'the identity lives in an emptyDir');
+    assert.ok(!objects.some((o) => o.kind === 'CronJob'), 'no CronJob');
+    const tokenFile = /--token-file (\S+)/.exec(script)![1]!;
+    const tokenVolume = pod.volumes.find((v: Obj) => v.name === mountOf(init, tokenFile).name);
+    assert.equal(tokenVolume.secret.secretName, 'svcca-token-payment-service');
+    assert.match(readFileSync(join(dir, 'README.md'), 'utf8'), /create secret generic svcca-token-payment-service/);
+  });
+
+  test('svcca-sidecar --check accepts the sidecar config', () => {
+    const work = join(ca.root, 'k8s-serve');
+    mkdirSync(work);
+    ca.svcca(['issue', 'payment-service', '--out', join(work, 'identity')]);
+    const config = parse(find('ConfigMap', 'svcca-sidecar-payment-service')!.data['sidecar.yaml']) as SidecarConfigDoc;
+    const mounts: Mounts = new Map([['/var/run/svcca/identity', join(work, 'identity')]]);
+    const policyDir = join(work, 'policy');
+    mkdirSync(policyDir);
+    const policyMap = parseAllDocuments(readFileSync(join(EXAMPLES, 'kubernetes', 'policy.yaml'), 'utf8')).map((d) => d.toJS() as Obj).find((o) => o?.kind === 'ConfigMap')!;
+    writeFileSync(join(policyDir, 'policy.yaml'), policyMap.data['policy.yaml']);
+    mounts.set('/etc/svcca/policy', policyDir);
+    sidecarCheck('kubernetes/serve payment-service', config, mounts, 'payment-service', work);
+  });
+});

@@ -148,7 +148,7 @@ const CASES: Record<string, Case> = {
       ['a', false],
       ['b', true],
     ]);
-    assert.deepEqual(await ledger.listRotationCandidates(), [{ service: 'b', serial: b.serial, notBefore: b.notBefore, notAfter: b.notAfter, fromCsr: true, issuerKeyId: 'aa11' }]);
+    assert.deepEqual(await ledger.listRotationCandidates(), [{ service: 'b', serial: b.serial, notBefore: b.notBefore, notAfter: b.notAfter, fromCsr: true, issuerKeyId: 'aa11', ownerRenews: false }]);
     await issue(ledger, record({ service: 'a' }, base));
     assert.equal((await ledger.getService('a'))?.rotationEnabled, true, 'a new issue turns rotation back on');
   },
@@ -238,6 +238,33 @@ const CASES: Record<string, Case> = {
       /roll it all back/,
     );
     assert.equal(await ledger.getCertificate(a.serial), undefined, 'the inner part rolled back with the outer transaction');
+  },
+  'bootstrap tokens: stored by hash, used once, not after expiry or revocation': async ({ ledger }) => {
+    const token = (secretSha256: string, service: string, expiresAt = 10_000) => ({
+      secretSha256,
+      service,
+      dnsNames: ['x.internal'],
+      ips: [],
+      certTtlMs: 3_600_000,
+      createdAt: 1,
+      expiresAt,
+      actor: 'u@h',
+    });
+    await ledger.transaction(async (tx) => {
+      await tx.insertToken(token('t1', 'svc'));
+      await tx.insertToken(token('t2', 'svc'));
+      await tx.insertToken(token('t3', 'svc', 50));
+      await tx.insertToken(token('t4', 'other'));
+    });
+    assert.deepEqual(await ledger.getToken('t1'), token('t1', 'svc'));
+    assert.equal(await ledger.getToken('nope'), undefined);
+    assert.equal(await ledger.transaction((tx) => tx.useToken('t1', 100)), true);
+    assert.equal(await ledger.transaction((tx) => tx.useToken('t1', 101)), false, 'single use');
+    assert.equal((await ledger.getToken('t1'))?.usedAt, 100);
+    assert.equal(await ledger.transaction((tx) => tx.useToken('t3', 100)), false, 'expired');
+    assert.equal(await ledger.transaction((tx) => tx.revokeTokens('svc', 200)), 2, 'the unused ones of svc: t2 and the expired t3');
+    assert.equal(await ledger.transaction((tx) => tx.useToken('t2', 300)), false, 'revoked');
+    assert.equal((await ledger.getToken('t4'))?.revokedAt, undefined, 'another service keeps its token');
   },
   'a transaction that throws changes nothing': async ({ ledger, base }) => {
     const a = record({ service: 'a' }, base);
@@ -363,6 +390,14 @@ describe('PostgreSQL under real concurrency (two connections)', () => {
     const all = await a.listCertificates({ service: 'brand-new' });
     assert.deepEqual(all.map((r) => r.status).sort(), ['active', 'superseded']);
     assert.equal((await a.getService('brand-new'))?.activeSerial, all.find((r) => r.status === 'active')!.serial);
+  });
+
+  it('a token presented to two replicas at once is used once', async () => {
+    await a.transaction((tx) =>
+      tx.insertToken({ secretSha256: 'race', service: 'svc', dnsNames: [], ips: [], certTtlMs: 1000, createdAt: 1, expiresAt: Date.now() + 60_000, actor: 'u@h' }),
+    );
+    const results = await Promise.all([a, b, a, b].map((l) => l.transaction((tx) => tx.useToken('race', Date.now()))));
+    assert.equal(results.filter(Boolean).length, 1);
   });
 
   it('the database keeps one active certificate per service even against a caller that skips the lock', async () => {

@@ -11,6 +11,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before } from 'node:test';
 import { SIDECAR_BIN, makeCa, type TestCa } from '../helpers/cli.js';
 import { spawnTracked } from '../helpers/children.js';
+import { followJsonLines } from '../helpers/json-lines.js';
 import { parseCertificate } from '../../common/x509.js';
 import { decodeCertificates } from '../../common/pem.js';
 
@@ -45,55 +46,16 @@ export async function startSidecarProcess(dir: string, yaml: string, name = 'sid
   writeFileSync(configPath, yaml);
   // Run as users run it: the binary itself, so its shebang's V8 flags apply.
   const proc = spawnTracked(SIDECAR_BIN, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: LogLine[] = [];
-  const waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-  let err = '';
-  let buf = '';
-  proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) !== -1) {
-      const text = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        line = { level: 'raw', msg: text };
-      }
-      lines.push(line);
-      for (const w of [...waiters]) {
-        if (w.pred(line)) {
-          waiters.splice(waiters.indexOf(w), 1);
-          w.resolve(line);
-        }
-      }
-    }
-  });
-  proc.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+  const { lines, waitForLine, stderr: err } = followJsonLines<LogLine>(proc);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const waitForLine = (pred: (l: LogLine) => boolean, timeoutMs = 15_000): Promise<LogLine> => {
-    const found = lines.find(pred);
-    if (found) return Promise.resolve(found);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${err}; lines: ${JSON.stringify(lines.slice(-5))}`)), timeoutMs);
-      waiters.push({
-        pred,
-        resolve: (l) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      });
-    });
-  };
-  const started = await Promise.race([waitForLine((l) => l.event === 'started'), exited.then((code) => new Error(`sidecar exited with ${code}: ${err}`))]);
+  const started = await Promise.race([waitForLine((l) => l.event === 'started'), exited.then((code) => new Error(`sidecar exited with ${code}: ${err()}`))]);
   if (started instanceof Error) throw started;
   const inbound = (started.inbound as { listen?: string } | undefined)?.listen;
   const outbound = ((started.outbound as { listen: string }[] | undefined) ?? []).map((o) => o.listen);
   return {
     proc,
     lines,
-    stderr: () => err,
+    stderr: err,
     inbound,
     outbound,
     admin: started.admin as string | undefined,

@@ -10,7 +10,7 @@ const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
 /** A 24 h certificate (plus the one-minute back-date) with `leftMs` to go at NOW. */
 function cert(service: string, leftMs: number, lifetimeMs = 24 * H, fromCsr = false): RotationCandidate {
   const notAfter = NOW + leftMs;
-  return { service, serial: `${service}-serial`, notBefore: notAfter - lifetimeMs - 60_000, notAfter, fromCsr, issuerKeyId: 'ab' };
+  return { service, serial: `${service}-serial`, notBefore: notAfter - lifetimeMs - 60_000, notAfter, fromCsr, issuerKeyId: 'ab', ownerRenews: false };
 }
 
 describe('parseThreshold', () => {

@@ -3,8 +3,8 @@
  * certificate/CRL and as node:crypto's digest name.
  */
 import { sign as cryptoSign, type KeyObject } from 'node:crypto';
-import { bitString, nullValue, oid, seq } from '../../common/der.js';
-import type { KeyType } from '../../common/keys.js';
+import { bitString, nullValue, oid, seq } from './der.js';
+import type { KeyType } from './keys.js';
 
 export function signatureAlgorithm(keyType: KeyType): { der: Buffer; hash: string } {
   switch (keyType) {

@@ -1,0 +1,184 @@
+/**
+ * `svcca serve` under load (issue 16; run by hand, never by `make test`):
+ *   node dist/bench/serve-renew.js
+ * 1. BENCH_SERVE_CLIENTS (100) clients renew their own certificate without pause for
+ *    BENCH_SERVE_SECONDS (20): a new key and CSR each time, POST /v1/renew with mTLS. A
+ *    renewal must present the certificate it renews, so each one is a new TLS connection
+ *    (the previous one's certificate is superseded by the answer).
+ * 2. The same clients on keep-alive connections poll GET /v1/crl.pem with If-None-Match.
+ * BENCH_SERVE_RATE=200 paces the clients to offer that many renewals per second in all
+ * (latency at a given load) instead of renewing as fast as they are answered.
+ * The server runs pinned to one core (taskset -c 0) when taskset exists. Prints
+ * renewals/s, p50/p99 latency (request sent to answer read, TLS handshake included) and
+ * the server's RSS (current and peak).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { openCaDir } from '../cli/store/ca-dir.js';
+import { SqliteLedger } from '../cli/store/sqlite-ledger.js';
+import { loadAuthority } from '../cli/ca/authority.js';
+import { issueAndRecord } from '../cli/ca/issuance.js';
+import { caRequest, CA_SERVER_SERVICE, type CaTls } from '../common/ca-client.js';
+import { buildCsrPem } from '../common/csr-builder.js';
+import { exportKeyPem, generateKey } from '../common/keys.js';
+
+const SVCCA = fileURLToPath(new URL('../bin/svcca.mjs', import.meta.url));
+const CLIENTS = Number(process.env.BENCH_SERVE_CLIENTS ?? 100);
+const SECONDS = Number(process.env.BENCH_SERVE_SECONDS ?? 20);
+/** Offered renewals per second across all clients (open loop); unset: as fast as answered. */
+const RATE = process.env.BENCH_SERVE_RATE ? Number(process.env.BENCH_SERVE_RATE) : undefined;
+const PASSPHRASE = 'bench-passphrase';
+
+function percentile(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
+}
+
+function summary(name: string, samples: number[], seconds: number, errors: number): string {
+  const s = [...samples].sort((a, b) => a - b);
+  return `${name.padEnd(34)} ${(samples.length / seconds).toFixed(1).padStart(8)}/s  p50 ${percentile(s, 50).toFixed(1).padStart(6)} ms  p99 ${percentile(s, 99).toFixed(1).padStart(6)} ms  errors ${errors}`;
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+function procStatus(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function main(): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'svcca-serve-bench-'));
+  const caDir = join(work, 'ca');
+  const env = { ...process.env, SVCCA_PASSPHRASE: PASSPHRASE };
+  const init = spawnSync(process.execPath, [SVCCA, 'init', '--trust-domain', 'bench.example', '--dir', caDir], { env, encoding: 'utf8' });
+  if (init.status !== 0) throw new Error(init.stderr);
+
+  // The clients' first certificates, issued in process (100 CLI runs would take longer than the bench).
+  const { dir, config } = openCaDir(caDir);
+  const authority = loadAuthority(dir, config, PASSPHRASE);
+  const ledger = SqliteLedger.open(dir.file('ledger.db'));
+  const clients: { service: string; certPem: string; keyPem: string }[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const service = `bench-${i}`;
+    const issued = await issueAndRecord(authority, ledger, { service, ttlMs: 86_400_000, dnsNames: [], ips: [], setDir: join(work, 'sets', service), kind: 'issue', actor: 'bench', why: 'bench' });
+    clients.push({ service, certPem: issued.record.certPem + authority.intermediate.pem, keyPem: exportKeyPem(issued.key!) });
+  }
+  ledger.close();
+
+  const pin = spawnSync('taskset', ['--version']).status === 0 ? ['taskset', '-c', '0'] : [];
+  const prof = process.env.BENCH_SERVE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVE_PROF}`] : [];
+  const server = spawn(pin[0] ?? process.execPath, [...pin.slice(1), ...(pin.length ? [process.execPath] : []), ...prof, SVCCA, 'serve', '--listen', '127.0.0.1:0', '--rate-limit', '1000000', '--dir', caDir], {
+    env: { ...env, SVCCA_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const cleanup = async () => {
+    // SIGTERM first: the server drains and exits (and writes a --cpu-prof if asked for).
+    const exited = new Promise((r) => server.once('exit', r));
+    server.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+    server.kill('SIGKILL');
+    rmSync(work, { recursive: true, force: true });
+  };
+  process.once('SIGTERM', () => void cleanup().then(() => process.exit(1)));
+  try {
+    // Log level warn hides the start line: find the port from the process's sockets instead.
+    const url = await new Promise<URL>((resolve, reject) => {
+      const deadline = Date.now() + 15_000;
+      const look = () => {
+        const ss = spawnSync('ss', ['-Hltnp'], { encoding: 'utf8' }).stdout;
+        const line = ss.split('\n').find((l) => l.includes(`pid=${server.pid},`));
+        const port = line ? /127\.0\.0\.1:(\d+)/.exec(line)?.[1] : undefined;
+        if (port) resolve(new URL(`https://127.0.0.1:${port}`));
+        else if (Date.now() > deadline) reject(new Error('svcca serve did not start'));
+        else setTimeout(look, 100);
+      };
+      look();
+    });
+    const caPem = readFileSync(join(caDir, 'ca.crt'), 'utf8');
+    const serverId = `spiffe://bench.example/${CA_SERVER_SERVICE}`;
+    const rssBefore = procStatus(server.pid!, 'VmRSS');
+    const cpu0 = cpuSeconds(server.pid!);
+
+    // 1. Renewals.
+    const renewLatencies: number[] = [];
+    let renewErrors = 0;
+    const t0 = performance.now();
+    const end = Date.now() + SECONDS * 1000;
+    await Promise.all(
+      clients.map(async (c, i) => {
+        const gapMs = RATE ? (CLIENTS / RATE) * 1000 : 0;
+        let next = Date.now() + (gapMs * i) / CLIENTS;
+        while (Date.now() < end) {
+          if (RATE) {
+            await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+            next += gapMs;
+          }
+          const key = generateKey('ecdsa-p256');
+          const csr = buildCsrPem(key, c.service);
+          const tls: CaTls = { caPem, serverId, certPem: c.certPem, keyPem: c.keyPem };
+          const start = performance.now();
+          const answer = await caRequest(url, 'POST', '/v1/renew', tls, { body: { csr } }).catch(() => undefined);
+          if (!answer || answer.status !== 200) {
+            renewErrors++;
+            continue;
+          }
+          renewLatencies.push(performance.now() - start);
+          c.certPem = (JSON.parse(answer.body.toString('utf8')) as { certificate: string }).certificate;
+          c.keyPem = exportKeyPem(key);
+        }
+      }),
+    );
+    const renewSeconds = (performance.now() - t0) / 1000;
+    const rssAfterRenew = procStatus(server.pid!, 'VmRSS');
+    const cpuPerRenewalMs = ((cpuSeconds(server.pid!) - cpu0) * 1000) / Math.max(1, renewLatencies.length);
+
+    // 2. Keep-alive CRL polling.
+    const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS, ca: caPem, checkServerIdentity: () => undefined });
+    const crlLatencies: number[] = [];
+    let crlErrors = 0;
+    const t1 = performance.now();
+    const end2 = Date.now() + Math.min(10, SECONDS) * 1000;
+    let etag: string | undefined;
+    await Promise.all(
+      clients.map(async () => {
+        while (Date.now() < end2) {
+          const start = performance.now();
+          const status = await new Promise<number>((resolve) => {
+            const req = request({ host: url.hostname, port: url.port, path: '/v1/crl.pem', agent, headers: etag ? { 'if-none-match': etag } : {} }, (res) => {
+              if (typeof res.headers.etag === 'string') etag = res.headers.etag;
+              res.resume();
+              res.on('end', () => resolve(res.statusCode ?? 0));
+            });
+            req.on('error', () => resolve(0));
+            req.end();
+          });
+          if (status === 200 || status === 304) crlLatencies.push(performance.now() - start);
+          else crlErrors++;
+        }
+      }),
+    );
+    const crlSeconds = (performance.now() - t1) / 1000;
+    agent.destroy();
+
+    console.log(`svcca serve bench: ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}, server ${pin.length ? 'pinned to one core (taskset -c 0)' : 'not pinned (no taskset)'}`);
+    console.log(summary(`renew (new key, new mTLS connection)`, renewLatencies, renewSeconds, renewErrors));
+    console.log(`server CPU per renewal: ${cpuPerRenewalMs.toFixed(2)} ms (one core's capacity: about ${Math.floor(1000 / cpuPerRenewalMs)} renewals/s)`);
+    console.log(summary('GET /v1/crl.pem keep-alive (304s)', crlLatencies, crlSeconds, crlErrors));
+    console.log(`server RSS: ${rssBefore.toFixed(0)} MB idle, ${rssAfterRenew.toFixed(0)} MB after renewals, ${procStatus(server.pid!, 'VmRSS').toFixed(0)} MB now, peak ${procStatus(server.pid!, 'VmHWM').toFixed(0)} MB`);
+  } finally {
+    await cleanup();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});
