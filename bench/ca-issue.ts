@@ -113,7 +113,7 @@ async function thousandInOneProcess(dir: string, work: string): Promise<number> 
     }
     return performance.now() - t0;
   } finally {
-    ledger.close();
+    await ledger.close();
   }
 }
 

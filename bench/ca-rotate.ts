@@ -17,11 +17,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { openCaDir } from '../cli/store/ca-dir.js';
-import { SqliteLedger } from '../cli/store/sqlite-ledger.js';
 import { loadAuthority } from '../cli/ca/authority.js';
-import { issueAndRecord, writeIssuedSet } from '../cli/ca/issuance.js';
 import { buildCrlDer } from '../cli/ca/crl-writer.js';
-import { seedRevocations } from './proxy/realistic.js';
+import { seedRevocations, seedServices } from './proxy/realistic.js';
 
 const SVCCA = fileURLToPath(new URL('../bin/svcca.mjs', import.meta.url));
 const SERVICES = Number(process.env.BENCH_ROTATE_SERVICES ?? 10_000);
@@ -54,30 +52,6 @@ function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
 }
 
-async function seedServices(dir: string, n: number): Promise<void> {
-  const { dir: caDir, config } = openCaDir(dir);
-  const authority = loadAuthority(caDir, config, PASSPHRASE);
-  const ledger = SqliteLedger.open(caDir.file('ledger.db'));
-  try {
-    for (let i = 0; i < n; i++) {
-      const service = `svc-${String(i).padStart(5, '0')}`;
-      const issued = await issueAndRecord(authority, ledger, {
-        service,
-        ttlMs: 3_600_000,
-        dnsNames: [],
-        ips: [],
-        setDir: caDir.issuedSetDir(service),
-        kind: 'issue',
-        actor: 'bench',
-        why: 'bench seed',
-      });
-      writeIssuedSet(authority, issued.record, issued.key);
-    }
-  } finally {
-    ledger.close();
-  }
-}
-
 function seedKeyCompromises(dir: string, n: number): Promise<void> {
   return seedRevocations(dir, PASSPHRASE, 'bench.example', n, () => 'keyCompromise');
 }
@@ -90,7 +64,7 @@ async function main(): Promise<void> {
     if (init.status !== 0) throw new Error(`init failed: ${init.stderr}`);
 
     let t0 = performance.now();
-    await seedServices(ca, SERVICES);
+    await seedServices(ca, PASSPHRASE, SERVICES);
     console.log(`seeded ${SERVICES} services in ${((performance.now() - t0) / 1000).toFixed(1)} s (in process)`);
 
     const due = svcca(['rotate', '--renew-before', '100%', '--dir', ca]);

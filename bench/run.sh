@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: the proxy benchmark (svcca-sidecar vs a plain-Node floor, direct and the
 # installed mTLS proxies, one run, ratios), then — with BENCH_CA=1 — the CA-side
-# benchmarks (ca-issue, ca-rotate: about 4 more minutes).
+# benchmarks (ca-issue, ca-rotate, ca-postgres: about 6 more minutes).
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
 # Knobs: see bench/README.md (BENCH_REPS, BENCH_SECONDS, BENCH_CONNECTIONS, BENCH_IDLE_CONNS, ...).
 set -euo pipefail
@@ -55,10 +55,10 @@ fi
 
 if [[ ${BENCH_CA:-0} != 1 ]]; then
   echo
-  echo "== ca-issue, ca-rotate: skipped (about 4 minutes; run with BENCH_CA=1 make bench)"
+  echo "== ca-issue, ca-rotate, ca-postgres: skipped (about 6 minutes; run with BENCH_CA=1 make bench)"
   exit 0
 fi
-for b in ca-issue ca-rotate; do
+for b in ca-issue ca-rotate ca-postgres; do
   if [[ -f dist/bench/$b.js ]]; then
     echo
     echo "== $b"

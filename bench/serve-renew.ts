@@ -71,7 +71,7 @@ async function main(): Promise<void> {
     const issued = await issueAndRecord(authority, ledger, { service, ttlMs: 86_400_000, dnsNames: [], ips: [], setDir: join(work, 'sets', service), kind: 'issue', actor: 'bench', why: 'bench' });
     clients.push({ service, certPem: issued.record.certPem + authority.intermediate.pem, keyPem: exportKeyPem(issued.key!) });
   }
-  ledger.close();
+  await ledger.close();
 
   const pin = spawnSync('taskset', ['--version']).status === 0 ? ['taskset', '-c', '0'] : [];
   const prof = process.env.BENCH_SERVE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVE_PROF}`] : [];

@@ -20,6 +20,7 @@ import type { ListOptions } from './commands/list.js';
 import type { ExportOptions } from './commands/export.js';
 import type { PolicyCheckOptions } from './commands/policy-check.js';
 import type { PolicyGraphOptions } from './commands/policy-graph.js';
+import type { LedgerCopyOptions } from './commands/ledger.js';
 import type { PolicyLearnOptions } from './commands/policy-learn.js';
 import type { ServeOptions } from './commands/serve.js';
 import type { TokenOptions } from './commands/token.js';
@@ -115,7 +116,7 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .showSuggestionAfterError(true)
     .addHelpText('after', PROGRAM_HELP);
   const wiring = wire(program, hooks);
-  for (const define of [defineInit, defineIssue, defineRotate, defineRevoke, defineCrl, defineList, defineInspect, defineExport, defineServe, defineToken, defineRenew, defineBootstrap, definePolicy, defineCompletion]) {
+  for (const define of [defineInit, defineIssue, defineRotate, defineRevoke, defineCrl, defineList, defineInspect, defineExport, defineLedger, defineServe, defineToken, defineRenew, defineBootstrap, definePolicy, defineCompletion]) {
     define(program, wiring);
   }
   return program;
@@ -152,6 +153,7 @@ function defineInit(program: Command, w: Wiring): void {
     .addOption(new Option('--key-type <type>', `CA and leaf key type (${KEY_TYPES.join(', ')})`).default('ecdsa-p256'))
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .option(ROOT_PASSPHRASE_FLAG, "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
+    .option('--ledger <url>', 'keep the ledger in PostgreSQL: postgres://USER@HOST:PORT/DB[?sslmode=verify-full] (or env SVCCA_LEDGER; password from PGPASSWORD or ~/.pgpass, never the URL)')
     .action(async (o: Flags<InitOptions, never, 'trustDomain'>, cmd: Command) =>
       (await import('./commands/init.js')).runInit(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org'), w.ctxFor(cmd)),
     );
@@ -227,6 +229,19 @@ function defineExport(program: Command, w: Wiring): void {
     .option('--legacy', '3DES and a SHA-1 MAC, for old Java and macOS')
     .action(async (service: string, o: Flags<ExportOptions, 'service', 'p12'>, cmd: Command) =>
       (await import('./commands/export.js')).runExport(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`), w.ctxFor(cmd)),
+    );
+}
+
+function defineLedger(program: Command, w: Wiring): void {
+  const ledger = w.command(program, 'ledger').description("the CA's ledger: schema migration, moving it to PostgreSQL");
+  w.command(ledger, 'migrate')
+    .description("bring the ledger's schema to this svcca's version (back the database up first)")
+    .action(async (_o: unknown, cmd: Command) => (await import('./commands/ledger.js')).runLedgerMigrate(w.ctxFor(cmd)));
+  w.command(ledger, 'copy')
+    .description("copy the SQLite ledger into an empty PostgreSQL database, check every table, then switch the CA's config to it")
+    .option('--to <url>', 'postgres://USER@HOST:PORT/DB (required; password from PGPASSWORD or ~/.pgpass)')
+    .action(async (o: Flags<LedgerCopyOptions, never, 'to'>, cmd: Command) =>
+      (await import('./commands/ledger.js')).runLedgerCopy(need(o, 'to', '--to', 'svcca ledger copy --to postgres://svcca@db.internal:5432/svcca'), w.ctxFor(cmd)),
     );
 }
 

@@ -12,8 +12,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { openCaDir } from '../../cli/store/ca-dir.js';
-import { SqliteLedger } from '../../cli/store/sqlite-ledger.js';
+import { openLedger } from '../../cli/ca/ca-session.js';
 import { loadAuthority } from '../../cli/ca/authority.js';
+import { issueAndRecord, writeIssuedSet } from '../../cli/ca/issuance.js';
 import type { CertificateRecord } from '../../cli/store/ledger.js';
 
 /**
@@ -29,7 +30,8 @@ export async function seedRevocations(
 ): Promise<void> {
   const { dir, config } = openCaDir(caDir);
   const authority = loadAuthority(dir, config, passphrase);
-  const ledger = SqliteLedger.open(dir.file('ledger.db'));
+  // The CA's own ledger, SQLite or PostgreSQL (bench/ca-postgres.ts).
+  const ledger = await openLedger(dir, config);
   const issuerKeyId = authority.intermediate.info.subjectKeyId!;
   const now = Date.now();
   try {
@@ -60,7 +62,36 @@ export async function seedRevocations(
       }
     });
   } finally {
-    ledger.close();
+    await ledger.close();
+  }
+}
+
+/**
+ * Issues `n` one-hour services (svc-00000…) with their sets, in this process through the
+ * CLI's own modules, into the CA's own ledger: what bench/ca-rotate.ts and
+ * bench/ca-postgres.ts then rotate.
+ */
+export async function seedServices(caDirPath: string, passphrase: string, n: number): Promise<void> {
+  const { dir, config } = openCaDir(caDirPath);
+  const authority = loadAuthority(dir, config, passphrase);
+  const ledger = await openLedger(dir, config);
+  try {
+    for (let i = 0; i < n; i++) {
+      const service = `svc-${String(i).padStart(5, '0')}`;
+      const issued = await issueAndRecord(authority, ledger, {
+        service,
+        ttlMs: 3_600_000,
+        dnsNames: [],
+        ips: [],
+        setDir: dir.issuedSetDir(service),
+        kind: 'issue',
+        actor: 'bench',
+        why: 'bench seed',
+      });
+      writeIssuedSet(authority, issued.record, issued.key);
+    }
+  } finally {
+    await ledger.close();
   }
 }
 

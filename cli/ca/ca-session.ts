@@ -15,16 +15,22 @@ export function intermediatePassphraseSource(passphraseFile: string | undefined,
   return { what: 'passphrase for the intermediate key', file: passphraseFile, fileFlag: '--passphrase-file', envVar: 'SVCCA_PASSPHRASE', env, confirm };
 }
 
-/** The ledger of the CA directory `dir`; `create` only for a new CA. */
-export function openLedger(dir: CaDir, opts: { create?: boolean } = {}): Ledger {
-  return SqliteLedger.open(dir.file(CA_FILES.ledger), opts);
+/**
+ * The ledger of the CA directory `dir`: the PostgreSQL database its config names, else
+ * ledger.db beside it. `create` only for a new CA. node-postgres is loaded only for the former;
+ * `maxConnections` sizes its pool (4 by default: a command; a server handling requests in
+ * parallel wants more).
+ */
+export async function openLedger(dir: CaDir, config: Pick<CaConfig, 'ledger'>, opts: { create?: boolean; maxConnections?: number } = {}): Promise<Ledger> {
+  if (config.ledger !== undefined) return (await import('../store/postgres-ledger.js')).PostgresLedger.open(config.ledger, dir.path, opts);
+  return SqliteLedger.open(dir.file(CA_FILES.ledger), { create: opts.create });
 }
 
 export interface ReadOnlyCa {
   readonly dir: CaDir;
   readonly config: CaConfig;
   readonly ledger: Ledger;
-  close(): void;
+  close(): Promise<void>;
 }
 
 export interface CaSession extends ReadOnlyCa {
@@ -36,9 +42,9 @@ export interface CaSession extends ReadOnlyCa {
 }
 
 /** The ledger and config, without any key: for list, inspect and friends. */
-export function openCaForReading(caDir: string): ReadOnlyCa {
+export async function openCaForReading(caDir: string): Promise<ReadOnlyCa> {
   const { dir, config } = openCaDir(caDir);
-  const ledger = openLedger(dir);
+  const ledger = await openLedger(dir, config);
   return { dir, config, ledger, close: () => ledger.close() };
 }
 
@@ -47,7 +53,7 @@ export async function openCaSession(caDir: string, passphraseSource: SecretSourc
   const { dir, config } = openCaDir(caDir);
   const passphrase = await requireSecret(passphraseSource);
   const authority = loadAuthority(dir, config, passphrase);
-  const ledger = openLedger(dir);
+  const ledger = await openLedger(dir, config);
   const session: CaSession = {
     dir,
     config,

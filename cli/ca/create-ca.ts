@@ -23,6 +23,8 @@ export interface CreateCaRequest {
   /** Encrypts the root key (the intermediate's passphrase unless the user gave another). */
   readonly rootPassphrase: string;
   readonly actor: string;
+  /** A postgres:// URL for a ledger in PostgreSQL; absent: ledger.db in the CA directory. */
+  readonly ledger?: string;
 }
 
 export interface CreatedCa {
@@ -56,9 +58,11 @@ export async function createCa(req: CreateCaRequest): Promise<CreatedCa> {
       defaultTtlMs: DEFAULT_TTL_MS,
       maxTtlMs: DEFAULT_MAX_TTL_MS,
       crlNextUpdateMs: DEFAULT_CRL_NEXT_UPDATE_MS,
+      ...(req.ledger !== undefined ? { ledger: req.ledger } : {}),
     };
-    written.push(dir.file(CA_FILES.ledger), dir.file(`${CA_FILES.ledger}-wal`), dir.file(`${CA_FILES.ledger}-shm`));
-    const ledger = openLedger(dir, { create: true });
+    if (config.ledger === undefined) written.push(dir.file(CA_FILES.ledger), dir.file(`${CA_FILES.ledger}-wal`), dir.file(`${CA_FILES.ledger}-shm`));
+    // A PostgreSQL ledger's transaction rolls back on failure; its schema, once created, stays.
+    const ledger = await openLedger(dir, config, { create: true });
     try {
       await ledger.transaction(async (tx) => {
         // The root's CRL must outlive the newest intermediate: only init and
@@ -75,7 +79,7 @@ export async function createCa(req: CreateCaRequest): Promise<CreatedCa> {
       writeConfig(dir, config);
       fsyncDir(dir.path);
     } finally {
-      ledger.close();
+      await ledger.close();
     }
     return { dir, config, root: root.cert.info, intermediate: intermediate.cert.info };
   } catch (err) {

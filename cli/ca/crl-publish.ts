@@ -41,8 +41,10 @@ export type CrlProgress = (label: string, total: number) => Progress;
 export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date, nextUpdate: Date, atLeast?: bigint, progress?: CrlProgress): Promise<SignedCrl> {
   const issuerKeyId = signer.cert.info.subjectKeyId;
   if (!issuerKeyId) throw new CaStateError('an issuer certificate has no subject key identifier', 'restore the CA from backup');
-  const revoked = await ledger.listRevokedForCrl(issuerKeyId);
+  // The number first: taking it locks the issuer's CRL state (PostgreSQL), so the list
+  // read after it holds every revocation committed by whoever took the number before.
   const number = await ledger.nextCrlNumber(issuerKeyId, atLeast);
+  const revoked = await ledger.listRevokedForCrl(issuerKeyId);
   const bar = progress?.(`CRL #${number}`, revoked.length);
   const der = buildCrlDer({
     issuerDer: signer.cert.info.der,
@@ -150,7 +152,8 @@ export async function writeCrlBundleIfNewer(
   signed: readonly SignedCrl[],
   intermediateCertPems: readonly string[],
 ): Promise<boolean> {
-  return ledger.transaction(async () => {
+  return ledger.transaction(async (tx) => {
+    await tx.lockCrls(signed.map((c) => c.issuerKeyId));
     const current = readPublishedCrls(dir, rootKeyId);
     for (const crl of signed) {
       const there = current.byIssuer.get(crl.issuerKeyId)?.number;

@@ -193,6 +193,7 @@ export async function issueAndRecord(
     ...(req.ownerRenews ? { ownerRenews: true } : {}),
   };
   const previousSerial = await ledger.transaction(async (tx) => {
+    await tx.lockService(req.service);
     if (await tx.isKeyCompromised(leaf.spkiSha256)) {
       throw new CaStateError(`the public key for ${req.service} was revoked for keyCompromise and is never signed again`, 'make a new key pair and a new CSR');
     }
@@ -234,6 +235,7 @@ export function writeIssuedSet(authority: Authority, record: CertificateRecord, 
  */
 export async function writeIssuedSetIfActive(authority: Authority, ledger: Ledger, record: CertificateRecord, key: KeyObject | null): Promise<boolean> {
   return ledger.transaction(async (tx) => {
+    await tx.lockService(record.service);
     const service = await tx.getService(record.service);
     if (service?.activeSerial !== record.serial) return false;
     writeIssuedSet(authority, record, key);

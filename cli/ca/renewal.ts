@@ -54,6 +54,11 @@ export async function claimServices(
   return ledger.transaction(async (tx) => {
     const out = new Map<string, ClaimResult>();
     for (const p of planned) {
+      // Being issued, revoked or claimed by another run right now: not ours to take.
+      if (!(await tx.lockService(p.service, { skipLocked: true }))) {
+        out.set(p.service, 'busy');
+        continue;
+      }
       const svc = await tx.getService(p.service);
       if (!svc || !svc.rotationEnabled || svc.activeSerial !== p.serial) {
         out.set(p.service, 'changed');

@@ -36,13 +36,13 @@ export function runCompletion(opts: CompletionOptions, ctx: CommandContext): voi
  */
 export async function runCompleteServices(ctx: CommandContext): Promise<void> {
   try {
-    const ca = openCaForReading(ctx.global.dir);
+    const ca = await openCaForReading(ctx.global.dir);
     try {
       const records = await ca.ledger.listCertificates({ statuses: ['active'], notAfterAfter: Date.now() });
       const names = [...new Set(records.map((r) => r.service))].sort();
       if (names.length) process.stdout.write(`${names.join('\n')}\n`);
     } finally {
-      ca.close();
+      await ca.close();
     }
   } catch {
     // nothing to offer

@@ -47,6 +47,6 @@ export async function runCrl(opts: CrlOptions, ctx: CommandContext): Promise<voi
     }
     ctx.out.result({ file: s.dir.file(CA_FILES.crl), crls: outcome.crls, dropped: outcome.dropped, written: outcome.written, rootNextUpdate: rootEnd?.toISOString() ?? null });
   } finally {
-    s.close();
+    await s.close();
   }
 }

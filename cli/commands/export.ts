@@ -41,7 +41,7 @@ function assertWritableTarget(path: string): void {
 export async function runExport(opts: ExportOptions, ctx: CommandContext): Promise<void> {
   const service = assertServiceName(opts.service);
   assertWritableTarget(opts.p12);
-  const ca = openCaForReading(ctx.global.dir);
+  const ca = await openCaForReading(ctx.global.dir);
   let record;
   let near: string | undefined;
   try {
@@ -50,7 +50,7 @@ export async function runExport(opts: ExportOptions, ctx: CommandContext): Promi
     // A typo is likelier than a service nobody issued: offer the issued name it is close to.
     if (!record) near = closestKey(service, (await ca.ledger.listServices()).filter((s) => s.activeSerial).map((s) => s.name));
   } finally {
-    ca.close();
+    await ca.close();
   }
   if (!record) {
     throw new CaStateError(`no certificate has been issued for ${service}`, near ? `did you mean ${near}? (svcca list shows the issued services)` : `issue one first: svcca issue ${service}`);

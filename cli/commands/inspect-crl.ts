@@ -49,14 +49,14 @@ export async function inspectCrlFile(pem: string, source: string, ctx: CommandCo
 
   const services = new Map<string, string>();
   try {
-    const ca = openCaForReading(ctx.global.dir);
+    const ca = await openCaForReading(ctx.global.dir);
     try {
       for (const c of crls) for (const serial of c.revoked) {
         const r = await ca.ledger.getCertificate(serial);
         if (r) services.set(serial, r.service);
       }
     } finally {
-      ca.close();
+      await ca.close();
     }
   } catch {
     // no CA at hand: serials only

@@ -96,13 +96,13 @@ async function readTarget(target: string, caDir: string): Promise<Target> {
   if (serviceNameProblem(target) !== undefined || target.includes('.pem') || target.endsWith('.crt')) {
     throw new InputError(`${target} does not exist`, 'give a PEM certificate file, or the name of an issued service');
   }
-  const ca = openCaForReading(caDir);
+  const ca = await openCaForReading(caDir);
   let record: CertificateRecord | undefined;
   try {
     const state = await ca.ledger.getService(target);
     record = state?.activeSerial ? await ca.ledger.getCertificate(state.activeSerial) : undefined;
   } finally {
-    ca.close();
+    await ca.close();
   }
   if (!record) throw new CaStateError(`no file and no issued service named ${target}`, 'give a PEM file path, or a service from `svcca list`');
   return { pem: record.certPem, source: `ledger (${caDir})`, isFile: false, record };
@@ -140,11 +140,11 @@ function trustFor(target: Target, targetPath: string, caDir: string): Trust {
 /** The ledger's record of a serial, when a CA is at hand (undefined: no CA, or not ours). */
 async function ledgerRecord(serialHex: string, caDir: string): Promise<CertificateRecord | undefined> {
   try {
-    const ca = openCaForReading(caDir);
+    const ca = await openCaForReading(caDir);
     try {
       return await ca.ledger.getCertificate(serialHex);
     } finally {
-      ca.close();
+      await ca.close();
     }
   } catch {
     return undefined;

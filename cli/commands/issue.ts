@@ -75,7 +75,7 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
     }
     printIssued(issued.record, issued.previousSerial, ctx);
   } finally {
-    ca.close();
+    await ca.close();
   }
 }
 

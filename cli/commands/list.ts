@@ -27,7 +27,7 @@ export function formatTable(rows: readonly (readonly string[])[]): string {
 
 export async function runList(opts: ListOptions, ctx: CommandContext): Promise<void> {
   const expiringMs = opts.expiring === undefined ? undefined : requireDurationMs('--expiring', opts.expiring);
-  const ca = openCaForReading(ctx.global.dir);
+  const ca = await openCaForReading(ctx.global.dir);
   const now = Date.now();
   let records: CertificateRecord[];
   try {
@@ -36,7 +36,7 @@ export async function runList(opts: ListOptions, ctx: CommandContext): Promise<v
     else if (opts.all) records = await ca.ledger.listCertificates();
     else records = await ca.ledger.listCertificates({ statuses: ['active', 'superseded'], notAfterAfter: now });
   } finally {
-    ca.close();
+    await ca.close();
   }
   const items = records.map((r) => ({
     service: r.service,

@@ -33,11 +33,16 @@ function assertReason(text: string | undefined): RevocationReason | undefined {
 /** Thrown inside the transaction when there is nothing (left) to revoke: nothing changes. */
 async function selectTargets(tx: Ledger, service: string | undefined, serial: string | undefined, now: number): Promise<CertificateRecord[]> {
   if (serial !== undefined) {
-    const cert = await tx.getCertificate(serial);
+    const found = await tx.getCertificate(serial);
+    // Read again under its service's lock: a renewal or revoke of it may just have committed.
+    if (found) await tx.lockService(found.service);
+    const cert = found && (await tx.getCertificate(serial));
     if (!cert) throw new UsageError(`no certificate with serial ${serial} in this CA`, 'see `svcca list --all` for the serials it issued');
     if (cert.status === 'revoked') throw new UsageError(`certificate ${serial} (${cert.service}) is already revoked`, 'nothing to do; see `svcca list --revoked`');
     return [cert];
   }
+  // Locked first: a renewal committing meanwhile would leave a certificate this revoke misses.
+  await tx.lockService(service!);
   const svc = await tx.getService(service!);
   if (!svc) throw new UsageError(`unknown service ${service}`, 'see `svcca list` for the issued services');
   const all = await tx.listCertificates({ service: service! });
@@ -103,6 +108,6 @@ export async function runRevoke(opts: RevokeOptions, ctx: CommandContext): Promi
       crl: outcome,
     });
   } finally {
-    s.close();
+    await s.close();
   }
 }

@@ -48,7 +48,7 @@ export async function runRotate(opts: RotateOptions, ctx: CommandContext): Promi
     printReport(report, session.dir.file(CA_FILES.crl), threshold, ctx);
     ctx.exitCode = report.exitCode;
   } finally {
-    session.close();
+    await session.close();
   }
 }
 
@@ -98,12 +98,12 @@ function printRenewed(ctx: CommandContext, r: Renewed): void {
 
 /** --dry-run: the plan only, from the ledger; needs no passphrase and changes nothing. */
 async function dryRun(opts: RotateOptions, services: readonly string[], threshold: Threshold, ctx: CommandContext): Promise<void> {
-  const ca = openCaForReading(ctx.global.dir);
+  const ca = await openCaForReading(ctx.global.dir);
   let report: DryRunReport;
   try {
     report = await planRotationRun(ca, services, threshold);
   } finally {
-    ca.close();
+    await ca.close();
   }
   const { plan, intermediate, now } = report;
   if (opts.intermediate) ctx.out.line(`Would roll the intermediate ${intermediate.serialHex} (ends ${intermediate.notAfter.toISOString()})`);

@@ -57,7 +57,7 @@ export async function runServe(opts: ServeOptions, ctx: CommandContext): Promise
       createServeLogger(ctx.env.SVCCA_LOG_LEVEL ?? 'info'),
     );
   } catch (err) {
-    session.close();
+    await session.close();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new UsageError(`cannot listen: ${(err as Error).message}`, 'choose another --listen / --admin address');
     throw err;

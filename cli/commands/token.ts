@@ -37,13 +37,13 @@ export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise
   if (opts.revoke) {
     if (opts.ttl !== undefined || opts.certTtl !== undefined || opts.dns.length || opts.ip.length) throw new UsageError('--revoke takes no other flag', `run \`svcca token ${service} --revoke\``);
     // Revoking only takes access away: the ledger alone, no passphrase.
-    const ca = openCaForReading(ctx.global.dir);
+    const ca = await openCaForReading(ctx.global.dir);
     try {
       const n = await revokeBootstrapTokens(ca.ledger, service, actor());
       ctx.out.line(n === 0 ? `${service} had no unused bootstrap token` : `Revoked ${n} unused bootstrap token(s) of ${service}`);
       ctx.out.result({ service, revoked: n });
     } finally {
-      ca.close();
+      await ca.close();
     }
     return;
   }
@@ -67,6 +67,6 @@ export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise
       process.stderr.write(`one-time token for ${service}, valid until ${new Date(made.expiresAt).toISOString()}; use it with \`svcca bootstrap --ca https://HOST:PORT --token TOKEN --out DIR\`\n`);
     }
   } finally {
-    ca.close();
+    await ca.close();
   }
 }

@@ -162,7 +162,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       ca.server.closeAllConnections();
       await closed;
       if (admin) await admin.close();
-      session.close();
+      await session.close();
       logger.info({ event: 'stop' }, 'stopped');
     },
   };

@@ -39,6 +39,11 @@ export interface CaConfig {
   readonly maxTtlMs: number;
   /** CRL validity, ms. */
   readonly crlNextUpdateMs: number;
+  /**
+   * Where the ledger is: absent for ledger.db in this directory (SQLite), or a
+   * postgres://USER@HOST:PORT/DB URL (never a password; see cli/store/ledger-url.ts).
+   */
+  readonly ledger?: string;
 }
 
 export const DEFAULT_TTL_MS = 24 * 3_600_000;
@@ -98,6 +103,9 @@ function readConfig(path: string): CaConfig {
   const c = parsed as Partial<CaConfig>;
   if (typeof c !== 'object' || c === null || c.version !== 1 || typeof c.trustDomain !== 'string' || typeof c.keyType !== 'string') {
     throw new CaStateError(`${path} is not an svcca config (version 1)`, 'restore it from backup');
+  }
+  if (c.ledger !== undefined && (typeof c.ledger !== 'string' || !/^postgres(ql)?:\/\//i.test(c.ledger))) {
+    throw new CaStateError(`${path}: ledger must be a postgres:// URL (or absent for ledger.db)`, 'fix the value, or run `svcca ledger copy --to URL` to move the ledger');
   }
   for (const key of ['defaultTtlMs', 'maxTtlMs', 'crlNextUpdateMs'] as const) {
     if (typeof c[key] !== 'number' || !(c[key]! > 0)) throw new CaStateError(`${path}: ${key} must be a positive number of milliseconds`, 'fix the value or restore the file');

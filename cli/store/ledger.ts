@@ -1,9 +1,19 @@
 /**
  * The ledger: every certificate the CA issued, revocations, CRL numbers, and an
- * append-only event log. Everything else reaches it through this interface, and only
- * cli/ca/ca-session.ts (openLedger) knows which back end is behind it, so a PostgreSQL
- * ledger shared by several CA hosts can sit beside the SQLite one there alone.
- * Every method is async for that reason, even though SQLite answers synchronously.
+ * append-only event log. Everything else reaches it through this interface; only
+ * cli/ca/ca-session.ts (openLedger: the config's `ledger` URL or ledger.db) and the
+ * `svcca ledger` commands know which back end is behind it — SQLite on one CA host
+ * (sqlite-ledger.ts) or PostgreSQL shared by several (postgres-ledger.ts).
+ * Every method is async for the latter, even though SQLite answers synchronously.
+ *
+ * How to use it, so both back ends keep the same guarantees:
+ * - every change goes through `transaction(fn)`, and inside `fn` only `tx` is used;
+ * - a transaction that reads a service to decide what to write takes `tx.lockService`
+ *   first (issue, renewal, revoke, writing its set); rotate's claims take it with
+ *   `skipLocked`;
+ * - a CRL is signed in the transaction that takes its number (`nextCrlNumber`, then
+ *   `listRevokedForCrl`), and crl.pem is written under `tx.lockCrls`;
+ * - `close()` is awaited.
  */
 import type { KeyType } from '../../common/keys.js';
 
@@ -123,15 +133,33 @@ export interface CertificateFilter {
 }
 
 export interface Ledger {
+  /** Where the ledger is, for messages: its file, or user@host:port/db (never a password). */
+  readonly location: string;
+
   /**
-   * Runs `fn` in one immediate (write-locking) transaction; commits when it resolves,
-   * rolls back when it throws. Everything a command changes goes through one of these.
-   * A call made inside a running transaction (on `tx` or on this object, in its async
-   * context) runs as part of it. A call from another async context of the same process
-   * (`svcca serve` handles requests concurrently) must wait for the running one and
-   * never join it: SqliteLedger queues them.
+   * Runs `fn` in one transaction; commits when it resolves, rolls back when it throws.
+   * Everything a command changes goes through one of these. A call made inside a running
+   * transaction (on `tx` or on this object, in its async context) runs as part of it; a
+   * call from another async context of the same process (`svcca serve` handles requests
+   * concurrently) never joins it: SqliteLedger queues it, PostgresLedger gives it a
+   * transaction of its own on another connection. SQLite's is immediate: it holds the
+   * database's write lock throughout. PostgreSQL's is READ COMMITTED: each statement sees
+   * what committed before it, and writers of one service or one CRL queue only once they
+   * take its lock (`lockService`, `lockCrls`, `nextCrlNumber`), so take the lock before
+   * reading what it guards.
    */
   transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T>;
+
+  /**
+   * Locks the service until the transaction ends: issue, renewal, revoke and writing its
+   * set queue on it. Take it before reading the service. With `skipLocked` (rotate's
+   * claims) it returns false at once when another transaction holds it, instead of
+   * waiting. Only inside `transaction`. SQLite: the transaction already holds the write
+   * lock, so always true.
+   */
+  lockService(name: string, opts?: { skipLocked?: boolean }): Promise<boolean>;
+  /** Locks these issuers' CRL state until the transaction ends: crl.pem is written under it. */
+  lockCrls(issuerKeyIds: readonly string[]): Promise<void>;
 
   insertCertificate(record: CertificateRecord): Promise<void>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
@@ -173,7 +201,8 @@ export interface Ledger {
   markKeyCompromised(spkiSha256: string, at: number): Promise<void>;
 
   /**
-   * The next CRL number of an issuer (taken and stored in the caller's transaction);
+   * The next CRL number of an issuer (taken and stored in the caller's transaction, which
+   * it locks the issuer's CRL state for: take it before listing what the CRL holds);
    * never below `atLeast`, so a crl.pem restored or written ahead of the ledger is never
    * followed by a CRL with the same number.
    */
@@ -208,5 +237,6 @@ export interface Ledger {
   appendEvent(event: LedgerEvent): Promise<void>;
   listEvents(limit?: number): Promise<StoredEvent[]>;
 
-  close(): void;
+  /** Closes the file or the connection pool; the ledger is unusable afterwards. */
+  close(): Promise<void>;
 }

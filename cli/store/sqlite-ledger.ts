@@ -8,7 +8,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import type { Database as DatabaseType } from 'better-sqlite3';
 import { chmodSync, existsSync } from 'node:fs';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { CaStateError } from '../../common/errors.js';
 import type {
   BootstrapToken,
@@ -24,6 +24,8 @@ import type {
   ServiceState,
   StoredEvent,
 } from './ledger.js';
+import { rowToRecord, storedSetDir, type CertRow } from './ledger-rows.js';
+import type { LedgerTable } from './postgres-schema.js';
 
 /** Bumped when the schema changes; `migrate` brings older ledgers forward. */
 export const SCHEMA_VERSION = 2;
@@ -115,72 +117,18 @@ interface TokenRow {
   actor: string;
 }
 
-interface CertRow {
-  serial: string;
-  service: string;
-  spiffe_id: string;
-  issuer_key_id: string;
-  dns_names: string;
-  ips: string;
-  ttl_ms: number;
-  not_before: number;
-  not_after: number;
-  key_type: string;
-  set_dir: string;
-  status: string;
-  from_csr: number;
-  spki_sha256: string;
-  cert_pem: string;
-  issued_at: number;
-  revoked_at: number | null;
-  revocation_reason: string | null;
-  owner_renews?: number;
-}
-
-/**
- * Set folders inside the CA directory are stored relative to it, so a ca-data/
- * restored from backup at another path (or mounted elsewhere in a container) still
- * finds its sets; folders elsewhere (--out) stay absolute.
- */
-function storedSetDir(base: string, setDir: string): string {
-  const rel = relative(base, setDir);
-  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : setDir;
-}
-
-function rowToRecord(base: string, row: CertRow): CertificateRecord {
-  return {
-    serial: row.serial,
-    service: row.service,
-    spiffeId: row.spiffe_id,
-    issuerKeyId: row.issuer_key_id,
-    dnsNames: JSON.parse(row.dns_names) as string[],
-    ips: JSON.parse(row.ips) as string[],
-    ttlMs: row.ttl_ms,
-    notBefore: row.not_before,
-    notAfter: row.not_after,
-    keyType: row.key_type as CertificateRecord['keyType'],
-    setDir: isAbsolute(row.set_dir) ? row.set_dir : join(base, row.set_dir),
-    status: row.status as CertificateStatus,
-    fromCsr: row.from_csr === 1,
-    spkiSha256: row.spki_sha256,
-    certPem: row.cert_pem,
-    issuedAt: row.issued_at,
-    ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
-    ...(row.revocation_reason === null ? {} : { revocationReason: row.revocation_reason as RevocationReason }),
-    ...(row.owner_renews === 1 ? { ownerRenews: true } : {}),
-  };
-}
-
 export class SqliteLedger implements Ledger {
   private readonly db: DatabaseType;
   /** The CA directory: relative set folders are resolved against it. */
   private readonly base: string;
+  readonly location: string;
   private readonly inTransaction = new AsyncLocalStorage<boolean>();
   private queue: Promise<unknown> = Promise.resolve();
 
-  private constructor(db: DatabaseType, base: string) {
+  private constructor(db: DatabaseType, path: string) {
     this.db = db;
-    this.base = base;
+    this.location = path;
+    this.base = dirname(resolve(path));
   }
 
   /** Opens (creating with `create`) the ledger at `path`. */
@@ -199,7 +147,7 @@ export class SqliteLedger implements Ledger {
       throw new CaStateError(`cannot open the ledger ${path}: ${(err as Error).message}`, 'check that it is an svcca ledger on a local filesystem', err);
     }
     if (!existed) chmodSync(path, 0o600);
-    const ledger = new SqliteLedger(db, dirname(resolve(path)));
+    const ledger = new SqliteLedger(db, path);
     ledger.migrate(path);
     return ledger;
   }
@@ -248,6 +196,20 @@ export class SqliteLedger implements Ledger {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
       throw err;
     }
+  }
+
+  // BEGIN IMMEDIATE already holds the database's write lock: every writer queues on it.
+  async lockService(_name: string, _opts?: { skipLocked?: boolean }): Promise<boolean> {
+    this.assertInTransaction('lockService');
+    return true;
+  }
+
+  async lockCrls(_issuerKeyIds: readonly string[]): Promise<void> {
+    this.assertInTransaction('lockCrls');
+  }
+
+  private assertInTransaction(what: string): void {
+    if (this.inTransaction.getStore() !== true) throw new Error(`${what} outside a ledger transaction`);
   }
 
   async insertCertificate(r: CertificateRecord): Promise<void> {
@@ -516,7 +478,12 @@ export class SqliteLedger implements Ledger {
     return this.db.prepare('SELECT id, at, kind, service, serial, actor, why FROM events ORDER BY id DESC LIMIT ?').all(limit) as StoredEvent[];
   }
 
-  close(): void {
+  /** Every row of one of LEDGER_TABLES, in key order (bytewise), for `ledger copy`. */
+  rawRows(table: LedgerTable): Record<string, unknown>[] {
+    return this.db.prepare(`SELECT ${table.columns.join(', ')} FROM ${table.name} ORDER BY ${table.key}`).all() as Record<string, unknown>[];
+  }
+
+  async close(): Promise<void> {
     this.db.close();
   }
 }

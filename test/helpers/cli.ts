@@ -65,13 +65,17 @@ export interface TestCa {
   cleanup(): void;
 }
 
-export function makeCa(opts: { trustDomain?: string; keyType?: string } = {}): TestCa {
+/**
+ * `ledger`: a postgres:// URL for a CA whose ledger is in PostgreSQL; `env` is added to
+ * every command's environment (PGPASSWORD for such a ledger).
+ */
+export function makeCa(opts: { trustDomain?: string; keyType?: string; ledger?: string; env?: Record<string, string> } = {}): TestCa {
   const root = tempDir();
   const dir = join(root, 'ca');
   const trustDomain = opts.trustDomain ?? 'example.org';
   const svcca = (args: readonly string[], env: Record<string, string | undefined> = {}) =>
-    runSvcca([...args, '--dir', dir], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...env }) });
-  const init = svcca(['init', '--trust-domain', trustDomain, ...(opts.keyType ? ['--key-type', opts.keyType] : [])]);
+    runSvcca([...args, '--dir', dir], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...opts.env, ...env }) });
+  const init = svcca(['init', '--trust-domain', trustDomain, ...(opts.keyType ? ['--key-type', opts.keyType] : []), ...(opts.ledger ? ['--ledger', opts.ledger] : [])]);
   if (init.status !== 0) throw new Error(`svcca init failed: ${init.stderr}`);
   return {
     dir,
