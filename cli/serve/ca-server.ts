@@ -21,6 +21,7 @@ import { FILE_CAPS } from '../../common/capped-file.js';
 import { parseCertificate, type CertInfo } from '../../common/x509.js';
 import { parseBootstrapToken } from '../../common/bootstrap-token.js';
 import { CA_FILES } from '../store/ca-dir.js';
+import { LedgerUnavailableError } from '../store/ledger.js';
 import { bootstrapWithToken, Refusal, renewForCaller, type Issued, type OnlineCa, type RefusalCode, type ServerCredential } from '../ca/online-issuance.js';
 import { HttpError, readJsonBody, requireString, sendError, sendJson } from './http-io.js';
 import { PublishedFile } from './published-file.js';
@@ -171,6 +172,12 @@ export class CaServer {
     if (err instanceof HttpError) return err;
     if (err instanceof Refusal) return new HttpError(REFUSAL_STATUS[err.code], err.code, err.message);
     if (err instanceof SvccaError && err.code === 'E_USAGE') return new HttpError(400, 'bad-request', err.line);
+    // The ledger is down (or a race aborted the transaction): nothing was issued, and a
+    // client that retries later gets its certificate. crl.pem and ca.crt still answer.
+    if (err instanceof LedgerUnavailableError) {
+      this.deps.logger.error({ event: 'error', route: log.route, reason: errorLine(err) }, 'ledger unavailable');
+      return new HttpError(503, 'ledger-unavailable', 'the CA cannot reach its ledger now; nothing was issued; try again in a few seconds', { 'retry-after': '5' });
+    }
     this.deps.logger.error({ event: 'error', route: log.route, reason: errorLine(err) }, 'internal error');
     return new HttpError(500, 'internal', 'the CA failed to handle the request; see its log');
   }

@@ -15,7 +15,15 @@
  *   `listRevokedForCrl`), and crl.pem is written under `tx.lockCrls`;
  * - `close()` is awaited.
  */
+import { CaStateError } from '../../common/errors.js';
 import type { KeyType } from '../../common/keys.js';
+
+/**
+ * The ledger's back end cannot be reached now, or gave up a transaction another writer
+ * raced (PostgreSQL): nothing was changed, and the same call may succeed later. Commands
+ * exit 1 with it; `svcca serve` answers 503 and keeps serving what it has.
+ */
+export class LedgerUnavailableError extends CaStateError {}
 
 export type CertificateStatus = 'active' | 'superseded' | 'revoked';
 

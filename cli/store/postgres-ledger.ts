@@ -18,6 +18,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import pg from 'pg';
 import type { Pool, PoolClient, QueryResultRow } from 'pg';
 import { CaStateError } from '../../common/errors.js';
+import { LedgerUnavailableError } from './ledger.js';
 import type {
   BootstrapToken,
   CertificateFilter,
@@ -62,10 +63,10 @@ export function ledgerDatabaseError(where: string, err: unknown): Error {
     return new CaStateError(`the ledger database ${where} failed the TLS check: ${message}`, 'check sslmode and sslrootcert in the ledger URL (verify-full needs the CA that signed the server\'s certificate, and its name or IP in it)', err);
   }
   if (UNREACHABLE_CODES.has(code) || code.startsWith('08') || /terminated|timeout|connect/i.test(message)) {
-    return new CaStateError(`the ledger database ${where} is unreachable: ${message}`, 'check that PostgreSQL is running and reachable from this host, then run the command again (nothing was changed)', err);
+    return new LedgerUnavailableError(`the ledger database ${where} is unreachable: ${message}`, 'check that PostgreSQL is running and reachable from this host, then run the command again (nothing was changed)', err);
   }
   if (code === '40P01' || code === '40001') {
-    return new CaStateError(`the ledger database ${where} aborted this command's transaction (${message})`, 'another svcca changed the same records at the same moment; run the command again (nothing was changed)', err);
+    return new LedgerUnavailableError(`the ledger database ${where} aborted this command's transaction (${message})`, 'another svcca changed the same records at the same moment; run the command again (nothing was changed)', err);
   }
   if (code) return new CaStateError(`the ledger database ${where} refused a change: ${message}`, 'nothing was changed; see the PostgreSQL log for details', err);
   return err as Error;

@@ -33,9 +33,9 @@ export interface RunningServe {
   stop(): Promise<number | null>;
 }
 
-export async function startServeProcess(ca: TestCa, extra: readonly string[] = []): Promise<RunningServe> {
+export async function startServeProcess(ca: TestCa, extra: readonly string[] = [], env: Record<string, string> = {}): Promise<RunningServe> {
   const proc = spawnTracked(process.execPath, [SVCCA_BIN, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dir', ca.dir, ...extra], {
-    env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }),
+    env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...env }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const { lines, waitForLine, stderr } = followJsonLines<ServeLine>(proc);
