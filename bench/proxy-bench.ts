@@ -396,7 +396,11 @@ async function main(): Promise<void> {
     // Per repetition: the resumed and full phases of one repetition ran within seconds.
     const res = s.get('res_cpu')?.get(t.id) ?? [];
     const full = s.get('full_cpu')?.get(t.id) ?? [];
-    if (res.length === full.length) res.forEach((r, i) => addSample(s, 'res_over_full', t.id, r / full[i]!));
+    if (res.length === full.length) {
+      res.forEach((r, i) => {
+        addSample(s, 'res_over_full', t.id, r / full[i]!);
+      });
+    }
   }
 
   // Idle connections last, each on a fresh instance (started, probed, settled 1 s): the
@@ -407,7 +411,7 @@ async function main(): Promise<void> {
     for (const id of IDLE_TARGETS as TargetId[]) {
       const old = byId(id);
       const start = starterOf.get(id);
-      if (!old || !old.tls || !start) continue;
+      if (!old?.tls || !start) continue;
       await old.stop();
       const fresh = await start();
       if (!fresh.ok) throw new BenchFailure(`${TARGET_LABEL[id]}: restart for the idle-connection test: ${fresh.reason}`);

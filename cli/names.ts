@@ -14,6 +14,7 @@ export function assertDnsName(value: string): string {
   if (name.length === 0) throw bad('it is empty');
   if (name.length > 253) throw bad('it is longer than 253 characters');
   if (/[\s,]/.test(name)) throw bad('it contains a space or comma');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the regex matches control characters on purpose, to refuse them
   if (/[\u0000-\u001f\u007f]/.test(name)) throw bad('it contains a control character');
   if (/^[a-z][a-z0-9+.-]*:/i.test(name) || name.includes('/')) throw bad('it looks like a URI');
   for (const label of name.split('.')) {

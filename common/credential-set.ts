@@ -10,7 +10,7 @@
  * A reader resolves `..data` once and reads every file from that folder, so it can
  * never pair a key with another set's certificate.
  */
-import { accessSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync } from 'node:fs';
+import { accessSync, constants, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync, type Dirent } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fsyncDir, makeDirectories, writeFileDurable } from './atomic-file.js';
@@ -95,7 +95,7 @@ function holdsSet(dir: string): boolean {
 
 /** A set folder below `dir` (set internals start with "."; service segments never do). */
 function setBelow(dir: string, depth: number): string | undefined {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch {

@@ -14,7 +14,7 @@ import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:cr
 import { InputError } from './errors.js';
 import { decodePemBlocks, encodePem } from './pem.js';
 import { KeyUsageBit, isSignedBy, parseCertificate, type CertInfo } from './x509.js';
-import { DerError, children, expectTag, readExtensions, readIntegerHex, readOid, readTime, readTlv, type Tlv } from './der-reader.js';
+import { DerError, children, expectTag, readExtensions, readIntegerHex, readOid, readTime, readTlv } from './der-reader.js';
 
 export const CRL_PEM_LABEL = 'X509 CRL';
 

@@ -68,11 +68,18 @@ if (mode === 'inbound') {
     app.pause();
     const up = tlsConnect({ host: '127.0.0.1', port: target, secureContext: context, session: ticket, checkServerIdentity: () => undefined, allowHalfOpen: true } as ConnectionOptions);
     let checked = false;
-    up.on('session', (t: Buffer) => void (checked && (ticket = t)));
+    up.on('session', (t: Buffer) => {
+      if (checked) ticket = t;
+    });
     up.once('secureConnect', () => {
       checked = up.isSessionReused() || hasOnlyId(up);
-      if (checked) join2(app, up), app.resume();
-      else up.destroy(), app.destroy();
+      if (checked) {
+        join2(app, up);
+        app.resume();
+      } else {
+        up.destroy();
+        app.destroy();
+      }
     });
     up.once('error', () => app.destroy());
   }).listen(listen, '127.0.0.1', ready(listen));

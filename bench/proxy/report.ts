@@ -59,7 +59,10 @@ export type Samples = Map<string, Map<TargetId, number[]>>;
 export function addSample(s: Samples, metric: string, target: TargetId, value: number): void {
   if (!Number.isFinite(value)) return;
   let m = s.get(metric);
-  if (!m) s.set(metric, (m = new Map()));
+  if (!m) {
+    m = new Map();
+    s.set(metric, m);
+  }
   const list = m.get(target) ?? [];
   list.push(value);
   m.set(target, list);

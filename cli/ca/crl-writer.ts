@@ -6,7 +6,7 @@
 import { sign as cryptoSign, type KeyObject } from 'node:crypto';
 import { parseCertificate } from '../../common/x509.js';
 import { signatureAlgorithm } from '../../common/signature.js';
-import { bitString, enumerated, explicit, integer, nullValue, octetString, oid, seq, time, tlv } from '../../common/der.js';
+import { bitString, enumerated, explicit, integer, octetString, oid, seq, time, tlv } from '../../common/der.js';
 import { OID_AUTHORITY_KEY_ID, OID_CRL_NUMBER, OID_REASON_CODE } from '../../common/crl.js';
 import type { KeyType } from '../../common/keys.js';
 

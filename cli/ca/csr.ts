@@ -2,7 +2,7 @@
  * Reading a CSR: its signature is checked and only its public key is used. Names
  * always come from the command line, never from the CSR.
  */
-import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:crypto';
 import { InputError, SvccaError, errnoCode } from '../../common/errors.js';
 import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { decodePemBlocks } from '../../common/pem.js';
@@ -40,7 +40,7 @@ export async function csrPublicKeyFromPem(text: string, label: string): Promise<
     throw new InputError(`${label} is not a valid certificate signing request`, 'make a new CSR with openssl req -new', err);
   }
   const { spki } = parsed;
-  let publicKey;
+  let publicKey: KeyObject;
   try {
     publicKey = createPublicKey({ key: spki, format: 'der', type: 'spki' });
   } catch (err) {

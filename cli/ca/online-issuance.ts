@@ -117,7 +117,7 @@ export async function renewableRecord(ca: OnlineCa, caller: CertInfo, now: numbe
   }
   const record = await ca.ledger.getCertificate(caller.serialHex);
   const ledgerDer = record ? decodeCertificates(record.certPem, 'the ledger certificate')[0] : undefined;
-  if (!record || !ledgerDer || !ledgerDer.equals(caller.der)) {
+  if (!record || !ledgerDer?.equals(caller.der)) {
     throw new Refusal('unknown-certificate', `this CA has no record of the client certificate (serial ${caller.serialHex}); renew with the set this CA issued`);
   }
   const service = await ca.ledger.getService(record.service);

@@ -251,7 +251,7 @@ async function renewOne(s: CaSession, item: Work, req: RotationRequest): Promise
     csrSpkiDer = parseCertificate(decodeCertificates(record.certPem, 'the ledger certificate')[0]!).spkiDer;
   }
   const why = item.interrupted ? 'renewed again: an interrupted run lost the key' : item.expired ? 'renewed after it had expired' : `renewed (${req.threshold.text} threshold)`;
-  let issued;
+  let issued: Awaited<ReturnType<typeof issueAndRecord>>;
   try {
     issued = await issueAndRecord(authority, ledger, {
       service: record.service,

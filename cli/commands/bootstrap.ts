@@ -6,7 +6,7 @@
  */
 import { resolve } from 'node:path';
 import { UsageError, errnoCode, ExitCode, errorLine, SvccaError } from '../../common/errors.js';
-import { bootstrapCredentialSet, parseCaUrl } from '../../common/ca-client.js';
+import { bootstrapCredentialSet, parseCaUrl, type NewSet } from '../../common/ca-client.js';
 import { parseBootstrapToken } from '../../common/bootstrap-token.js';
 import { assertUsableSetDir } from '../../common/credential-set.js';
 import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
@@ -51,7 +51,7 @@ export async function runBootstrap(opts: BootstrapOptions, ctx: CommandContext):
       throw new UsageError(`--ca-bundle ${opts.caBundle} cannot be read (${errnoCode(err)})`, "give the CA's ca.crt");
     }
   }
-  let made;
+  let made: NewSet;
   try {
     made = await bootstrapCredentialSet({ ca, token: token.text.trim(), claims, out, ...(caBundlePem !== undefined ? { caBundlePem } : {}) });
   } catch (err) {

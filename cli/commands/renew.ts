@@ -7,7 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { UsageError, errorLine, ExitCode, SvccaError } from '../../common/errors.js';
-import { parseCaUrl, renewCredentialSet } from '../../common/ca-client.js';
+import { parseCaUrl, renewCredentialSet, type RenewOutcome } from '../../common/ca-client.js';
 import { DEFAULT_THRESHOLD, parseThreshold } from '../../common/renewal-threshold.js';
 import { runHook } from '../ca/hooks.js';
 import type { CommandContext } from '../context.js';
@@ -26,7 +26,7 @@ export async function runRenew(opts: RenewOptions, ctx: CommandContext): Promise
   const threshold = parseThreshold(opts.renewBefore ?? DEFAULT_THRESHOLD);
   if (opts.exec !== undefined && opts.exec.trim() === '') throw new UsageError('--exec needs a command', 'e.g. --exec "systemctl reload nginx"');
   const dir = resolve(opts.dir);
-  let outcome;
+  let outcome: RenewOutcome;
   try {
     outcome = await renewCredentialSet({ ca, dir, threshold, ...(opts.force ? { force: true } : {}) });
   } catch (err) {

@@ -35,7 +35,7 @@ export class PublishedFile {
     const { body, etag } = this.current();
     const headers = { etag, 'content-type': this.contentType, 'cache-control': 'no-cache' };
     const ifNoneMatch = req.headers['if-none-match'];
-    if (ifNoneMatch && ifNoneMatch.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
+    if (ifNoneMatch?.split(',').some((t) => t.trim() === etag || t.trim() === `W/${etag}`)) {
       res.writeHead(304, headers).end();
       return;
     }

@@ -498,7 +498,9 @@ class Validator {
       else seen.set(key, path);
     };
     add(inbound?.listen, 'inbound.listen');
-    outbound.forEach((o, i) => add(o.listen, `outbound[${i}].listen`));
+    outbound.forEach((o, i) => {
+      add(o.listen, `outbound[${i}].listen`);
+    });
     add(admin?.listen, 'admin.listen');
   }
 }

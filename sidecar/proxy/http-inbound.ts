@@ -230,7 +230,7 @@ export class HttpInbound {
   }
 
   private forward(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, g: Extract<Gate, { ok: true }>, retried: boolean): void {
-    const { config, logger } = this.#deps;
+    const { config } = this.#deps;
     const hasBody = g.hasBody;
     let up: ReturnType<UpstreamPool['request']>;
     try {

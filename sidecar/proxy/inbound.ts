@@ -275,7 +275,7 @@ export class InboundProxy {
   }
 
   private onSecure(socket: TLSSocket): void {
-    const { logger, metrics, snapshots } = this.#deps;
+    const { snapshots } = this.#deps;
     const address = remoteOf(socket);
     const raw = rawOf(socket);
     if (raw) this.#settleHandshake.get(raw)?.(); // handshake done: shutdown now waits for it instead

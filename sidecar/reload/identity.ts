@@ -5,7 +5,7 @@
  * within its validity is reported, not enforced: an expired certificate must not stop
  * the sidecar (a renewal may be on its way); it serves nothing until a valid one arrives.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { IdentityError, InputError } from '../../common/errors.js';
 import { readCredentialSet, type LoadedCredentialSet } from '../../common/credential-set.js';
 import { keyMatchesSpki, readPrivateKeyPem } from '../../common/keys.js';
@@ -73,7 +73,7 @@ export function identityFromSet(dir: string, set: LoadedCredentialSet): Identity
     if (err instanceof InputError) throw new IdentityProblem('unparsable', err.message, err.hint, err);
     throw err;
   }
-  let key;
+  let key: KeyObject;
   try {
     key = readPrivateKeyPem(set.keyPem, what('tls.key'));
   } catch (err) {

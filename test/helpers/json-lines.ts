@@ -18,8 +18,7 @@ export function followJsonLines<T extends object>(proc: ChildProcess): FollowedL
   let buf = '';
   proc.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
     buf += chunk;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) !== -1) {
+    for (let nl = buf.indexOf('\n'); nl !== -1; nl = buf.indexOf('\n')) {
       const text = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
       let line: T;

@@ -10,7 +10,9 @@ import { X509Certificate } from 'node:crypto';
 import { makeCa, runSvcca, cleanEnv, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
 
 const cas: TestCa[] = [];
-after(() => cas.forEach((c) => c.cleanup()));
+after(() => {
+  for (const c of cas) c.cleanup();
+});
 
 test('after moving ca-data, rotate renews the sets at their new place and export reads them', () => {
   const ca = makeCa();

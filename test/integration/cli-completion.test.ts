@@ -65,7 +65,7 @@ function zshOffers(line: readonly string[]): string[] {
   const res = run('zsh', ['-f', '-c', `source "${scripts.zsh}"; ${shim}; words=(${words}); CURRENT=${line.length}; _svcca`], { env });
   assert.equal(res.status, 0, res.stderr);
   const prefix = line.at(-1)!;
-  return res.stdout.split('\n').filter((w) => w && w.startsWith(prefix));
+  return res.stdout.split('\n').filter((w) => w !== '' && w.startsWith(prefix));
 }
 
 function fishOffers(line: readonly string[]): string[] {

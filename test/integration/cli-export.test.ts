@@ -11,7 +11,9 @@ import { createPublicKey } from 'node:crypto';
 import { makeCa, run, writeSecretFile, type TestCa } from '../helpers/cli.js';
 
 const cas: TestCa[] = [];
-after(() => cas.forEach((c) => c.cleanup()));
+after(() => {
+  for (const c of cas) c.cleanup();
+});
 
 function pubkeyOfCert(certPath: string): string {
   return createPublicKey(readFileSync(certPath)).export({ type: 'spki', format: 'pem' }).toString();

@@ -129,7 +129,9 @@ describe('concurrent svcca processes', () => {
     try {
       const services = Array.from({ length: 20 }, (_, i) => `svc-${i}`);
       const results = await Promise.all(services.map((s) => waitExit(spawnSvcca(['issue', s, '--dir', ca.dir]))));
-      results.forEach((r, i) => assert.equal(r.code, 0, `${services[i]}: ${r.stderr}`));
+      results.forEach((r, i) => {
+        assert.equal(r.code, 0, `${services[i]}: ${r.stderr}`);
+      });
       const ledger = checkLedger(ca);
       assert.equal(ledger.rows.length, 20);
       assert.equal(new Set(ledger.rows.map((r) => r.serial)).size, 20, 'distinct serials');
@@ -147,7 +149,9 @@ describe('concurrent svcca processes', () => {
       const out = join(ca.root, 'one');
       ca.issue('one');
       const results = await Promise.all(Array.from({ length: 20 }, () => waitExit(spawnSvcca(['issue', 'one', '--out', out, '--dir', ca.dir]))));
-      results.forEach((r) => assert.equal(r.code, 0, r.stderr));
+      results.forEach((r) => {
+        assert.equal(r.code, 0, r.stderr);
+      });
       const ledger = checkLedger(ca);
       const mine = ledger.rows.filter((r) => r.service === 'one');
       assert.equal(mine.length, 21);

@@ -8,7 +8,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { makeCa, run, runSvcca, type TestCa } from '../helpers/cli.js';
 
 const cas: TestCa[] = [];
-after(() => cas.forEach((c) => c.cleanup()));
+after(() => {
+  for (const c of cas) c.cleanup();
+});
 
 test('list shows active and superseded certificates; --json is parseable; --expiring filters', () => {
   const ca = makeCa();

@@ -69,7 +69,9 @@ export function crlText(ca: TestCa, pem: string, name = 'one.crl'): CrlText {
 /** Every serial any CRL in crl.pem lists. */
 export function allCrlSerials(ca: TestCa): Set<string> {
   const out = new Set<string>();
-  readCrlFile(ca).crls.forEach((pem, i) => crlText(ca, pem, `all-${i}.crl`).serials.forEach((s) => out.add(s)));
+  readCrlFile(ca).crls.forEach((pem, i) => {
+    for (const s of crlText(ca, pem, `all-${i}.crl`).serials) out.add(s);
+  });
   return out;
 }
 

@@ -24,6 +24,7 @@ const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const EXAMPLES = join(REPO, 'examples');
 const TRUST_DOMAIN = 'example.org';
 
+// biome-ignore lint/suspicious/noExplicitAny: a parsed Kubernetes/Compose manifest, walked by path (spec.template.spec.containers...) without a schema
 type Obj = Record<string, any>;
 
 interface SidecarConfigDoc {
@@ -265,7 +266,7 @@ describe('examples/kubernetes', () => {
   const dir = join(EXAMPLES, 'kubernetes');
   const objects: Obj[] = [];
   for (const f of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
-    for (const d of parseAllDocuments(readFileSync(join(dir, f), 'utf8')) as any[]) {
+    for (const d of parseAllDocuments(readFileSync(join(dir, f), 'utf8'))) {
       const o = d.toJS();
       if (o) objects.push(o);
     }
@@ -564,7 +565,7 @@ describe('examples/kubernetes/serve', () => {
   const dir = join(EXAMPLES, 'kubernetes', 'serve');
   const objects: Obj[] = [];
   for (const f of readdirSync(dir).filter((f) => f.endsWith('.yaml'))) {
-    for (const d of parseAllDocuments(readFileSync(join(dir, f), 'utf8')) as any[]) {
+    for (const d of parseAllDocuments(readFileSync(join(dir, f), 'utf8'))) {
       const o = d.toJS();
       if (o) objects.push(o);
     }

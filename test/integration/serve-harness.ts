@@ -70,7 +70,7 @@ export async function curl(url: string, args: readonly string[]): Promise<CurlAn
   const res = await runAsync('curl', ['-sk', '-o', '-', '-w', '\n%{http_code}', ...args, url]);
   const cut = res.stdout.lastIndexOf('\n');
   const body = res.stdout.slice(0, cut);
-  let json;
+  let json: CurlAnswer['json'];
   try {
     json = JSON.parse(body) as CurlAnswer['json'];
   } catch {

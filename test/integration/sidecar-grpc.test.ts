@@ -24,7 +24,11 @@ const ORDERS: grpc.ServiceDefinition = {
   Chat: { path: '/orders.v1.Orders/Chat', requestStream: true, responseStream: true, requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize, responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize },
 };
 const OrdersClient = grpc.makeGenericClientConstructor(ORDERS, 'Orders');
-type Client = InstanceType<typeof OrdersClient> & Record<string, (...args: unknown[]) => any>;
+type Client = InstanceType<typeof OrdersClient> & {
+  Get(request: Buffer, callback: (error: grpc.ServiceError | null, value?: Buffer) => void): grpc.ClientUnaryCall;
+  List(request: Buffer): grpc.ClientReadableStream<Buffer>;
+  Chat(): grpc.ClientDuplexStream<Buffer, Buffer>;
+};
 
 const POLICY = `services:
   inventory-service:

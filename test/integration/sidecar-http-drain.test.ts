@@ -92,7 +92,10 @@ describe('sidecar http mode: SIGTERM drain', () => {
       'a new connection is refused',
       10_000,
       RawHttpConnection.open(sidecar.inbound!, creds).then(
-        (c) => (c.close(), 'a TLS session was opened'),
+        (c) => {
+          c.close();
+          return 'a TLS session was opened';
+        },
         (e: NodeJS.ErrnoException) => e.code ?? e.message,
       ),
     );

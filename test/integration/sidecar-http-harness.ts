@@ -242,10 +242,11 @@ export class RawHttpConnection {
 
   async readResponse(timeoutMs = 15_000): Promise<HttpResponse> {
     const deadline = Date.now() + timeoutMs;
-    let headEnd: number;
-    while ((headEnd = this.#buf.indexOf('\r\n\r\n')) === -1) {
+    let headEnd = this.#buf.indexOf('\r\n\r\n');
+    while (headEnd === -1) {
       if (this.#closed || Date.now() > deadline) throw new Error(`no response (closed: ${this.#closed}); got ${JSON.stringify(this.#buf.toString('latin1').slice(0, 200))}`);
       await this.wait(deadline);
+      headEnd = this.#buf.indexOf('\r\n\r\n');
     }
     const head = this.#buf.subarray(0, headEnd).toString('latin1').split('\r\n');
     this.#buf = this.#buf.subarray(headEnd + 4);
@@ -262,10 +263,11 @@ export class RawHttpConnection {
     else if (/chunked/i.test(headers['transfer-encoding'] ?? '')) {
       const parts: Buffer[] = [];
       for (;;) {
-        let nl: number;
-        while ((nl = this.#buf.indexOf('\r\n')) === -1) {
+        let nl = this.#buf.indexOf('\r\n');
+        while (nl === -1) {
           if (this.#closed) throw new Error('connection ended inside a chunked body');
           await this.wait(deadline);
+          nl = this.#buf.indexOf('\r\n');
         }
         const size = parseInt(this.#buf.subarray(0, nl).toString('latin1'), 16);
         this.#buf = this.#buf.subarray(nl + 2);

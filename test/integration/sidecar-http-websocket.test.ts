@@ -51,8 +51,8 @@ describe('sidecar http mode: WebSocket upgrades', () => {
       const key = randomBytes(16).toString('base64');
       const r = await c.send(upgradeRequest('/ws/../ws/feed', key));
       assert.equal(r.status, 101);
-      assert.equal(r.headers['upgrade'], 'websocket');
-      assert.match(r.headers['connection'] ?? '', /upgrade/i);
+      assert.equal(r.headers.upgrade, 'websocket');
+      assert.match(r.headers.connection ?? '', /upgrade/i);
       assert.equal(r.headers['sec-websocket-accept'], createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64'));
       const seen = backend.received.at(-1)!;
       assert.equal(seen.upgrade, true);

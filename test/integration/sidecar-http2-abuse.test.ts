@@ -126,7 +126,9 @@ describe('sidecar http mode: HTTP/2 abuse is bounded and cuts only the offender'
     // In pieces of at most 16 KB (the default SETTINGS_MAX_FRAME_SIZE).
     const pieces: Buffer[] = [];
     for (let at = 0; at < big.length; at += 16_000) pieces.push(big.subarray(at, at + 16_000));
-    pieces.forEach((p, i) => c.write(frame(i === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (i === pieces.length - 1 ? FLAG.END_HEADERS : 0) | (i === 0 ? FLAG.END_STREAM : 0), 1, p)));
+    pieces.forEach((p, i) => {
+      c.write(frame(i === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (i === pieces.length - 1 ? FLAG.END_HEADERS : 0) | (i === 0 ? FLAG.END_STREAM : 0), 1, p));
+    });
     const answer = await c.waitFor((f) => f.type === FRAME.HEADERS && f.stream === 1);
     assert.ok(answer, 'the stream got no answer');
     const line = await sidecar.waitForLine((l) => l.reason === 'too-many-headers' && l.protocol === 'h2');

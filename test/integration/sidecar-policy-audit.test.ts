@@ -107,7 +107,7 @@ describe('sidecar policy audit mode', () => {
 
   it('svcca policy learn proposes exactly the entries that allow what was seen; --write writes a policy that allows it', () => {
     const log = join(ca.root, 'sidecars.log');
-    writeFileSync(log, [...http.lines, ...tcp.lines].map((l) => JSON.stringify(l)).join('\n') + '\n');
+    writeFileSync(log, `${[...http.lines, ...tcp.lines].map((l) => JSON.stringify(l)).join('\n')}\n`);
     const env = cleanEnv();
     const patch = runSvcca(['policy', 'learn', '--log', log, '--policy', policy], { env });
     assert.equal(patch.status, 0, patch.stderr);

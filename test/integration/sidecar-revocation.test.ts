@@ -180,7 +180,10 @@ describe('sidecar revocation', () => {
       sidecarYaml({ setDir: join(ca.root, 'sets', 'payment-service'), crl: strippedCopy, policy: join(ca.root, 'policy.yaml'), forward: echo.address }),
       'sidecar-stripped-crl.yaml',
     ).then(
-      async (started) => (await started.stop('SIGKILL'), 'the sidecar started'),
+      async (started) => {
+        await started.stop('SIGKILL');
+        return 'the sidecar started';
+      },
       (err: Error) => err.message,
     );
     assert.match(start, /holds no CRL from .*the CA that issued this sidecar's certificate/);

@@ -24,7 +24,12 @@ describe('sidecar timeouts and limits', () => {
     const s: Socket = netConnect({ host, port });
     s.on('error', () => undefined);
     let localPort: number | undefined;
-    await new Promise<void>((r) => s.once('connect', () => ((localPort = s.localPort), r())));
+    await new Promise<void>((r) =>
+      s.once('connect', () => {
+        localPort = s.localPort;
+        r();
+      }),
+    );
     // Send nothing; the sidecar must close us. (No timing is asserted, only that it happens.)
     await new Promise<void>((r) => s.once('close', () => r()));
     const line = await sidecar.waitForLine(refusalFrom(localPort));

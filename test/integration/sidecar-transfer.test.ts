@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, type RunningSidecar, useOrderPayment } from './sidecar-harness.js';
+import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, useOrderPayment } from './sidecar-harness.js';
 
 const TEN_MB = 10 * 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -73,7 +73,9 @@ describe('sidecar transfers', () => {
     pair.closers.push(() => sidecar.stop());
     const creds = credsFromDir(pair.order);
     const results = await Promise.all(Array.from({ length: 200 }, (_, i) => tlsExchange(sidecar.inbound!, creds, { payload: `caller ${i}\n` })));
-    results.forEach((r, i) => assert.equal(r.data, `hello payment\ncaller ${i}\n`, `caller ${i}: ${r.error ?? ''}`));
+    results.forEach((r, i) => {
+      assert.equal(r.data, `hello payment\ncaller ${i}\n`, `caller ${i}: ${r.error ?? ''}`);
+    });
     assert.equal(echo.connections(), 200);
   });
 });

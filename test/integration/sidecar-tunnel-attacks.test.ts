@@ -226,7 +226,9 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
     const parts: Buffer[] = [];
     for (let off = 0; off < block.length; off += 16_384) parts.push(block.subarray(off, off + 16_384));
     raw.socket.write(frame(FRAME.HEADERS, parts.length === 1 ? END_HEADERS : 0, 1, parts[0]!));
-    parts.slice(1).forEach((p, i) => raw.socket.write(frame(FRAME.CONTINUATION, i === parts.length - 2 ? END_HEADERS : 0, 1, p)));
+    parts.slice(1).forEach((p, i) => {
+      raw.socket.write(frame(FRAME.CONTINUATION, i === parts.length - 2 ? END_HEADERS : 0, 1, p));
+    });
     raw.socket.write(frame(FRAME.DATA, END_STREAM, 1, Buffer.from('E')));
     await raw.until(() => raw.closed || raw.count(FRAME.RST_STREAM) > 0 || raw.count(FRAME.GOAWAY) > 0, 'the oversized stream refused');
     assert.equal(raw.frames.filter((f) => f.type === FRAME.HEADERS).length, 0, 'no answer: the stream was not served');

@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATA_LINK, assertUsableSetDir, readCredentialSet, resolveSetFolder, writeCredentialSet } from '../../../common/credential-set.js';
+import { DATA_LINK, assertUsableSetDir, readCredentialSet, resolveSetFolder, writeCredentialSet, type LoadedCredentialSet } from '../../../common/credential-set.js';
 import { IdentityError, UsageError } from '../../../common/errors.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'svcca-credset-'));
@@ -163,7 +163,7 @@ describe('readCredentialSet', () => {
     const seen = new Set<string>();
     const deadline = Date.now() + 1500;
     while (Date.now() < deadline) {
-      let set;
+      let set: LoadedCredentialSet;
       try {
         set = readCredentialSet(dir);
       } catch (err) {

@@ -111,7 +111,7 @@ describe('runPolicyCheck', () => {
       const ctx = fakeContext();
       await assert.rejects(runPolicyCheck({ ...input, policy: file.path }, ctx), (err: unknown) => {
         assert.ok(err instanceof UsageError);
-        assert.match(err.line, want.startsWith('^') ? new RegExp(want) : new RegExp(`^${escape(want)}$`));
+        assert.match(err.line, want.startsWith('^') ? new RegExp(want) : new RegExp(`^${escapeRegExp(want)}$`));
         return true;
       });
       assert.deepEqual(ctx.lines, [], 'nothing printed before the flags are checked');
@@ -134,6 +134,6 @@ describe('runPolicyCheck', () => {
   });
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
