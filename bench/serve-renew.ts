@@ -126,7 +126,7 @@ async function main(): Promise<void> {
           const tls: CaTls = { caPem, serverId, certPem: c.certPem, keyPem: c.keyPem };
           const start = performance.now();
           const answer = await caRequest(url, 'POST', '/v1/renew', tls, { body: { csr } }).catch(() => undefined);
-          if (!answer || answer.status !== 200) {
+          if (answer?.status !== 200) {
             renewErrors++;
             continue;
           }

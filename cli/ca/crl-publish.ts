@@ -98,7 +98,7 @@ export interface CrlSummary {
 
 /** Summarizes one of the CA's own CRLs (its signature unchecked); InputError when it is not one. */
 export function summarizeCrl(der: Buffer): CrlSummary {
-  let crl;
+  let crl: ReturnType<typeof parseCrlDer>;
   try {
     crl = parseCrlDer(der);
   } catch (err) {

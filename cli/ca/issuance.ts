@@ -198,7 +198,7 @@ export async function issueAndRecord(
       throw new CaStateError(`the public key for ${req.service} was revoked for keyCompromise and is never signed again`, 'make a new key pair and a new CSR');
     }
     const previous = await tx.getService(req.service);
-    if (req.renewsSerial !== undefined && (!previous || !previous.rotationEnabled || previous.activeSerial !== req.renewsSerial)) {
+    if (req.renewsSerial !== undefined && (!previous?.rotationEnabled || previous.activeSerial !== req.renewsSerial)) {
       const change = !previous ? 'gone' : !previous.rotationEnabled ? 'revoked' : 'superseded';
       const now = change === 'gone' ? 'it is gone' : change === 'revoked' ? 'it was revoked' : `its active certificate is now ${previous!.activeSerial ?? 'none'}`;
       throw new RenewalOvertaken(`changed while this run was renewing it (${now}); left as it is`, change);

@@ -60,7 +60,7 @@ export async function claimServices(
         continue;
       }
       const svc = await tx.getService(p.service);
-      if (!svc || !svc.rotationEnabled || svc.activeSerial !== p.serial) {
+      if (!svc?.rotationEnabled || svc.activeSerial !== p.serial) {
         out.set(p.service, 'changed');
         continue;
       }

@@ -12,6 +12,7 @@ import { keyMatchesSpki, readPrivateKeyPem } from '../../common/keys.js';
 import { parseCertificate } from '../../common/x509.js';
 import { writeFileAtomic } from '../../common/atomic-file.js';
 import { CaStateError, UsageError, errnoCode } from '../../common/errors.js';
+import type { CertificateRecord } from '../store/ledger.js';
 import { requireSecret } from '../secrets.js';
 import { openCaForReading } from '../ca/ca-session.js';
 import { buildPkcs12 } from '../ca/pkcs12.js';
@@ -42,7 +43,7 @@ export async function runExport(opts: ExportOptions, ctx: CommandContext): Promi
   const service = assertServiceName(opts.service);
   assertWritableTarget(opts.p12);
   const ca = await openCaForReading(ctx.global.dir);
-  let record;
+  let record: CertificateRecord | undefined;
   let near: string | undefined;
   try {
     const state = await ca.ledger.getService(service);

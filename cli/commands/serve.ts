@@ -42,7 +42,7 @@ export async function runServe(opts: ServeOptions, ctx: CommandContext): Promise
   const drainMs = opts.drain === undefined ? 10_000 : requireDurationMs('--drain', opts.drain);
 
   const session = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
-  let running;
+  let running: Awaited<ReturnType<typeof startServe>>;
   try {
     running = await startServe(
       session,

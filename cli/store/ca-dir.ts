@@ -2,7 +2,7 @@
  * The CA data directory: file names, modes, and the `config` file.
  * Only `init` creates it; every other command refuses a missing or foreign one.
  */
-import { accessSync, chmodSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, chmodSync, constants, existsSync, statSync, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CaStateError, SvccaError, UsageError, errnoCode } from '../../common/errors.js';
 import { FILE_CAPS, readCappedText, type FileCap } from '../../common/capped-file.js';
@@ -67,7 +67,7 @@ export class CaDir {
 /** Opens an existing CA directory or explains exactly why it cannot. */
 export function openCaDir(path: string): { dir: CaDir; config: CaConfig } {
   const dir = new CaDir(path);
-  let st;
+  let st: Stats;
   try {
     st = statSync(dir.path);
   } catch (err) {

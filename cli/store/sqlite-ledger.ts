@@ -246,7 +246,7 @@ export class SqliteLedger implements Ledger {
     }
     if (filter.statuses && filter.statuses.length > 0) {
       where.push(`status IN (${filter.statuses.map((_, i) => `@st${i}`).join(', ')})`);
-      filter.statuses.forEach((s, i) => (params[`st${i}`] = s));
+      for (const [i, s] of filter.statuses.entries()) params[`st${i}`] = s;
     }
     if (filter.notAfterBefore !== undefined) {
       where.push('not_after < @before');
