@@ -10,7 +10,7 @@ TEST_CONCURRENCY ?= 1
 # (test/helpers/children.ts), so it cannot hold the run open either.
 TEST_TIMEOUT_MS ?= 300000
 
-.PHONY: all install build typecheck test test-unit test-integration demo bench clean
+.PHONY: all install build typecheck lint format test test-unit test-integration demo bench clean
 
 all: build
 
@@ -36,7 +36,15 @@ build: install
 	npx esbuild dist/sidecar/main.js $(ESBUILD_FLAGS) --minify --keep-names --outfile=dist/bin/svcca-sidecar.mjs
 	chmod +x dist/bin/svcca.mjs dist/bin/svcca-sidecar.mjs
 
-test: build
+# Biome checks formatting and lint rules (biome.json) without writing; `make format` fixes
+# the formatting. A submission that breaks either fails `make test`, and so CI.
+lint: install
+	npx biome ci --reporter=summary .
+
+format: install
+	npx biome format --write .
+
+test: build lint
 	node --test --test-concurrency=$(TEST_CONCURRENCY) --test-timeout=$(TEST_TIMEOUT_MS) dist/test/
 
 test-unit: build

@@ -76,11 +76,40 @@ function opensslTrio(dir: string, work: string): { best: number; median: number 
     const t = timed(() => {
       sh('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key]);
       sh('openssl', ['req', '-new', '-key', key, '-subj', '/CN=openssl-svc', '-out', csr]);
-      sh('openssl', ['x509', '-req', '-in', csr, '-CA', join(dir, 'intermediate.crt'), '-CAkey', join(dir, 'intermediate.key'), '-passin', `pass:${PASSPHRASE}`, '-CAcreateserial', '-CAserial', join(work, 'serial'), '-days', '1', '-sha256', '-extfile', ext, '-out', crt]);
+      sh('openssl', [
+        'x509',
+        '-req',
+        '-in',
+        csr,
+        '-CA',
+        join(dir, 'intermediate.crt'),
+        '-CAkey',
+        join(dir, 'intermediate.key'),
+        '-passin',
+        `pass:${PASSPHRASE}`,
+        '-CAcreateserial',
+        '-CAserial',
+        join(work, 'serial'),
+        '-days',
+        '1',
+        '-sha256',
+        '-extfile',
+        ext,
+        '-out',
+        crt,
+      ]);
     });
     if (i > 0) samples.push(t); // the first run warms the page cache
   }
-  sh('openssl', ['verify', '-x509_strict', '-CAfile', join(dir, 'root.crt'), '-untrusted', join(dir, 'intermediate.crt'), join(work, 'o1.crt')]);
+  sh('openssl', [
+    'verify',
+    '-x509_strict',
+    '-CAfile',
+    join(dir, 'root.crt'),
+    '-untrusted',
+    join(dir, 'intermediate.crt'),
+    join(work, 'o1.crt'),
+  ]);
   return stats(samples);
 }
 
@@ -122,14 +151,17 @@ function fillLedger(dir: string, count: number): number {
   const pem = readFileSync(join(dir, 'intermediate.crt'), 'utf8');
   const db = new Database(join(dir, 'ledger.db'));
   try {
-    const issuer = (db.prepare('SELECT issuer_key_id FROM crl_state LIMIT 1').get() as { issuer_key_id: string } | undefined)?.issuer_key_id ?? 'bench';
+    const issuer =
+      (db.prepare('SELECT issuer_key_id FROM crl_state LIMIT 1').get() as { issuer_key_id: string } | undefined)?.issuer_key_id ?? 'bench';
     const insert = db.prepare(
       `INSERT INTO certificates (serial, service, spiffe_id, issuer_key_id, dns_names, ips, ttl_ms, not_before, not_after,
          key_type, set_dir, status, from_csr, spki_sha256, cert_pem, issued_at)
        VALUES (?, ?, ?, ?, '[]', '[]', ?, ?, ?, 'ecdsa-p256', ?, ?, 0, ?, ?, ?)`,
     );
     const service = db.prepare('INSERT INTO services (name, active_serial, rotation_enabled) VALUES (?, ?, 1)');
-    const event = db.prepare("INSERT INTO events (at, kind, service, serial, actor, why) VALUES (?, 'issue', ?, ?, 'bench@localhost', 'bench fill')");
+    const event = db.prepare(
+      "INSERT INTO events (at, kind, service, serial, actor, why) VALUES (?, 'issue', ?, ?, 'bench@localhost', 'bench fill')",
+    );
     const now = Date.now();
     const t0 = performance.now();
     db.transaction(() => {
@@ -138,7 +170,20 @@ function fillLedger(dir: string, count: number): number {
         const last = i % 10 === 9;
         const serial = `4${randomBytes(15).toString('hex').slice(1)}`;
         const issuedAt = now - (count - i) * 60_000;
-        insert.run(serial, name, `spiffe://example.org/${name}`, issuer, 86_400_000, issuedAt - 60_000, issuedAt + 86_400_000, join(dir, 'issued', name), last ? 'active' : 'superseded', createHash('sha256').update(serial).digest('hex'), pem, issuedAt);
+        insert.run(
+          serial,
+          name,
+          `spiffe://example.org/${name}`,
+          issuer,
+          86_400_000,
+          issuedAt - 60_000,
+          issuedAt + 86_400_000,
+          join(dir, 'issued', name),
+          last ? 'active' : 'superseded',
+          createHash('sha256').update(serial).digest('hex'),
+          pem,
+          issuedAt,
+        );
         event.run(issuedAt, name, serial);
         if (last) service.run(name, serial);
       }
@@ -184,7 +229,10 @@ async function main(): Promise<void> {
       row('1,000 certificates in one process (per certificate)', `${(thousand / 1000).toFixed(1)} ms`),
       row('`svcca issue`, empty ledger (second series)', pair(issueEmpty2)),
       row('`svcca issue`, ledger of 100,000 records', pair(issueBig)),
-      row('ratio 100k / empty (medians; the aim is < 2)', `${(issueBig.median / Math.min(issueEmpty.median, issueEmpty2.median)).toFixed(2)}x`),
+      row(
+        'ratio 100k / empty (medians; the aim is < 2)',
+        `${(issueBig.median / Math.min(issueEmpty.median, issueEmpty2.median)).toFixed(2)}x`,
+      ),
       row('filling 100,000 records (one transaction, not svcca)', `${(fillMs / 1000).toFixed(2)} s`),
     ];
     console.log(lines.join('\n'));

@@ -71,7 +71,8 @@ async function main(): Promise<void> {
     for (const k of Object.keys(env)) if (k.startsWith('SVCCA_') && k !== 'SVCCA_PASSPHRASE') delete env[k];
     const sqlite = await measure(work, 'sqlite', env, async () => []);
     const postgres = await measure(work, 'postgres', env, async (what) => ['--ledger', await server.createDatabase(`bench_${what}`)]);
-    const row = (label: string, s: number, p: number) => console.log(`| ${label} | ${s.toFixed(0)} ms | ${p.toFixed(0)} ms | ${(p / s).toFixed(2)}× |`);
+    const row = (label: string, s: number, p: number) =>
+      console.log(`| ${label} | ${s.toFixed(0)} ms | ${p.toFixed(0)} ms | ${(p / s).toFixed(2)}× |`);
     console.log('');
     console.log('| measurement | SQLite | PostgreSQL | PostgreSQL / SQLite |');
     console.log('|---|--:|--:|--:|');

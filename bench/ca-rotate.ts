@@ -40,7 +40,11 @@ function svcca(args: string[]): Measured {
   const gnuTime = existsSync('/usr/bin/time');
   const t0 = performance.now();
   const res = gnuTime
-    ? spawnSync('/usr/bin/time', ['-f', 'SVCCA_BENCH_RSS_KB=%M', process.execPath, SVCCA, ...args], { env, encoding: 'utf8', maxBuffer: 1 << 28 })
+    ? spawnSync('/usr/bin/time', ['-f', 'SVCCA_BENCH_RSS_KB=%M', process.execPath, SVCCA, ...args], {
+        env,
+        encoding: 'utf8',
+        maxBuffer: 1 << 28,
+      })
     : spawnSync(process.execPath, [SVCCA, ...args], { env, encoding: 'utf8', maxBuffer: 1 << 28 });
   const wallMs = performance.now() - t0;
   if (res.status !== 0 && res.status !== 4) throw new Error(`svcca ${args.join(' ')} exited ${res.status}: ${res.stderr.slice(-2000)}`);
@@ -74,7 +78,10 @@ async function main(): Promise<void> {
     quiet.sort((a, b) => a.wallMs - b.wallMs);
 
     const crlCa = join(work, 'crl-ca');
-    const init2 = spawnSync(process.execPath, [SVCCA, 'init', '--trust-domain', 'bench.example', '--dir', crlCa], { env, encoding: 'utf8' });
+    const init2 = spawnSync(process.execPath, [SVCCA, 'init', '--trust-domain', 'bench.example', '--dir', crlCa], {
+      env,
+      encoding: 'utf8',
+    });
     if (init2.status !== 0) throw new Error(`init failed: ${init2.stderr}`);
     t0 = performance.now();
     await seedKeyCompromises(crlCa, CRL_ENTRIES);
@@ -87,7 +94,11 @@ async function main(): Promise<void> {
     // The writer alone, in process, for comparison with the whole command.
     const { dir: caDir, config } = openCaDir(crlCa);
     const authority = loadAuthority(caDir, config, PASSPHRASE);
-    const entries = Array.from({ length: CRL_ENTRIES }, () => ({ serial: randomBytes(16).toString('hex'), revokedAt: new Date(), reasonCode: 1 }));
+    const entries = Array.from({ length: CRL_ENTRIES }, () => ({
+      serial: randomBytes(16).toString('hex'),
+      revokedAt: new Date(),
+      reasonCode: 1,
+    }));
     t0 = performance.now();
     const der = buildCrlDer({
       issuerDer: authority.intermediate.info.der,
@@ -105,9 +116,15 @@ async function main(): Promise<void> {
     console.log('');
     console.log('| measurement | result |');
     console.log('|---|--:|');
-    console.log(`| rotate, ${SERVICES} due services in one run (${renewed ?? '?'} renewed) | ${(due.wallMs / 1000).toFixed(1)} s wall, peak RSS ${rss(due)} |`);
-    console.log(`| rotate, nothing due at ${SERVICES} services (best / median of 5) | ${quiet[0]!.wallMs.toFixed(0)} / ${quiet[2]!.wallMs.toFixed(0)} ms, peak RSS ${rss(quiet[0]!)} |`);
-    console.log(`| svcca crl with ${CRL_ENTRIES} revoked entries (best of 3) | ${crlRuns[0]!.wallMs.toFixed(0)} ms wall, peak RSS ${rss(crlRuns[0]!)} |`);
+    console.log(
+      `| rotate, ${SERVICES} due services in one run (${renewed ?? '?'} renewed) | ${(due.wallMs / 1000).toFixed(1)} s wall, peak RSS ${rss(due)} |`,
+    );
+    console.log(
+      `| rotate, nothing due at ${SERVICES} services (best / median of 5) | ${quiet[0]!.wallMs.toFixed(0)} / ${quiet[2]!.wallMs.toFixed(0)} ms, peak RSS ${rss(quiet[0]!)} |`,
+    );
+    console.log(
+      `| svcca crl with ${CRL_ENTRIES} revoked entries (best of 3) | ${crlRuns[0]!.wallMs.toFixed(0)} ms wall, peak RSS ${rss(crlRuns[0]!)} |`,
+    );
     console.log(`| crl.pem size with ${CRL_ENTRIES} entries (PEM) | ${mb(size)} |`);
     console.log(`| DER writer alone, ${CRL_ENTRIES} entries, build + sign | ${writerMs.toFixed(0)} ms, ${mb(der.length)} DER |`);
   } finally {

@@ -37,7 +37,15 @@ const INFLIGHT = arg('--inflight', 16);
 
 const bytes = { s: (b: Buffer) => b, d: (b: Buffer) => b };
 const SERVICE: grpc.ServiceDefinition = {
-  Get: { path: '/bench.v1.Bench/Get', requestStream: false, responseStream: false, requestSerialize: bytes.s, requestDeserialize: bytes.d, responseSerialize: bytes.s, responseDeserialize: bytes.d },
+  Get: {
+    path: '/bench.v1.Bench/Get',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: bytes.s,
+    requestDeserialize: bytes.d,
+    responseSerialize: bytes.s,
+    responseDeserialize: bytes.d,
+  },
 };
 const Client = grpc.makeGenericClientConstructor(SERVICE, 'Bench');
 
@@ -71,7 +79,14 @@ async function drive(label: string, inflight: number, one: () => Promise<void>, 
   const cpu = sidecarPid ? cpuSeconds(processTree(sidecarPid)) - cpuBefore : undefined;
   lat.sort((a, b) => a - b);
   const q = (p: number) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))]!;
-  return { label, requests: lat.length, perSecond: lat.length / wall, p50Ms: q(0.5), p99Ms: q(0.99), cpuUs: cpu === undefined ? undefined : (cpu * 1e6) / lat.length };
+  return {
+    label,
+    requests: lat.length,
+    perSecond: lat.length / wall,
+    p50Ms: q(0.5),
+    p99Ms: q(0.99),
+    cpuUs: cpu === undefined ? undefined : (cpu * 1e6) / lat.length,
+  };
 }
 
 async function main(): Promise<void> {
@@ -88,13 +103,19 @@ async function main(): Promise<void> {
     await svcca(['issue', 'bench-client', '--out', join(work, 'client')]);
     const policy = join(work, 'policy.yaml');
     writeFileSync(policy, 'services:\n  bench-server:\n    allow: [bench-client]\n');
-    const client = { key: readFileSync(join(work, 'client', 'tls.key')), cert: readFileSync(join(work, 'client', 'tls.crt')), ca: readFileSync(join(work, 'client', 'ca.crt')) };
+    const client = {
+      key: readFileSync(join(work, 'client', 'tls.key')),
+      cert: readFileSync(join(work, 'client', 'tls.crt')),
+      ca: readFileSync(join(work, 'client', 'ca.crt')),
+    };
 
     // The services: a gRPC server (h2c) and an HTTP/1.1 one, 64-byte answers.
     const answer = Buffer.alloc(64, 0x61);
     const server = new grpc.Server();
     server.addService(SERVICE, { Get: (_c: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, answer) });
-    const grpcPort = await new Promise<number>((ok, ko) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? ko(e) : ok(p))));
+    const grpcPort = await new Promise<number>((ok, ko) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? ko(e) : ok(p))),
+    );
     const http1 = createHttpServer((req, res) => {
       req.resume();
       req.on('end', () => res.end(answer));
@@ -105,7 +126,21 @@ async function main(): Promise<void> {
     const startSidecar = async (name: string, forward: number, upstream: 'http1' | 'h2c') => {
       const port = await freePort();
       const config = join(work, `${name}.yaml`);
-      writeFileSync(config, [`identity:`, `  dir: ${join(work, 'server')}`, `  crl: ${join(ca, 'crl.pem')}`, `policy: ${policy}`, 'inbound:', `  listen: 127.0.0.1:${port}`, `  forward: 127.0.0.1:${forward}`, '  mode: http', `  upstream: ${upstream}`, ''].join('\n'));
+      writeFileSync(
+        config,
+        [
+          `identity:`,
+          `  dir: ${join(work, 'server')}`,
+          `  crl: ${join(ca, 'crl.pem')}`,
+          `policy: ${policy}`,
+          'inbound:',
+          `  listen: 127.0.0.1:${port}`,
+          `  forward: 127.0.0.1:${forward}`,
+          '  mode: http',
+          `  upstream: ${upstream}`,
+          '',
+        ].join('\n'),
+      );
       const log = join(work, `${name}.log`);
       const child = spawnLogged(process.execPath, [SIDECAR, '--config', config], { log });
       if (!(await waitListening(port, child))) throw new Error(`the sidecar did not start: ${tail(log)}`);
@@ -116,12 +151,26 @@ async function main(): Promise<void> {
 
     const results: Result[] = [];
     const grpcCall = (c: InstanceType<typeof Client>) => () =>
-      new Promise<void>((ok, ko) => (c as unknown as Record<string, (b: Buffer, cb: (e: Error | null) => void) => void>).Get!(Buffer.from('x'), (e) => (e ? ko(e) : ok())));
+      new Promise<void>((ok, ko) =>
+        (c as unknown as Record<string, (b: Buffer, cb: (e: Error | null) => void) => void>).Get!(Buffer.from('x'), (e) =>
+          e ? ko(e) : ok(),
+        ),
+      );
     const direct = new Client(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
-    const viaSidecar = new Client(`127.0.0.1:${grpcSidecar.port}`, grpc.credentials.createSsl(client.ca, client.key, client.cert, { checkServerIdentity: () => undefined }));
+    const viaSidecar = new Client(
+      `127.0.0.1:${grpcSidecar.port}`,
+      grpc.credentials.createSsl(client.ca, client.key, client.cert, { checkServerIdentity: () => undefined }),
+    );
     for (const inflight of [1, INFLIGHT]) {
       results.push(await drive(`gRPC unary, direct (h2c), ${inflight} in flight`, inflight, grpcCall(direct), undefined));
-      results.push(await drive(`gRPC unary, via sidecar (mTLS h2 → h2c), ${inflight} in flight`, inflight, grpcCall(viaSidecar), grpcSidecar.child.pid));
+      results.push(
+        await drive(
+          `gRPC unary, via sidecar (mTLS h2 → h2c), ${inflight} in flight`,
+          inflight,
+          grpcCall(viaSidecar),
+          grpcSidecar.child.pid,
+        ),
+      );
     }
     direct.close();
     viaSidecar.close();
@@ -138,10 +187,13 @@ async function main(): Promise<void> {
     const h1Agent = new HttpsAgent({ keepAlive: true, maxSockets: 1 });
     const h1Get = () =>
       new Promise<void>((ok, ko) => {
-        const r = httpsRequest({ host: '127.0.0.1', port: httpSidecar.port, path: '/x', agent: h1Agent, ...client, checkServerIdentity: () => undefined }, (res) => {
-          res.resume();
-          res.on('end', ok);
-        });
+        const r = httpsRequest(
+          { host: '127.0.0.1', port: httpSidecar.port, path: '/x', agent: h1Agent, ...client, checkServerIdentity: () => undefined },
+          (res) => {
+            res.resume();
+            res.on('end', ok);
+          },
+        );
         r.on('error', ko);
         r.end();
       });
@@ -152,9 +204,13 @@ async function main(): Promise<void> {
     h1Agent.destroy();
 
     process.stdout.write(`http2-bench: ${SECONDS}s per row, node ${process.version}\n`);
-    process.stdout.write(`${'case'.padEnd(62)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'sidecar CPU µs/req'.padStart(19)}\n`);
+    process.stdout.write(
+      `${'case'.padEnd(62)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'sidecar CPU µs/req'.padStart(19)}\n`,
+    );
     for (const r of results) {
-      process.stdout.write(`${r.label.padEnd(62)} ${r.perSecond.toFixed(0).padStart(8)} ${r.p50Ms.toFixed(2).padStart(8)} ${r.p99Ms.toFixed(2).padStart(8)} ${(r.cpuUs === undefined ? '-' : r.cpuUs.toFixed(0)).padStart(19)}\n`);
+      process.stdout.write(
+        `${r.label.padEnd(62)} ${r.perSecond.toFixed(0).padStart(8)} ${r.p50Ms.toFixed(2).padStart(8)} ${r.p99Ms.toFixed(2).padStart(8)} ${(r.cpuUs === undefined ? '-' : r.cpuUs.toFixed(0)).padStart(19)}\n`,
+      );
     }
     await stopChild(grpcSidecar.child);
     await stopChild(httpSidecar.child);

@@ -47,15 +47,38 @@ function setUp(work: string): { server: string; client: string } {
   return { server: join(work, 'server'), client: join(work, 'client') };
 }
 
-async function proxyUnderCallgrind(target: Target, work: string, sets: { server: string }, servicePort: number, out: string): Promise<{ child: ChildProcess; port: number }> {
+async function proxyUnderCallgrind(
+  target: Target,
+  work: string,
+  sets: { server: string },
+  servicePort: number,
+  out: string,
+): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
   const valgrind = ['--tool=callgrind', '--smc-check=all-non-file', `--callgrind-out-file=${out}`, process.execPath];
   let args: string[];
   if (target === 'floor') {
-    args = [...valgrind, FLOOR, 'inbound', '--listen', String(port), '--forward', String(servicePort), '--dir', sets.server, '--peer-id', 'spiffe://bench.test/bench-client'];
+    args = [
+      ...valgrind,
+      FLOOR,
+      'inbound',
+      '--listen',
+      String(port),
+      '--forward',
+      String(servicePort),
+      '--dir',
+      sets.server,
+      '--peer-id',
+      'spiffe://bench.test/bench-client',
+    ];
   } else {
     const policy = join(work, 'policy.yaml');
-    writeFileSync(policy, target === 'http' ? 'services:\n  bench-server:\n    allow:\n      - from: bench-client\n        methods: [GET]\n        paths: [/small]\n' : 'services:\n  bench-server:\n    allow: [bench-client]\n');
+    writeFileSync(
+      policy,
+      target === 'http'
+        ? 'services:\n  bench-server:\n    allow:\n      - from: bench-client\n        methods: [GET]\n        paths: [/small]\n'
+        : 'services:\n  bench-server:\n    allow: [bench-client]\n',
+    );
     const config = join(work, `sidecar-${target}.yaml`);
     writeFileSync(
       config,
@@ -80,7 +103,11 @@ async function proxyUnderCallgrind(target: Target, work: string, sets: { server:
 }
 
 async function requests(port: number, client: string, total: number): Promise<number> {
-  const creds = { cert: readFileSync(join(client, 'tls.crt')), key: readFileSync(join(client, 'tls.key')), ca: readFileSync(join(client, 'ca.crt')) };
+  const creds = {
+    cert: readFileSync(join(client, 'tls.crt')),
+    key: readFileSync(join(client, 'tls.key')),
+    ca: readFileSync(join(client, 'ca.crt')),
+  };
   let done = 0;
   const one = (share: number) =>
     new Promise<void>((resolve, reject) => {
@@ -109,7 +136,13 @@ async function requests(port: number, client: string, total: number): Promise<nu
   return done;
 }
 
-async function instructionsOf(target: Target, work: string, sets: { server: string; client: string }, servicePort: number, n: number): Promise<{ refs: number; served: number }> {
+async function instructionsOf(
+  target: Target,
+  work: string,
+  sets: { server: string; client: string },
+  servicePort: number,
+  n: number,
+): Promise<{ refs: number; served: number }> {
   const out = join(work, `callgrind.${target}.${n}`);
   const { child, port } = await proxyUnderCallgrind(target, work, sets, servicePort, out);
   let stderr = '';
@@ -141,10 +174,14 @@ async function main(): Promise<void> {
       const small = await instructionsOf(target, work, sets, servicePort, SMALL);
       const large = await instructionsOf(target, work, sets, servicePort, LARGE);
       perRequest[target] = (large.refs - small.refs) / (large.served - small.served);
-      console.log(`${target.padEnd(6)} ${(perRequest[target]! / 1000).toFixed(0).padStart(7)} K instructions per request  (${small.served} and ${large.served} requests: ${small.refs} and ${large.refs} in all)`);
+      console.log(
+        `${target.padEnd(6)} ${(perRequest[target]! / 1000).toFixed(0).padStart(7)} K instructions per request  (${small.served} and ${large.served} requests: ${small.refs} and ${large.refs} in all)`,
+      );
     }
     const base = perRequest.floor ?? perRequest.tcp;
-    if (base) for (const [t, v] of Object.entries(perRequest)) console.log(`${t.padEnd(6)} ${(v / base).toFixed(2)}× ${perRequest.floor ? 'the floor' : 'tcp mode'}`);
+    if (base)
+      for (const [t, v] of Object.entries(perRequest))
+        console.log(`${t.padEnd(6)} ${(v / base).toFixed(2)}× ${perRequest.floor ? 'the floor' : 'tcp mode'}`);
   } finally {
     service.close();
     rmSync(work, { recursive: true, force: true });

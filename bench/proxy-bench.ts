@@ -28,7 +28,16 @@ import type { ClientJob, ClientResult } from './proxy/client.js';
 import { memory } from './proxy/procfs.js';
 import { freePort, runCommand, setUpPinning, spawnLogged, spawnPiped, tail, waitListening, runBenchMain } from './proxy/processes.js';
 import { seedRevocations, writeBigPolicy } from './proxy/realistic.js';
-import { addSample, medianOf, ratioOf, renderClientTable, renderTable, samplesToJson, type RatioColumn, type Samples } from './proxy/report.js';
+import {
+  addSample,
+  medianOf,
+  ratioOf,
+  renderClientTable,
+  renderTable,
+  samplesToJson,
+  type RatioColumn,
+  type Samples,
+} from './proxy/report.js';
 import {
   PEERS,
   TARGET_LABEL,
@@ -69,7 +78,10 @@ const HS_CONCURRENCY = Math.round(envNum('BENCH_HS_CONCURRENCY', 4, 1, 64));
 const TTFB_SAMPLES = Math.round(envNum('BENCH_TTFB_SAMPLES', 40, 5, 10_000));
 const DOWNLOAD_MB = Math.round(envNum('BENCH_DOWNLOAD_MB', 200, 10, 2000));
 const IDLE_CONNS = Math.round(envNum('BENCH_IDLE_CONNS', 5000, 0, 50_000));
-const IDLE_TARGETS = (process.env.BENCH_IDLE_TARGETS ?? 'floor,svcca-tcp').split(',').map((x) => x.trim()).filter(Boolean);
+const IDLE_TARGETS = (process.env.BENCH_IDLE_TARGETS ?? 'floor,svcca-tcp')
+  .split(',')
+  .map((x) => x.trim())
+  .filter(Boolean);
 const CRL_ENTRIES = Math.round(envNum('BENCH_CRL_ENTRIES', 10_000, 0, 1_000_000));
 const POLICY_SERVICES = Math.round(envNum('BENCH_POLICY_SERVICES', 1000, 2, 100_000));
 const ONE_CONN = envNum('BENCH_ONE_CONN', 1, 0, 1) === 1;
@@ -120,13 +132,17 @@ async function makePki(work: string): Promise<BenchPki> {
   copyFileSync(join(ca, 'crl.pem'), loadCrl);
   const loadPolicy = join(work, 'policy-load.yaml');
   writeBigPolicy(loadPolicy, POLICY_SERVICES);
-  say(`   load variant: ${CRL_ENTRIES} revocations in the ledger + svcca crl, policy of ${POLICY_SERVICES} services (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  say(
+    `   load variant: ${CRL_ENTRIES} revocations in the ledger + svcca crl, policy of ${POLICY_SERVICES} services (${((Date.now() - t0) / 1000).toFixed(1)} s)`,
+  );
   return { pki, loadCrl, loadPolicy };
 }
 
 /** What `svcca-sidecar --check` says about a config: the load variant must really hold 10k serials. */
 async function sidecarCheck(t: Target, pki: Pki): Promise<string> {
-  const r = await runCommand(process.execPath, [SIDECAR, '--check', '--config', join(pki.dir, `sidecar-${t.id}.yaml`)], { timeoutMs: 30_000 });
+  const r = await runCommand(process.execPath, [SIDECAR, '--check', '--config', join(pki.dir, `sidecar-${t.id}.yaml`)], {
+    timeoutMs: 30_000,
+  });
   return (r.stdout + r.stderr)
     .split('\n')
     .filter((l) => /crl|policy/i.test(l))
@@ -151,7 +167,9 @@ async function client(t: Target, pki: Pki, job: Omit<ClientJob, 'host' | 'port' 
     const svcca = t.id.startsWith('svcca');
     throw new BenchFailure(
       `${TARGET_LABEL[t.id]}: ${job.phase} failed: ${why}` +
-        (svcca ? `\n  the sidecar refused or broke the benchmark client; its log says:\n  ${tail(t.log, 3).replace(/\n/g, '\n  ')}` : `\n  ${t.id} log: ${tail(t.log, 3).replace(/\n/g, '\n  ')}`),
+        (svcca
+          ? `\n  the sidecar refused or broke the benchmark client; its log says:\n  ${tail(t.log, 3).replace(/\n/g, '\n  ')}`
+          : `\n  ${t.id} log: ${tail(t.log, 3).replace(/\n/g, '\n  ')}`),
     );
   }
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as ClientResult;
@@ -162,18 +180,50 @@ async function sTime(t: Target, pki: Pki, reuse: boolean): Promise<number> {
   const secs = Math.max(1, Math.round(SECONDS));
   const r = await runCommand(
     'openssl',
-    ['s_time', '-connect', `127.0.0.1:${t.port}`, '-cert', pki.client.crt, '-key', pki.client.key, '-CAfile', pki.bundle, reuse ? '-reuse' : '-new', '-time', String(secs), '-www', '/small'],
+    [
+      's_time',
+      '-connect',
+      `127.0.0.1:${t.port}`,
+      '-cert',
+      pki.client.crt,
+      '-key',
+      pki.client.key,
+      '-CAfile',
+      pki.bundle,
+      reuse ? '-reuse' : '-new',
+      '-time',
+      String(secs),
+      '-www',
+      '/small',
+    ],
     { timeoutMs: (secs + 30) * 1000, pin: 'client' },
   );
   const m = /(\d+) connections in [\d.]+s; .*bytes read (\d+)/.exec(r.stdout);
-  if (r.code !== 0 || !m) throw new BenchFailure(`${TARGET_LABEL[t.id]}: openssl s_time ${reuse ? '-reuse' : '-new'} failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`);
+  if (r.code !== 0 || !m)
+    throw new BenchFailure(
+      `${TARGET_LABEL[t.id]}: openssl s_time ${reuse ? '-reuse' : '-new'} failed: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`,
+    );
   const n = Number(m[1]);
-  if (n > 0 && Number(m[2]) === 0) throw new BenchFailure(`${TARGET_LABEL[t.id]}: openssl s_time read no response bytes (the target refused the client certificate?)\n  ${tail(t.log, 2)}`);
+  if (n > 0 && Number(m[2]) === 0)
+    throw new BenchFailure(
+      `${TARGET_LABEL[t.id]}: openssl s_time read no response bytes (the target refused the client certificate?)\n  ${tail(t.log, 2)}`,
+    );
   return n / (r.ms / 1000);
 }
 
 type Phase = 'keepalive' | 'concurrent' | 'full' | 'resumed' | 'stime-full' | 'stime-resumed' | 'ttfb' | 'mesh' | 'downloads' | 'download';
-const ORDER: Phase[] = ['keepalive', 'concurrent', 'full', 'resumed', 'stime-full', 'stime-resumed', 'ttfb', 'mesh', 'downloads', 'download'];
+const ORDER: Phase[] = [
+  'keepalive',
+  'concurrent',
+  'full',
+  'resumed',
+  'stime-full',
+  'stime-resumed',
+  'ttfb',
+  'mesh',
+  'downloads',
+  'download',
+];
 
 function phasesFor(id: TargetId): Phase[] {
   const ka: Phase[] = ONE_CONN ? ['keepalive', 'concurrent'] : ['concurrent'];
@@ -288,7 +338,15 @@ function percentile(values: readonly number[], p: number): number {
 async function idleConnections(t: Target, pki: Pki, n: number): Promise<Record<string, number>> {
   await sleep(500);
   const before = memory(t.pids()).rss;
-  const job: ClientJob = { phase: 'idle', host: '127.0.0.1', port: t.port, tls: { cert: pki.client.crt, key: pki.client.key, ca: pki.client.ca }, connections: n, concurrency: 32, timeoutSeconds: 300 };
+  const job: ClientJob = {
+    phase: 'idle',
+    host: '127.0.0.1',
+    port: t.port,
+    tls: { cert: pki.client.crt, key: pki.client.key, ca: pki.client.ca },
+    connections: n,
+    concurrency: 32,
+    timeoutSeconds: 300,
+  };
   const child = spawnPiped(process.execPath, [CLIENT, JSON.stringify(job)], 'client');
   let out = '';
   let err = '';
@@ -302,7 +360,10 @@ async function idleConnections(t: Target, pki: Pki, n: number): Promise<Record<s
     })(),
     exited.then(() => undefined),
   ]);
-  if (!opened) throw new BenchFailure(`${TARGET_LABEL[t.id]}: opening ${n} idle connections failed: ${err.trim() || 'the client exited'}\n  log: ${tail(t.log, 3)}`);
+  if (!opened)
+    throw new BenchFailure(
+      `${TARGET_LABEL[t.id]}: opening ${n} idle connections failed: ${err.trim() || 'the client exited'}\n  log: ${tail(t.log, 3)}`,
+    );
   await sleep(2000);
   const open = memory(t.pids()).rss;
   child.stdin!.end('close\n');
@@ -312,8 +373,19 @@ async function idleConnections(t: Target, pki: Pki, n: number): Promise<Record<s
   await sleep(2000);
   const after = memory(t.pids()).rss;
   const count = Number(opened[1]);
-  if ((r.closedWhileIdle ?? 0) > 0) notes.push(`${TARGET_LABEL[t.id]}: ${r.closedWhileIdle} of ${count} idle connections were closed by the target while idle`);
-  return { count, openSeconds: Number(opened[2]), before, open, after, perConnBytes: (open - before) / count, closedWhileIdle: r.closedWhileIdle ?? 0, checkedOk: r.checkedOk ?? 0, checked: Math.ceil(count / 500) };
+  if ((r.closedWhileIdle ?? 0) > 0)
+    notes.push(`${TARGET_LABEL[t.id]}: ${r.closedWhileIdle} of ${count} idle connections were closed by the target while idle`);
+  return {
+    count,
+    openSeconds: Number(opened[2]),
+    before,
+    open,
+    after,
+    perConnBytes: (open - before) / count,
+    closedWhileIdle: r.closedWhileIdle ?? 0,
+    checkedOk: r.checkedOk ?? 0,
+    checked: Math.ceil(count / 500),
+  };
 }
 
 async function main(): Promise<void> {
@@ -322,8 +394,12 @@ async function main(): Promise<void> {
   const resultsDir = resolve(arg('--results') ?? join(repo, 'bench', 'results'));
   const load0 = loadavg();
   const t0 = Date.now();
-  say(`== proxy benchmark: ${REPS} repetitions × ${SECONDS} s per measurement; N = ${CONNECTIONS} keep-alive connections; ${HS_CONCURRENCY} handshakes in flight; ${TTFB_SAMPLES} new connections per repetition for time-to-first-byte; ${DOWNLOAD_MB} MB stream; ${IDLE_CONNS} idle connections`);
-  say(`   ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'}), node ${process.version}, load average ${load0.map((l) => l.toFixed(2)).join(' ')}`);
+  say(
+    `== proxy benchmark: ${REPS} repetitions × ${SECONDS} s per measurement; N = ${CONNECTIONS} keep-alive connections; ${HS_CONCURRENCY} handshakes in flight; ${TTFB_SAMPLES} new connections per repetition for time-to-first-byte; ${DOWNLOAD_MB} MB stream; ${IDLE_CONNS} idle connections`,
+  );
+  say(
+    `   ${cpus().length} CPUs (${cpus()[0]?.model.trim() ?? '?'}), node ${process.version}, load average ${load0.map((l) => l.toFixed(2)).join(' ')}`,
+  );
   const pinNote = await setUpPinning(cpus().length);
   say(`   ${pinNote}`);
 
@@ -342,7 +418,16 @@ async function main(): Promise<void> {
     ['floor', () => startFloor(pki, servicePort, FLOOR)],
     ['svcca-tcp', () => startSidecar('tcp', pki, servicePort, SIDECAR)],
     ['svcca-http', () => startSidecar('http', pki, servicePort, SIDECAR)],
-    ['svcca-tcp-load', () => startSidecar('tcp', pki, servicePort, SIDECAR, { id: 'svcca-tcp-load', crl: loadCrl, policy: loadPolicy, note: `CRL of ${CRL_ENTRIES} entries, policy of ${POLICY_SERVICES} services` })],
+    [
+      'svcca-tcp-load',
+      () =>
+        startSidecar('tcp', pki, servicePort, SIDECAR, {
+          id: 'svcca-tcp-load',
+          crl: loadCrl,
+          policy: loadPolicy,
+          note: `CRL of ${CRL_ENTRIES} entries, policy of ${POLICY_SERVICES} services`,
+        }),
+    ],
     ['haproxy', () => startHaproxy(pki, servicePort)],
     ['nginx', () => startNginx(pki, servicePort)],
     ['stunnel', () => startStunnel(pki, servicePort)],
@@ -374,7 +459,9 @@ async function main(): Promise<void> {
   }
 
   say('   warming up (JIT, session caches) ...');
-  for (const t of targets) for (const p of phasesFor(t.id)) if (p !== 'keepalive' && p !== 'download' && !p.startsWith('stime')) await measure(p, t, pki, s, false);
+  for (const t of targets)
+    for (const p of phasesFor(t.id))
+      if (p !== 'keepalive' && p !== 'download' && !p.startsWith('stime')) await measure(p, t, pki, s, false);
   for (let rep = 0; rep < REPS; rep++) {
     const r0 = Date.now();
     for (const phase of ORDER) {
@@ -424,7 +511,8 @@ async function main(): Promise<void> {
         addSample(s, 'idle_conn_kb', id, r.perConnBytes! / 1024);
         addSample(s, 'idle_rss', id, r.open! / 1e6);
         addSample(s, 'idle_rss_after', id, r.after! / 1e6);
-        if (r.checkedOk! < r.checked!) notes.push(`${TARGET_LABEL[id]}: only ${r.checkedOk}/${r.checked} of the checked idle connections still answered GET /small`);
+        if (r.checkedOk! < r.checked!)
+          notes.push(`${TARGET_LABEL[id]}: only ${r.checkedOk}/${r.checked} of the checked idle connections still answered GET /small`);
       } finally {
         await fresh.target.stop();
       }
@@ -450,12 +538,20 @@ async function main(): Promise<void> {
   say(`Medians of ${REPS} repetitions; "new conn → 1st byte" and "mesh*" percentiles over all ${REPS} × ${TTFB_SAMPLES} samples pooled.`);
   say('Ratio columns are A ÷ B: the median of the per-repetition ratios (A and B measured seconds apart), or of the medians for pooled');
   say('and single readings. On a ↓ row below 1× means A is better; on a ↑ row above 1× means A is better.');
-  say('CPU: utime+stime from /proc of the proxy process tree (10 ms ticks) during the client\'s measured window. RSS summed over the tree.');
-  say('mesh*: app → outbound proxy (plaintext) → inbound proxy → service; a new app connection per request. In the "node floor" column: plain-node');
-  say('       outbound → node floor; in the "svcca tcp" column: svcca-sidecar outbound (bench-client set) → svcca tcp. CPU is both proxies.');
-  say(`"ready → 1st byte": from secureConnect (TCP connect for direct) to the first response byte of GET /small, one connection at a time.`);
+  say("CPU: utime+stime from /proc of the proxy process tree (10 ms ticks) during the client's measured window. RSS summed over the tree.");
+  say(
+    'mesh*: app → outbound proxy (plaintext) → inbound proxy → service; a new app connection per request. In the "node floor" column: plain-node',
+  );
+  say(
+    '       outbound → node floor; in the "svcca tcp" column: svcca-sidecar outbound (bench-client set) → svcca tcp. CPU is both proxies.',
+  );
+  say(
+    `"ready → 1st byte": from secureConnect (TCP connect for direct) to the first response byte of GET /small, one connection at a time.`,
+  );
   say('direct = plaintext to the service: its "full handshake" row is a new TCP connection + GET.');
-  say('The floor checks the chain (OpenSSL) and the one URI SAN only; svcca also parses the SVID, checks the CRL and the policy per connection.');
+  say(
+    'The floor checks the chain (OpenSSL) and the one URI SAN only; svcca also parses the SVID, checks the CRL and the policy per connection.',
+  );
 
   // Goals from issue 12, against what this run measured.
   say('');
@@ -463,7 +559,9 @@ async function main(): Promise<void> {
   const goals: { what: string; ratio: number | null; limit: number }[] = [];
   const goal = (what: string, r: number, limit: number) => {
     goals.push({ what, ratio: Number.isFinite(r) ? r : null, limit });
-    say(`  ${Number.isFinite(r) ? (r <= limit ? 'met    ' : 'NOT met') : 'n/a    '} ${what}: ${Number.isFinite(r) ? `${r.toFixed(2)}×` : '–'} (goal ≤ ${limit}×)`);
+    say(
+      `  ${Number.isFinite(r) ? (r <= limit ? 'met    ' : 'NOT met') : 'n/a    '} ${what}: ${Number.isFinite(r) ? `${r.toFixed(2)}×` : '–'} (goal ≤ ${limit}×)`,
+    );
   };
   goal('mesh new conn → 1st byte p50, svcca ÷ floor', ratioOf(s, 'mesh_ttfb_p50', 'svcca-tcp', 'floor'), 1.2);
   goal('mesh new conn → 1st byte p99, svcca ÷ floor', ratioOf(s, 'mesh_ttfb_p99', 'svcca-tcp', 'floor'), 1.2);
@@ -481,22 +579,39 @@ async function main(): Promise<void> {
   const added = (k: string) => (medianOf(s, k, svcca) - medianOf(s, k, 'direct')) / 1000;
   const vcpu = medianOf(s, 'conc_cpu', svcca) / 1000;
   say('');
-  if (ONE_CONN) say(`anchors: svcca adds ${added('ka_p50').toFixed(2)} ms at p50, ${added('ka_p90').toFixed(2)} ms at p90, ${added('ka_p99').toFixed(2)} ms at p99 on one connection (Linkerd: < 1 ms p50; Envoy: +2.65 ms p90);`);
-  say(`         ${vcpu.toFixed(2)} vCPU per 1000 req/s on ${CONNECTIONS} connections (Envoy: 0.35); peak RSS ${medianOf(s, 'rss_peak', svcca).toFixed(0)} MB (Envoy: ~40 MB, Linkerd: 26 MB).`);
+  if (ONE_CONN)
+    say(
+      `anchors: svcca adds ${added('ka_p50').toFixed(2)} ms at p50, ${added('ka_p90').toFixed(2)} ms at p90, ${added('ka_p99').toFixed(2)} ms at p99 on one connection (Linkerd: < 1 ms p50; Envoy: +2.65 ms p90);`,
+    );
+  say(
+    `         ${vcpu.toFixed(2)} vCPU per 1000 req/s on ${CONNECTIONS} connections (Envoy: 0.35); peak RSS ${medianOf(s, 'rss_peak', svcca).toFixed(0)} MB (Envoy: ~40 MB, Linkerd: 26 MB).`,
+  );
   for (const [id, r] of Object.entries(idle)) {
-    say(`idle: ${TARGET_LABEL[id as TargetId]}: ${r.count} connections opened in ${r.openSeconds!.toFixed(1)} s; RSS ${(r.before! / 1e6).toFixed(0)} → ${(r.open! / 1e6).toFixed(0)} MB open → ${(r.after! / 1e6).toFixed(0)} MB 2 s after closing; ${r.checkedOk}/${r.checked} checked still answered`);
+    say(
+      `idle: ${TARGET_LABEL[id as TargetId]}: ${r.count} connections opened in ${r.openSeconds!.toFixed(1)} s; RSS ${(r.before! / 1e6).toFixed(0)} → ${(r.open! / 1e6).toFixed(0)} MB open → ${(r.after! / 1e6).toFixed(0)} MB 2 s after closing; ${r.checkedOk}/${r.checked} checked still answered`,
+    );
   }
   for (const k of skipped) say(`skipped: ${TARGET_LABEL[k.id]}: ${k.reason}`);
-  if (!columns.some((i) => PEERS.includes(i))) say('no peer proxy is installed: no "best peer" column (apt-get install haproxy nginx libnginx-mod-stream stunnel4)');
+  if (!columns.some((i) => PEERS.includes(i)))
+    say('no peer proxy is installed: no "best peer" column (apt-get install haproxy nginx libnginx-mod-stream stunnel4)');
   for (const n of notes) say(`note: ${n}`);
-  say(`load average: ${load0.map((l) => l.toFixed(2)).join(' ')} at start, ${load1.map((l) => l.toFixed(2)).join(' ')} at end${load1[0]! > cpus().length ? ' (busy machine: treat the numbers with care)' : ''}; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`);
+  say(
+    `load average: ${load0.map((l) => l.toFixed(2)).join(' ')} at start, ${load1.map((l) => l.toFixed(2)).join(' ')} at end${load1[0]! > cpus().length ? ' (busy machine: treat the numbers with care)' : ''}; ${((Date.now() - t0) / 1000).toFixed(0)} s in all`,
+  );
 
   mkdirSync(resultsDir, { recursive: true });
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const json = {
     benchmark: 'proxy',
     date: new Date().toISOString(),
-    host: { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim(), node: process.version, loadavgStart: load0, loadavgEnd: load1, pinning: pinNote },
+    host: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model.trim(),
+      node: process.version,
+      loadavgStart: load0,
+      loadavgEnd: load1,
+      pinning: pinNote,
+    },
     settings: {
       reps: REPS,
       secondsPerMeasurement: SECONDS,
@@ -523,4 +638,3 @@ async function main(): Promise<void> {
 }
 
 runBenchMain('proxy bench', main, (err) => err instanceof BenchFailure);
-

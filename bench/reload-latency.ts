@@ -59,13 +59,26 @@ interface SetFiles {
 function readSet(dir: string): SetFiles {
   const r = (n: string) => readFileSync(join(dir, n), 'utf8');
   const certChainPem = r('tls.crt');
-  return { certChainPem, keyPem: r('tls.key'), caPem: r('ca.crt'), serial: parseCertificate(decodeCertificates(certChainPem, 'tls.crt')[0]!).serialHex };
+  return {
+    certChainPem,
+    keyPem: r('tls.key'),
+    caPem: r('ca.crt'),
+    serial: parseCertificate(decodeCertificates(certChainPem, 'tls.crt')[0]!).serialHex,
+  };
 }
 
 /** One handshake; the serial the server showed. */
 function probe(port: number, client: SetFiles): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, cert: client.certChainPem, key: client.keyPem, ca: client.caPem, rejectUnauthorized: false, checkServerIdentity: () => undefined });
+    const s = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      cert: client.certChainPem,
+      key: client.keyPem,
+      ca: client.caPem,
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
+    });
     s.once('secureConnect', () => {
       const c = s.getPeerX509Certificate();
       s.destroy();
@@ -117,7 +130,10 @@ async function main(): Promise<void> {
     writeFileSync(policy, 'services:\n  bench-server:\n    allow: [bench-client]\n');
 
     const rows: Row[] = [];
-    const run = async (name: string, opts: { watch: boolean; statInterval: string; hashInterval?: string; tries: number; limitMs: number; rotate?: boolean }) => {
+    const run = async (
+      name: string,
+      opts: { watch: boolean; statInterval: string; hashInterval?: string; tries: number; limitMs: number; rotate?: boolean },
+    ) => {
       const yaml = `identity:\n  dir: ${live}\n  crl: ${join(caDir, 'crl.pem')}\npolicy: ${policy}\ninbound:\n  listen: 127.0.0.1:0\n  forward: 127.0.0.1:9\nreload:\n  interval: ${opts.statInterval}\n  hashInterval: ${opts.hashInterval ?? '60s'}\n`;
       const sidecar: SidecarHandle = await startSidecar(parseConfig(yaml, join(work, 'sidecar.yaml')), {
         logger: createLogger('silent'),
@@ -154,7 +170,13 @@ async function main(): Promise<void> {
     await run('watcher (default: + 2 s stat poll)', { watch: true, statInterval: '2s', tries: TRIES, limitMs: 10_000 });
     await run('watcher only (stat poll off)', { watch: true, statInterval: '7d', tries: TRIES, limitMs: 70_000 });
     await run('2 s stat poll only (no watcher)', { watch: false, statInterval: '2s', tries: TRIES, limitMs: 10_000 });
-    await run('svcca rotate, from its spawn (watcher)', { watch: true, statInterval: '2s', tries: Math.min(TRIES, 5), limitMs: 10_000, rotate: true });
+    await run('svcca rotate, from its spawn (watcher)', {
+      watch: true,
+      statInterval: '2s',
+      tries: Math.min(TRIES, 5),
+      limitMs: 10_000,
+      rotate: true,
+    });
     if (process.env.BENCH_RELOAD_HASH === '1') {
       await run('60 s content-hash check only', { watch: false, statInterval: '7d', hashInterval: '60s', tries: 3, limitMs: 70_000 });
     }

@@ -68,17 +68,42 @@ async function main(): Promise<void> {
   const clients: { service: string; certPem: string; keyPem: string }[] = [];
   for (let i = 0; i < CLIENTS; i++) {
     const service = `bench-${i}`;
-    const issued = await issueAndRecord(authority, ledger, { service, ttlMs: 86_400_000, dnsNames: [], ips: [], setDir: join(work, 'sets', service), kind: 'issue', actor: 'bench', why: 'bench' });
+    const issued = await issueAndRecord(authority, ledger, {
+      service,
+      ttlMs: 86_400_000,
+      dnsNames: [],
+      ips: [],
+      setDir: join(work, 'sets', service),
+      kind: 'issue',
+      actor: 'bench',
+      why: 'bench',
+    });
     clients.push({ service, certPem: issued.record.certPem + authority.intermediate.pem, keyPem: exportKeyPem(issued.key!) });
   }
   await ledger.close();
 
   const pin = spawnSync('taskset', ['--version']).status === 0 ? ['taskset', '-c', '0'] : [];
   const prof = process.env.BENCH_SERVE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVE_PROF}`] : [];
-  const server = spawn(pin[0] ?? process.execPath, [...pin.slice(1), ...(pin.length ? [process.execPath] : []), ...prof, SVCCA, 'serve', '--listen', '127.0.0.1:0', '--rate-limit', '1000000', '--dir', caDir], {
-    env: { ...env, SVCCA_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const server = spawn(
+    pin[0] ?? process.execPath,
+    [
+      ...pin.slice(1),
+      ...(pin.length ? [process.execPath] : []),
+      ...prof,
+      SVCCA,
+      'serve',
+      '--listen',
+      '127.0.0.1:0',
+      '--rate-limit',
+      '1000000',
+      '--dir',
+      caDir,
+    ],
+    {
+      env: { ...env, SVCCA_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   const cleanup = async () => {
     // SIGTERM first: the server drains and exits (and writes a --cpu-prof if asked for).
     const exited = new Promise((r) => server.once('exit', r));
@@ -152,11 +177,14 @@ async function main(): Promise<void> {
         while (Date.now() < end2) {
           const start = performance.now();
           const status = await new Promise<number>((resolve) => {
-            const req = request({ host: url.hostname, port: url.port, path: '/v1/crl.pem', agent, headers: etag ? { 'if-none-match': etag } : {} }, (res) => {
-              if (typeof res.headers.etag === 'string') etag = res.headers.etag;
-              res.resume();
-              res.on('end', () => resolve(res.statusCode ?? 0));
-            });
+            const req = request(
+              { host: url.hostname, port: url.port, path: '/v1/crl.pem', agent, headers: etag ? { 'if-none-match': etag } : {} },
+              (res) => {
+                if (typeof res.headers.etag === 'string') etag = res.headers.etag;
+                res.resume();
+                res.on('end', () => resolve(res.statusCode ?? 0));
+              },
+            );
             req.on('error', () => resolve(0));
             req.end();
           });
@@ -168,11 +196,17 @@ async function main(): Promise<void> {
     const crlSeconds = (performance.now() - t1) / 1000;
     agent.destroy();
 
-    console.log(`svcca serve bench: ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}, server ${pin.length ? 'pinned to one core (taskset -c 0)' : 'not pinned (no taskset)'}`);
+    console.log(
+      `svcca serve bench: ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}, server ${pin.length ? 'pinned to one core (taskset -c 0)' : 'not pinned (no taskset)'}`,
+    );
     console.log(summary(`renew (new key, new mTLS connection)`, renewLatencies, renewSeconds, renewErrors));
-    console.log(`server CPU per renewal: ${cpuPerRenewalMs.toFixed(2)} ms (one core's capacity: about ${Math.floor(1000 / cpuPerRenewalMs)} renewals/s)`);
+    console.log(
+      `server CPU per renewal: ${cpuPerRenewalMs.toFixed(2)} ms (one core's capacity: about ${Math.floor(1000 / cpuPerRenewalMs)} renewals/s)`,
+    );
     console.log(summary('GET /v1/crl.pem keep-alive (304s)', crlLatencies, crlSeconds, crlErrors));
-    console.log(`server RSS: ${rssBefore.toFixed(0)} MB idle, ${rssAfterRenew.toFixed(0)} MB after renewals, ${procStatus(server.pid!, 'VmRSS').toFixed(0)} MB now, peak ${procStatus(server.pid!, 'VmHWM').toFixed(0)} MB`);
+    console.log(
+      `server RSS: ${rssBefore.toFixed(0)} MB idle, ${rssAfterRenew.toFixed(0)} MB after renewals, ${procStatus(server.pid!, 'VmRSS').toFixed(0)} MB now, peak ${procStatus(server.pid!, 'VmHWM').toFixed(0)} MB`,
+    );
   } finally {
     await cleanup();
   }

@@ -77,7 +77,11 @@ class ClientCreds {
   context(): SecureContext {
     const data = realpathSync(join(this.dir, '..data'));
     if (data !== this.#seen || !this.#context) {
-      this.#context = createSecureContext({ cert: readFileSync(join(data, 'tls.crt')), key: readFileSync(join(data, 'tls.key')), ca: readFileSync(join(data, 'ca.crt')) });
+      this.#context = createSecureContext({
+        cert: readFileSync(join(data, 'tls.crt')),
+        key: readFileSync(join(data, 'tls.key')),
+        ca: readFileSync(join(data, 'ca.crt')),
+      });
       this.#seen = data;
       this.session = undefined;
     }
@@ -92,7 +96,12 @@ function fail(c: Counters, what: string): void {
 
 function open(port: number, creds: ClientCreds, resume: boolean): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, secureContext: creds.context(), ...(resume && creds.session ? { session: creds.session } : {}) });
+    const s = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      secureContext: creds.context(),
+      ...(resume && creds.session ? { session: creds.session } : {}),
+    });
     s.setNoDelay(true);
     s.on('session', (t: Buffer) => (creds.session = t));
     s.once('error', reject);
@@ -252,7 +261,9 @@ async function main(): Promise<void> {
   const work = arg('--work');
   if (!work) throw new SoakFailure('usage: soak.js --work <empty temp dir> [--results <dir>]');
   const resultsDir = resolve(arg('--results') ?? join(repo, 'bench', 'results'));
-  say(`== soak: ${DURATION} s (warm-up ${WARMUP} s), a rotation and a CRL change every ${CHANGE_EVERY} s, samples every ${SAMPLE_EVERY} s; svcca tcp${HTTP ? ' + svcca http' : ''}`);
+  say(
+    `== soak: ${DURATION} s (warm-up ${WARMUP} s), a rotation and a CRL change every ${CHANGE_EVERY} s, samples every ${SAMPLE_EVERY} s; svcca tcp${HTTP ? ' + svcca http' : ''}`,
+  );
 
   const ca = join(work, 'ca');
   const env = { ...process.env, SVCCA_PASSPHRASE: `soak-${process.pid}-${Date.now()}`, SVCCA_DIR: ca };
@@ -300,7 +311,8 @@ async function main(): Promise<void> {
     for (const t of sidecars) {
       const pid = t.child!.pid!;
       const c = counters.get(t.id)!;
-      if (t.child!.exitCode !== null || t.child!.signalCode !== null) throw new SoakFailure(`${t.id} exited during the soak: ${tail(t.log, 5)}`);
+      if (t.child!.exitCode !== null || t.child!.signalCode !== null)
+        throw new SoakFailure(`${t.id} exited during the soak: ${tail(t.log, 5)}`);
       samples.get(t.id)!.push({ t: elapsed(), fds: fdCount(pid), rssMb: memory(processTree(pid)).rss / 1e6, ok: c.ok, failed: c.failed });
     }
   };
@@ -363,28 +375,42 @@ async function main(): Promise<void> {
       .map((l) => l.replace('svcca_sidecar_reloads_total', '').trim())
       .join(', ');
     say(`${t.id} (${t.version}):`);
-    say(`  requests: ${c.ok} ok, ${c.failed} FAILED${c.failed ? ' ✗' : ''}; keep-alive connections closed by the sidecar between requests: ${c.closedBetween}; resumed handshakes: ${c.resumed}; big-transfer bytes: ${(c.bytes / 1e9).toFixed(2)} GB`);
+    say(
+      `  requests: ${c.ok} ok, ${c.failed} FAILED${c.failed ? ' ✗' : ''}; keep-alive connections closed by the sidecar between requests: ${c.closedBetween}; resumed handshakes: ${c.resumed}; big-transfer bytes: ${(c.bytes / 1e9).toFixed(2)} GB`,
+    );
     say(`  reloads (from /metrics): ${reloads || 'none reported'}`);
-    const row = (label: string, x: Sample) => `  ${label.padEnd(14)} ${x.t.toFixed(0).padStart(5)} s  ${String(x.fds).padStart(5)} fds  ${x.rssMb.toFixed(1).padStart(7)} MB RSS  ${String(x.ok).padStart(9)} ok`;
+    const row = (label: string, x: Sample) =>
+      `  ${label.padEnd(14)} ${x.t.toFixed(0).padStart(5)} s  ${String(x.fds).padStart(5)} fds  ${x.rssMb.toFixed(1).padStart(7)} MB RSS  ${String(x.ok).padStart(9)} ok`;
     say(row('start', list[0]!));
     say(row(`warm-up`, warm));
     for (let m = 60; m < end.t - 1; m += 60) if (Math.abs(m - WARMUP) > SAMPLE_EVERY) say(row(`minute ${m / 60}`, at(m)));
     say(row('end', end));
-    say(`  after warm-up → end: fds ${warm.fds} → ${end.fds} (${pct(warm.fds, end.fds)}), RSS ${warm.rssMb.toFixed(1)} → ${end.rssMb.toFixed(1)} MB (${pct(warm.rssMb, end.rssMb)})`);
+    say(
+      `  after warm-up → end: fds ${warm.fds} → ${end.fds} (${pct(warm.fds, end.fds)}), RSS ${warm.rssMb.toFixed(1)} → ${end.rssMb.toFixed(1)} MB (${pct(warm.rssMb, end.rssMb)})`,
+    );
     report[t.id] = { version: t.version, counters: c, warmup: warm, end, samples: list, reloads };
   }
-  say(`changes: ${changes} rotations (server + client sets), ${crlChanges} CRL changes; distinct server certificates seen by the client: ${serverSerials.size}`);
+  say(
+    `changes: ${changes} rotations (server + client sets), ${crlChanges} CRL changes; distinct server certificates seen by the client: ${serverSerials.size}`,
+  );
   if (failures.length) {
     say('first failures:');
     for (const f of failures.slice(0, 10)) say(`  ${f}`);
   }
   mkdirSync(resultsDir, { recursive: true });
   const file = join(resultsDir, `soak-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), settings: { DURATION, WARMUP, CHANGE_EVERY, SAMPLE_EVERY, HTTP }, changes, crlChanges, serverCertificatesSeen: serverSerials.size, failures, sidecars: report }, null, 2)}\n`);
+  writeFileSync(
+    file,
+    `${JSON.stringify({ benchmark: 'soak', date: new Date().toISOString(), settings: { DURATION, WARMUP, CHANGE_EVERY, SAMPLE_EVERY, HTTP }, changes, crlChanges, serverCertificatesSeen: serverSerials.size, failures, sidecars: report }, null, 2)}\n`,
+  );
   say(`results: ${file}`);
   if (totalFailed > 0) throw new SoakFailure(`${totalFailed} failed requests (must be 0)`);
   if (changes > 0 && serverSerials.size < 2) throw new SoakFailure('the sidecars never presented a rotated certificate');
 }
 
-runBenchMain('soak', main, (err) => err instanceof SoakFailure, () => (stopping = true));
-
+runBenchMain(
+  'soak',
+  main,
+  (err) => err instanceof SoakFailure,
+  () => (stopping = true),
+);

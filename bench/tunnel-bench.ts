@@ -129,17 +129,46 @@ async function main(): Promise<void> {
   try {
     const ca = join(work, 'ca');
     const env = { ...process.env, SVCCA_PASSPHRASE: `bench-${process.pid}`, SVCCA_DIR: ca };
-    for (const args of [['init', '--trust-domain', TD], ['issue', 'bench-server', '--out', join(work, 'server')], ['issue', 'bench-client', '--out', join(work, 'client')]]) {
+    for (const args of [
+      ['init', '--trust-domain', TD],
+      ['issue', 'bench-server', '--out', join(work, 'server')],
+      ['issue', 'bench-client', '--out', join(work, 'client')],
+    ]) {
       const r = await runCommand(process.execPath, [CLI, ...args, '--dir', ca], { timeoutMs: 60_000, env });
       if (r.code !== 0) throw new BenchFailure(`svcca ${args[0]} failed: ${r.stderr.trim()}`);
     }
     const policy = join(work, 'policy.yaml');
     writeFileSync(policy, 'services:\n  bench-server:\n    allow: [bench-client]\n');
     const service = await startService();
-    const common = (dir: string) => ['identity:', `  dir: ${join(work, dir)}`, `  crl: ${join(ca, 'crl.pem')}`, 'log:', `  level: ${process.env.TUNNEL_LOG_LEVEL ?? 'warn'}`];
-    const inbound = await startSidecar(work, 'inbound', (port) => [...common('server'), `policy: ${policy}`, 'inbound:', `  listen: 127.0.0.1:${port}`, `  forward: 127.0.0.1:${service.port}`, ''].join('\n'));
+    const common = (dir: string) => [
+      'identity:',
+      `  dir: ${join(work, dir)}`,
+      `  crl: ${join(ca, 'crl.pem')}`,
+      'log:',
+      `  level: ${process.env.TUNNEL_LOG_LEVEL ?? 'warn'}`,
+    ];
+    const inbound = await startSidecar(work, 'inbound', (port) =>
+      [
+        ...common('server'),
+        `policy: ${policy}`,
+        'inbound:',
+        `  listen: 127.0.0.1:${port}`,
+        `  forward: 127.0.0.1:${service.port}`,
+        '',
+      ].join('\n'),
+    );
     const outbound = (mode: 'auto' | 'off') =>
-      startSidecar(work, `outbound-${mode}`, (port) => [...common('client'), 'outbound:', `  - listen: 127.0.0.1:${port}`, `    connect: 127.0.0.1:${inbound.port}`, `    serverId: spiffe://${TD}/bench-server`, `    tunnel: ${mode}`, ''].join('\n'));
+      startSidecar(work, `outbound-${mode}`, (port) =>
+        [
+          ...common('client'),
+          'outbound:',
+          `  - listen: 127.0.0.1:${port}`,
+          `    connect: 127.0.0.1:${inbound.port}`,
+          `    serverId: spiffe://${TD}/bench-server`,
+          `    tunnel: ${mode}`,
+          '',
+        ].join('\n'),
+      );
     const auto = await outbound('auto');
     const off = await outbound('off');
     const variants: [string, number, Record<string, Proc>][] = [
@@ -148,14 +177,26 @@ async function main(): Promise<void> {
       ['direct', service.port, {}],
     ];
     const kinds: [string, string, number, (port: number, agent: Agent | false) => () => Promise<number>, boolean][] = [
-      ['(a) new connection per request', 'req/s', Number(process.env.TUNNEL_A_WORKERS ?? 16), (port) => async () => {
-        await get(port, '/small', false);
-        return 1;
-      }, false],
-      ['(b) 32 keep-alive connections', 'req/s', 32, (port, agent) => async () => {
-        await get(port, '/small', agent);
-        return 1;
-      }, true],
+      [
+        '(a) new connection per request',
+        'req/s',
+        Number(process.env.TUNNEL_A_WORKERS ?? 16),
+        (port) => async () => {
+          await get(port, '/small', false);
+          return 1;
+        },
+        false,
+      ],
+      [
+        '(b) 32 keep-alive connections',
+        'req/s',
+        32,
+        (port, agent) => async () => {
+          await get(port, '/small', agent);
+          return 1;
+        },
+        true,
+      ],
       ['(c) 4 × 1 MiB downloads', 'MB/s', 4, (port, agent) => async () => (await get(port, '/big?bytes=1048576', agent)) / 1e6, true],
       ['(d) one 256 MiB download', 'MB/s', 1, (port, agent) => async () => (await get(port, '/big?bytes=268435456', agent)) / 1e6, true],
     ];
@@ -178,7 +219,9 @@ async function main(): Promise<void> {
         results.set(`${kind}|${name}`, rate);
         const per = (c: number) => fmt((c / s.units) * 1000, 3);
         const mem = Object.entries(procs).map(([k, p]) => `${k} rss ${fmt(memory(p.pids()).rss / 1048576)} MiB`);
-        say(`  ${name.padEnd(12)} ${fmt(rate, unit === 'MB/s' ? 1 : 0).padStart(10)} ${unit}   cpu/unit: ${[...Object.entries(s.cpu).map(([k, c]) => `${k} ${per(c)}`), `client ${per(s.clientCpu)}`].join(', ')} ms   client cpu ${fmt((s.clientCpu / s.seconds) * 100)}%   ${mem.join(', ')}`);
+        say(
+          `  ${name.padEnd(12)} ${fmt(rate, unit === 'MB/s' ? 1 : 0).padStart(10)} ${unit}   cpu/unit: ${[...Object.entries(s.cpu).map(([k, c]) => `${k} ${per(c)}`), `client ${per(s.clientCpu)}`].join(', ')} ms   client cpu ${fmt((s.clientCpu / s.seconds) * 100)}%   ${mem.join(', ')}`,
+        );
       }
       const a = results.get(`${kind}|tunnel auto`)!;
       const o = results.get(`${kind}|tunnel off`)!;
@@ -219,7 +262,9 @@ async function slowReader(auto: Proc, inbound: Proc, mb: number, say: (s: string
     req.end();
   });
   clearInterval(timer);
-  say(`  ${fmt(got / 1048576)} MiB in ${fmt((performance.now() - t0) / 1000)} s; peak RSS outbound ${fmt(peak.outbound / 1048576)} MiB, inbound ${fmt(peak.inbound / 1048576)} MiB`);
+  say(
+    `  ${fmt(got / 1048576)} MiB in ${fmt((performance.now() - t0) / 1000)} s; peak RSS outbound ${fmt(peak.outbound / 1048576)} MiB, inbound ${fmt(peak.inbound / 1048576)} MiB`,
+  );
 }
 
 runBenchMain('tunnel-bench', main, (err) => err instanceof BenchFailure);

@@ -10,7 +10,10 @@ import type { CommandContext } from './context.js';
 
 function commanderLine(err: CommanderError, captured: string): string {
   // Commander prints "error: ...\n(Did you mean x?)": fold it into one line.
-  const text = (captured || err.message).replace(/^error:\s*/i, '').replace(/\s*\n\s*/g, ' ').trim();
+  const text = (captured || err.message)
+    .replace(/^error:\s*/i, '')
+    .replace(/\s*\n\s*/g, ' ')
+    .trim();
   return text;
 }
 
@@ -42,7 +45,8 @@ async function main(argv: string[]): Promise<number> {
       return ExitCode.user;
     }
     process.stderr.write(`svcca: ${oneLine(errorLine(err))}\n`);
-    if (process.env.SVCCA_DEBUG && err instanceof Error) process.stderr.write(`${err.stack ?? ''}\n${err.cause ? String((err.cause as Error).stack ?? err.cause) : ''}\n`);
+    if (process.env.SVCCA_DEBUG && err instanceof Error)
+      process.stderr.write(`${err.stack ?? ''}\n${err.cause ? String((err.cause as Error).stack ?? err.cause) : ''}\n`);
     return err instanceof SvccaError ? err.exitCode : ExitCode.user;
   }
 }

@@ -16,7 +16,12 @@ export interface Output {
   progress(label: string, total: number): Progress;
 }
 
-export function createOutput(json: boolean, env: NodeJS.ProcessEnv = process.env, stdout: NodeJS.WritableStream = process.stdout, stderr: NodeJS.WriteStream = process.stderr): Output {
+export function createOutput(
+  json: boolean,
+  env: NodeJS.ProcessEnv = process.env,
+  stdout: NodeJS.WritableStream = process.stdout,
+  stderr: NodeJS.WriteStream = process.stderr,
+): Output {
   const drawProgress = progressWanted(stderr, json, env);
   return {
     json,

@@ -116,7 +116,23 @@ export function buildProgram(hooks: ProgramHooks): Command {
     .showSuggestionAfterError(true)
     .addHelpText('after', PROGRAM_HELP);
   const wiring = wire(program, hooks);
-  for (const define of [defineInit, defineIssue, defineRotate, defineRevoke, defineCrl, defineList, defineInspect, defineExport, defineLedger, defineServe, defineToken, defineRenew, defineBootstrap, definePolicy, defineCompletion]) {
+  for (const define of [
+    defineInit,
+    defineIssue,
+    defineRotate,
+    defineRevoke,
+    defineCrl,
+    defineList,
+    defineInspect,
+    defineExport,
+    defineLedger,
+    defineServe,
+    defineToken,
+    defineRenew,
+    defineBootstrap,
+    definePolicy,
+    defineCompletion,
+  ]) {
     define(program, wiring);
   }
   return program;
@@ -153,9 +169,15 @@ function defineInit(program: Command, w: Wiring): void {
     .addOption(new Option('--key-type <type>', `CA and leaf key type (${KEY_TYPES.join(', ')})`).default('ecdsa-p256'))
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .option(ROOT_PASSPHRASE_FLAG, "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE; defaults to the intermediate's)")
-    .option('--ledger <url>', 'keep the ledger in PostgreSQL: postgres://USER@HOST:PORT/DB[?sslmode=verify-full] (or env SVCCA_LEDGER; password from PGPASSWORD or ~/.pgpass, never the URL)')
+    .option(
+      '--ledger <url>',
+      'keep the ledger in PostgreSQL: postgres://USER@HOST:PORT/DB[?sslmode=verify-full] (or env SVCCA_LEDGER; password from PGPASSWORD or ~/.pgpass, never the URL)',
+    )
     .action(async (o: Flags<InitOptions, never, 'trustDomain'>, cmd: Command) =>
-      (await import('./commands/init.js')).runInit(need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org'), w.ctxFor(cmd)),
+      (await import('./commands/init.js')).runInit(
+        need(o, 'trustDomain', '--trust-domain', 'svcca init --trust-domain example.org'),
+        w.ctxFor(cmd),
+      ),
     );
 }
 
@@ -169,7 +191,9 @@ function defineIssue(program: Command, w: Wiring): void {
     .option('--out <dir>', 'where to write tls.crt, tls.key, ca.crt (default ca-data/issued/<service>)')
     .option('--csr <file>', 'sign this CSR instead of making a key (only its public key is used)')
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
-    .action(async (service: string, o: Flags<IssueOptions, 'service'>, cmd: Command) => (await import('./commands/issue.js')).runIssue({ ...o, service }, w.ctxFor(cmd)));
+    .action(async (service: string, o: Flags<IssueOptions, 'service'>, cmd: Command) =>
+      (await import('./commands/issue.js')).runIssue({ ...o, service }, w.ctxFor(cmd)),
+    );
 }
 
 function defineRotate(program: Command, w: Wiring): void {
@@ -183,7 +207,9 @@ function defineRotate(program: Command, w: Wiring): void {
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .option(ROOT_PASSPHRASE_FLAG, "file holding the root key's passphrase (or env SVCCA_ROOT_PASSPHRASE)")
     .addHelpText('after', ROTATE_HELP)
-    .action(async (services: string[], o: Flags<RotateOptions, 'services'>, cmd: Command) => (await import('./commands/rotate.js')).runRotate({ ...o, services }, w.ctxFor(cmd)));
+    .action(async (services: string[], o: Flags<RotateOptions, 'services'>, cmd: Command) =>
+      (await import('./commands/rotate.js')).runRotate({ ...o, services }, w.ctxFor(cmd)),
+    );
 }
 
 function defineRevoke(program: Command, w: Wiring): void {
@@ -191,9 +217,18 @@ function defineRevoke(program: Command, w: Wiring): void {
     .description("revoke a service's unexpired certificates (and stop its rotation), or one certificate by serial")
     .argument('[service]', 'the service to revoke')
     .option('--serial <hex>', 'revoke this one certificate')
-    .addOption(new Option('--reason <reason>', 'RFC 5280 reason').choices(['keyCompromise', 'superseded', 'cessationOfOperation', 'affiliationChanged']))
+    .addOption(
+      new Option('--reason <reason>', 'RFC 5280 reason').choices([
+        'keyCompromise',
+        'superseded',
+        'cessationOfOperation',
+        'affiliationChanged',
+      ]),
+    )
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
-    .action(async (service: string | undefined, o: Flags<RevokeOptions, 'service'>, cmd: Command) => (await import('./commands/revoke.js')).runRevoke({ ...o, service }, w.ctxFor(cmd)));
+    .action(async (service: string | undefined, o: Flags<RevokeOptions, 'service'>, cmd: Command) =>
+      (await import('./commands/revoke.js')).runRevoke({ ...o, service }, w.ctxFor(cmd)),
+    );
 }
 
 function defineCrl(program: Command, w: Wiring): void {
@@ -217,7 +252,9 @@ function defineInspect(program: Command, w: Wiring): void {
   w.command(program, 'inspect')
     .description("show a certificate's details, SPIFFE ID, fingerprints and chain check")
     .argument('<file|service>', 'a PEM file, or the name of an issued service')
-    .action(async (target: string, _o: unknown, cmd: Command) => (await import('./commands/inspect.js')).runInspect({ target }, w.ctxFor(cmd)));
+    .action(async (target: string, _o: unknown, cmd: Command) =>
+      (await import('./commands/inspect.js')).runInspect({ target }, w.ctxFor(cmd)),
+    );
 }
 
 function defineExport(program: Command, w: Wiring): void {
@@ -228,7 +265,10 @@ function defineExport(program: Command, w: Wiring): void {
     .option('--password-file <file>', 'file holding the PKCS#12 password (or env SVCCA_P12_PASSWORD, or a prompt)')
     .option('--legacy', '3DES and a SHA-1 MAC, for old Java and macOS')
     .action(async (service: string, o: Flags<ExportOptions, 'service', 'p12'>, cmd: Command) =>
-      (await import('./commands/export.js')).runExport(need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`), w.ctxFor(cmd)),
+      (await import('./commands/export.js')).runExport(
+        need({ ...o, service }, 'p12', '--p12', `svcca export ${service} --p12 ${service}.p12`),
+        w.ctxFor(cmd),
+      ),
     );
 }
 
@@ -241,7 +281,10 @@ function defineLedger(program: Command, w: Wiring): void {
     .description("copy the SQLite ledger into an empty PostgreSQL database, check every table, then switch the CA's config to it")
     .option('--to <url>', 'postgres://USER@HOST:PORT/DB (required; password from PGPASSWORD or ~/.pgpass)')
     .action(async (o: Flags<LedgerCopyOptions, never, 'to'>, cmd: Command) =>
-      (await import('./commands/ledger.js')).runLedgerCopy(need(o, 'to', '--to', 'svcca ledger copy --to postgres://svcca@db.internal:5432/svcca'), w.ctxFor(cmd)),
+      (await import('./commands/ledger.js')).runLedgerCopy(
+        need(o, 'to', '--to', 'svcca ledger copy --to postgres://svcca@db.internal:5432/svcca'),
+        w.ctxFor(cmd),
+      ),
     );
 }
 
@@ -254,9 +297,15 @@ function defineServe(program: Command, w: Wiring): void {
     .option('--cert-ttl <duration>', "lifetime of the server's own certificate (default: the CA's default TTL)")
     .option('--drain <duration>', 'on SIGTERM, how long requests in flight may take to finish', '10s')
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
-    .addHelpText('after', `\nEndpoints:\n  POST /v1/renew       mTLS with the current certificate; body {"csr": PEM} for a NEW key\n  POST /v1/bootstrap   body {"token": TOKEN, "csr": PEM} (token from \`svcca token SERVICE\`)\n  GET  /v1/crl.pem     the CRLs (ETag / If-None-Match)\n  GET  /v1/ca.crt      the trust bundle (ETag / If-None-Match)\nThe server presents spiffe://<trust-domain>/svcca, issued to itself and renewed in process.\nLogs are JSON lines on stdout (SVCCA_LOG_LEVEL=debug for more). SIGTERM drains and exits 0.`)
+    .addHelpText(
+      'after',
+      `\nEndpoints:\n  POST /v1/renew       mTLS with the current certificate; body {"csr": PEM} for a NEW key\n  POST /v1/bootstrap   body {"token": TOKEN, "csr": PEM} (token from \`svcca token SERVICE\`)\n  GET  /v1/crl.pem     the CRLs (ETag / If-None-Match)\n  GET  /v1/ca.crt      the trust bundle (ETag / If-None-Match)\nThe server presents spiffe://<trust-domain>/svcca, issued to itself and renewed in process.\nLogs are JSON lines on stdout (SVCCA_LOG_LEVEL=debug for more). SIGTERM drains and exits 0.`,
+    )
     .action(async (o: Flags<ServeOptions, never, 'listen'>, cmd: Command) =>
-      (await import('./commands/serve.js')).runServe(need(o, 'listen', '--listen', 'svcca serve --listen 0.0.0.0:9443 --admin 127.0.0.1:9444'), w.ctxFor(cmd)),
+      (await import('./commands/serve.js')).runServe(
+        need(o, 'listen', '--listen', 'svcca serve --listen 0.0.0.0:9443 --admin 127.0.0.1:9444'),
+        w.ctxFor(cmd),
+      ),
     );
 }
 
@@ -270,8 +319,13 @@ function defineToken(program: Command, w: Wiring): void {
     .option('--ip <address>', 'extra IP SAN of that certificate (repeatable)', collect, [])
     .option('--revoke', "revoke the service's unused tokens")
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
-    .addHelpText('after', '\nThe token is printed alone on stdout (TOKEN=$(svcca token api)); it is good for one bootstrap, within --ttl (default 10m).\nMaking one needs the intermediate passphrase, as issuing does (a token buys a certificate); --revoke does not.\nThe CA keeps only its SHA-256. The token carries the root\'s fingerprint, so `svcca bootstrap` can check the CA before trusting it.')
-    .action(async (service: string, o: Flags<TokenOptions, 'service'>, cmd: Command) => (await import('./commands/token.js')).runToken({ ...o, service }, w.ctxFor(cmd)));
+    .addHelpText(
+      'after',
+      "\nThe token is printed alone on stdout (TOKEN=$(svcca token api)); it is good for one bootstrap, within --ttl (default 10m).\nMaking one needs the intermediate passphrase, as issuing does (a token buys a certificate); --revoke does not.\nThe CA keeps only its SHA-256. The token carries the root's fingerprint, so `svcca bootstrap` can check the CA before trusting it.",
+    )
+    .action(async (service: string, o: Flags<TokenOptions, 'service'>, cmd: Command) =>
+      (await import('./commands/token.js')).runToken({ ...o, service }, w.ctxFor(cmd)),
+    );
 }
 
 function defineRenew(program: Command, w: Wiring): void {
@@ -286,10 +340,26 @@ function defineRenew(program: Command, w: Wiring): void {
     .option('--exec <cmd>', 'run after a renewal, with SVCCA_SERVICE and SVCCA_SET_DIR set (e.g. a reload)')
     .option('--json', 'machine-readable output on stdout')
     .showSuggestionAfterError(true)
-    .addHelpText('after', `\nThe server is trusted through the set's ca.crt and must present spiffe://<trust-domain>/svcca.\n\nExit codes (as rotate):\n  0  renewed, or not due yet\n  1  usage error\n  2  the renewal failed (the CA refused or could not be reached; the set is unchanged)\n  4  renewed, but cut short at the intermediate's end`)
+    .addHelpText(
+      'after',
+      `\nThe server is trusted through the set's ca.crt and must present spiffe://<trust-domain>/svcca.\n\nExit codes (as rotate):\n  0  renewed, or not due yet\n  1  usage error\n  2  the renewal failed (the CA refused or could not be reached; the set is unchanged)\n  4  renewed, but cut short at the intermediate's end`,
+    )
     .action(async (o: Flags<RenewOptions, never, 'ca' | 'dir'>, cmd: Command) =>
       // The program-level --dir (the CA directory elsewhere) catches the flag first.
-      (await import('./commands/renew.js')).runRenew(need(need({ ...o, dir: o.dir ?? cmd.optsWithGlobals<{ dir?: string }>().dir }, 'ca', '--ca', 'svcca renew --ca https://ca:9443 --dir /etc/svcca/api'), 'dir', '--dir', 'svcca renew --ca https://ca:9443 --dir /etc/svcca/api'), w.ctxFor(cmd)),
+      (await import('./commands/renew.js')).runRenew(
+        need(
+          need(
+            { ...o, dir: o.dir ?? cmd.optsWithGlobals<{ dir?: string }>().dir },
+            'ca',
+            '--ca',
+            'svcca renew --ca https://ca:9443 --dir /etc/svcca/api',
+          ),
+          'dir',
+          '--dir',
+          'svcca renew --ca https://ca:9443 --dir /etc/svcca/api',
+        ),
+        w.ctxFor(cmd),
+      ),
     );
 }
 
@@ -305,7 +375,15 @@ function defineBootstrap(program: Command, w: Wiring): void {
     .option('--json', 'machine-readable output on stdout')
     .showSuggestionAfterError(true)
     .action(async (o: Flags<BootstrapOptions, never, 'ca' | 'out'>, cmd: Command) =>
-      (await import('./commands/bootstrap.js')).runBootstrap(need(need(o, 'ca', '--ca', 'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api'), 'out', '--out', 'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api'), w.ctxFor(cmd)),
+      (await import('./commands/bootstrap.js')).runBootstrap(
+        need(
+          need(o, 'ca', '--ca', 'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api'),
+          'out',
+          '--out',
+          'svcca bootstrap --ca https://ca:9443 --token TOKEN --out /etc/svcca/api',
+        ),
+        w.ctxFor(cmd),
+      ),
     );
 }
 
@@ -319,7 +397,10 @@ function definePolicy(program: Command, w: Wiring): void {
     .option('--method <method>', 'HTTP method (http mode)')
     .option('--path <path>', 'HTTP path (http mode)')
     .action(async (from: string, to: string, o: Flags<PolicyCheckOptions, 'from' | 'to', 'policy'>, cmd: Command) =>
-      (await import('./commands/policy-check.js')).runPolicyCheck(need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`), w.ctxFor(cmd)),
+      (await import('./commands/policy-check.js')).runPolicyCheck(
+        need({ ...o, from, to }, 'policy', '--policy', `svcca policy check ${from} ${to} --policy policy.yaml`),
+        w.ctxFor(cmd),
+      ),
     );
   w.command(policy, 'graph')
     .description('draw who may call whom (and, with --observed, who did)')
@@ -327,14 +408,21 @@ function definePolicy(program: Command, w: Wiring): void {
     .addOption(new Option('--format <format>', 'output format').choices(['dot', 'mermaid', 'svg']).default('dot'))
     .option('--observed <log...>', 'sidecar log files: draw the calls seen over the policy (denied and would-deny as their own edges)')
     .action(async (o: Flags<PolicyGraphOptions, never, 'policy'>, cmd: Command) =>
-      (await import('./commands/policy-graph.js')).runPolicyGraph(need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg'), w.ctxFor(cmd)),
+      (await import('./commands/policy-graph.js')).runPolicyGraph(
+        need(o, 'policy', '--policy', 'svcca policy graph --policy policy.yaml --format svg'),
+        w.ctxFor(cmd),
+      ),
     );
   w.command(policy, 'learn')
     .description('propose the smallest policy addition that allows every call seen in sidecar logs')
     .option('--log <file...>', 'sidecar log files, JSON lines (required; refusals, would-deny lines, and allowed calls at log level debug)')
     .option('--policy <file>', 'the policy in force: propose only what it does not allow yet')
     .option('--write <file>', 'write the whole new policy here (the current one plus the additions) instead of printing a patch')
-    .addOption(new Option('--paths <how>', 'exact: one rule per path seen; prefix: fold sibling paths into parent/*').choices(['exact', 'prefix']).default('exact'))
+    .addOption(
+      new Option('--paths <how>', 'exact: one rule per path seen; prefix: fold sibling paths into parent/*')
+        .choices(['exact', 'prefix'])
+        .default('exact'),
+    )
     .addHelpText(
       'after',
       `
@@ -344,7 +432,10 @@ Examples:
 It never removes a rule; rules no call used are listed as candidates to review.`,
     )
     .action(async (o: Flags<PolicyLearnOptions, never, 'log'>, cmd: Command) =>
-      (await import('./commands/policy-learn.js')).runPolicyLearn(need(o, 'log', '--log', 'svcca policy learn --log sidecar.log --policy policy.yaml'), w.ctxFor(cmd)),
+      (await import('./commands/policy-learn.js')).runPolicyLearn(
+        need(o, 'log', '--log', 'svcca policy learn --log sidecar.log --policy policy.yaml'),
+        w.ctxFor(cmd),
+      ),
     );
 }
 
@@ -353,10 +444,13 @@ function defineCompletion(program: Command, w: Wiring): void {
     .description('print a tab-completion script for bash, zsh or fish')
     .argument('<shell>', 'bash, zsh or fish')
     .addHelpText('after', COMPLETION_HELP)
-    .action(async (shell: string, _o: unknown, cmd: Command) => (await import('./commands/completion.js')).runCompletion({ shell, program }, w.ctxFor(cmd)));
+    .action(async (shell: string, _o: unknown, cmd: Command) =>
+      (await import('./commands/completion.js')).runCompletion({ shell, program }, w.ctxFor(cmd)),
+    );
   // What the completion scripts call to offer service names; not for people.
-  w.command(program, '__complete-services', { hidden: true })
-    .action(async (_o: unknown, cmd: Command) => (await import('./commands/completion.js')).runCompleteServices(w.ctxFor(cmd)));
+  w.command(program, '__complete-services', { hidden: true }).action(async (_o: unknown, cmd: Command) =>
+    (await import('./commands/completion.js')).runCompleteServices(w.ctxFor(cmd)),
+  );
 }
 
 const COMPLETION_HELP = `

@@ -20,11 +20,22 @@ export interface SecretSource {
 export function readSecretFile(path: string, flag: string): string {
   let text: string;
   try {
-    text = readCappedText(path, FILE_CAPS.secret, { label: `${flag} ${path}`, error: PassphraseError, hint: 'the file holds the secret on its first line; check that this is the right file' });
+    text = readCappedText(path, FILE_CAPS.secret, {
+      label: `${flag} ${path}`,
+      error: PassphraseError,
+      hint: 'the file holds the secret on its first line; check that this is the right file',
+    });
   } catch (err) {
     if (err instanceof SvccaError) throw err;
     const code = errnoCode(err);
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this user' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code})`;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'is not readable by this user'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : `cannot be read (${code})`;
     throw new PassphraseError(`${flag} ${path} ${why}`, 'give a readable file holding the secret on its first line');
   }
   const secret = text.endsWith('\r\n') ? text.slice(0, -2) : text.endsWith('\n') ? text.slice(0, -1) : text;

@@ -24,7 +24,8 @@ export function makeDirectories(path: string, mode: number): void {
     } catch (err) {
       const code = errnoCode(err);
       if (code === 'EEXIST') continue; // made meanwhile by a concurrent run
-      const why = code === 'ENOTDIR' ? `${dirname(dir)} is not a directory` : code === 'EACCES' ? 'permission denied' : `${code ?? String(err)}`;
+      const why =
+        code === 'ENOTDIR' ? `${dirname(dir)} is not a directory` : code === 'EACCES' ? 'permission denied' : `${code ?? String(err)}`;
       throw new InputError(`cannot create the directory ${dir}: ${why}`, 'choose a path under a directory this user can write', err);
     }
   }

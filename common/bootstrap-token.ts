@@ -33,12 +33,18 @@ export function tokenSecretHash(secret: string): string {
 }
 
 export function formatBootstrapToken(c: BootstrapTokenClaims): string {
-  return PREFIX + Buffer.from(JSON.stringify({ td: c.trustDomain, svc: c.service, fp: c.rootSha256, s: c.secret }), 'utf8').toString('base64url');
+  return (
+    PREFIX + Buffer.from(JSON.stringify({ td: c.trustDomain, svc: c.service, fp: c.rootSha256, s: c.secret }), 'utf8').toString('base64url')
+  );
 }
 
 /** Parses a token; `label` names where it came from (`--token`, the request body). */
 export function parseBootstrapToken(text: string, label = '--token'): BootstrapTokenClaims {
-  const bad = () => new UsageError(`${label} is not an svcca bootstrap token`, 'copy the whole line `svcca token SERVICE` printed (it starts with svcca1.)');
+  const bad = () =>
+    new UsageError(
+      `${label} is not an svcca bootstrap token`,
+      'copy the whole line `svcca token SERVICE` printed (it starts with svcca1.)',
+    );
   const value = text.trim();
   if (value.length > MAX_TOKEN_LENGTH || !value.startsWith(PREFIX)) throw bad();
   let raw: unknown;

@@ -49,8 +49,10 @@ export function parseCaUrl(text: string, label = '--ca'): URL {
   } catch {
     throw new UsageError(`${label} ${JSON.stringify(text)} is not a URL`, `e.g. ${label} https://ca.internal:9443`);
   }
-  if (url.protocol !== 'https:') throw new UsageError(`${label} ${text}: the CA is reached over https only`, `e.g. ${label} https://ca.internal:9443`);
-  if (url.username || url.password || url.search || url.hash) throw new UsageError(`${label} ${text}: give only https://HOST:PORT`, `e.g. ${label} https://ca.internal:9443`);
+  if (url.protocol !== 'https:')
+    throw new UsageError(`${label} ${text}: the CA is reached over https only`, `e.g. ${label} https://ca.internal:9443`);
+  if (url.username || url.password || url.search || url.hash)
+    throw new UsageError(`${label} ${text}: give only https://HOST:PORT`, `e.g. ${label} https://ca.internal:9443`);
   return url;
 }
 
@@ -87,7 +89,13 @@ function serverIdCheck(serverId: string) {
  * One HTTPS request to the CA. `tls` undefined means an unverified connection: used only
  * to fetch the trust bundle that is then checked against a pinned fingerprint.
  */
-export function caRequest(base: URL, method: 'GET' | 'POST', path: string, tls: CaTls | undefined, opts: { body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<CaAnswer> {
+export function caRequest(
+  base: URL,
+  method: 'GET' | 'POST',
+  path: string,
+  tls: CaTls | undefined,
+  opts: { body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CaAnswer> {
   const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
@@ -100,7 +108,12 @@ export function caRequest(base: URL, method: 'GET' | 'POST', path: string, tls: 
         minVersion: 'TLSv1.3',
         headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}), ...opts.headers },
         ...(tls
-          ? { ca: tls.caPem, rejectUnauthorized: true, checkServerIdentity: serverIdCheck(tls.serverId), ...(tls.certPem ? { cert: tls.certPem, key: tls.keyPem } : {}) }
+          ? {
+              ca: tls.caPem,
+              rejectUnauthorized: true,
+              checkServerIdentity: serverIdCheck(tls.serverId),
+              ...(tls.certPem ? { cert: tls.certPem, key: tls.keyPem } : {}),
+            }
           : { rejectUnauthorized: false }),
         timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       },
@@ -119,7 +132,13 @@ export function caRequest(base: URL, method: 'GET' | 'POST', path: string, tls: 
     req.on('timeout', () => req.destroy(new Error('no answer in time')));
     req.on('error', (err) => {
       const code = (err as NodeJS.ErrnoException).code;
-      reject(new CaRequestError(`cannot reach the CA at ${base.origin}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`, 'check --ca and that `svcca serve` runs there', 'unreachable'));
+      reject(
+        new CaRequestError(
+          `cannot reach the CA at ${base.origin}: ${err.message}${code && !err.message.includes(code) ? ` (${code})` : ''}`,
+          'check --ca and that `svcca serve` runs there',
+          'unreachable',
+        ),
+      );
     });
     req.end(payload);
   });
@@ -136,7 +155,12 @@ function refusedBy(base: URL, what: string, answer: CaAnswer): CaRequestError {
   } catch {
     // not JSON: keep the text
   }
-  return new CaRequestError(`the CA at ${base.origin} refused the ${what} (${answer.status} ${code}): ${message}`, code === 'rate-limited' ? 'retry later' : '', code, answer.status);
+  return new CaRequestError(
+    `the CA at ${base.origin} refused the ${what} (${answer.status} ${code}): ${message}`,
+    code === 'rate-limited' ? 'retry later' : '',
+    code,
+    answer.status,
+  );
 }
 
 /** What `/v1/renew` and `/v1/bootstrap` answer. */
@@ -163,9 +187,18 @@ function writeIssued(dir: string, answer: CaAnswer, key: KeyObject, caPem: strin
   try {
     parsed = JSON.parse(answer.body.toString('utf8')) as IssuedAnswer;
   } catch {
-    throw new CaRequestError(`the CA at ${base.origin} answered something that is not JSON`, 'check that --ca names svcca serve', 'bad-answer');
+    throw new CaRequestError(
+      `the CA at ${base.origin} answered something that is not JSON`,
+      'check that --ca names svcca serve',
+      'bad-answer',
+    );
   }
-  const bad = (why: string) => new CaRequestError(`the CA's answer is unusable: ${why}; nothing was written`, 'check that --ca names the CA that issued this set', 'bad-answer');
+  const bad = (why: string) =>
+    new CaRequestError(
+      `the CA's answer is unusable: ${why}; nothing was written`,
+      'check that --ca names the CA that issued this set',
+      'bad-answer',
+    );
   if (typeof parsed.certificate !== 'string') throw bad('it holds no certificate');
   let chain: Buffer[];
   let leaf: CertInfo;
@@ -176,7 +209,8 @@ function writeIssued(dir: string, answer: CaAnswer, key: KeyObject, caPem: strin
     throw bad('the certificate cannot be read');
   }
   if (!keyMatchesSpki(key, leaf.spkiDer)) throw bad('the certificate is not for the new key');
-  if (leaf.uris.length !== 1 || leaf.uris[0] !== expectedId) throw bad(`the certificate is for ${JSON.stringify(leaf.uris)}, not ${expectedId}`);
+  if (leaf.uris.length !== 1 || leaf.uris[0] !== expectedId)
+    throw bad(`the certificate is for ${JSON.stringify(leaf.uris)}, not ${expectedId}`);
   const roots = decodeCertificates(caPem, 'ca.crt');
   let top = chain[0]!;
   for (const next of chain.slice(1)) {
@@ -221,16 +255,26 @@ export async function renewCredentialSet(o: RenewOptions): Promise<RenewOutcome>
     leaf = parseCertificate(decodeCertificates(set.certChainPem, `${o.dir}/tls.crt`)[0]!, `${o.dir}/tls.crt`);
     key = readPrivateKeyPem(set.keyPem, `${o.dir}/tls.key`);
   } catch (err) {
-    throw new IdentityError(`the credential set in ${o.dir} cannot be read: ${(err as Error).message}`, 'bootstrap it again with `svcca bootstrap`', err);
+    throw new IdentityError(
+      `the credential set in ${o.dir} cannot be read: ${(err as Error).message}`,
+      'bootstrap it again with `svcca bootstrap`',
+      err,
+    );
   }
   const id = leaf.uris.length === 1 ? parseSpiffeId(leaf.uris[0]!) : undefined;
   if (!id?.ok) throw new IdentityError(`${o.dir}/tls.crt is not an X509-SVID`, 'bootstrap it again with `svcca bootstrap`');
   const now = o.now ?? Date.now();
   const validity = { notBefore: leaf.notBefore.getTime(), notAfter: leaf.notAfter.getTime() };
-  if (!o.force && !isDue(validity, now, o.threshold)) return { kind: 'not-due', serial: leaf.serialHex, notAfter: leaf.notAfter, dueAt: new Date(renewalDueAt(leaf, o.threshold)) };
+  if (!o.force && !isDue(validity, now, o.threshold))
+    return { kind: 'not-due', serial: leaf.serialHex, notAfter: leaf.notAfter, dueAt: new Date(renewalDueAt(leaf, o.threshold)) };
   const newKey = generateKey(keyTypeOf(key) ?? 'ecdsa-p256');
   const csr = buildCsrPem(newKey, id.id.service);
-  const tls: CaTls = { caPem: set.caPem, serverId: spiffeIdFor(id.id.trustDomain, CA_SERVER_SERVICE), certPem: set.certChainPem, keyPem: set.keyPem };
+  const tls: CaTls = {
+    caPem: set.caPem,
+    serverId: spiffeIdFor(id.id.trustDomain, CA_SERVER_SERVICE),
+    certPem: set.certChainPem,
+    keyPem: set.keyPem,
+  };
   const answer = await caRequest(o.ca, 'POST', '/v1/renew', tls, { body: { csr }, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
   if (answer.status !== 200) throw refusedBy(o.ca, 'renewal', answer);
   return { kind: 'renewed', previousSerial: leaf.serialHex, ...writeIssued(o.dir, answer, newKey, set.caPem, id.id.uri, o.ca) };
@@ -266,7 +310,9 @@ async function pinnedRoot(o: BootstrapOptions): Promise<Buffer> {
   const root = candidates.find((c) => sha256(c) === o.claims.rootSha256);
   if (!root) {
     throw new CaRequestError(
-      o.caBundlePem !== undefined ? 'the token was made by a CA whose root is not in --ca-bundle' : `the CA at ${o.ca.origin} is not the one the token names (its root's SHA-256 differs); not trusting it`,
+      o.caBundlePem !== undefined
+        ? 'the token was made by a CA whose root is not in --ca-bundle'
+        : `the CA at ${o.ca.origin} is not the one the token names (its root's SHA-256 differs); not trusting it`,
       'check --ca, or ask for a token from the CA you mean',
       'untrusted',
     );
@@ -279,11 +325,15 @@ export async function bootstrapCredentialSet(o: BootstrapOptions): Promise<NewSe
   const rootDer = await pinnedRoot(o);
   const caPem = encodePem('CERTIFICATE', rootDer);
   // A leaf's key has the CA's key type: the root's.
-  const keyType: KeyType = keyTypeOf(createPublicKey({ key: parseCertificate(rootDer, 'the root').spkiDer, format: 'der', type: 'spki' })) ?? 'ecdsa-p256';
+  const keyType: KeyType =
+    keyTypeOf(createPublicKey({ key: parseCertificate(rootDer, 'the root').spkiDer, format: 'der', type: 'spki' })) ?? 'ecdsa-p256';
   const key = generateKey(keyType);
   const csr = buildCsrPem(key, o.claims.service);
   const tls: CaTls = { caPem, serverId: spiffeIdFor(o.claims.trustDomain, CA_SERVER_SERVICE) };
-  const answer = await caRequest(o.ca, 'POST', '/v1/bootstrap', tls, { body: { token: o.token, csr }, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
+  const answer = await caRequest(o.ca, 'POST', '/v1/bootstrap', tls, {
+    body: { token: o.token, csr },
+    ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}),
+  });
   if (answer.status !== 200) throw refusedBy(o.ca, 'bootstrap', answer);
   return writeIssued(o.out, answer, key, caPem, spiffeIdFor(o.claims.trustDomain, o.claims.service), o.ca);
 }
@@ -297,7 +347,10 @@ export interface FetchedText {
 
 /** GET of a published file (`/v1/crl.pem`) with If-None-Match, from a verified server. */
 export async function fetchPublished(url: URL, tls: CaTls, etag: string | undefined, timeoutMs?: number): Promise<FetchedText> {
-  const answer = await caRequest(url, 'GET', url.pathname, tls, { headers: etag ? { 'if-none-match': etag } : {}, ...(timeoutMs ? { timeoutMs } : {}) });
+  const answer = await caRequest(url, 'GET', url.pathname, tls, {
+    headers: etag ? { 'if-none-match': etag } : {},
+    ...(timeoutMs ? { timeoutMs } : {}),
+  });
   if (answer.status === 304) return { notModified: true, body: '', etag };
   if (answer.status !== 200) throw refusedBy(url, `request for ${url.pathname}`, answer);
   const tag = answer.headers.etag;

@@ -37,7 +37,10 @@ export interface CappedReadOptions {
   readonly label?: string;
   readonly hint?: string;
   /** The error class callers already use for this file; default InputError. */
-  readonly error?: new (message: string, hint?: string) => SvccaError;
+  readonly error?: new (
+    message: string,
+    hint?: string,
+  ) => SvccaError;
 }
 
 const CHUNK = 64 * KiB;

@@ -10,7 +10,21 @@
  * A reader resolves `..data` once and reads every file from that folder, so it can
  * never pair a key with another set's certificate.
  */
-import { accessSync, constants, lstatSync, mkdirSync, readdirSync, readlinkSync, renameSync, rmdirSync, rmSync, symlinkSync, unlinkSync, statSync, type Dirent } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+  statSync,
+  type Dirent,
+} from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { fsyncDir, makeDirectories, writeFileDurable } from './atomic-file.js';
@@ -53,7 +67,8 @@ export function assertUsableSetDir(dir: string): void {
   } catch (err) {
     if (err instanceof UsageError) throw err;
     const code = errnoCode(err);
-    if (code === 'ENOTDIR') throw new UsageError(`--out ${dir} lies below a file, not a directory`, 'point --out at a directory (it is created if missing)');
+    if (code === 'ENOTDIR')
+      throw new UsageError(`--out ${dir} lies below a file, not a directory`, 'point --out at a directory (it is created if missing)');
     if (code !== 'ENOENT') throw new UsageError(`--out ${dir} cannot be used (${code})`, 'point --out at a directory this user can write');
   }
 }
@@ -237,8 +252,16 @@ export function readCredentialSet(dir: string): LoadedCredentialSet {
     accessSync(dir, constants.R_OK | constants.X_OK);
   } catch (err) {
     const code = errnoCode(err);
-    if (code === 'ENOENT') throw new IdentityError(`identity directory ${dir} does not exist`, 'issue a certificate into it with `svcca issue <service> --out DIR`');
-    if (code === 'EACCES') throw new IdentityError(`identity directory ${dir} is not readable by this user (uid ${process.getuid?.() ?? '?'})`, 'run as the user that owns it, or give this user read access (ca-data/ itself is 0700: issue with --out into a folder the sidecar can read)');
+    if (code === 'ENOENT')
+      throw new IdentityError(
+        `identity directory ${dir} does not exist`,
+        'issue a certificate into it with `svcca issue <service> --out DIR`',
+      );
+    if (code === 'EACCES')
+      throw new IdentityError(
+        `identity directory ${dir} is not readable by this user (uid ${process.getuid?.() ?? '?'})`,
+        'run as the user that owns it, or give this user read access (ca-data/ itself is 0700: issue with --out into a folder the sidecar can read)',
+      );
     throw new IdentityError(`identity directory ${dir} cannot be read (${code ?? String(err)})`, 'check the path and its permissions');
   }
   const sourceDir = resolveSetFolder(dir);
@@ -248,11 +271,20 @@ export function readCredentialSet(dir: string): LoadedCredentialSet {
     } catch (err) {
       if (err instanceof IdentityError) throw err;
       const code = errnoCode(err);
-      const why = code === 'ENOENT' ? 'is missing' : code === 'EACCES' ? 'is not readable by this user' : `cannot be read (${code ?? String(err)})`;
-      throw new IdentityError(`${join(dir, name)} ${why}`, 'a credential set needs tls.crt, tls.key and ca.crt (svcca issue writes all three)');
+      const why =
+        code === 'ENOENT' ? 'is missing' : code === 'EACCES' ? 'is not readable by this user' : `cannot be read (${code ?? String(err)})`;
+      throw new IdentityError(
+        `${join(dir, name)} ${why}`,
+        'a credential set needs tls.crt, tls.key and ca.crt (svcca issue writes all three)',
+      );
     }
   };
   // A CSR set has no key in its folder: the owner keeps theirs beside it, as a plain file.
   const ownKey = sourceDir !== resolve(dir) && !present(join(sourceDir, 'tls.key')) && isPlainFile(join(dir, 'tls.key'));
-  return { certChainPem: read('tls.crt'), keyPem: ownKey ? readCappedText(join(dir, 'tls.key'), FILE_CAPS.pemBundle, { error: IdentityError }) : read('tls.key'), caPem: read('ca.crt'), sourceDir };
+  return {
+    certChainPem: read('tls.crt'),
+    keyPem: ownKey ? readCappedText(join(dir, 'tls.key'), FILE_CAPS.pemBundle, { error: IdentityError }) : read('tls.key'),
+    caPem: read('ca.crt'),
+    sourceDir,
+  };
 }

@@ -129,7 +129,9 @@ export function parseCrlDer(der: Buffer): ParsedCrl {
         for (const ext of readExtensions(der, readTlv(der, dateTlv.end, entry.end))) {
           if (ext.critical && ext.oid !== OID_REASON_CODE && ext.oid !== OID_INVALIDITY_DATE) {
             // certificateIssuer makes an indirect CRL: entries for another CA's serials.
-            throw new DerError(`an entry has an unsupported critical extension ${ext.oid === OID_CERTIFICATE_ISSUER ? '(indirect CRL)' : ext.oid}`);
+            throw new DerError(
+              `an entry has an unsupported critical extension ${ext.oid === OID_CERTIFICATE_ISSUER ? '(indirect CRL)' : ext.oid}`,
+            );
           }
         }
       }
@@ -221,8 +223,16 @@ export function loadCrlPem(pemText: string, rootsDer: readonly Buffer[], source 
   const crlBlocks = blocks.filter((b) => b.label === CRL_PEM_LABEL || b.label === 'CRL');
   const certBlocks = blocks.filter((b) => b.label === 'CERTIFICATE');
   const other = blocks.find((b) => b.label !== CRL_PEM_LABEL && b.label !== 'CRL' && b.label !== 'CERTIFICATE');
-  if (other) throw new InputError(`${source} holds a "${other.label}" block`, `it should hold only ${CRL_PEM_LABEL} blocks and the intermediates' certificates, as svcca writes it`);
-  if (crlBlocks.length === 0) throw new InputError(`${source} holds no ${CRL_PEM_LABEL} block`, 'publish one with `svcca crl` and point identity.crl at ca-data/crl.pem');
+  if (other)
+    throw new InputError(
+      `${source} holds a "${other.label}" block`,
+      `it should hold only ${CRL_PEM_LABEL} blocks and the intermediates' certificates, as svcca writes it`,
+    );
+  if (crlBlocks.length === 0)
+    throw new InputError(
+      `${source} holds no ${CRL_PEM_LABEL} block`,
+      'publish one with `svcca crl` and point identity.crl at ca-data/crl.pem',
+    );
 
   const roots = rootsDer.map((der) => candidate(parseCertificate(der, 'a certificate in ca.crt')));
   const issuers: CertInfo[] = [];
@@ -230,8 +240,16 @@ export function loadCrlPem(pemText: string, rootsDer: readonly Buffer[], source 
   certBlocks.forEach((b, n) => {
     const info = parseCertificate(b.der, `certificate #${n + 1} in ${source}`);
     const root = roots.find((r) => isSignedBy(info.der, r.info.der));
-    if (!root) throw new InputError(`certificate #${n + 1} in ${source} (${info.subject}) does not chain to ca.crt`, 'the CRL file belongs to another CA; copy crl.pem from the CA that issued this identity');
-    if (info.isCA !== true) throw new InputError(`certificate #${n + 1} in ${source} (${info.subject}) is not a CA certificate`, 'only issuing CAs belong after the CRLs');
+    if (!root)
+      throw new InputError(
+        `certificate #${n + 1} in ${source} (${info.subject}) does not chain to ca.crt`,
+        'the CRL file belongs to another CA; copy crl.pem from the CA that issued this identity',
+      );
+    if (info.isCA !== true)
+      throw new InputError(
+        `certificate #${n + 1} in ${source} (${info.subject}) is not a CA certificate`,
+        'only issuing CAs belong after the CRLs',
+      );
     issuers.push(info);
     candidates.push(candidate(info));
   });
@@ -248,12 +266,22 @@ export function loadCrlPem(pemText: string, rootsDer: readonly Buffer[], source 
       throw err;
     }
     const digest = SIGNATURE_DIGESTS[parsed.signatureOid];
-    if (digest === undefined) throw new InputError(`${what} uses an unsupported signature algorithm ${parsed.signatureOid}`, 'svcca signs with ECDSA or RSA PKCS#1 v1.5 over SHA-2');
+    if (digest === undefined)
+      throw new InputError(
+        `${what} uses an unsupported signature algorithm ${parsed.signatureOid}`,
+        'svcca signs with ECDSA or RSA PKCS#1 v1.5 over SHA-2',
+      );
     const nameHex = parsed.issuerNameDer.toString('hex');
     const matching = candidates.filter(
-      (c) => c.nameHex === nameHex && (parsed.authorityKeyId === undefined || c.info.subjectKeyId === undefined || c.info.subjectKeyId === parsed.authorityKeyId),
+      (c) =>
+        c.nameHex === nameHex &&
+        (parsed.authorityKeyId === undefined || c.info.subjectKeyId === undefined || c.info.subjectKeyId === parsed.authorityKeyId),
     );
-    if (matching.length === 0) throw new InputError(`${what} was issued by a CA that is neither in ca.crt nor among the certificates after the CRLs`, 'append the issuing intermediate after the CRLs, as `svcca crl` does');
+    if (matching.length === 0)
+      throw new InputError(
+        `${what} was issued by a CA that is neither in ca.crt nor among the certificates after the CRLs`,
+        'append the issuing intermediate after the CRLs, as `svcca crl` does',
+      );
     const issuer = matching.find((c) => {
       try {
         return cryptoVerify(digest, parsed.tbs, c.key, parsed.signature);
@@ -261,9 +289,16 @@ export function loadCrlPem(pemText: string, rootsDer: readonly Buffer[], source 
         return false;
       }
     });
-    if (!issuer) throw new InputError(`${what}: its signature does not verify against its issuer`, 'the file was altered or signed by another key; publish it again with `svcca crl`');
+    if (!issuer)
+      throw new InputError(
+        `${what}: its signature does not verify against its issuer`,
+        'the file was altered or signed by another key; publish it again with `svcca crl`',
+      );
     if (issuer.info.keyUsage !== undefined && (issuer.info.keyUsage & KeyUsageBit.cRLSign) === 0) {
-      throw new InputError(`${what}: its issuer ${issuer.info.subject} may not sign CRLs (no cRLSign key usage)`, 'publish it again with `svcca crl`');
+      throw new InputError(
+        `${what}: its issuer ${issuer.info.subject} may not sign CRLs (no cRLSign key usage)`,
+        'publish it again with `svcca crl`',
+      );
     }
     for (const serial of parsed.revoked) revoked.add(serial);
     crls.push({
@@ -292,7 +327,11 @@ export function crlCovering(set: CrlSet, cert: CertInfo): CrlInfo | undefined {
     if (byKey) return byKey;
   }
   const nameHex = issuerNameHexOf(cert.der);
-  return set.crls.find((c) => c.issuerNameHex === nameHex && (c.issuerKeyId === undefined || cert.authorityKeyId === undefined || c.issuerKeyId === cert.authorityKeyId));
+  return set.crls.find(
+    (c) =>
+      c.issuerNameHex === nameHex &&
+      (c.issuerKeyId === undefined || cert.authorityKeyId === undefined || c.issuerKeyId === cert.authorityKeyId),
+  );
 }
 
 /**

@@ -19,7 +19,8 @@ export function buildCsrPem(key: KeyObject, commonName: string): string {
   const keyType = keyTypeOf(key);
   if (!keyType) throw new UsageError('the key for the CSR has an unsupported type', 'use ECDSA P-256/P-384 or RSA 2048/3072');
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
-  const subject = commonName.length > 0 && commonName.length <= MAX_CN ? seq(setOf(seq(oid(OID_CN), tlv(0x0c, Buffer.from(commonName, 'utf8'))))) : seq();
+  const subject =
+    commonName.length > 0 && commonName.length <= MAX_CN ? seq(setOf(seq(oid(OID_CN), tlv(0x0c, Buffer.from(commonName, 'utf8'))))) : seq();
   // version 0, subject, SubjectPublicKeyInfo, attributes [0] (none)
   const info = seq(integer(0n), subject, spki, explicit(0, Buffer.alloc(0)));
   return encodePem('CERTIFICATE REQUEST', signTbs(info, key, keyType));

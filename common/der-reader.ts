@@ -8,7 +8,9 @@
  */
 /** Lower-case hex of an unsigned integer's bytes, no leading zeros ('0' for zero). */
 export function serialToHex(bytes: ArrayBuffer | Uint8Array): string {
-  const hex = Buffer.from(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes)).toString('hex').replace(/^(00)+/, '');
+  const hex = Buffer.from(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes))
+    .toString('hex')
+    .replace(/^(00)+/, '');
   return hex === '' ? '0' : hex;
 }
 
@@ -135,4 +137,3 @@ export function readExtensions(buf: Buffer, seq: Tlv): Extension[] {
     return { oid, critical, value: buf.subarray(octets.contentStart, octets.end) };
   });
 }
-

@@ -20,7 +20,8 @@ export function parseDurationMs(text: string): number | undefined {
 /** Parses a positive duration for `flag`, or throws a UsageError naming it. */
 export function requireDurationMs(flag: string, text: string): number {
   const ms = parseDurationMs(text);
-  if (ms === undefined) throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a duration`, 'write it like 90s, 15m, 24h, 30d or 1h30m');
+  if (ms === undefined)
+    throw new UsageError(`${flag}: ${JSON.stringify(text)} is not a duration`, 'write it like 90s, 15m, 24h, 30d or 1h30m');
   if (ms <= 0) throw new UsageError(`${flag}: the duration must be greater than zero`, 'write it like 15m, 24h or 30d');
   return ms;
 }
@@ -31,7 +32,19 @@ export function formatDuration(ms: number): string {
   const parts: string[] = [];
   let rest = Math.round(ms / 1000);
   // Days only from three days up: "24h" and "48h" read better than "1d" and "2d".
-  const units = rest >= 3 * 86_400 ? ([['d', 86_400], ['h', 3_600], ['m', 60], ['s', 1]] as const) : ([['h', 3_600], ['m', 60], ['s', 1]] as const);
+  const units =
+    rest >= 3 * 86_400
+      ? ([
+          ['d', 86_400],
+          ['h', 3_600],
+          ['m', 60],
+          ['s', 1],
+        ] as const)
+      : ([
+          ['h', 3_600],
+          ['m', 60],
+          ['s', 1],
+        ] as const);
   for (const [unit, size] of units) {
     if (rest >= size) {
       parts.push(`${Math.floor(rest / size)}${unit}`);

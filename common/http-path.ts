@@ -28,8 +28,8 @@
  */
 
 export type NormalizedTarget =
-  | { readonly ok: true; /** normalized, starts with `/` */ readonly path: string; /** without `?`; '' when none */ readonly query: string }
-  | { readonly ok: false; /** one short line, safe to log and to put in a 400 body */ readonly reason: string };
+  | { readonly ok: true /** normalized, starts with `/` */; readonly path: string /** without `?`; '' when none */; readonly query: string }
+  | { readonly ok: false /** one short line, safe to log and to put in a 400 body */; readonly reason: string };
 
 const HEX = '0123456789ABCDEF';
 
@@ -39,7 +39,8 @@ export function normalizeRequestTarget(target: string): NormalizedTarget {
   if (target[0] !== '/') return fail(notOriginForm(target));
   for (let i = 0; i < target.length; i++) {
     const c = target.charCodeAt(i);
-    if (c <= 0x20 || c === 0x7f) return fail(c === 0x20 ? 'space in the request target' : `control character ${codePoint(c)} in the request target`);
+    if (c <= 0x20 || c === 0x7f)
+      return fail(c === 0x20 ? 'space in the request target' : `control character ${codePoint(c)} in the request target`);
     if (c > 0x7e) return fail('non-ASCII character in the request target (percent-encode it)');
     if (c === 0x23) return fail('fragment ("#") in the request target');
   }
@@ -122,7 +123,9 @@ function hex(value: number): string {
 }
 
 function isUnreserved(c: number): boolean {
-  return (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e;
+  return (
+    (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2e || c === 0x5f || c === 0x7e
+  );
 }
 
 /** RFC 3986 pchar minus pct-encoded: unreserved, sub-delims, ':' and '@'. */

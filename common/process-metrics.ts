@@ -40,5 +40,9 @@ export function registerProcessMetrics(registers: Registry[], prefix: string): v
     }
   });
   gauge('nodejs_heap_size_used_bytes', 'V8 heap in use, in bytes', () => process.memoryUsage().heapUsed);
-  gauge('nodejs_external_memory_bytes', 'Memory of C++ objects bound to JavaScript objects (buffers among them), in bytes', () => process.memoryUsage().external);
+  gauge(
+    'nodejs_external_memory_bytes',
+    'Memory of C++ objects bound to JavaScript objects (buffers among them), in bytes',
+    () => process.memoryUsage().external,
+  );
 }

@@ -28,12 +28,19 @@ export function parseThreshold(text: string, label = '--renew-before'): Threshol
   const pct = PERCENT.exec(value);
   if (pct) {
     const p = Number(pct[1]);
-    if (!(p > 0) || p > 100) throw new UsageError(`${label} ${value}: a share must be more than 0% and at most 100%`, 'use e.g. 33% (100% renews every certificate now)');
+    if (!(p > 0) || p > 100)
+      throw new UsageError(
+        `${label} ${value}: a share must be more than 0% and at most 100%`,
+        'use e.g. 33% (100% renews every certificate now)',
+      );
     return { kind: 'fraction', fraction: p / 100, text: value };
   }
   const ms = parseDurationMs(value);
   if (ms !== undefined && ms > 0) return { kind: 'duration', ms, text: value };
-  throw new UsageError(`${label} ${JSON.stringify(text)} is not a threshold`, 'give a share of the lifetime like 33% or a duration like 8h');
+  throw new UsageError(
+    `${label} ${JSON.stringify(text)} is not a threshold`,
+    'give a share of the lifetime like 33% or a duration like 8h',
+  );
 }
 
 /** True when the certificate has less than the threshold left (an expired one always is). */
@@ -49,4 +56,3 @@ export function dueAt(c: Validity, t: Threshold): number {
   if (t.kind === 'duration') return c.notAfter - t.ms;
   return c.notAfter - (c.notAfter - c.notBefore) * t.fraction;
 }
-

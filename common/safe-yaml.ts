@@ -46,7 +46,8 @@ export class YamlNonString {
 const YAML_BOOLEAN = /^(?:y|n|yes|no|true|false|on|off)$/i;
 const YAML_NULL = /^(?:null|~)$/i;
 // Integers (decimal, 0x, 0o, 0b, 1.1's leading-zero octal and _ separators) and floats.
-const YAML_NUMBER = /^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|[-+]?0x[0-9a-f_]+|0b[01_]+|[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:e[-+]?[0-9]+)?|[-+]?\.inf|\.nan)$/i;
+const YAML_NUMBER =
+  /^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|[-+]?0x[0-9a-f_]+|0b[01_]+|[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:e[-+]?[0-9]+)?|[-+]?\.inf|\.nan)$/i;
 
 const NON_STRING_TAG = {
   tag: 'tag:svcca.dev,2026:non-string',
@@ -76,7 +77,13 @@ export function readYaml(text: string, source: string, limits: YamlLimits): unkn
   }
   scanTokens(body, source, limits);
   const lineCounter = new LineCounter();
-  const doc = parseDocument(body, { schema: 'failsafe', uniqueKeys: true, prettyErrors: false, lineCounter, ...(limits.markNonStrings ? { customTags: [NON_STRING_TAG] } : {}) });
+  const doc = parseDocument(body, {
+    schema: 'failsafe',
+    uniqueKeys: true,
+    prettyErrors: false,
+    lineCounter,
+    ...(limits.markNonStrings ? { customTags: [NON_STRING_TAG] } : {}),
+  });
   const problem = doc.errors[0] ?? doc.warnings[0];
   if (problem) {
     const pos = lineCounter.linePos(problem.pos[0]);
@@ -88,7 +95,9 @@ export function readYaml(text: string, source: string, limits: YamlLimits): unkn
   } catch (err) {
     // yaml throws ReferenceError for an alias bomb and for an alias to nothing.
     const message = firstLine(err instanceof Error ? err.message : String(err));
-    const hint = /excessive alias/i.test(message) ? `use anchors and aliases sparingly (at most ${limits.maxAliasCount} expansions)` : limits.fixSyntax;
+    const hint = /excessive alias/i.test(message)
+      ? `use anchors and aliases sparingly (at most ${limits.maxAliasCount} expansions)`
+      : limits.fixSyntax;
     throw new ConfigError(`${source}: ${message}`, hint, err);
   }
 }
@@ -147,7 +156,10 @@ function scanTokens(text: string, source: string, limits: YamlLimits): void {
     lineStart = false;
     if (ZERO_WIDTH.has(token) || token[0] === '#' || /^[ \t]+$/.test(token)) continue;
     if (token[0] === '!') {
-      throw new ConfigError(`${source}: ${where(text, at)}: YAML tag ${clip(token)} is not allowed in a ${limits.what}`, `remove the tag; every ${limits.what} value is a plain string, list or map`);
+      throw new ConfigError(
+        `${source}: ${where(text, at)}: YAML tag ${clip(token)} is not allowed in a ${limits.what}`,
+        `remove the tag; every ${limits.what} value is a plain string, list or map`,
+      );
     }
     if (flow === 0 && !lineOpened) {
       while (indents.length > 0 && indents[indents.length - 1]! >= indent) indents.pop();

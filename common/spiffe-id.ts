@@ -42,7 +42,8 @@ export function serviceNameProblem(value: string): string | undefined {
     if (segment.length === 0) return 'has an empty path segment (a leading, trailing or doubled "/")';
     if (segment === '.' || segment === '..') return `has a "${segment}" path segment`;
     for (const ch of segment) {
-      if (!/^[a-z0-9._-]$/.test(ch)) return `contains ${describeChar(ch)}; only lower-case letters, digits, ".", "-", "_" and "/" between segments are allowed`;
+      if (!/^[a-z0-9._-]$/.test(ch))
+        return `contains ${describeChar(ch)}; only lower-case letters, digits, ".", "-", "_" and "/" between segments are allowed`;
     }
     if (!SERVICE_SEGMENT.test(segment)) return `has a segment "${segment}" that does not start with a letter or digit`;
   }
@@ -51,7 +52,8 @@ export function serviceNameProblem(value: string): string | undefined {
 
 export function assertTrustDomain(value: string): string {
   const problem = trustDomainProblem(value);
-  if (problem) throw new UsageError(`invalid trust domain ${JSON.stringify(value)}: it ${problem}`, 'use a DNS-like name such as example.org');
+  if (problem)
+    throw new UsageError(`invalid trust domain ${JSON.stringify(value)}: it ${problem}`, 'use a DNS-like name such as example.org');
   return value;
 }
 

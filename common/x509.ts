@@ -6,7 +6,19 @@
  */
 import { createHash, X509Certificate as NodeX509 } from 'node:crypto';
 import { InputError } from './errors.js';
-import { DerError, children, contentOf, expectTag, rawOf, readExtensions, readOid, readTime, readTlv, serialToHex, type Tlv } from './der-reader.js';
+import {
+  DerError,
+  children,
+  contentOf,
+  expectTag,
+  rawOf,
+  readExtensions,
+  readOid,
+  readTime,
+  readTlv,
+  serialToHex,
+  type Tlv,
+} from './der-reader.js';
 
 export { serialToHex } from './der-reader.js';
 

@@ -67,7 +67,10 @@ function parseArgs(argv: readonly string[]): Args {
     } else if (a.startsWith('--config=')) config = a.slice('--config='.length);
     else {
       const near = a.startsWith('-') ? closestKey(a.split('=')[0]!, FLAGS) : undefined;
-      throw new UsageError(`unknown argument ${JSON.stringify(a)}`, `${near ? `did you mean ${near}? ` : ''}usage: svcca-sidecar --config FILE [--check]`);
+      throw new UsageError(
+        `unknown argument ${JSON.stringify(a)}`,
+        `${near ? `did you mean ${near}? ` : ''}usage: svcca-sidecar --config FILE [--check]`,
+      );
     }
   }
   return { config, check, help, version };

@@ -47,7 +47,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   const registers = [registry];
   if (opts.defaultMetrics !== false) registerProcessMetrics(registers, 'svcca_sidecar_');
   let crlExpiredValue = 0;
-  const crlExpired = new Gauge({ name: 'svcca_sidecar_crl_expired', help: '1 when a CRL in force is past its nextUpdate (its entries are still enforced)', registers });
+  const crlExpired = new Gauge({
+    name: 'svcca_sidecar_crl_expired',
+    help: '1 when a CRL in force is past its nextUpdate (its entries are still enforced)',
+    registers,
+  });
   const originalSet = crlExpired.set.bind(crlExpired);
   crlExpired.set = ((value: number) => {
     crlExpiredValue = value;
@@ -55,8 +59,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
   }) as typeof crlExpired.set;
   return {
     registry,
-    connections: new Counter({ name: 'svcca_sidecar_connections_total', help: 'Connections by direction and result', labelNames: ['direction', 'result'], registers }),
-    refusals: new Counter({ name: 'svcca_sidecar_refusals_total', help: 'Refused connections by direction and reason', labelNames: ['direction', 'reason'], registers }),
+    connections: new Counter({
+      name: 'svcca_sidecar_connections_total',
+      help: 'Connections by direction and result',
+      labelNames: ['direction', 'result'],
+      registers,
+    }),
+    refusals: new Counter({
+      name: 'svcca_sidecar_refusals_total',
+      help: 'Refused connections by direction and reason',
+      labelNames: ['direction', 'reason'],
+      registers,
+    }),
     active: new Gauge({ name: 'svcca_sidecar_active_connections', help: 'Open proxied connections', labelNames: ['direction'], registers }),
     handshakeSeconds: new Histogram({
       name: 'svcca_sidecar_handshake_seconds',
@@ -65,25 +79,81 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers,
     }),
-    bytes: new Counter({ name: 'svcca_sidecar_bytes_total', help: 'Bytes proxied, by direction and flow (received from / sent to the peer)', labelNames: ['direction', 'flow'], registers }),
-    certExpiry: new Gauge({ name: 'svcca_sidecar_certificate_expiry_timestamp_seconds', help: "The sidecar's certificate notAfter, Unix seconds", registers }),
+    bytes: new Counter({
+      name: 'svcca_sidecar_bytes_total',
+      help: 'Bytes proxied, by direction and flow (received from / sent to the peer)',
+      labelNames: ['direction', 'flow'],
+      registers,
+    }),
+    certExpiry: new Gauge({
+      name: 'svcca_sidecar_certificate_expiry_timestamp_seconds',
+      help: "The sidecar's certificate notAfter, Unix seconds",
+      registers,
+    }),
     crlExpired,
-    crlNextUpdate: new Gauge({ name: 'svcca_sidecar_crl_next_update_timestamp_seconds', help: 'The earliest nextUpdate of the CRLs in force, Unix seconds', registers }),
-    reloads: new Counter({ name: 'svcca_sidecar_reloads_total', help: 'Reload checks of identity, CRL and policy, by kind and result (applied, refused, unchanged)', labelNames: ['kind', 'result'], registers }),
+    crlNextUpdate: new Gauge({
+      name: 'svcca_sidecar_crl_next_update_timestamp_seconds',
+      help: 'The earliest nextUpdate of the CRLs in force, Unix seconds',
+      registers,
+    }),
+    reloads: new Counter({
+      name: 'svcca_sidecar_reloads_total',
+      help: 'Reload checks of identity, CRL and policy, by kind and result (applied, refused, unchanged)',
+      labelNames: ['kind', 'result'],
+      registers,
+    }),
     crlExpiredNow: () => crlExpiredValue === 1,
-    renewals: new Counter({ name: 'svcca_sidecar_renewals_total', help: 'identity.renew attempts through svcca serve, by result (renewed, failed)', labelNames: ['result'], registers }),
-    renewalLastSuccess: new Gauge({ name: 'svcca_sidecar_renewal_last_success_timestamp_seconds', help: 'When identity.renew last renewed the certificate, Unix seconds', registers }),
-    crlFetches: new Counter({ name: 'svcca_sidecar_crl_fetches_total', help: 'Fetches of an https identity.crl, by result (changed, unchanged, failed)', labelNames: ['result'], registers }),
-    crlLastFetch: new Gauge({ name: 'svcca_sidecar_crl_last_fetch_success_timestamp_seconds', help: 'When an https identity.crl was last fetched successfully, Unix seconds', registers }),
-    httpRequests: new Counter({ name: 'svcca_sidecar_http_requests_total', help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)', labelNames: ['status', 'result'], registers }),
+    renewals: new Counter({
+      name: 'svcca_sidecar_renewals_total',
+      help: 'identity.renew attempts through svcca serve, by result (renewed, failed)',
+      labelNames: ['result'],
+      registers,
+    }),
+    renewalLastSuccess: new Gauge({
+      name: 'svcca_sidecar_renewal_last_success_timestamp_seconds',
+      help: 'When identity.renew last renewed the certificate, Unix seconds',
+      registers,
+    }),
+    crlFetches: new Counter({
+      name: 'svcca_sidecar_crl_fetches_total',
+      help: 'Fetches of an https identity.crl, by result (changed, unchanged, failed)',
+      labelNames: ['result'],
+      registers,
+    }),
+    crlLastFetch: new Gauge({
+      name: 'svcca_sidecar_crl_last_fetch_success_timestamp_seconds',
+      help: 'When an https identity.crl was last fetched successfully, Unix seconds',
+      registers,
+    }),
+    httpRequests: new Counter({
+      name: 'svcca_sidecar_http_requests_total',
+      help: 'http mode: requests by status sent and policy result (allowed, denied, bad-request)',
+      labelNames: ['status', 'result'],
+      registers,
+    }),
     policyDecisions: new Counter({
       name: 'svcca_sidecar_policy_decisions_total',
       help: 'Inbound allow-list decisions, per tcp connection or http request: allowed, denied, or would-deny (audit mode: let through)',
       labelNames: ['result'],
       registers,
     }),
-    tunnels: new Gauge({ name: 'svcca_sidecar_tunnels_open', help: 'svcca-tunnel/1 connections open, by direction', labelNames: ['direction'], registers }),
-    tunnelStreams: new Gauge({ name: 'svcca_sidecar_tunnel_streams_open', help: 'App connections carried as streams on a tunnel, by direction', labelNames: ['direction'], registers }),
-    tunnelStreamsTotal: new Counter({ name: 'svcca_sidecar_tunnel_streams_total', help: 'Tunnel streams by direction and result (done, reset, refused, cut, error)', labelNames: ['direction', 'result'], registers }),
+    tunnels: new Gauge({
+      name: 'svcca_sidecar_tunnels_open',
+      help: 'svcca-tunnel/1 connections open, by direction',
+      labelNames: ['direction'],
+      registers,
+    }),
+    tunnelStreams: new Gauge({
+      name: 'svcca_sidecar_tunnel_streams_open',
+      help: 'App connections carried as streams on a tunnel, by direction',
+      labelNames: ['direction'],
+      registers,
+    }),
+    tunnelStreamsTotal: new Counter({
+      name: 'svcca_sidecar_tunnel_streams_total',
+      help: 'Tunnel streams by direction and result (done, reset, refused, cut, error)',
+      labelNames: ['direction', 'result'],
+      registers,
+    }),
   };
 }

@@ -53,7 +53,13 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
   // An https identity.crl is fetched before the first snapshot, trusting the set's ca.crt.
   let store: SnapshotStore | undefined;
   const crlFetcher = config.identity.crlUrl
-    ? new CrlFetcher(config.identity.crlUrl, () => caTlsFor(store?.current.identity ?? loadIdentity(config.identity.dir)), logger, metrics, config.identity.crlIntervalMs)
+    ? new CrlFetcher(
+        config.identity.crlUrl,
+        () => caTlsFor(store?.current.identity ?? loadIdentity(config.identity.dir)),
+        logger,
+        metrics,
+        config.identity.crlIntervalMs,
+      )
     : undefined;
   await crlFetcher?.first();
   store = SnapshotStore.open(config, logger, metrics, crlFetcher ? { readCrl: crlFetcher.read } : {});
@@ -63,21 +69,45 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
 
   if (config.inbound && snap.policy) {
     if (!snap.policy.policy.services.has(self.service)) {
-      logger.warn({ event: 'policy', service: self.service, policy: snap.policy.path }, `${self.service} is not in the policy: every caller will be refused; add it under services:`);
+      logger.warn(
+        { event: 'policy', service: self.service, policy: snap.policy.path },
+        `${self.service} is not in the policy: every caller will be refused; add it under services:`,
+      );
     }
-    if (config.inbound.mode === 'tcp') for (const w of tcpModeWarnings(snap.policy.policy, self.service)) logger.warn({ event: 'policy', policy: snap.policy.path }, w);
+    if (config.inbound.mode === 'tcp')
+      for (const w of tcpModeWarnings(snap.policy.policy, self.service)) logger.warn({ event: 'policy', policy: snap.policy.path }, w);
   }
-  if (!config.identity.crl) logger.warn({ event: 'crl' }, 'identity.crl is not set: revoked certificates are not refused; point it at the CA\'s crl.pem');
+  if (!config.identity.crl)
+    logger.warn({ event: 'crl' }, "identity.crl is not set: revoked certificates are not refused; point it at the CA's crl.pem");
   const own = validityProblem(snap.identity.leaf, new Date());
-  if (own) logger.error({ event: 'identity', identity: self.uri, reason: own }, 'own certificate unusable: refusing every connection until a valid one arrives');
+  if (own)
+    logger.error(
+      { event: 'identity', identity: self.uri, reason: own },
+      'own certificate unusable: refusing every connection until a valid one arrives',
+    );
 
-  const selfRenewal = config.identity.renew ? new SelfRenewal({ dir: config.identity.dir, renew: config.identity.renew, store, logger, metrics }) : undefined;
+  const selfRenewal = config.identity.renew
+    ? new SelfRenewal({ dir: config.identity.dir, renew: config.identity.renew, store, logger, metrics })
+    : undefined;
   const certs = new CertCache();
   let accepting = true;
   // Every inbound line names the callee (`self`), so that logs gathered from many sidecars say who was called: `svcca policy learn` reads it.
-  const inbound = config.inbound ? new InboundProxy({ config: config.inbound, snapshots: store, logger: logger.child({ self: self.uri }), metrics, certs, drainGraceMs: config.shutdownGraceMs }) : undefined;
-  const outbound = config.outbound.map((o) => new OutboundProxy({ config: o, snapshots: store, logger, metrics, certs, drainGraceMs: config.shutdownGraceMs }));
-  const admin = config.admin ? new AdminServer({ listen: config.admin.listen, snapshots: store, metrics, accepting: () => accepting }) : undefined;
+  const inbound = config.inbound
+    ? new InboundProxy({
+        config: config.inbound,
+        snapshots: store,
+        logger: logger.child({ self: self.uri }),
+        metrics,
+        certs,
+        drainGraceMs: config.shutdownGraceMs,
+      })
+    : undefined;
+  const outbound = config.outbound.map(
+    (o) => new OutboundProxy({ config: o, snapshots: store, logger, metrics, certs, drainGraceMs: config.shutdownGraceMs }),
+  );
+  const admin = config.admin
+    ? new AdminServer({ listen: config.admin.listen, snapshots: store, metrics, accepting: () => accepting })
+    : undefined;
 
   const started: { stop: () => Promise<void> }[] = [];
   let watcher: ReloadWatcher | undefined;
@@ -108,7 +138,12 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
         identity: self.uri,
         certificateExpiry: snap.identity.leaf.notAfter.toISOString(),
         inbound: inbound ? { listen: inboundAddr, forward: config.inbound!.forward.text, mode: config.inbound!.mode } : undefined,
-        outbound: config.outbound.map((o, i) => ({ listen: outboundAddrs[i], connect: o.connect.text, serverId: o.serverId, tunnel: o.tunnel })),
+        outbound: config.outbound.map((o, i) => ({
+          listen: outboundAddrs[i],
+          connect: o.connect.text,
+          serverId: o.serverId,
+          tunnel: o.tunnel,
+        })),
         admin: adminAddr,
         crl: snap.crl ? { path: snap.crl.path, revoked: snap.crl.set.revoked.size, expired: crlSetExpired(snap.crl.set) } : undefined,
         renew: config.identity.renew ? { ca: config.identity.renew.ca.origin, before: config.identity.renew.before.text } : undefined,
@@ -118,7 +153,11 @@ export async function startSidecar(config: SidecarConfig, deps: SidecarDeps): Pr
       `svcca-sidecar started as ${self.uri}`,
     );
 
-    const addresses = { ...(inboundAddr ? { inbound: inboundAddr } : {}), outbound: outboundAddrs, ...(adminAddr ? { admin: adminAddr } : {}) };
+    const addresses = {
+      ...(inboundAddr ? { inbound: inboundAddr } : {}),
+      outbound: outboundAddrs,
+      ...(adminAddr ? { admin: adminAddr } : {}),
+    };
     let shuttingDown: Promise<void> | undefined;
     return {
       store,
@@ -165,7 +204,14 @@ async function bind(key: string, text: string, start: () => Promise<string>): Pr
     return await start();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : code === 'EADDRNOTAVAIL' ? 'no such local address' : (code ?? String(err));
+    const why =
+      code === 'EADDRINUSE'
+        ? 'the address is already in use'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EADDRNOTAVAIL'
+            ? 'no such local address'
+            : (code ?? String(err));
     throw new ConfigError(`${key}: cannot listen on ${text}: ${why}`, 'pick another address or stop what holds it', err);
   }
 }

@@ -210,7 +210,14 @@ class Connector {
   session: Buffer | undefined;
 
   constructor(private readonly job: ClientJob) {
-    this.#tls = job.tls ? createSecureContext({ cert: readFileSync(job.tls.cert), key: readFileSync(job.tls.key), ca: readFileSync(job.tls.ca), minVersion: 'TLSv1.2' }) : undefined;
+    this.#tls = job.tls
+      ? createSecureContext({
+          cert: readFileSync(job.tls.cert),
+          key: readFileSync(job.tls.key),
+          ca: readFileSync(job.tls.ca),
+          minVersion: 'TLSv1.2',
+        })
+      : undefined;
   }
 
   open(resume: boolean): Promise<Opened> {
@@ -228,7 +235,15 @@ class Connector {
         socket.once('connect', () => {
           socket.off('error', onError);
           const t1 = process.hrtime.bigint();
-          resolve({ socket, reader: new HttpReader(socket), handshakeUs: Number(t1 - t0) / 1000, startUs, readyUs: Number(t1) / 1000, reused: false, protocol: 'tcp' });
+          resolve({
+            socket,
+            reader: new HttpReader(socket),
+            handshakeUs: Number(t1 - t0) / 1000,
+            startUs,
+            readyUs: Number(t1) / 1000,
+            reused: false,
+            protocol: 'tcp',
+          });
         });
         return;
       }
@@ -247,7 +262,15 @@ class Connector {
       s.once('secureConnect', () => {
         s.off('error', onError);
         const t1 = process.hrtime.bigint();
-        resolve({ socket: s, reader: new HttpReader(s), handshakeUs: Number(t1 - t0) / 1000, startUs, readyUs: Number(t1) / 1000, reused: s.isSessionReused(), protocol: s.getProtocol() ?? 'tls' });
+        resolve({
+          socket: s,
+          reader: new HttpReader(s),
+          handshakeUs: Number(t1 - t0) / 1000,
+          startUs,
+          readyUs: Number(t1) / 1000,
+          reused: s.isSessionReused(),
+          protocol: s.getProtocol() ?? 'tls',
+        });
       });
     });
   }
@@ -301,7 +324,13 @@ function expectOk(r: { status: number }, what: string): void {
 }
 
 /** Sequential requests on one open connection until `until` (µs clock). */
-async function loop(c: Opened, until: number, lat: Samples | undefined, req: Buffer = SMALL_KEEPALIVE, expectBytes?: number): Promise<number> {
+async function loop(
+  c: Opened,
+  until: number,
+  lat: Samples | undefined,
+  req: Buffer = SMALL_KEEPALIVE,
+  expectBytes?: number,
+): Promise<number> {
   let n = 0;
   for (;;) {
     const t = nowUs();
@@ -338,7 +367,17 @@ async function runKeepalive(job: ClientJob, connections: number): Promise<Client
     const w = end();
     const count = counts.reduce((a, b) => a + b, 0);
     const s = lat.sorted();
-    return { phase: job.phase, ok: true, count, ...w, perSecond: count / w.seconds, p50Us: percentile(s, 50), p90Us: percentile(s, 90), p99Us: percentile(s, 99), protocol: conns[0]!.protocol };
+    return {
+      phase: job.phase,
+      ok: true,
+      count,
+      ...w,
+      perSecond: count / w.seconds,
+      p50Us: percentile(s, 50),
+      p90Us: percentile(s, 90),
+      p99Us: percentile(s, 99),
+      protocol: conns[0]!.protocol,
+    };
   } finally {
     for (const c of conns) c.socket.destroy();
   }
@@ -462,7 +501,16 @@ async function runDownload(job: ClientJob): Promise<ClientResult> {
     expectOk(r, 'GET /big');
     const w = end();
     if (r.bytes !== bytes) throw new BenchError(`download: received ${r.bytes} bytes, expected ${bytes}`);
-    return { phase: job.phase, ok: true, count: 1, ...w, perSecond: 1 / w.seconds, bytes, mbPerSecond: bytes / 1e6 / w.seconds, protocol: c.protocol };
+    return {
+      phase: job.phase,
+      ok: true,
+      count: 1,
+      ...w,
+      perSecond: 1 / w.seconds,
+      bytes,
+      mbPerSecond: bytes / 1e6 / w.seconds,
+      protocol: c.protocol,
+    };
   } finally {
     c.socket.destroy();
   }
@@ -482,7 +530,18 @@ async function runDownloads(job: ClientJob): Promise<ClientResult> {
     const w = end();
     const count = counts.reduce((a, b) => a + b, 0);
     const s = lat.sorted();
-    return { phase: job.phase, ok: true, count, ...w, perSecond: count / w.seconds, bytes: count * bytes, mbPerSecond: (count * bytes) / 1e6 / w.seconds, p50Us: percentile(s, 50), p99Us: percentile(s, 99), protocol: conns[0]!.protocol };
+    return {
+      phase: job.phase,
+      ok: true,
+      count,
+      ...w,
+      perSecond: count / w.seconds,
+      bytes: count * bytes,
+      mbPerSecond: (count * bytes) / 1e6 / w.seconds,
+      p50Us: percentile(s, 50),
+      p99Us: percentile(s, 99),
+      protocol: conns[0]!.protocol,
+    };
   } finally {
     for (const c of conns) c.socket.destroy();
   }
@@ -523,7 +582,16 @@ async function runIdle(job: ClientJob): Promise<ClientResult> {
       const r = await c.reader.request(SMALL_KEEPALIVE).catch(() => undefined);
       if (r?.status === 200) checkedOk++;
     }
-    return { phase: job.phase, ok: true, count: conns.length, seconds: openSeconds, perSecond: conns.length / openSeconds, closedWhileIdle, checkedOk, protocol: conns[0]?.protocol ?? '' };
+    return {
+      phase: job.phase,
+      ok: true,
+      count: conns.length,
+      seconds: openSeconds,
+      perSecond: conns.length / openSeconds,
+      closedWhileIdle,
+      checkedOk,
+      protocol: conns[0]?.protocol ?? '',
+    };
   } finally {
     for (const c of conns) c.socket.destroy();
   }
@@ -560,10 +628,13 @@ function main(): void {
     process.stderr.write("usage: client.js '<job JSON>'\n");
     process.exit(2);
   }
-  const limit = setTimeout(() => {
-    writeSync(2, `bench client: ${job.phase} did not finish within ${job.timeoutSeconds ?? 60} s\n`);
-    process.exit(1);
-  }, (job.timeoutSeconds ?? 60) * 1000);
+  const limit = setTimeout(
+    () => {
+      writeSync(2, `bench client: ${job.phase} did not finish within ${job.timeoutSeconds ?? 60} s\n`);
+      process.exit(1);
+    },
+    (job.timeoutSeconds ?? 60) * 1000,
+  );
   run(job).then(
     (r) => {
       clearTimeout(limit);
@@ -571,7 +642,12 @@ function main(): void {
       process.exit(0);
     },
     (e: unknown) => {
-      const msg = e instanceof Error ? ((e as NodeJS.ErrnoException).code ? `${(e as NodeJS.ErrnoException).code}: ${e.message}` : e.message) : String(e);
+      const msg =
+        e instanceof Error
+          ? (e as NodeJS.ErrnoException).code
+            ? `${(e as NodeJS.ErrnoException).code}: ${e.message}`
+            : e.message
+          : String(e);
       writeSync(2, `bench client: ${job.phase} against ${job.host}:${job.port}: ${msg}\n`);
       process.exit(1);
     },

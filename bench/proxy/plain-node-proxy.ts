@@ -66,7 +66,14 @@ if (mode === 'inbound') {
   let ticket: Buffer | undefined;
   netServer({ allowHalfOpen: true }, (app) => {
     app.pause();
-    const up = tlsConnect({ host: '127.0.0.1', port: target, secureContext: context, session: ticket, checkServerIdentity: () => undefined, allowHalfOpen: true } as ConnectionOptions);
+    const up = tlsConnect({
+      host: '127.0.0.1',
+      port: target,
+      secureContext: context,
+      session: ticket,
+      checkServerIdentity: () => undefined,
+      allowHalfOpen: true,
+    } as ConnectionOptions);
     let checked = false;
     up.on('session', (t: Buffer) => {
       if (checked) ticket = t;

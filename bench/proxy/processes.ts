@@ -30,7 +30,11 @@ export function pinned(role: 'proxy' | 'client' | undefined, cmd: string, args: 
   return ['taskset', ['-c', String(pinning[role]), cmd, ...args]];
 }
 
-export function spawnLogged(cmd: string, args: readonly string[], opts: { log: string; cwd?: string; pin?: 'proxy' | 'client' }): ChildProcess {
+export function spawnLogged(
+  cmd: string,
+  args: readonly string[],
+  opts: { log: string; cwd?: string; pin?: 'proxy' | 'client' },
+): ChildProcess {
   const fd = openSync(opts.log, 'a');
   try {
     const [c, a] = pinned(opts.pin, cmd, args);
@@ -140,14 +144,27 @@ export function spawnPiped(cmd: string, args: readonly string[], pin?: 'proxy' |
 }
 
 /** Runs a command to completion with a hard time bound. */
-export function runCommand(cmd: string, args: readonly string[], opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; cwd?: string; pin?: 'proxy' | 'client' }): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+export function runCommand(
+  cmd: string,
+  args: readonly string[],
+  opts: { timeoutMs: number; env?: NodeJS.ProcessEnv; cwd?: string; pin?: 'proxy' | 'client' },
+): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
   const t0 = process.hrtime.bigint();
   [cmd, args] = pinned(opts.pin, cmd, args);
   return new Promise((resolve) => {
-    const child = execFile(cmd, args, { timeout: opts.timeoutMs, killSignal: 'SIGKILL', env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number' ? ((err as unknown as { code: number }).code) : 1) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr), ms: Number(process.hrtime.bigint() - t0) / 1e6 });
-    });
+    const child = execFile(
+      cmd,
+      args,
+      { timeout: opts.timeoutMs, killSignal: 'SIGKILL', env: opts.env ?? process.env, cwd: opts.cwd, maxBuffer: 16 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const code = err
+          ? typeof (err as NodeJS.ErrnoException & { code?: unknown }).code === 'number'
+            ? (err as unknown as { code: number }).code
+            : 1
+          : 0;
+        resolve({ code, stdout: String(stdout), stderr: String(stderr), ms: Number(process.hrtime.bigint() - t0) / 1e6 });
+      },
+    );
     children.add(child);
     child.once('exit', () => children.delete(child));
   });
@@ -164,7 +181,12 @@ export async function which(name: string): Promise<string | undefined> {
  * Runs a benchmark's main: every child it started is stopped on exit, on a signal (exit
  * 130) and on failure (exit 1, one line; a stack only for an error that is not `expected`).
  */
-export function runBenchMain(name: string, main: () => Promise<void>, expected: (err: unknown) => boolean, onSignal: () => void = () => undefined): void {
+export function runBenchMain(
+  name: string,
+  main: () => Promise<void>,
+  expected: (err: unknown) => boolean,
+  onSignal: () => void = () => undefined,
+): void {
   process.on('exit', killAllNow);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
@@ -180,7 +202,10 @@ export function runBenchMain(name: string, main: () => Promise<void>, expected: 
     async (err: unknown) => {
       onSignal();
       await stopAll();
-      writeSync(2, `${name}: ${expected(err) ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      writeSync(
+        2,
+        `${name}: ${expected(err) ? (err as Error).message : err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+      );
       process.exit(1);
     },
   );

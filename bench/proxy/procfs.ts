@@ -77,4 +77,3 @@ export function memory(pids: readonly number[]): { rss: number; hwm: number } {
   }
   return { rss, hwm };
 }
-

@@ -106,7 +106,11 @@ export function writeBigPolicy(file: string, n: number): void {
   for (let i = 1; i < n; i++) {
     lines.push(`  ${name(i)}:`, '    allow:');
     for (let k = 1; k <= 5; k++) lines.push(`      - ${name(((i * 7 + k * 13) % (n - 1)) + 1)}`);
-    lines.push(`      - from: ${name(((i * 11) % (n - 1)) + 1)}`, '        methods: [GET, POST]', `        paths: [/v1/${name(i)}/*, /healthz]`);
+    lines.push(
+      `      - from: ${name(((i * 11) % (n - 1)) + 1)}`,
+      '        methods: [GET, POST]',
+      `        paths: [/v1/${name(i)}/*, /healthz]`,
+    );
   }
   writeFileSync(file, `${lines.join('\n')}\n`);
 }

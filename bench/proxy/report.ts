@@ -126,7 +126,8 @@ export function bestPeer(s: Samples, metric: MetricDef, peers: readonly TargetId
 
 function layout(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max([...h].length, ...rows.map((r) => [...r[i]!].length)));
-  const pad = (text: string, i: number) => (i === 0 ? text + ' '.repeat(widths[i]! - [...text].length) : ' '.repeat(widths[i]! - [...text].length) + text);
+  const pad = (text: string, i: number) =>
+    i === 0 ? text + ' '.repeat(widths[i]! - [...text].length) : ' '.repeat(widths[i]! - [...text].length) + text;
   const line = (r: string[]) => r.map(pad).join('  ');
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
@@ -138,7 +139,12 @@ export interface RatioColumn {
   readonly to: TargetId | 'best-peer';
 }
 
-export function renderTable(s: Samples, targets: readonly TargetId[], ratios: readonly RatioColumn[], labelN: (label: string) => string): string {
+export function renderTable(
+  s: Samples,
+  targets: readonly TargetId[],
+  ratios: readonly RatioColumn[],
+  labelN: (label: string) => string,
+): string {
   const peers = targets.filter((t) => PEERS.includes(t));
   const head = ['metric (↑ higher is better, ↓ lower)', ...targets.map((t) => TARGET_LABEL[t]), ...ratios.map((r) => r.label)];
   const rows: string[][] = [];

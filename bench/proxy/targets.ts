@@ -25,7 +25,18 @@ import { get } from 'node:http';
 import { processTree } from './procfs.js';
 import { exitWithin, freePort, runCommand, spawnLogged, stopChild, tail, waitListening, which } from './processes.js';
 
-export type TargetId = 'direct' | 'floor' | 'svcca-tcp' | 'svcca-http' | 'svcca-tcp-load' | 'haproxy' | 'nginx' | 'stunnel' | 's_server' | 'floor-mesh' | 'svcca-mesh';
+export type TargetId =
+  | 'direct'
+  | 'floor'
+  | 'svcca-tcp'
+  | 'svcca-http'
+  | 'svcca-tcp-load'
+  | 'haproxy'
+  | 'nginx'
+  | 'stunnel'
+  | 's_server'
+  | 'floor-mesh'
+  | 'svcca-mesh';
 
 export const TARGET_LABEL: Record<TargetId, string> = {
   direct: 'direct',
@@ -109,7 +120,15 @@ export function preparePki(dir: string, serverDir: string, clientDir: string, ca
   };
 }
 
-function target(id: TargetId, port: number, child: ChildProcess | undefined, log: string, version: string, measure = true, also: readonly Target[] = []): Target {
+function target(
+  id: TargetId,
+  port: number,
+  child: ChildProcess | undefined,
+  log: string,
+  version: string,
+  measure = true,
+  also: readonly Target[] = [],
+): Target {
   return {
     id,
     port,
@@ -181,7 +200,15 @@ export async function startSidecar(
     const code = await exitWithin(child, 1500);
     if (code !== undefined) {
       const line = tail(log, 1);
-      return { ok: false, id, skipped: true, reason: /http/i.test(line) && /not (implemented|available|supported)/i.test(line) ? `not available yet (${line})` : `refused the config: ${line}` };
+      return {
+        ok: false,
+        id,
+        skipped: true,
+        reason:
+          /http/i.test(line) && /not (implemented|available|supported)/i.test(line)
+            ? `not available yet (${line})`
+            : `refused the config: ${line}`,
+      };
     }
   }
   if (!(await waitListening(port, child))) return failed(id, child, log, `svcca-sidecar (mode ${mode})`);
@@ -226,7 +253,18 @@ export async function startSidecarOutbound(pki: Pki, inbound: Target, sidecarBin
 export async function startFloor(pki: Pki, servicePort: number, script: string): Promise<Started> {
   const port = await freePort();
   const log = join(pki.dir, 'floor.log');
-  const args = [script, 'inbound', '--listen', String(port), '--forward', String(servicePort), '--dir', pki.server.dir, '--peer-id', `spiffe://${pki.trustDomain}/bench-client`];
+  const args = [
+    script,
+    'inbound',
+    '--listen',
+    String(port),
+    '--forward',
+    String(servicePort),
+    '--dir',
+    pki.server.dir,
+    '--peer-id',
+    `spiffe://${pki.trustDomain}/bench-client`,
+  ];
   const child = spawnLogged(process.execPath, args, { log, pin: 'proxy' });
   if (!(await waitListening(port, child))) return failed('floor', child, log, 'plain-node-proxy inbound');
   return { ok: true, target: target('floor', port, child, log, `node ${process.version} tls.createServer + net.connect + pipe`) };
@@ -236,10 +274,26 @@ export async function startFloor(pki: Pki, servicePort: number, script: string):
 export async function startFloorOutbound(pki: Pki, inbound: Target, script: string): Promise<Started> {
   const port = await freePort();
   const log = join(pki.dir, 'floor-outbound.log');
-  const args = [script, 'outbound', '--listen', String(port), '--connect', String(inbound.port), '--dir', pki.client.dir, '--peer-id', `spiffe://${pki.trustDomain}/bench-server`];
+  const args = [
+    script,
+    'outbound',
+    '--listen',
+    String(port),
+    '--connect',
+    String(inbound.port),
+    '--dir',
+    pki.client.dir,
+    '--peer-id',
+    `spiffe://${pki.trustDomain}/bench-server`,
+  ];
   const child = spawnLogged(process.execPath, args, { log, pin: 'proxy' });
   if (!(await waitListening(port, child))) return failed('floor-mesh', child, log, 'plain-node-proxy outbound');
-  return { ok: true, target: target('floor-mesh', port, child, log, `node ${process.version} net.createServer + tls.connect + pipe → node floor`, true, [inbound]) };
+  return {
+    ok: true,
+    target: target('floor-mesh', port, child, log, `node ${process.version} net.createServer + tls.connect + pipe → node floor`, true, [
+      inbound,
+    ]),
+  };
 }
 
 export async function startHaproxy(pki: Pki, servicePort: number): Promise<Started> {
@@ -266,13 +320,21 @@ backend service
   server s1 127.0.0.1:${servicePort}
 `,
   );
-  const version = (await runCommand(bin, ['-v'], { timeoutMs: 5000 })).stdout.split('\n')[0]?.replace(/^HAProxy version (\S+?)(-\S+)? .*$/, 'HAProxy $1') ?? 'haproxy';
+  const version =
+    (await runCommand(bin, ['-v'], { timeoutMs: 5000 })).stdout
+      .split('\n')[0]
+      ?.replace(/^HAProxy version (\S+?)(-\S+)? .*$/, 'HAProxy $1') ?? 'haproxy';
   const child = spawnLogged(bin, ['-db', '-f', cfg], { log, pin: 'proxy' });
   if (!(await waitListening(port, child))) return failed('haproxy', child, log, 'haproxy');
   return { ok: true, target: target('haproxy', port, child, log, version) };
 }
 
-const NGINX_STREAM_MODULES = ['/usr/lib/nginx/modules/ngx_stream_module.so', '/usr/lib64/nginx/modules/ngx_stream_module.so', '/usr/share/nginx/modules/ngx_stream_module.so', '/etc/nginx/modules/ngx_stream_module.so'];
+const NGINX_STREAM_MODULES = [
+  '/usr/lib/nginx/modules/ngx_stream_module.so',
+  '/usr/lib64/nginx/modules/ngx_stream_module.so',
+  '/usr/share/nginx/modules/ngx_stream_module.so',
+  '/etc/nginx/modules/ngx_stream_module.so',
+];
 
 export async function startNginx(pki: Pki, servicePort: number): Promise<Started> {
   const bin = await which('nginx');
@@ -283,7 +345,8 @@ export async function startNginx(pki: Pki, servicePort: number): Promise<Started
   let loadModule = '';
   if (/--with-stream=dynamic/.test(flags)) {
     const mod = NGINX_STREAM_MODULES.find((m) => existsSync(m));
-    if (!mod) return { ok: false, id: 'nginx', skipped: true, reason: 'installed without its stream module (apt-get install libnginx-mod-stream)' };
+    if (!mod)
+      return { ok: false, id: 'nginx', skipped: true, reason: 'installed without its stream module (apt-get install libnginx-mod-stream)' };
     loadModule = `load_module ${mod};\n`;
   } else if (!/--with-stream(\s|$)/.test(flags)) {
     return { ok: false, id: 'nginx', skipped: true, reason: 'built without the stream module' };
@@ -350,7 +413,10 @@ sslVersionMin = TLSv1.2
 
 /** The HTTP/1.0 response `openssl s_server -HTTP` sends for GET /small: the same 64-byte body. */
 export function writeSServerFiles(dir: string, body: Buffer): void {
-  writeFileSync(join(dir, 'small'), Buffer.concat([Buffer.from(`HTTP/1.0 200 ok\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n`, 'latin1'), body]));
+  writeFileSync(
+    join(dir, 'small'),
+    Buffer.concat([Buffer.from(`HTTP/1.0 200 ok\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n`, 'latin1'), body]),
+  );
 }
 
 export async function startSServer(pki: Pki, body: Buffer): Promise<Started> {
@@ -365,7 +431,24 @@ export async function startSServer(pki: Pki, body: Buffer): Promise<Started> {
   const version = (await runCommand(bin, ['version'], { timeoutMs: 5000 })).stdout.trim().replace(/ \(Library.*/, '');
   const child = spawnLogged(
     bin,
-    ['s_server', '-accept', `127.0.0.1:${port}`, '-cert', pki.leaf, '-cert_chain', pki.intermediate, '-key', pki.server.key, '-CAfile', pki.server.ca, '-Verify', '2', '-verify_return_error', '-HTTP', '-quiet'],
+    [
+      's_server',
+      '-accept',
+      `127.0.0.1:${port}`,
+      '-cert',
+      pki.leaf,
+      '-cert_chain',
+      pki.intermediate,
+      '-key',
+      pki.server.key,
+      '-CAfile',
+      pki.server.ca,
+      '-Verify',
+      '2',
+      '-verify_return_error',
+      '-HTTP',
+      '-quiet',
+    ],
     { log, cwd: www, pin: 'proxy' },
   );
   if (!(await waitListening(port, child))) return failed('s_server', child, log, 'openssl s_server');

@@ -52,7 +52,10 @@ export function loadAuthority(dir: CaDir, config: CaConfig, passphrase: string):
     const nextPath = dir.file(CA_FILES.nextIntermediateCert);
     const next = existsSync(nextPath) ? readIssuerCert(dir, CA_FILES.nextIntermediateCert) : undefined;
     if (!next || !keyMatchesSpki(intermediateKey, next.info.spkiDer)) {
-      throw new CaStateError(`${keyPath} does not belong to ${dir.file(CA_FILES.intermediateCert)}`, 'restore both from the same backup of the CA directory');
+      throw new CaStateError(
+        `${keyPath} does not belong to ${dir.file(CA_FILES.intermediateCert)}`,
+        'restore both from the same backup of the CA directory',
+      );
     }
     renameSync(nextPath, dir.file(CA_FILES.intermediateCert));
     fsyncDir(dir.path);

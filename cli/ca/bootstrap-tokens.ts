@@ -51,9 +51,18 @@ export async function makeBootstrapToken(issuer: TokenIssuer, ledger: Ledger, re
       expiresAt,
       actor: req.actor,
     });
-    await tx.appendEvent({ kind: 'token', service: req.service, actor: req.actor, why: `bootstrap token made, valid until ${new Date(expiresAt).toISOString()}` });
+    await tx.appendEvent({
+      kind: 'token',
+      service: req.service,
+      actor: req.actor,
+      why: `bootstrap token made, valid until ${new Date(expiresAt).toISOString()}`,
+    });
   });
-  return { token: formatBootstrapToken({ trustDomain: issuer.trustDomain, service: req.service, rootSha256, secret }), expiresAt, rootSha256 };
+  return {
+    token: formatBootstrapToken({ trustDomain: issuer.trustDomain, service: req.service, rootSha256, secret }),
+    expiresAt,
+    rootSha256,
+  };
 }
 
 /** Revokes the service's unused tokens; returns how many. */

@@ -7,7 +7,16 @@ import { CaStateError } from '../../common/errors.js';
 import { encodePem } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
 import { generateKey, signingAlgorithm, toSigningCryptoKey, type KeyType } from '../../common/keys.js';
-import { BACKDATE_MS, INTERMEDIATE_LIFETIME_MS, ROOT_LIFETIME_MS, intermediateExtensions, intermediateSubject, randomSerialHex, rootExtensions, rootSubject } from './profiles.js';
+import {
+  BACKDATE_MS,
+  INTERMEDIATE_LIFETIME_MS,
+  ROOT_LIFETIME_MS,
+  intermediateExtensions,
+  intermediateSubject,
+  randomSerialHex,
+  rootExtensions,
+  rootSubject,
+} from './profiles.js';
 import { spkiOf, type IssuerCert } from './authority.js';
 import { x509 } from './x509-lib.js';
 
@@ -18,7 +27,9 @@ export interface CaKeyPair {
 }
 
 async function publicCryptoKey(key: KeyObject, keyType: KeyType): Promise<CryptoKey> {
-  return (await webcrypto.subtle.importKey('spki', spkiOf(key), signingAlgorithm(keyType).importAlg as never, true, ['verify'])) as CryptoKey;
+  return (await webcrypto.subtle.importKey('spki', spkiOf(key), signingAlgorithm(keyType).importAlg as never, true, [
+    'verify',
+  ])) as CryptoKey;
 }
 
 function issuerCert(raw: ArrayBuffer): IssuerCert {

@@ -12,7 +12,14 @@ import { requireSecret, type SecretSource } from '../secrets.js';
 
 /** Where the intermediate key's passphrase comes from: --passphrase-file, SVCCA_PASSPHRASE or a prompt. */
 export function intermediatePassphraseSource(passphraseFile: string | undefined, env: NodeJS.ProcessEnv, confirm = false): SecretSource {
-  return { what: 'passphrase for the intermediate key', file: passphraseFile, fileFlag: '--passphrase-file', envVar: 'SVCCA_PASSPHRASE', env, confirm };
+  return {
+    what: 'passphrase for the intermediate key',
+    file: passphraseFile,
+    fileFlag: '--passphrase-file',
+    envVar: 'SVCCA_PASSPHRASE',
+    env,
+    confirm,
+  };
 }
 
 /**
@@ -21,7 +28,11 @@ export function intermediatePassphraseSource(passphraseFile: string | undefined,
  * `maxConnections` sizes its pool (4 by default: a command; a server handling requests in
  * parallel wants more).
  */
-export async function openLedger(dir: CaDir, config: Pick<CaConfig, 'ledger'>, opts: { create?: boolean; maxConnections?: number } = {}): Promise<Ledger> {
+export async function openLedger(
+  dir: CaDir,
+  config: Pick<CaConfig, 'ledger'>,
+  opts: { create?: boolean; maxConnections?: number } = {},
+): Promise<Ledger> {
   if (config.ledger !== undefined) return (await import('../store/postgres-ledger.js')).PostgresLedger.open(config.ledger, dir.path, opts);
   return SqliteLedger.open(dir.file(CA_FILES.ledger), { create: opts.create });
 }

@@ -7,7 +7,16 @@ import { rmSync } from 'node:fs';
 import { writeFileAtomic, fsyncDir } from '../../common/atomic-file.js';
 import { exportEncryptedKeyPem, type KeyType } from '../../common/keys.js';
 import type { CertInfo } from '../../common/x509.js';
-import { CA_FILES, createCaDir, writeConfig, DEFAULT_CRL_NEXT_UPDATE_MS, DEFAULT_MAX_TTL_MS, DEFAULT_TTL_MS, type CaConfig, type CaDir } from '../store/ca-dir.js';
+import {
+  CA_FILES,
+  createCaDir,
+  writeConfig,
+  DEFAULT_CRL_NEXT_UPDATE_MS,
+  DEFAULT_MAX_TTL_MS,
+  DEFAULT_TTL_MS,
+  type CaConfig,
+  type CaDir,
+} from '../store/ca-dir.js';
 import { signIssuerCrl, writeCrlBundle } from './crl-publish.js';
 import { selfSignRoot, signIntermediate } from './ca-certificates.js';
 import { openLedger } from './ca-session.js';
@@ -60,7 +69,8 @@ export async function createCa(req: CreateCaRequest): Promise<CreatedCa> {
       crlNextUpdateMs: DEFAULT_CRL_NEXT_UPDATE_MS,
       ...(req.ledger !== undefined ? { ledger: req.ledger } : {}),
     };
-    if (config.ledger === undefined) written.push(dir.file(CA_FILES.ledger), dir.file(`${CA_FILES.ledger}-wal`), dir.file(`${CA_FILES.ledger}-shm`));
+    if (config.ledger === undefined)
+      written.push(dir.file(CA_FILES.ledger), dir.file(`${CA_FILES.ledger}-wal`), dir.file(`${CA_FILES.ledger}-shm`));
     // A PostgreSQL ledger's transaction rolls back on failure; its schema, once created, stays.
     const ledger = await openLedger(dir, config, { create: true });
     try {
@@ -68,7 +78,12 @@ export async function createCa(req: CreateCaRequest): Promise<CreatedCa> {
         // The root's CRL must outlive the newest intermediate: only init and
         // `rotate --intermediate` hold the root key to re-sign it.
         const at = new Date(now);
-        const rootCrl = await signIssuerCrl(tx, { ...root, keyType: req.keyType }, at, new Date(intermediate.cert.info.notAfter.getTime() + ROOT_CRL_MARGIN_MS));
+        const rootCrl = await signIssuerCrl(
+          tx,
+          { ...root, keyType: req.keyType },
+          at,
+          new Date(intermediate.cert.info.notAfter.getTime() + ROOT_CRL_MARGIN_MS),
+        );
         const intCrl = await signIssuerCrl(tx, { ...intermediate, keyType: req.keyType }, at, new Date(now + config.crlNextUpdateMs));
         written.push(dir.file(CA_FILES.crl));
         writeCrlBundle(dir, rootCrl.pem, [intCrl.pem], [intermediate.cert.pem]);

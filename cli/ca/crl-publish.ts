@@ -38,7 +38,14 @@ export type CrlProgress = (label: string, total: number) => Progress;
  * Signs the issuer's CRL with every revocation the ledger holds for it. Takes the CRL
  * number inside the caller's transaction, so number and content always agree.
  */
-export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date, nextUpdate: Date, atLeast?: bigint, progress?: CrlProgress): Promise<SignedCrl> {
+export async function signIssuerCrl(
+  ledger: Ledger,
+  signer: CrlSigner,
+  now: Date,
+  nextUpdate: Date,
+  atLeast?: bigint,
+  progress?: CrlProgress,
+): Promise<SignedCrl> {
   const issuerKeyId = signer.cert.info.subjectKeyId;
   if (!issuerKeyId) throw new CaStateError('an issuer certificate has no subject key identifier', 'restore the CA from backup');
   // The number first: taking it locks the issuer's CRL state (PostgreSQL), so the list
@@ -67,7 +74,12 @@ export async function signIssuerCrl(ledger: Ledger, signer: CrlSigner, now: Date
 }
 
 /** Writes crl.pem atomically: root CRL, intermediate CRLs, intermediate certificates. */
-export function writeCrlBundle(dir: CaDir, rootCrlPem: string, intermediateCrlPems: readonly string[], intermediateCertPems: readonly string[]): void {
+export function writeCrlBundle(
+  dir: CaDir,
+  rootCrlPem: string,
+  intermediateCrlPems: readonly string[],
+  intermediateCertPems: readonly string[],
+): void {
   writeFileAtomic(dir.file(CA_FILES.crl), [rootCrlPem, ...intermediateCrlPems, ...intermediateCertPems].join(''), 0o644);
 }
 
@@ -75,7 +87,10 @@ export function writeCrlBundle(dir: CaDir, rootCrlPem: string, intermediateCrlPe
 export function readCrlBlocks(dir: CaDir): Buffer[] {
   let text: string;
   try {
-    text = readCappedText(dir.file(CA_FILES.crl), FILE_CAPS.crl, { error: CaStateError, hint: 'move it away and run `svcca crl` to publish it again' });
+    text = readCappedText(dir.file(CA_FILES.crl), FILE_CAPS.crl, {
+      error: CaStateError,
+      hint: 'move it away and run `svcca crl` to publish it again',
+    });
   } catch (err) {
     // Too large is refused; missing means nothing was published yet.
     if (err instanceof SvccaError) throw err;
@@ -104,7 +119,13 @@ export function summarizeCrl(der: Buffer): CrlSummary {
   } catch (err) {
     throw new InputError('crl.pem holds a CRL that cannot be read', 'run `svcca crl` to write a fresh one', err);
   }
-  return { authorityKeyId: crl.authorityKeyId, number: crl.crlNumber, thisUpdate: crl.thisUpdate, nextUpdate: crl.nextUpdate, entries: crl.revoked.length };
+  return {
+    authorityKeyId: crl.authorityKeyId,
+    number: crl.crlNumber,
+    thisUpdate: crl.thisUpdate,
+    nextUpdate: crl.nextUpdate,
+    entries: crl.revoked.length,
+  };
 }
 
 /** What the current crl.pem holds: each CRL's summary by issuer key id, and the root's PEM block. */
@@ -161,7 +182,12 @@ export async function writeCrlBundleIfNewer(
     }
     const ours = summarizeCrl(decodeOne(rootCrlPem)).number ?? 0n;
     const root = current.rootPem && (current.rootSummary?.number ?? 0n) > ours ? current.rootPem : rootCrlPem;
-    writeCrlBundle(dir, root, signed.map((c) => c.pem), intermediateCertPems);
+    writeCrlBundle(
+      dir,
+      root,
+      signed.map((c) => c.pem),
+      intermediateCertPems,
+    );
     return true;
   });
 }

@@ -65,7 +65,8 @@ export async function crlRefreshReason(dir: CaDir, ledger: Ledger, intermediate:
     const validity = crl.nextUpdate.getTime() - crl.thisUpdate.getTime();
     if (now >= crl.thisUpdate.getTime() + validity * REFRESH_FRACTION) return 'the CRLs are past half of their validity';
     if ((crl.number ?? 0n) < (await ledger.currentCrlNumber(keyId))) return 'crl.pem is behind the ledger (an interrupted publication)';
-    if ((await ledger.lastRevocationAt(keyId)) > crl.thisUpdate.getTime() + TIME_SLACK_MS) return 'the ledger holds a revocation crl.pem does not';
+    if ((await ledger.lastRevocationAt(keyId)) > crl.thisUpdate.getTime() + TIME_SLACK_MS)
+      return 'the ledger holds a revocation crl.pem does not';
   }
   for (const keyId of published.byIssuer.keys()) {
     if (keyId !== rootKeyId && !liveIds.has(keyId)) return 'a retired intermediate has no unexpired leaves left';
@@ -111,10 +112,21 @@ export async function publishIntermediateCrls<T>(
     for (const signer of signers) {
       signed.push(await signIssuerCrl(tx, signer, now, nextUpdate, numberFloor(published, requireKeyId(signer.cert)), opts.progress));
     }
-    await tx.appendEvent({ kind: 'crl', actor: opts.actor, why: `${opts.why}: ${signed.map((c) => `#${c.number} (${c.entries} entries)`).join(', ')}` });
+    await tx.appendEvent({
+      kind: 'crl',
+      actor: opts.actor,
+      why: `${opts.why}: ${signed.map((c) => `#${c.number} (${c.entries} entries)`).join(', ')}`,
+    });
     return { result, signed };
   });
-  const written = await writeCrlBundleIfNewer(ledger, dir, rootKeyId, published.rootPem, signed, signers.map((s) => s.cert.pem));
+  const written = await writeCrlBundleIfNewer(
+    ledger,
+    dir,
+    rootKeyId,
+    published.rootPem,
+    signed,
+    signers.map((s) => s.cert.pem),
+  );
   const dropped: string[] = [];
   if (written) {
     for (const cert of finished) {

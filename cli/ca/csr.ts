@@ -13,11 +13,17 @@ import { SIGNATURE_DIGESTS } from '../../common/crl.js';
 export async function readCsrPublicKey(path: string): Promise<Buffer> {
   let text: string;
   try {
-    text = readCappedText(path, FILE_CAPS.csr, { label: `--csr ${path}`, hint: 'a CSR is a few kilobytes of PEM; check that --csr names the request file' });
+    text = readCappedText(path, FILE_CAPS.csr, {
+      label: `--csr ${path}`,
+      hint: 'a CSR is a few kilobytes of PEM; check that --csr names the request file',
+    });
   } catch (err) {
     if (err instanceof SvccaError) throw err;
     const code = errnoCode(err);
-    throw new InputError(`--csr ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`, 'give the path of a PEM certificate signing request');
+    throw new InputError(
+      `--csr ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`,
+      'give the path of a PEM certificate signing request',
+    );
   }
   return csrPublicKeyFromPem(text, `--csr ${path}`);
 }
@@ -30,7 +36,11 @@ export async function csrPublicKeyFromPem(text: string, label: string): Promise<
   const blocks = decodePemBlocks(text);
   const csrBlock = blocks.find((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
   if (!csrBlock) {
-    const what = blocks.some((b) => b.label === 'CERTIFICATE') ? 'a certificate, not a CSR' : blocks.length ? `a ${blocks[0]!.label}, not a CSR` : 'no PEM CSR';
+    const what = blocks.some((b) => b.label === 'CERTIFICATE')
+      ? 'a certificate, not a CSR'
+      : blocks.length
+        ? `a ${blocks[0]!.label}, not a CSR`
+        : 'no PEM CSR';
     throw new InputError(`${label} holds ${what}`, 'make one with `openssl req -new -key tls.key -subj /CN=<service> -out req.csr`');
   }
   let parsed: ParsedCsr;
@@ -47,16 +57,22 @@ export async function csrPublicKeyFromPem(text: string, label: string): Promise<
     throw new InputError(`${label} has a public key that cannot be read`, 'make a new CSR', err);
   }
   const type = keyTypeOf(publicKey);
-  if (!type) throw new InputError(`${label} uses an unsupported key (${describeKey(publicKey)})`, 'use an ECDSA P-256/P-384 or RSA 2048/3072 key');
+  if (!type)
+    throw new InputError(`${label} uses an unsupported key (${describeKey(publicKey)})`, 'use an ECDSA P-256/P-384 or RSA 2048/3072 key');
   const digest = SIGNATURE_DIGESTS[parsed.signatureOid];
-  if (!digest) throw new InputError(`${label} is signed with an unsupported algorithm (${parsed.signatureOid})`, 'sign it with ECDSA or RSA PKCS#1 v1.5 over SHA-2 (openssl req does by default)');
+  if (!digest)
+    throw new InputError(
+      `${label} is signed with an unsupported algorithm (${parsed.signatureOid})`,
+      'sign it with ECDSA or RSA PKCS#1 v1.5 over SHA-2 (openssl req does by default)',
+    );
   let valid = false;
   try {
     valid = cryptoVerify(digest, parsed.info, publicKey, parsed.signature);
   } catch {
     valid = false;
   }
-  if (!valid) throw new InputError(`${label} has an invalid signature`, 'the CSR was altered or damaged; make a new one with the private key');
+  if (!valid)
+    throw new InputError(`${label} has an invalid signature`, 'the CSR was altered or damaged; make a new one with the private key');
   return spki;
 }
 

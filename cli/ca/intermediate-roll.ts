@@ -49,9 +49,18 @@ export interface RollOutcome {
 
 function openRootKey(dir: CaDir, root: IssuerCert, rootPassphrase: string): KeyObject {
   const path = dir.file(CA_FILES.rootKey);
-  const pem = readCaFile(path, FILE_CAPS.key, () => new CaStateError(`${path} is not here: rolling the intermediate needs the root key`, 'bring root.key back from where you keep it offline, then run this again'));
+  const pem = readCaFile(
+    path,
+    FILE_CAPS.key,
+    () =>
+      new CaStateError(
+        `${path} is not here: rolling the intermediate needs the root key`,
+        'bring root.key back from where you keep it offline, then run this again',
+      ),
+  );
   const key = openEncryptedKey(pem, rootPassphrase, 'the root key');
-  if (!keyMatchesSpki(key, root.info.spkiDer)) throw new CaStateError(`${path} does not belong to root.crt`, 'restore both from the same backup');
+  if (!keyMatchesSpki(key, root.info.spkiDer))
+    throw new CaStateError(`${path} does not belong to root.crt`, 'restore both from the same backup');
   return key;
 }
 
@@ -101,7 +110,11 @@ export async function rollIntermediate(input: RollInput): Promise<RollOutcome> {
     writeFileAtomic(nextCertPath, made.cert.pem, 0o644);
     next = made.cert;
   }
-  const nextKey = openEncryptedKey(readCaFile(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey), FILE_CAPS.key), input.passphrase, 'the new intermediate key');
+  const nextKey = openEncryptedKey(
+    readCaFile(existsSync(nextKeyPath) ? nextKeyPath : dir.file(CA_FILES.intermediateKey), FILE_CAPS.key),
+    input.passphrase,
+    'the new intermediate key',
+  );
   const nextSigner: CrlSigner = { cert: next, key: nextKey, keyType: authority.keyType };
 
   const nextKeyId = requireKeyId(next);
@@ -125,15 +138,28 @@ export async function rollIntermediate(input: RollInput): Promise<RollOutcome> {
       numberFloor(published, rootKeyId),
     );
     const signed: SignedCrl[] = [];
-    for (const s of signers) signed.push(await signIssuerCrl(tx, s, now, new Date(input.now + input.crlValidityMs), numberFloor(published, requireKeyId(s.cert))));
+    for (const s of signers)
+      signed.push(await signIssuerCrl(tx, s, now, new Date(input.now + input.crlValidityMs), numberFloor(published, requireKeyId(s.cert))));
     if (!resumed) {
-      await tx.appendEvent({ kind: 'roll', serial: next.info.serialHex, actor: input.actor, why: `intermediate ${old.info.serialHex} retired; ${next.info.subject} until ${next.info.notAfter.toISOString()}` });
+      await tx.appendEvent({
+        kind: 'roll',
+        serial: next.info.serialHex,
+        actor: input.actor,
+        why: `intermediate ${old.info.serialHex} retired; ${next.info.subject} until ${next.info.notAfter.toISOString()}`,
+      });
     } else {
       await tx.appendEvent({ kind: 'crl', actor: input.actor, why: `finished the interrupted roll to ${next.info.serialHex}` });
     }
     return { rootCrl, signed };
   });
-  await writeCrlBundleIfNewer(ledger, dir, rootKeyId, rootCrl.pem, signed, signers.map((s) => s.cert.pem));
+  await writeCrlBundleIfNewer(
+    ledger,
+    dir,
+    rootKeyId,
+    rootCrl.pem,
+    signed,
+    signers.map((s) => s.cert.pem),
+  );
 
   if (existsSync(nextKeyPath)) renameSync(nextKeyPath, dir.file(CA_FILES.intermediateKey));
   if (existsSync(nextCertPath)) renameSync(nextCertPath, dir.file(CA_FILES.intermediateCert));

@@ -24,8 +24,15 @@ const SET_FILE_NAMES = new Set(['tls.crt', 'tls.key', 'ca.crt']);
  * so issued/team/tls.key/ would stand where team's key belongs.
  */
 export function assertSetSafeServiceName(service: string): void {
-  const clash = service.split('/').slice(1).find((segment) => SET_FILE_NAMES.has(segment));
-  if (clash) throw new UsageError(`invalid service name ${JSON.stringify(service)}: a segment named ${clash} would collide with the files of a credential set`, 'choose another name for that segment');
+  const clash = service
+    .split('/')
+    .slice(1)
+    .find((segment) => SET_FILE_NAMES.has(segment));
+  if (clash)
+    throw new UsageError(
+      `invalid service name ${JSON.stringify(service)}: a segment named ${clash} would collide with the files of a credential set`,
+      'choose another name for that segment',
+    );
 }
 
 /** Refuses a --ttl that is not whole seconds: X.509 times carry none, and 500ms would be a certificate expired on arrival. */
@@ -39,10 +46,18 @@ export function assertWholeSecondTtl(flagText: string, ttlMs: number): void {
  * The lifetime of a new certificate: --ttl (ms) or the CA's default, refused past the CA's
  * maximum or past the intermediate's end (`intermediateEnd`, ms) counted from `now`.
  */
-export function chooseTtlMs(requestedMs: number | undefined, config: Pick<CaConfig, 'defaultTtlMs' | 'maxTtlMs'>, intermediateEnd: number, now: number): number {
+export function chooseTtlMs(
+  requestedMs: number | undefined,
+  config: Pick<CaConfig, 'defaultTtlMs' | 'maxTtlMs'>,
+  intermediateEnd: number,
+  now: number,
+): number {
   const ttlMs = requestedMs ?? config.defaultTtlMs;
   if (ttlMs > config.maxTtlMs) {
-    throw new UsageError(`--ttl ${formatDuration(ttlMs)} is longer than this CA's maximum of ${formatDuration(config.maxTtlMs)}`, `use --ttl ${formatDuration(config.maxTtlMs)} or less (short certificates that rotate are the point)`);
+    throw new UsageError(
+      `--ttl ${formatDuration(ttlMs)} is longer than this CA's maximum of ${formatDuration(config.maxTtlMs)}`,
+      `use --ttl ${formatDuration(config.maxTtlMs)} or less (short certificates that rotate are the point)`,
+    );
   }
   if (now + ttlMs > intermediateEnd) {
     throw new UsageError(
@@ -81,15 +96,23 @@ export async function chooseSetDir(dir: CaDir, req: SetDirRequest): Promise<stri
   if (req.out !== undefined) {
     const caDir = resolve(dir.path);
     if (setDir === caDir || (isWithin(caDir, setDir) && !isWithin(join(caDir, CA_FILES.issued), setDir))) {
-      throw new UsageError(`--out ${setDir} is the CA directory or inside it (${caDir})`, `write sets outside it, or drop --out to use ${join(caDir, CA_FILES.issued, req.service)}`);
+      throw new UsageError(
+        `--out ${setDir} is the CA directory or inside it (${caDir})`,
+        `write sets outside it, or drop --out to use ${join(caDir, CA_FILES.issued, req.service)}`,
+      );
     }
-    if (isWithin(setDir, caDir)) throw new UsageError(`--out ${setDir} holds the CA directory ${caDir}`, 'give the set a folder of its own');
+    if (isWithin(setDir, caDir))
+      throw new UsageError(`--out ${setDir} holds the CA directory ${caDir}`, 'give the set a folder of its own');
     const others = (await req.servicesAt(setDir)).filter((s) => s !== req.service);
-    if (others.length) throw new UsageError(`--out ${setDir} holds the credential set of ${others.join(', ')}`, 'give each service a folder of its own');
+    if (others.length)
+      throw new UsageError(`--out ${setDir} holds the credential set of ${others.join(', ')}`, 'give each service a folder of its own');
   }
   const nesting = setNestingProblem(setDir);
   if (nesting) {
-    throw new UsageError(`the credential set of ${req.service} cannot go in ${setDir}: ${nesting}, and whoever is given one folder would read the other's key`, 'issue it with --out into a folder of its own');
+    throw new UsageError(
+      `the credential set of ${req.service} cannot go in ${setDir}: ${nesting}, and whoever is given one folder would read the other's key`,
+      'issue it with --out into a folder of its own',
+    );
   }
   return setDir;
 }
@@ -195,12 +218,20 @@ export async function issueAndRecord(
   const previousSerial = await ledger.transaction(async (tx) => {
     await tx.lockService(req.service);
     if (await tx.isKeyCompromised(leaf.spkiSha256)) {
-      throw new CaStateError(`the public key for ${req.service} was revoked for keyCompromise and is never signed again`, 'make a new key pair and a new CSR');
+      throw new CaStateError(
+        `the public key for ${req.service} was revoked for keyCompromise and is never signed again`,
+        'make a new key pair and a new CSR',
+      );
     }
     const previous = await tx.getService(req.service);
     if (req.renewsSerial !== undefined && (!previous?.rotationEnabled || previous.activeSerial !== req.renewsSerial)) {
       const change = !previous ? 'gone' : !previous.rotationEnabled ? 'revoked' : 'superseded';
-      const now = change === 'gone' ? 'it is gone' : change === 'revoked' ? 'it was revoked' : `its active certificate is now ${previous!.activeSerial ?? 'none'}`;
+      const now =
+        change === 'gone'
+          ? 'it is gone'
+          : change === 'revoked'
+            ? 'it was revoked'
+            : `its active certificate is now ${previous!.activeSerial ?? 'none'}`;
       throw new RenewalOvertaken(`changed while this run was renewing it (${now}); left as it is`, change);
     }
     if (previous?.activeSerial) {
@@ -233,7 +264,12 @@ export function writeIssuedSet(authority: Authority, record: CertificateRecord, 
  * always the ledger's active certificate. Returns false when a newer certificate
  * superseded this one first: its issuer writes the set.
  */
-export async function writeIssuedSetIfActive(authority: Authority, ledger: Ledger, record: CertificateRecord, key: KeyObject | null): Promise<boolean> {
+export async function writeIssuedSetIfActive(
+  authority: Authority,
+  ledger: Ledger,
+  record: CertificateRecord,
+  key: KeyObject | null,
+): Promise<boolean> {
   return ledger.transaction(async (tx) => {
     await tx.lockService(record.service);
     const service = await tx.getService(record.service);

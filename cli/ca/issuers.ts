@@ -46,7 +46,8 @@ export function retireCopy(dir: CaDir, cert: IssuerCert, encryptedKeyPem: string
 
 export function requireKeyId(cert: IssuerCert): string {
   const keyId = cert.info.subjectKeyId;
-  if (!keyId) throw new CaStateError(`the intermediate ${cert.info.subject} has no subject key identifier`, 'restore the CA directory from backup');
+  if (!keyId)
+    throw new CaStateError(`the intermediate ${cert.info.subject} has no subject key identifier`, 'restore the CA directory from backup');
   return keyId;
 }
 
@@ -74,7 +75,15 @@ export async function retiredIssuers(dir: CaDir, ledger: Ledger, currentKeyId: s
 export function openRetiredSigner(dir: CaDir, cert: IssuerCert, passphrase: string): CrlSigner {
   const keyId = requireKeyId(cert);
   const path = dir.file(retiredName(keyId, 'key'));
-  const pem = readCaFile(path, FILE_CAPS.key, () => new CaStateError(`${path} is missing: the CRL of a retired intermediate cannot be signed`, 'restore it from your backup of the CA directory'));
+  const pem = readCaFile(
+    path,
+    FILE_CAPS.key,
+    () =>
+      new CaStateError(
+        `${path} is missing: the CRL of a retired intermediate cannot be signed`,
+        'restore it from your backup of the CA directory',
+      ),
+  );
   const key = openEncryptedKey(pem, passphrase, `the retired intermediate key ${path}`);
   const keyType = keyTypeOf(key);
   if (!keyType || !keyMatchesSpki(key, cert.info.spkiDer)) {

@@ -83,11 +83,17 @@ async function csrKey(csrPem: string): Promise<Buffer> {
 
 function assertIntermediateLive(authority: Authority, now: number): void {
   if (authority.intermediate.info.notAfter.getTime() <= now) {
-    throw new Refusal('ca-unavailable', 'the CA cannot issue: its intermediate has expired; the operator must run `svcca rotate --intermediate`');
+    throw new Refusal(
+      'ca-unavailable',
+      'the CA cannot issue: its intermediate has expired; the operator must run `svcca rotate --intermediate`',
+    );
   }
 }
 
-async function issueOnline(ca: OnlineCa, record: Omit<Parameters<typeof issueAndRecord>[2], 'actor' | 'notAfterCap' | 'ownerRenews'>): Promise<Issued> {
+async function issueOnline(
+  ca: OnlineCa,
+  record: Omit<Parameters<typeof issueAndRecord>[2], 'actor' | 'notAfterCap' | 'ownerRenews'>,
+): Promise<Issued> {
   try {
     const issued = await issueAndRecord(ca.authority, ca.ledger, {
       ...record,
@@ -95,37 +101,62 @@ async function issueOnline(ca: OnlineCa, record: Omit<Parameters<typeof issueAnd
       notAfterCap: ca.authority.intermediate.info.notAfter.getTime(),
       ownerRenews: true,
     });
-    return { record: issued.record, chainPem: issued.record.certPem + ca.authority.intermediate.pem, caPem: ca.authority.rootPem, clamped: issued.clamped };
+    return {
+      record: issued.record,
+      chainPem: issued.record.certPem + ca.authority.intermediate.pem,
+      caPem: ca.authority.rootPem,
+      clamped: issued.clamped,
+    };
   } catch (err) {
     if (err instanceof RenewalOvertaken) {
-      throw new Refusal(err.change === 'revoked' ? 'revoked' : 'superseded', `this certificate is no longer the service's active one: it ${err.message}; nothing was issued`);
+      throw new Refusal(
+        err.change === 'revoked' ? 'revoked' : 'superseded',
+        `this certificate is no longer the service's active one: it ${err.message}; nothing was issued`,
+      );
     }
-    if (err instanceof CaStateError && /keyCompromise/.test(err.message)) throw new Refusal('key-blocked', 'the key in the CSR was revoked for keyCompromise and is never signed again; make a new key');
+    if (err instanceof CaStateError && /keyCompromise/.test(err.message))
+      throw new Refusal('key-blocked', 'the key in the CSR was revoked for keyCompromise and is never signed again; make a new key');
     throw err;
   }
 }
 
 /** What the CA knows about the certificate a caller presented, checked to be renewable. */
 export async function renewableRecord(ca: OnlineCa, caller: CertInfo, now: number): Promise<CertificateRecord> {
-  if (caller.uris.length !== 1) throw new Refusal('not-svid', `the client certificate has ${caller.uris.length} URI SANs; an X509-SVID has exactly one`);
+  if (caller.uris.length !== 1)
+    throw new Refusal('not-svid', `the client certificate has ${caller.uris.length} URI SANs; an X509-SVID has exactly one`);
   const id = parseSpiffeId(caller.uris[0]!);
   if (!id.ok || id.id.trustDomain !== ca.authority.config.trustDomain) {
-    throw new Refusal('not-svid', `the client certificate's ID ${JSON.stringify(caller.uris[0])} is not in the trust domain ${ca.authority.config.trustDomain}`);
+    throw new Refusal(
+      'not-svid',
+      `the client certificate's ID ${JSON.stringify(caller.uris[0])} is not in the trust domain ${ca.authority.config.trustDomain}`,
+    );
   }
   if (caller.notAfter.getTime() <= now || caller.notBefore.getTime() > now) {
-    throw new Refusal('expired', `the client certificate is outside its validity (until ${caller.notAfter.toISOString()}); get a new one with a bootstrap token (\`svcca token ${id.id.service}\`)`);
+    throw new Refusal(
+      'expired',
+      `the client certificate is outside its validity (until ${caller.notAfter.toISOString()}); get a new one with a bootstrap token (\`svcca token ${id.id.service}\`)`,
+    );
   }
   const record = await ca.ledger.getCertificate(caller.serialHex);
   const ledgerDer = record ? decodeCertificates(record.certPem, 'the ledger certificate')[0] : undefined;
   if (!record || !ledgerDer?.equals(caller.der)) {
-    throw new Refusal('unknown-certificate', `this CA has no record of the client certificate (serial ${caller.serialHex}); renew with the set this CA issued`);
+    throw new Refusal(
+      'unknown-certificate',
+      `this CA has no record of the client certificate (serial ${caller.serialHex}); renew with the set this CA issued`,
+    );
   }
   const service = await ca.ledger.getService(record.service);
   if (record.status === 'revoked' || !service?.rotationEnabled) {
-    throw new Refusal('revoked', `${record.spiffeId} is revoked and is not renewed; the operator can start it again with \`svcca token ${record.service}\``);
+    throw new Refusal(
+      'revoked',
+      `${record.spiffeId} is revoked and is not renewed; the operator can start it again with \`svcca token ${record.service}\``,
+    );
   }
   if (record.status !== 'active' || service.activeSerial !== record.serial) {
-    throw new Refusal('superseded', `certificate ${record.serial} was superseded by ${service.activeSerial ?? 'none'}; renew with the service's current certificate`);
+    throw new Refusal(
+      'superseded',
+      `certificate ${record.serial} was superseded by ${service.activeSerial ?? 'none'}; renew with the service's current certificate`,
+    );
   }
   return record;
 }
@@ -143,7 +174,8 @@ export async function renewForCaller(ca: OnlineCa, caller: CertInfo, csrPem: str
   if (spkiSha === record.spkiSha256 || spki.equals(caller.spkiDer)) {
     throw new Refusal('same-key', 'the CSR is for the key of the current certificate; renewal needs a new key (make one and a new CSR)');
   }
-  if (await ca.ledger.isKeyCompromised(spkiSha)) throw new Refusal('key-blocked', 'the key in the CSR was revoked for keyCompromise and is never signed again; make a new key');
+  if (await ca.ledger.isKeyCompromised(spkiSha))
+    throw new Refusal('key-blocked', 'the key in the CSR was revoked for keyCompromise and is never signed again; make a new key');
   assertIntermediateLive(ca.authority, now);
   return issueOnline(ca, {
     service: record.service,
@@ -160,7 +192,8 @@ export async function renewForCaller(ca: OnlineCa, caller: CertInfo, csrPem: str
 }
 
 /** The one answer for a token that is unknown, used, expired or revoked: nothing to tell them apart by. */
-const TOKEN_REFUSAL = 'the token is not valid (unknown, already used, expired or revoked); ask the operator for a new one (`svcca token SERVICE`)';
+const TOKEN_REFUSAL =
+  'the token is not valid (unknown, already used, expired or revoked); ask the operator for a new one (`svcca token SERVICE`)';
 
 /** POST /v1/bootstrap: a first certificate for the token's service; the token is used up in the same transaction. */
 export async function bootstrapWithToken(ca: OnlineCa, claims: BootstrapTokenClaims, csrPem: string, address: string): Promise<Issued> {
@@ -173,20 +206,24 @@ export async function bootstrapWithToken(ca: OnlineCa, claims: BootstrapTokenCla
   return ca.ledger.transaction(async (tx) => {
     const token = await tx.getToken(hash);
     if (!token || !(await tx.useToken(hash, now))) throw new Refusal('token-invalid', TOKEN_REFUSAL);
-    if (await tx.isKeyCompromised(spkiSha)) throw new Refusal('key-blocked', 'the key in the CSR was revoked for keyCompromise and is never signed again; make a new key');
+    if (await tx.isKeyCompromised(spkiSha))
+      throw new Refusal('key-blocked', 'the key in the CSR was revoked for keyCompromise and is never signed again; make a new key');
     const previous = await tx.getService(token.service);
     const previousRecord = previous?.activeSerial ? await tx.getCertificate(previous.activeSerial) : undefined;
-    return issueOnline({ ...ca, ledger: tx }, {
-      service: token.service,
-      ttlMs: token.certTtlMs,
-      dnsNames: token.dnsNames,
-      ips: token.ips,
-      setDir: previousRecord?.setDir ?? ca.dir.issuedSetDir(token.service),
-      csrSpkiDer: spki,
-      kind: 'issue',
-      why: `bootstrapped with a one-time token from ${address} (svcca serve)`,
-      now,
-    });
+    return issueOnline(
+      { ...ca, ledger: tx },
+      {
+        service: token.service,
+        ttlMs: token.certTtlMs,
+        dnsNames: token.dnsNames,
+        ips: token.ips,
+        setDir: previousRecord?.setDir ?? ca.dir.issuedSetDir(token.service),
+        csrSpkiDer: spki,
+        kind: 'issue',
+        why: `bootstrapped with a one-time token from ${address} (svcca serve)`,
+        now,
+      },
+    );
   });
 }
 
@@ -216,10 +253,19 @@ export async function issueServerCredential(ca: OnlineCa, ttlMs: number, renews?
   };
   let issued: Issued;
   try {
-    issued = await issueOnline(ca, renews ? { ...base, kind: 'renew', why: 'svcca serve renewed its own server certificate', renewsSerial: renews } : { ...base, kind: 'issue', why: 'svcca serve: its own server certificate' });
+    issued = await issueOnline(
+      ca,
+      renews
+        ? { ...base, kind: 'renew', why: 'svcca serve renewed its own server certificate', renewsSerial: renews }
+        : { ...base, kind: 'issue', why: 'svcca serve: its own server certificate' },
+    );
   } catch (err) {
     if (!(err instanceof Refusal) || err.code !== 'superseded') throw err;
-    issued = await issueOnline(ca, { ...base, kind: 'issue', why: 'svcca serve: its own server certificate (the previous one was revoked or replaced)' });
+    issued = await issueOnline(ca, {
+      ...base,
+      kind: 'issue',
+      why: 'svcca serve: its own server certificate (the previous one was revoked or replaced)',
+    });
   }
   const info = parseCertificate(decodeCertificates(issued.record.certPem, 'the server certificate')[0]!);
   return { key, chainPem: issued.chainPem, caPem: issued.caPem, info, serial: issued.record.serial };

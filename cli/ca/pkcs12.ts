@@ -73,9 +73,20 @@ export function buildPkcs12(input: Pkcs12Input): Buffer {
   const hash = input.legacy ? 'sha1' : 'sha256';
   const macKeyLength = input.legacy ? 20 : 32;
   const md = input.legacy ? forge.md.sha1.create() : forge.md.sha256.create();
-  const macKeyBytes = forge.pkcs12.generateKey(input.password, forge.util.createBuffer(macSalt.toString('binary')), 3, PKCS12_ITERATIONS, macKeyLength, md);
+  const macKeyBytes = forge.pkcs12.generateKey(
+    input.password,
+    forge.util.createBuffer(macSalt.toString('binary')),
+    3,
+    PKCS12_ITERATIONS,
+    macKeyLength,
+    md,
+  );
   const macKey = Buffer.from(macKeyBytes.getBytes(), 'binary');
   const mac = createHmac(hash, macKey).update(authSafe).digest();
-  const macData = seq(seq(seq(oid(input.legacy ? OID.sha1 : OID.sha256), nullValue()), octetString(mac)), octetString(macSalt), integer(BigInt(PKCS12_ITERATIONS)));
+  const macData = seq(
+    seq(seq(oid(input.legacy ? OID.sha1 : OID.sha256), nullValue()), octetString(mac)),
+    octetString(macSalt),
+    integer(BigInt(PKCS12_ITERATIONS)),
+  );
   return seq(integer(3n), contentInfoData(authSafe), macData);
 }

@@ -89,7 +89,8 @@ type Work = PlannedRenewal & { interrupted: boolean };
 
 export async function assertKnownServices(ledger: Ledger, named: readonly string[]): Promise<void> {
   for (const name of named) {
-    if (!(await ledger.getService(name))) throw new UsageError(`unknown service ${name}`, 'see `svcca list` for the issued services, or issue it with `svcca issue`');
+    if (!(await ledger.getService(name)))
+      throw new UsageError(`unknown service ${name}`, 'see `svcca list` for the issued services, or issue it with `svcca issue`');
   }
 }
 
@@ -99,7 +100,10 @@ export async function runRotation(s: CaSession, req: RotationRequest): Promise<R
   const now = Date.now();
   const intermediate = s.authority.intermediate.info;
   if (intermediate.notAfter.getTime() <= now) {
-    throw new CaStateError(`the intermediate expired at ${intermediate.notAfter.toISOString()}`, 'roll it with `svcca rotate --intermediate` (needs the root passphrase)');
+    throw new CaStateError(
+      `the intermediate expired at ${intermediate.notAfter.toISOString()}`,
+      'roll it with `svcca rotate --intermediate` (needs the root passphrase)',
+    );
   }
   const wanted = wantedBy(req.services);
   const interrupted = await recoverStaleClaims(s.ledger, now, wanted);
@@ -145,7 +149,10 @@ export async function runRotation(s: CaSession, req: RotationRequest): Promise<R
  * them over the network: re-signing those here would supersede the certificate the owner
  * holds, and its next renewal would be refused.
  */
-function splitCandidates(all: readonly RotationCandidate[], wanted: (service: string) => boolean): { candidates: RotationCandidate[]; selfRenewing: Set<string> } {
+function splitCandidates(
+  all: readonly RotationCandidate[],
+  wanted: (service: string) => boolean,
+): { candidates: RotationCandidate[]; selfRenewing: Set<string> } {
   const candidates: RotationCandidate[] = [];
   const selfRenewing = new Set<string>();
   for (const c of all) {
@@ -177,7 +184,12 @@ async function rollFirst(s: CaSession, rootPassphrase: string, actor: string): P
 }
 
 /** The due renewals, then the sets an interrupted run left behind (not already due). */
-function withInterrupted(plan: RotationPlan, candidates: readonly RotationCandidate[], interrupted: readonly Interrupted[], now: number): Work[] {
+function withInterrupted(
+  plan: RotationPlan,
+  candidates: readonly RotationCandidate[],
+  interrupted: readonly Interrupted[],
+  now: number,
+): Work[] {
   const work: Work[] = plan.due.map((p) => ({ ...p, interrupted: false }));
   const planned = new Set(work.map((w) => w.candidate.service));
   for (const i of interrupted) {
@@ -201,14 +213,22 @@ async function renewAll(s: CaSession, work: readonly Work[], req: RotationReques
   const owner = newClaimOwner();
   for (let i = 0; i < work.length; i += CLAIM_BATCH) {
     const batch = work.slice(i, i + CLAIM_BATCH);
-    const claims = await claimServices(s.ledger, batch.map((w) => w.candidate), owner, Date.now());
+    const claims = await claimServices(
+      s.ledger,
+      batch.map((w) => w.candidate),
+      owner,
+      Date.now(),
+    );
     const done: string[] = [];
     for (const item of batch) {
       const service = item.candidate.service;
       progress.update(finished++, service);
       const claim = claims.get(service);
       if (claim !== 'claimed') {
-        out.skipped.push({ service, reason: claim === 'busy' ? 'another svcca rotate is renewing it' : 'already renewed, revoked or re-issued since this run started' });
+        out.skipped.push({
+          service,
+          reason: claim === 'busy' ? 'another svcca rotate is renewing it' : 'already renewed, revoked or re-issued since this run started',
+        });
         continue;
       }
       try {
@@ -246,11 +266,18 @@ async function renewOne(s: CaSession, item: Work, req: RotationRequest): Promise
   let csrSpkiDer: Buffer | undefined;
   if (record.fromCsr) {
     if (await ledger.isKeyCompromised(record.spkiSha256)) {
-      return { kind: 'skipped', reason: `its CSR key was revoked for keyCompromise and is never signed again; its owner must make a new key and run \`svcca issue ${record.service} --csr NEW.csr\`` };
+      return {
+        kind: 'skipped',
+        reason: `its CSR key was revoked for keyCompromise and is never signed again; its owner must make a new key and run \`svcca issue ${record.service} --csr NEW.csr\``,
+      };
     }
     csrSpkiDer = parseCertificate(decodeCertificates(record.certPem, 'the ledger certificate')[0]!).spkiDer;
   }
-  const why = item.interrupted ? 'renewed again: an interrupted run lost the key' : item.expired ? 'renewed after it had expired' : `renewed (${req.threshold.text} threshold)`;
+  const why = item.interrupted
+    ? 'renewed again: an interrupted run lost the key'
+    : item.expired
+      ? 'renewed after it had expired'
+      : `renewed (${req.threshold.text} threshold)`;
   let issued: Awaited<ReturnType<typeof issueAndRecord>>;
   try {
     issued = await issueAndRecord(authority, ledger, {
@@ -310,14 +337,21 @@ function attentionWarnings(s: CaSession, renewed: readonly Renewed[], now: numbe
   const intermediate = s.authority.intermediate.info;
   const warnings: string[] = [];
   const clamped = renewed.filter((r) => r.clamped).length;
-  if (clamped > 0) warnings.push(`${clamped} renewal(s) were cut short at the intermediate's end (${intermediate.notAfter.toISOString()}): run \`svcca rotate --intermediate\``);
+  if (clamped > 0)
+    warnings.push(
+      `${clamped} renewal(s) were cut short at the intermediate's end (${intermediate.notAfter.toISOString()}): run \`svcca rotate --intermediate\``,
+    );
   if (intermediateNearsEnd(intermediate.notBefore.getTime(), intermediate.notAfter.getTime(), now)) {
-    warnings.push(`the intermediate ends ${intermediate.notAfter.toISOString()} (less than a third of its life left): run \`svcca rotate --intermediate\` (needs the root passphrase)`);
+    warnings.push(
+      `the intermediate ends ${intermediate.notAfter.toISOString()} (less than a third of its life left): run \`svcca rotate --intermediate\` (needs the root passphrase)`,
+    );
   }
   if (rollPending(s.dir)) warnings.push('an intermediate roll was interrupted: run `svcca rotate --intermediate` again to finish it');
   const rootCrlEnd = rootCrlNextUpdate(s.dir);
   if (rootCrlEnd && rootCrlEnd.getTime() < intermediate.notAfter.getTime()) {
-    warnings.push(`the root's CRL ends ${rootCrlEnd.toISOString()}, before the intermediate: run \`svcca rotate --intermediate\` to re-sign it`);
+    warnings.push(
+      `the root's CRL ends ${rootCrlEnd.toISOString()}, before the intermediate: run \`svcca rotate --intermediate\` to re-sign it`,
+    );
   }
   return warnings;
 }
@@ -341,5 +375,11 @@ export async function planRotationRun(ca: ReadOnlyCa, services: readonly string[
   const current = readIssuerCert(ca.dir, CA_FILES.intermediateCert);
   const crlDue = await crlRefreshReason(ca.dir, ca.ledger, current, now);
   const intermediate = current.info;
-  return { plan, intermediate, nearsEnd: intermediateNearsEnd(intermediate.notBefore.getTime(), intermediate.notAfter.getTime(), now), crlDue, now };
+  return {
+    plan,
+    intermediate,
+    nearsEnd: intermediateNearsEnd(intermediate.notBefore.getTime(), intermediate.notAfter.getTime(), now),
+    crlDue,
+    now,
+  };
 }

@@ -22,7 +22,8 @@ export interface BootstrapOptions {
 }
 
 function readToken(opts: BootstrapOptions, env: NodeJS.ProcessEnv): { text: string; label: string } {
-  if (opts.token !== undefined && opts.tokenFile !== undefined) throw new UsageError('give --token or --token-file, not both', 'e.g. --token-file /run/secrets/svcca-token');
+  if (opts.token !== undefined && opts.tokenFile !== undefined)
+    throw new UsageError('give --token or --token-file, not both', 'e.g. --token-file /run/secrets/svcca-token');
   if (opts.tokenFile !== undefined) {
     try {
       return { text: readCappedText(opts.tokenFile, FILE_CAPS.secret), label: `--token-file ${opts.tokenFile}` };
@@ -32,7 +33,11 @@ function readToken(opts: BootstrapOptions, env: NodeJS.ProcessEnv): { text: stri
     }
   }
   const text = opts.token ?? env.SVCCA_TOKEN;
-  if (text === undefined) throw new UsageError('--token is required', 'e.g. svcca bootstrap --ca https://ca:9443 --token "$(svcca token api)" --out /etc/svcca/api (or --token-file, or env SVCCA_TOKEN)');
+  if (text === undefined)
+    throw new UsageError(
+      '--token is required',
+      'e.g. svcca bootstrap --ca https://ca:9443 --token "$(svcca token api)" --out /etc/svcca/api (or --token-file, or env SVCCA_TOKEN)',
+    );
   return { text, label: opts.token !== undefined ? '--token' : 'SVCCA_TOKEN' };
 }
 
@@ -53,7 +58,13 @@ export async function runBootstrap(opts: BootstrapOptions, ctx: CommandContext):
   }
   let made: NewSet;
   try {
-    made = await bootstrapCredentialSet({ ca, token: token.text.trim(), claims, out, ...(caBundlePem !== undefined ? { caBundlePem } : {}) });
+    made = await bootstrapCredentialSet({
+      ca,
+      token: token.text.trim(),
+      claims,
+      out,
+      ...(caBundlePem !== undefined ? { caBundlePem } : {}),
+    });
   } catch (err) {
     if (!(err instanceof SvccaError) || err instanceof UsageError) throw err;
     process.stderr.write(`svcca: bootstrap failed: ${errorLine(err)}\n`);
@@ -66,6 +77,13 @@ export async function runBootstrap(opts: BootstrapOptions, ctx: CommandContext):
   ctx.out.line(`  not after  ${made.notAfter.toISOString()}`);
   ctx.out.line(`  files      ${out}/tls.crt, tls.key (made here), ca.crt`);
   ctx.out.line(`  renew it with: svcca renew --ca ${ca.origin} --dir ${out}`);
-  ctx.out.result({ bootstrapped: true, spiffeId: made.spiffeId, serial: made.serial, notAfter: made.notAfter.toISOString(), setDir: out, clamped: made.clamped });
+  ctx.out.result({
+    bootstrapped: true,
+    spiffeId: made.spiffeId,
+    serial: made.serial,
+    notAfter: made.notAfter.toISOString(),
+    setDir: out,
+    clamped: made.clamped,
+  });
   if (made.clamped) ctx.exitCode = ExitCode.attention;
 }

@@ -24,7 +24,10 @@ export function runCompletion(opts: CompletionOptions, ctx: CommandContext): voi
   const script = SCRIPTS[opts.shell];
   if (!script) {
     const near = closestKey(opts.shell, Object.keys(SCRIPTS));
-    throw new UsageError(`no completion for shell "${opts.shell}"`, near ? `did you mean ${near}? (bash, zsh or fish)` : 'use bash, zsh or fish');
+    throw new UsageError(
+      `no completion for shell "${opts.shell}"`,
+      near ? `did you mean ${near}? (bash, zsh or fish)` : 'use bash, zsh or fish',
+    );
   }
   process.stdout.write(script(completionSpec(opts.program)));
   ctx.exitCode = 0;

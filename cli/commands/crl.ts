@@ -30,11 +30,20 @@ export const MAX_CRL_VALIDITY_MS = 30 * 86_400_000;
 export async function runCrl(opts: CrlOptions, ctx: CommandContext): Promise<void> {
   const validityMs = requireDurationMs('--next-update', opts.nextUpdate ?? '24h');
   if (validityMs < MIN_CRL_VALIDITY_MS || validityMs > MAX_CRL_VALIDITY_MS) {
-    throw new UsageError(`--next-update ${formatDuration(validityMs)} is out of range`, `use between ${formatDuration(MIN_CRL_VALIDITY_MS)} and ${formatDuration(MAX_CRL_VALIDITY_MS)} (24h is the default)`);
+    throw new UsageError(
+      `--next-update ${formatDuration(validityMs)} is out of range`,
+      `use between ${formatDuration(MIN_CRL_VALIDITY_MS)} and ${formatDuration(MAX_CRL_VALIDITY_MS)} (24h is the default)`,
+    );
   }
   const s = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
-    const { outcome } = await publishIntermediateCrls(s, { now: Date.now(), validityMs, why: 'crl', actor: actor(), progress: (label, total) => (total >= CRL_PROGRESS_ENTRIES ? ctx.out.progress(`signing ${label}`, total) : SILENT) });
+    const { outcome } = await publishIntermediateCrls(s, {
+      now: Date.now(),
+      validityMs,
+      why: 'crl',
+      actor: actor(),
+      progress: (label, total) => (total >= CRL_PROGRESS_ENTRIES ? ctx.out.progress(`signing ${label}`, total) : SILENT),
+    });
     ctx.out.line(`Published ${s.dir.file(CA_FILES.crl)}`);
     for (const c of outcome.crls) ctx.out.line(`  ${c.issuer}: CRL #${c.number}, ${c.entries} entries, next update ${c.nextUpdate}`);
     for (const d of outcome.dropped) ctx.out.line(`  dropped the CRL of ${d}: its leaves have all expired`);
@@ -42,10 +51,18 @@ export async function runCrl(opts: CrlOptions, ctx: CommandContext): Promise<voi
     const rootEnd = rootCrlNextUpdate(s.dir);
     if (rootEnd) ctx.out.line(`  root CRL kept as it is, next update ${rootEnd.toISOString()}`);
     if (rootEnd && rootEnd.getTime() < s.authority.intermediate.info.notAfter.getTime()) {
-      ctx.out.warn(`the root's CRL ends ${rootEnd.toISOString()}, before the intermediate: run \`svcca rotate --intermediate\` to re-sign it`);
+      ctx.out.warn(
+        `the root's CRL ends ${rootEnd.toISOString()}, before the intermediate: run \`svcca rotate --intermediate\` to re-sign it`,
+      );
       ctx.exitCode = 4;
     }
-    ctx.out.result({ file: s.dir.file(CA_FILES.crl), crls: outcome.crls, dropped: outcome.dropped, written: outcome.written, rootNextUpdate: rootEnd?.toISOString() ?? null });
+    ctx.out.result({
+      file: s.dir.file(CA_FILES.crl),
+      crls: outcome.crls,
+      dropped: outcome.dropped,
+      written: outcome.written,
+      rootNextUpdate: rootEnd?.toISOString() ?? null,
+    });
   } finally {
     await s.close();
   }

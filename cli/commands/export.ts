@@ -49,18 +49,33 @@ export async function runExport(opts: ExportOptions, ctx: CommandContext): Promi
     const state = await ca.ledger.getService(service);
     record = state?.activeSerial ? await ca.ledger.getCertificate(state.activeSerial) : undefined;
     // A typo is likelier than a service nobody issued: offer the issued name it is close to.
-    if (!record) near = closestKey(service, (await ca.ledger.listServices()).filter((s) => s.activeSerial).map((s) => s.name));
+    if (!record)
+      near = closestKey(
+        service,
+        (await ca.ledger.listServices()).filter((s) => s.activeSerial).map((s) => s.name),
+      );
   } finally {
     await ca.close();
   }
   if (!record) {
-    throw new CaStateError(`no certificate has been issued for ${service}`, near ? `did you mean ${near}? (svcca list shows the issued services)` : `issue one first: svcca issue ${service}`);
+    throw new CaStateError(
+      `no certificate has been issued for ${service}`,
+      near ? `did you mean ${near}? (svcca list shows the issued services)` : `issue one first: svcca issue ${service}`,
+    );
   }
-  if (record.status === 'revoked') throw new CaStateError(`the certificate of ${service} is revoked`, `issue a new one: svcca issue ${service}`);
+  if (record.status === 'revoked')
+    throw new CaStateError(`the certificate of ${service} is revoked`, `issue a new one: svcca issue ${service}`);
   if (record.notAfter <= Date.now()) {
-    throw new CaStateError(`the certificate of ${service} expired at ${new Date(record.notAfter).toISOString()}`, `renew it first: svcca rotate ${service} --renew-before 100%`);
+    throw new CaStateError(
+      `the certificate of ${service} expired at ${new Date(record.notAfter).toISOString()}`,
+      `renew it first: svcca rotate ${service} --renew-before 100%`,
+    );
   }
-  if (record.fromCsr) throw new CaStateError(`${service} was signed from a CSR, so the CA has no key to export`, 'build the PKCS#12 where the private key lives (openssl pkcs12 -export)');
+  if (record.fromCsr)
+    throw new CaStateError(
+      `${service} was signed from a CSR, so the CA has no key to export`,
+      'build the PKCS#12 where the private key lives (openssl pkcs12 -export)',
+    );
 
   const set = readCredentialSet(record.setDir);
   const certs = decodeCertificates(set.certChainPem, `${record.setDir}/tls.crt`);
@@ -69,7 +84,10 @@ export async function runExport(opts: ExportOptions, ctx: CommandContext): Promi
   if (!keyMatchesSpki(key, leaf.spkiDer)) {
     throw new CaStateError(`${record.setDir}/tls.key does not match its tls.crt`, `re-issue the service: svcca issue ${service}`);
   }
-  if (leaf.serialHex !== record.serial) ctx.out.warn(`the set in ${record.setDir} holds serial ${leaf.serialHex}, the ledger's active one is ${record.serial}; exporting what the set holds`);
+  if (leaf.serialHex !== record.serial)
+    ctx.out.warn(
+      `the set in ${record.setDir} holds serial ${leaf.serialHex}, the ledger's active one is ${record.serial}; exporting what the set holds`,
+    );
 
   const password = await requireSecret({
     what: 'password for the PKCS#12 file',
@@ -83,8 +101,12 @@ export async function runExport(opts: ExportOptions, ctx: CommandContext): Promi
   writeFileAtomic(resolve(opts.p12), pfx, 0o600);
 
   const notAfter = leaf.notAfter.toISOString();
-  ctx.out.line(`Wrote ${resolve(opts.p12)} (${opts.legacy ? 'legacy 3DES + SHA-1 MAC' : 'AES-256 + SHA-256 MAC'}): key, ${leaf.uris[0] ?? service} (serial ${leaf.serialHex}, until ${notAfter}) and its intermediate`);
+  ctx.out.line(
+    `Wrote ${resolve(opts.p12)} (${opts.legacy ? 'legacy 3DES + SHA-1 MAC' : 'AES-256 + SHA-256 MAC'}): key, ${leaf.uris[0] ?? service} (serial ${leaf.serialHex}, until ${notAfter}) and its intermediate`,
+  );
   ctx.out.line(`  Java: keytool -list -keystore ${opts.p12} -storetype PKCS12`);
-  ctx.out.line(`  Re-export after each rotation: the certificate lives ${Math.round((leaf.notAfter.getTime() - leaf.notBefore.getTime()) / 3_600_000)}h.`);
+  ctx.out.line(
+    `  Re-export after each rotation: the certificate lives ${Math.round((leaf.notAfter.getTime() - leaf.notBefore.getTime()) / 3_600_000)}h.`,
+  );
   ctx.out.result({ service, file: resolve(opts.p12), serial: leaf.serialHex, notAfter, legacy: opts.legacy === true, alias: service });
 }

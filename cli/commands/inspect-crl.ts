@@ -51,10 +51,11 @@ export async function inspectCrlFile(pem: string, source: string, ctx: CommandCo
   try {
     const ca = await openCaForReading(ctx.global.dir);
     try {
-      for (const c of crls) for (const serial of c.revoked) {
-        const r = await ca.ledger.getCertificate(serial);
-        if (r) services.set(serial, r.service);
-      }
+      for (const c of crls)
+        for (const serial of c.revoked) {
+          const r = await ca.ledger.getCertificate(serial);
+          if (r) services.set(serial, r.service);
+        }
     } finally {
       await ca.close();
     }
@@ -65,7 +66,9 @@ export async function inspectCrlFile(pem: string, source: string, ctx: CommandCo
   const now = Date.now();
   ctx.out.line(`CRL file         ${source}`);
   crls.forEach((c, n) => {
-    const next = c.nextUpdate ? `${c.nextUpdate.toISOString()} (${c.nextUpdate.getTime() > now ? `in ${formatDuration(c.nextUpdate.getTime() - now)}` : `PASSED ${formatDuration(now - c.nextUpdate.getTime())} ago`})` : 'none';
+    const next = c.nextUpdate
+      ? `${c.nextUpdate.toISOString()} (${c.nextUpdate.getTime() > now ? `in ${formatDuration(c.nextUpdate.getTime() - now)}` : `PASSED ${formatDuration(now - c.nextUpdate.getTime())} ago`})`
+      : 'none';
     ctx.out.line(`  CRL #${n + 1}         ${nameText(c.issuerNameDer)}`);
     ctx.out.line(`    Number       ${c.crlNumber ?? 'none'}`);
     ctx.out.line(`    This update  ${c.thisUpdate.toISOString()}`);

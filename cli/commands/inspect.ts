@@ -66,7 +66,9 @@ function checkChain(leaf: CertInfo, intermediates: readonly Buffer[], roots: rea
     const root = roots.find((r) => isSignedBy(current, r));
     if (root) {
       const rootInfo = parseCertificate(root);
-      return problems.length ? { ok: false, detail: `${problems.join(', ')} (chains to ${rootInfo.subject})` } : { ok: true, detail: `OK, chains to ${rootInfo.subject}` };
+      return problems.length
+        ? { ok: false, detail: `${problems.join(', ')} (chains to ${rootInfo.subject})` }
+        : { ok: true, detail: `OK, chains to ${rootInfo.subject}` };
     }
     const next = intermediates.find((i) => isSignedBy(current, i));
     if (!next) break;
@@ -104,7 +106,8 @@ async function readTarget(target: string, caDir: string): Promise<Target> {
   } finally {
     await ca.close();
   }
-  if (!record) throw new CaStateError(`no file and no issued service named ${target}`, 'give a PEM file path, or a service from `svcca list`');
+  if (!record)
+    throw new CaStateError(`no file and no issued service named ${target}`, 'give a PEM file path, or a service from `svcca list`');
   return { pem: record.certPem, source: `ledger (${caDir})`, isFile: false, record };
 }
 
@@ -161,7 +164,10 @@ export async function runInspect(opts: InspectOptions, ctx: CommandContext): Pro
   const chain = trust.roots.length ? checkChain(leaf, [...ders.slice(1), ...trust.intermediates], trust.roots, now) : undefined;
   const inLedger = await ledgerRecord(leaf.serialHex, ctx.global.dir);
   const revoked = inLedger?.status === 'revoked' ? inLedger : undefined;
-  printCertificate({ leaf, ders, source: target.source, chain, trustSource: trust.source, revoked, known: (target.record ?? inLedger) !== undefined, now }, ctx);
+  printCertificate(
+    { leaf, ders, source: target.source, chain, trustSource: trust.source, revoked, known: (target.record ?? inLedger) !== undefined, now },
+    ctx,
+  );
 }
 
 interface Inspected {
@@ -188,7 +194,13 @@ function printCertificate({ leaf, ders, source, chain, trustSource, revoked, kno
   const pub = createPublicKey({ key: leaf.spkiDer, format: 'der', type: 'spki' });
   const left = leaf.notAfter.getTime() - now.getTime();
   const sha1 = new NodeX509(leaf.der).fingerprint;
-  const status = revoked ? `revoked${revoked.revocationReason ? ` (${revoked.revocationReason})` : ''}` : left <= 0 ? 'expired' : now < leaf.notBefore ? 'not yet valid' : 'valid';
+  const status = revoked
+    ? `revoked${revoked.revocationReason ? ` (${revoked.revocationReason})` : ''}`
+    : left <= 0
+      ? 'expired'
+      : now < leaf.notBefore
+        ? 'not yet valid'
+        : 'valid';
 
   ctx.out.line(`Certificate      ${source}`);
   ctx.out.line(`  SPIFFE ID      ${identity.text}`);
@@ -196,17 +208,23 @@ function printCertificate({ leaf, ders, source, chain, trustSource, revoked, kno
   ctx.out.line(`  Issuer         ${leaf.issuer}`);
   ctx.out.line(`  Serial         ${leaf.serialHex}`);
   ctx.out.line(`  Not before     ${leaf.notBefore.toISOString()}`);
-  ctx.out.line(`  Not after      ${leaf.notAfter.toISOString()} (${left > 0 ? `${formatDuration(left)} left` : `expired ${formatDuration(-left)} ago`})`);
+  ctx.out.line(
+    `  Not after      ${leaf.notAfter.toISOString()} (${left > 0 ? `${formatDuration(left)} left` : `expired ${formatDuration(-left)} ago`})`,
+  );
   ctx.out.line(`  Status         ${status}${known ? '' : ' (revocation unknown: no CA ledger at hand)'}`);
   if (leaf.dnsNames.length) ctx.out.line(`  DNS names      ${leaf.dnsNames.join(', ')}`);
   if (leaf.ips.length) ctx.out.line(`  IP addresses   ${leaf.ips.join(', ')}`);
   ctx.out.line(`  Key            ${describeKey(pub)}`);
-  ctx.out.line(`  CA             ${leaf.isCA === undefined ? 'no basic constraints' : leaf.isCA ? `yes${leaf.pathLen !== undefined ? `, pathlen ${leaf.pathLen}` : ''}` : 'no'}`);
+  ctx.out.line(
+    `  CA             ${leaf.isCA === undefined ? 'no basic constraints' : leaf.isCA ? `yes${leaf.pathLen !== undefined ? `, pathlen ${leaf.pathLen}` : ''}` : 'no'}`,
+  );
   ctx.out.line(`  Key usage      ${describeKeyUsage(leaf.keyUsage)}`);
   ctx.out.line(`  Ext key usage  ${describeEku(leaf.extKeyUsage)}`);
   ctx.out.line(`  SHA-256        ${colonHex(leaf.fingerprintSha256)}`);
   ctx.out.line(`  SHA-1          ${sha1}`);
-  ctx.out.line(`  Chain          ${chain ? chain.detail : 'not checked (no CA directory and no ca.crt beside the file)'}${trustSource ? ` [trust: ${trustSource}]` : ''}`);
+  ctx.out.line(
+    `  Chain          ${chain ? chain.detail : 'not checked (no CA directory and no ca.crt beside the file)'}${trustSource ? ` [trust: ${trustSource}]` : ''}`,
+  );
   if (ders.length > 1) ctx.out.line(`  Bundle         ${ders.length} certificates (leaf first)`);
 
   ctx.out.result({

@@ -10,7 +10,14 @@ import { assertUsableSetDir, removeCredentialSet } from '../../common/credential
 import { errorLine } from '../../common/errors.js';
 import { assertDnsName, assertIp } from '../names.js';
 import { intermediatePassphraseSource, openCaSession } from '../ca/ca-session.js';
-import { assertSetSafeServiceName, assertWholeSecondTtl, chooseSetDir, chooseTtlMs, issueAndRecord, writeIssuedSetIfActive } from '../ca/issuance.js';
+import {
+  assertSetSafeServiceName,
+  assertWholeSecondTtl,
+  chooseSetDir,
+  chooseTtlMs,
+  issueAndRecord,
+  writeIssuedSetIfActive,
+} from '../ca/issuance.js';
 import { actor } from '../actor.js';
 import type { CertificateRecord } from '../store/ledger.js';
 import type { CommandContext } from '../context.js';
@@ -64,7 +71,8 @@ export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise
       why: csrSpkiDer ? 'issued from a CSR' : 'issued',
     });
     const written = await writeIssuedSetIfActive(authority, ledger, issued.record, issued.key);
-    if (!written) ctx.out.warn(`another svcca issued ${service} again at the same moment; its newer certificate is the active one and holds ${setDir}`);
+    if (!written)
+      ctx.out.warn(`another svcca issued ${service} again at the same moment; its newer certificate is the active one and holds ${setDir}`);
     // The set moved to a new --out: the old place must not keep the superseded key.
     if (written && previousRecord && resolve(previousRecord.setDir) !== setDir) {
       try {
@@ -85,7 +93,8 @@ function printIssued(r: CertificateRecord, supersedes: string | null, ctx: Comma
   ctx.out.line(`  serial     ${r.serial}`);
   ctx.out.line(`  not after  ${new Date(r.notAfter).toISOString()} (${formatDuration(r.ttlMs)})`);
   ctx.out.line(`  files      ${setDir}/tls.crt${r.fromCsr ? '' : ', tls.key'}, ca.crt`);
-  if (supersedes) ctx.out.line(`  supersedes ${supersedes} (still valid until it expires; revoke it with svcca revoke --serial if it leaked)`);
+  if (supersedes)
+    ctx.out.line(`  supersedes ${supersedes} (still valid until it expires; revoke it with svcca revoke --serial if it leaked)`);
   if (r.fromCsr) ctx.out.line('  signed from a CSR: the private key stays with its owner');
   ctx.out.result({
     service: r.service,

@@ -28,7 +28,11 @@ export async function runLedgerMigrate(ctx: CommandContext): Promise<void> {
   const ledger = PostgresLedger.open(config.ledger, dir.path, { env: ctx.env });
   try {
     const { from, to } = await ledger.migrate();
-    ctx.out.line(from === to ? `Ledger ${ledger.location} is at schema ${to} already` : `Migrated ledger ${ledger.location} from schema ${from} to ${to}`);
+    ctx.out.line(
+      from === to
+        ? `Ledger ${ledger.location} is at schema ${to} already`
+        : `Migrated ledger ${ledger.location} from schema ${from} to ${to}`,
+    );
     ctx.out.result({ ledger: ledger.location, from, to });
   } finally {
     await ledger.close();
@@ -39,7 +43,10 @@ export async function runLedgerCopy(opts: LedgerCopyOptions, ctx: CommandContext
   const url = parseLedgerUrl(opts.to, ctx.env, '--to').url;
   const { dir, config } = openCaDir(ctx.global.dir);
   if (config.ledger !== undefined) {
-    throw new CaStateError(`this CA's ledger is already in PostgreSQL (${parseLedgerUrl(config.ledger, ctx.env, 'config').where})`, 'copy between PostgreSQL databases with pg_dump and pg_restore, then edit "ledger" in the config');
+    throw new CaStateError(
+      `this CA's ledger is already in PostgreSQL (${parseLedgerUrl(config.ledger, ctx.env, 'config').where})`,
+      'copy between PostgreSQL databases with pg_dump and pg_restore, then edit "ledger" in the config',
+    );
   }
   const source = SqliteLedger.open(dir.file(CA_FILES.ledger));
   const target = PostgresLedger.open(url, dir.path, { env: ctx.env });

@@ -32,7 +32,8 @@ export async function runList(opts: ListOptions, ctx: CommandContext): Promise<v
   let records: CertificateRecord[];
   try {
     if (opts.revoked) records = await ca.ledger.listCertificates({ statuses: ['revoked'] });
-    else if (expiringMs !== undefined) records = await ca.ledger.listCertificates({ statuses: ['active'], notAfterBefore: now + expiringMs });
+    else if (expiringMs !== undefined)
+      records = await ca.ledger.listCertificates({ statuses: ['active'], notAfterBefore: now + expiringMs });
     else if (opts.all) records = await ca.ledger.listCertificates();
     else records = await ca.ledger.listCertificates({ statuses: ['active', 'superseded'], notAfterAfter: now });
   } finally {
@@ -50,7 +51,11 @@ export async function runList(opts: ListOptions, ctx: CommandContext): Promise<v
   }));
   ctx.out.result(items);
   if (items.length === 0) {
-    const what = opts.revoked ? 'revoked certificates' : expiringMs !== undefined ? `active certificates expiring within ${formatDuration(expiringMs)}` : 'certificates';
+    const what = opts.revoked
+      ? 'revoked certificates'
+      : expiringMs !== undefined
+        ? `active certificates expiring within ${formatDuration(expiringMs)}`
+        : 'certificates';
     ctx.out.line(`No ${what}.`);
     return;
   }

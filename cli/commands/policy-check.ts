@@ -43,7 +43,10 @@ export async function runPolicyCheck(opts: PolicyCheckOptions, ctx: CommandConte
   let path: string | undefined;
   if (caller.trustDomain !== undefined && callee.trustDomain !== undefined && caller.trustDomain !== callee.trustDomain) {
     // The sidecar refuses a foreign trust domain at the handshake, before any policy.
-    decision = { allow: false, reason: `the caller's trust domain ${caller.trustDomain} is not the callee's (${callee.trustDomain}): the sidecar refuses it before the policy` };
+    decision = {
+      allow: false,
+      reason: `the caller's trust domain ${caller.trustDomain} is not the callee's (${callee.trustDomain}): the sidecar refuses it before the policy`,
+    };
   } else if (method !== undefined && !METHODS.includes(method)) {
     const upper = method.toUpperCase();
     const hint = upper !== method && METHODS.includes(upper) ? ` (methods are case-sensitive: did you mean ${upper}?)` : '';
@@ -74,7 +77,8 @@ export async function runPolicyCheck(opts: PolicyCheckOptions, ctx: CommandConte
   if (verdict === 'would-deny') ctx.out.line(`would deny (audit mode): ${decision.wouldDeny}; the sidecar lets it through and logs it`);
   else ctx.out.line(decision.allow ? `allow: ${decision.rule ?? decision.reason}` : `deny: ${decision.reason}`);
   // The query is forwarded untouched, so only a changed path is worth a word.
-  if (path !== undefined && path !== opts.path?.split('?')[0]) ctx.out.line(`(path normalized to ${path}, as the sidecar matches and forwards it)`);
+  if (path !== undefined && path !== opts.path?.split('?')[0])
+    ctx.out.line(`(path normalized to ${path}, as the sidecar matches and forwards it)`);
   if (verdict === 'would-deny') ctx.exitCode = ExitCode.wouldDeny;
   else if (!decision.allow) ctx.exitCode = ExitCode.denied;
 }
@@ -85,7 +89,11 @@ function serviceArg(value: string, name: string): { service: string; trustDomain
   let trustDomain: string | undefined;
   if (value.startsWith('spiffe://')) {
     const parsed = parseSpiffeId(value);
-    if (!parsed.ok) throw new UsageError(`${name}: invalid SPIFFE ID ${JSON.stringify(clip(value))}: ${parsed.reason}`, 'give a service name such as order-service');
+    if (!parsed.ok)
+      throw new UsageError(
+        `${name}: invalid SPIFFE ID ${JSON.stringify(clip(value))}: ${parsed.reason}`,
+        'give a service name such as order-service',
+      );
     service = parsed.id.service;
     trustDomain = parsed.id.trustDomain;
   }

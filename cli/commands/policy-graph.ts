@@ -81,7 +81,9 @@ export function buildPolicyGraph(policy: Policy): PolicyGraph {
     }
     for (const [caller, callerRules] of byCaller) {
       const httpOnly = callerRules.every((r) => !r.plain && (r.methods !== undefined || r.paths !== undefined));
-      const conditions = httpOnly ? callerRules.map((r) => `${r.methods?.join(' ') ?? 'any method'} ${r.paths?.join(' ') ?? 'any path'}`) : [];
+      const conditions = httpOnly
+        ? callerRules.map((r) => `${r.methods?.join(' ') ?? 'any method'} ${r.paths?.join(' ') ?? 'any path'}`)
+        : [];
       edges.push({ from: caller, to: callee, httpOnly, conditions });
     }
   }
@@ -111,7 +113,8 @@ export function overlayObserved(graph: PolicyGraph, calls: readonly Pick<CallSum
       refused.set(key, r);
     }
     // Allowed calls on a pair the policy has no edge for (a policy changed since): still drawn.
-    if (!edge && call.outcomes.allowed > 0) edges.push({ from: call.caller, to: call.callee, httpOnly: false, conditions: ['not in this policy'], seen: call.outcomes.allowed });
+    if (!edge && call.outcomes.allowed > 0)
+      edges.push({ from: call.caller, to: call.callee, httpOnly: false, conditions: ['not in this policy'], seen: call.outcomes.allowed });
   }
   return { nodes: [...nodes], edges, refused: [...refused.values()] };
 }
@@ -132,7 +135,10 @@ export function toDot(graph: PolicyGraph): string {
     lines.push(`  ${dotId(edge.from)} -> ${dotId(edge.to)}${attrs.length > 0 ? ` [${attrs.join(', ')}]` : ''};`);
   }
   for (const r of graph.refused ?? []) {
-    const attrs = r.kind === 'denied' ? `color=red, fontcolor=red, style=bold, label=${dotId(`denied ${r.count}`)}` : `color=orange, fontcolor=orange, style=dotted, label=${dotId(`would deny ${r.count}`)}`;
+    const attrs =
+      r.kind === 'denied'
+        ? `color=red, fontcolor=red, style=bold, label=${dotId(`denied ${r.count}`)}`
+        : `color=orange, fontcolor=orange, style=dotted, label=${dotId(`would deny ${r.count}`)}`;
     lines.push(`  ${dotId(r.from)} -> ${dotId(r.to)} [${attrs}];`);
   }
   lines.push('}');
@@ -148,7 +154,8 @@ export function toMermaid(graph: PolicyGraph): string {
     const from = ids.get(edge.from)!;
     const to = ids.get(edge.to)!;
     const seen = edge.seen ? `seen ${edge.seen}` : '';
-    if (edge.httpOnly) lines.push(`  ${from} -.->|"${mermaidText(['http only', ...edge.conditions, ...(seen ? [seen] : [])].join('; '))}"| ${to}`);
+    if (edge.httpOnly)
+      lines.push(`  ${from} -.->|"${mermaidText(['http only', ...edge.conditions, ...(seen ? [seen] : [])].join('; '))}"| ${to}`);
     else lines.push(seen ? `  ${from} -->|"${seen}"| ${to}` : `  ${from} --> ${to}`);
   }
   for (const r of graph.refused ?? []) {

@@ -27,7 +27,11 @@ export interface PolicyLearnOptions {
 }
 
 export async function runPolicyLearn(opts: PolicyLearnOptions, ctx: CommandContext): Promise<void> {
-  if (opts.log.length === 0) throw new UsageError('--log is required', 'give one or more sidecar log files: svcca policy learn --log sidecar.log --policy policy.yaml');
+  if (opts.log.length === 0)
+    throw new UsageError(
+      '--log is required',
+      'give one or more sidecar log files: svcca policy learn --log sidecar.log --policy policy.yaml',
+    );
   const current = opts.policy === undefined ? undefined : loadPolicyFile(opts.policy);
   const observed = await readObservedCalls(opts.log);
   const plan = planLearn(current, observed.calls, opts.paths);
@@ -36,19 +40,33 @@ export async function runPolicyLearn(opts: PolicyLearnOptions, ctx: CommandConte
   const header = `svcca policy learn: ${plan.add.length} ${plan.add.length === 1 ? 'entry' : 'entries'} to add, from ${seen} calls in ${observed.lines} log lines (${observed.files} ${observed.files === 1 ? 'file' : 'files'})`;
   let written: string | undefined;
   if (opts.write !== undefined) {
-    const text = opts.policy === undefined ? patchDocument(plan, header).toString({ flowCollectionPadding: false }) : mergedPolicy(opts.policy, plan);
+    const text =
+      opts.policy === undefined ? patchDocument(plan, header).toString({ flowCollectionPadding: false }) : mergedPolicy(opts.policy, plan);
     // What is written must be a policy the sidecar accepts, or nothing is written.
     try {
       parsePolicy(text, opts.write);
     } catch (err) {
-      throw new ConfigError(`the new policy would not be valid (${err instanceof ConfigError ? err.message : String(err)})`, 'report this as a bug; nothing was written', err);
+      throw new ConfigError(
+        `the new policy would not be valid (${err instanceof ConfigError ? err.message : String(err)})`,
+        'report this as a bug; nothing was written',
+        err,
+      );
     }
     writeFileAtomic(opts.write, text, 0o644);
     written = opts.write;
   }
 
   ctx.out.result({
-    add: plan.add.map((r) => ({ service: r.callee, from: r.from, methods: r.methods ?? null, paths: r.paths ?? null, count: r.count, outcomes: r.outcomes, first: r.first ?? null, last: r.last ?? null })),
+    add: plan.add.map((r) => ({
+      service: r.callee,
+      from: r.from,
+      methods: r.methods ?? null,
+      paths: r.paths ?? null,
+      count: r.count,
+      outcomes: r.outcomes,
+      first: r.first ?? null,
+      last: r.last ?? null,
+    })),
     unseen: judgedUnseen(plan, observed.calls),
     calleesNotSeen: plan.calleesNotSeen,
     audit: plan.inAudit,
@@ -62,16 +80,25 @@ export async function runPolicyLearn(opts: PolicyLearnOptions, ctx: CommandConte
     for (const r of plan.add) ctx.out.line(`  + services.${r.callee}: ${describe(r)}  (${stats(r)})`);
   } else if (plan.add.length === 0) {
     ctx.out.line(`# ${header}`);
-    ctx.out.line(seen === 0 ? '# no calls in these logs: run the sidecars at log level debug (allowed calls) or with mode: audit' : '# nothing to add: every call seen is allowed by the policy');
+    ctx.out.line(
+      seen === 0
+        ? '# no calls in these logs: run the sidecars at log level debug (allowed calls) or with mode: audit'
+        : '# nothing to add: every call seen is allowed by the policy',
+    );
   } else {
     ctx.out.line(patchDocument(plan, header).toString({ flowCollectionPadding: false }).replace(/\n$/, ''));
   }
   // Whether a rule is used shows only in allowed calls, which the sidecar logs at debug.
   const judged = observed.calls.some((c) => c.outcomes.allowed > 0);
-  if (judged) for (const label of plan.unseen) ctx.out.line(`# not used by any call seen (a candidate to remove after review; learn never removes a rule): ${label}`);
-  else if (plan.unseen.length > 0) ctx.out.line('# existing rules not judged: no allowed calls in these logs (the sidecar logs them at log level debug)');
-  if (plan.calleesNotSeen.length > 0) ctx.out.line(`# no calls seen to ${plan.calleesNotSeen.join(', ')}: their rules cannot be judged from these logs`);
-  if (plan.inAudit.length > 0) ctx.out.line(`# in audit mode: ${plan.inAudit.join(', ')}; once the additions are reviewed, remove mode: audit to enforce`);
+  if (judged)
+    for (const label of plan.unseen)
+      ctx.out.line(`# not used by any call seen (a candidate to remove after review; learn never removes a rule): ${label}`);
+  else if (plan.unseen.length > 0)
+    ctx.out.line('# existing rules not judged: no allowed calls in these logs (the sidecar logs them at log level debug)');
+  if (plan.calleesNotSeen.length > 0)
+    ctx.out.line(`# no calls seen to ${plan.calleesNotSeen.join(', ')}: their rules cannot be judged from these logs`);
+  if (plan.inAudit.length > 0)
+    ctx.out.line(`# in audit mode: ${plan.inAudit.join(', ')}; once the additions are reviewed, remove mode: audit to enforce`);
 }
 
 function judgedUnseen(plan: LearnPlan, calls: readonly { outcomes: { allowed: number } }[]): string[] | null {
@@ -122,7 +149,10 @@ function appendRule(doc: Document, r: LearnedRule): void {
 }
 
 function stats(r: LearnedRule): string {
-  const how = (['denied', 'would-deny', 'allowed'] as const).filter((k) => r.outcomes[k] > 0).map((k) => `${k} ${r.outcomes[k]}`).join(', ');
+  const how = (['denied', 'would-deny', 'allowed'] as const)
+    .filter((k) => r.outcomes[k] > 0)
+    .map((k) => `${k} ${r.outcomes[k]}`)
+    .join(', ');
   const when = r.first !== undefined ? `, first ${r.first}, last ${r.last}` : '';
   return `seen ${r.count} ${r.count === 1 ? 'time' : 'times'} (${how})${when}`;
 }

@@ -24,7 +24,8 @@ export interface RenewOptions {
 export async function runRenew(opts: RenewOptions, ctx: CommandContext): Promise<void> {
   const ca = parseCaUrl(opts.ca);
   const threshold = parseThreshold(opts.renewBefore ?? DEFAULT_THRESHOLD);
-  if (opts.exec !== undefined && opts.exec.trim() === '') throw new UsageError('--exec needs a command', 'e.g. --exec "systemctl reload nginx"');
+  if (opts.exec !== undefined && opts.exec.trim() === '')
+    throw new UsageError('--exec needs a command', 'e.g. --exec "systemctl reload nginx"');
   const dir = resolve(opts.dir);
   let outcome: RenewOutcome;
   try {
@@ -38,15 +39,33 @@ export async function runRenew(opts: RenewOptions, ctx: CommandContext): Promise
     return;
   }
   if (outcome.kind === 'not-due') {
-    ctx.out.line(`Not due: ${dir} holds ${outcome.serial} until ${outcome.notAfter.toISOString()}; due from ${outcome.dueAt.toISOString()} (${threshold.text} threshold)`);
-    ctx.out.result({ renewed: false, serial: outcome.serial, notAfter: outcome.notAfter.toISOString(), dueAt: outcome.dueAt.toISOString() });
+    ctx.out.line(
+      `Not due: ${dir} holds ${outcome.serial} until ${outcome.notAfter.toISOString()}; due from ${outcome.dueAt.toISOString()} (${threshold.text} threshold)`,
+    );
+    ctx.out.result({
+      renewed: false,
+      serial: outcome.serial,
+      notAfter: outcome.notAfter.toISOString(),
+      dueAt: outcome.dueAt.toISOString(),
+    });
     return;
   }
-  ctx.out.line(`Renewed ${outcome.spiffeId}  ${outcome.previousSerial} → ${outcome.serial}  until ${outcome.notAfter.toISOString()}${outcome.clamped ? "  (cut short: ends with the intermediate's end)" : ''}`);
+  ctx.out.line(
+    `Renewed ${outcome.spiffeId}  ${outcome.previousSerial} → ${outcome.serial}  until ${outcome.notAfter.toISOString()}${outcome.clamped ? "  (cut short: ends with the intermediate's end)" : ''}`,
+  );
   ctx.out.line(`  files      ${dir}/tls.crt, tls.key, ca.crt (new key made here)`);
   const hook = opts.exec === undefined ? undefined : runHook(opts.exec, ctx.env, outcome.spiffeId.split('/').slice(3).join('/'), dir);
   if (hook && !hook.ok) ctx.out.warn(`--exec hook ${hook.error}`);
-  if (outcome.clamped) ctx.out.warn("the certificate was cut short at the intermediate's end: the CA operator must run `svcca rotate --intermediate`");
-  ctx.out.result({ renewed: true, spiffeId: outcome.spiffeId, previousSerial: outcome.previousSerial, serial: outcome.serial, notAfter: outcome.notAfter.toISOString(), clamped: outcome.clamped, hook: hook ?? null });
+  if (outcome.clamped)
+    ctx.out.warn("the certificate was cut short at the intermediate's end: the CA operator must run `svcca rotate --intermediate`");
+  ctx.out.result({
+    renewed: true,
+    spiffeId: outcome.spiffeId,
+    previousSerial: outcome.previousSerial,
+    serial: outcome.serial,
+    notAfter: outcome.notAfter.toISOString(),
+    clamped: outcome.clamped,
+    hook: hook ?? null,
+  });
   ctx.exitCode = hook && !hook.ok ? ExitCode.partial : outcome.clamped ? ExitCode.attention : ExitCode.ok;
 }

@@ -27,18 +27,27 @@ export interface RevokeOptions {
 function assertReason(text: string | undefined): RevocationReason | undefined {
   if (text === undefined) return undefined;
   if (Object.hasOwn(REVOCATION_REASONS, text)) return text as RevocationReason;
-  throw new UsageError(`--reason ${JSON.stringify(text)} is not a reason svcca records`, `use one of ${Object.keys(REVOCATION_REASONS).join(', ')}`);
+  throw new UsageError(
+    `--reason ${JSON.stringify(text)} is not a reason svcca records`,
+    `use one of ${Object.keys(REVOCATION_REASONS).join(', ')}`,
+  );
 }
 
 /** Thrown inside the transaction when there is nothing (left) to revoke: nothing changes. */
-async function selectTargets(tx: Ledger, service: string | undefined, serial: string | undefined, now: number): Promise<CertificateRecord[]> {
+async function selectTargets(
+  tx: Ledger,
+  service: string | undefined,
+  serial: string | undefined,
+  now: number,
+): Promise<CertificateRecord[]> {
   if (serial !== undefined) {
     const found = await tx.getCertificate(serial);
     // Read again under its service's lock: a renewal or revoke of it may just have committed.
     if (found) await tx.lockService(found.service);
     const cert = found && (await tx.getCertificate(serial));
     if (!cert) throw new UsageError(`no certificate with serial ${serial} in this CA`, 'see `svcca list --all` for the serials it issued');
-    if (cert.status === 'revoked') throw new UsageError(`certificate ${serial} (${cert.service}) is already revoked`, 'nothing to do; see `svcca list --revoked`');
+    if (cert.status === 'revoked')
+      throw new UsageError(`certificate ${serial} (${cert.service}) is already revoked`, 'nothing to do; see `svcca list --revoked`');
     return [cert];
   }
   // Locked first: a renewal committing meanwhile would leave a certificate this revoke misses.
@@ -59,13 +68,19 @@ async function selectTargets(tx: Ledger, service: string | undefined, serial: st
 
 export async function runRevoke(opts: RevokeOptions, ctx: CommandContext): Promise<void> {
   const reason = assertReason(opts.reason);
-  if (opts.service !== undefined && opts.serial !== undefined) throw new UsageError('give a service or --serial, not both', 'e.g. `svcca revoke order-service` or `svcca revoke --serial 4f2a…`');
-  if (opts.service === undefined && opts.serial === undefined) throw new UsageError('revoke what? give a service or --serial HEX', 'e.g. `svcca revoke order-service --reason keyCompromise`');
+  if (opts.service !== undefined && opts.serial !== undefined)
+    throw new UsageError('give a service or --serial, not both', 'e.g. `svcca revoke order-service` or `svcca revoke --serial 4f2a…`');
+  if (opts.service === undefined && opts.serial === undefined)
+    throw new UsageError('revoke what? give a service or --serial HEX', 'e.g. `svcca revoke order-service --reason keyCompromise`');
   const service = opts.service === undefined ? undefined : assertServiceName(opts.service);
   let serial: string | undefined;
   if (opts.serial !== undefined) {
     serial = normalizeSerialHex(opts.serial);
-    if (serial === undefined) throw new UsageError(`--serial ${JSON.stringify(opts.serial)} is not a hexadecimal serial`, 'copy it from `svcca list` (colons and 0x are accepted)');
+    if (serial === undefined)
+      throw new UsageError(
+        `--serial ${JSON.stringify(opts.serial)} is not a hexadecimal serial`,
+        'copy it from `svcca list` (colons and 0x are accepted)',
+      );
   }
 
   const s = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
@@ -95,14 +110,21 @@ export async function runRevoke(opts: RevokeOptions, ctx: CommandContext): Promi
     });
     const { targets, stopped } = result!;
     for (const c of targets) {
-      ctx.out.line(`Revoked ${c.service}  ${c.serial}  (${c.status === 'active' ? 'active' : c.status}, until ${new Date(c.notAfter).toISOString()})${reason ? `  reason ${reason}` : ''}`);
+      ctx.out.line(
+        `Revoked ${c.service}  ${c.serial}  (${c.status === 'active' ? 'active' : c.status}, until ${new Date(c.notAfter).toISOString()})${reason ? `  reason ${reason}` : ''}`,
+      );
     }
     for (const name of stopped) ctx.out.line(`  rotation of ${name} stopped; \`svcca issue ${name}\` starts it again with a new key`);
     if (reason === 'keyCompromise') ctx.out.line('  the public key is blocked: svcca never signs it again');
     ctx.out.line(`Published ${s.dir.file(CA_FILES.crl)}: ${outcome.crls.map((c) => `#${c.number}, ${c.entries} entries`).join('; ')}`);
     if (!outcome.written) ctx.out.line('  (a newer crl.pem written meanwhile already lists it)');
     ctx.out.result({
-      revoked: targets.map((c) => ({ service: c.service, serial: c.serial, wasStatus: c.status, notAfter: new Date(c.notAfter).toISOString() })),
+      revoked: targets.map((c) => ({
+        service: c.service,
+        serial: c.serial,
+        wasStatus: c.status,
+        notAfter: new Date(c.notAfter).toISOString(),
+      })),
       reason: reason ?? null,
       rotationStopped: stopped,
       crl: outcome,

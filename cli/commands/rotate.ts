@@ -32,7 +32,8 @@ export async function runRotate(opts: RotateOptions, ctx: CommandContext): Promi
   // Every flag is checked before anything is opened.
   const threshold = parseThreshold(opts.renewBefore ?? DEFAULT_THRESHOLD);
   const services = [...new Set(opts.services.map(assertServiceName))];
-  if (opts.exec !== undefined && opts.exec.trim() === '') throw new UsageError('--exec needs a command', 'e.g. --exec "systemctl reload nginx"');
+  if (opts.exec !== undefined && opts.exec.trim() === '')
+    throw new UsageError('--exec needs a command', 'e.g. --exec "systemctl reload nginx"');
   if (opts.dryRun) return dryRun(opts, services, threshold, ctx);
 
   const session = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
@@ -40,11 +41,24 @@ export async function runRotate(opts: RotateOptions, ctx: CommandContext): Promi
     const roll = opts.intermediate
       ? {
           rootPassphrase:
-            (await findSecret({ what: 'passphrase for the root key', file: opts.rootPassphraseFile, fileFlag: '--root-passphrase-file', envVar: 'SVCCA_ROOT_PASSPHRASE', env: ctx.env })) ??
-            session.passphrase,
+            (await findSecret({
+              what: 'passphrase for the root key',
+              file: opts.rootPassphraseFile,
+              fileFlag: '--root-passphrase-file',
+              envVar: 'SVCCA_ROOT_PASSPHRASE',
+              env: ctx.env,
+            })) ?? session.passphrase,
         }
       : undefined;
-    const report = await runRotation(session, { services, threshold, ...(opts.exec !== undefined ? { exec: opts.exec } : {}), env: ctx.env, ...(roll ? { roll } : {}), actor: actor(), progress: (total) => ctx.out.progress('renewing', total) });
+    const report = await runRotation(session, {
+      services,
+      threshold,
+      ...(opts.exec !== undefined ? { exec: opts.exec } : {}),
+      env: ctx.env,
+      ...(roll ? { roll } : {}),
+      actor: actor(),
+      progress: (total) => ctx.out.progress('renewing', total),
+    });
     printReport(report, session.dir.file(CA_FILES.crl), threshold, ctx);
     ctx.exitCode = report.exitCode;
   } finally {
@@ -63,13 +77,17 @@ function printReport(r: RotationReport, crlPath: string, threshold: Threshold, c
   for (const k of r.skipped) ctx.out.line(`Skipped ${k.service}: ${k.reason}`);
   if (r.crl && 'error' in r.crl) ctx.out.warn(`crl.pem: ${r.crl.error}`);
   else if (r.crl) {
-    ctx.out.line(`Republished ${crlPath} (${r.crl.reason}): ${r.crl.crls.map((c) => `#${c.number}, ${c.entries} entries`).join('; ')}; next update ${r.crl.crls[0]?.nextUpdate ?? '-'}`);
+    ctx.out.line(
+      `Republished ${crlPath} (${r.crl.reason}): ${r.crl.crls.map((c) => `#${c.number}, ${c.entries} entries`).join('; ')}; next update ${r.crl.crls[0]?.nextUpdate ?? '-'}`,
+    );
     for (const d of r.crl.dropped) ctx.out.line(`  dropped the CRL of ${d}: its leaves have all expired`);
   }
   for (const w of r.warnings) ctx.out.warn(w);
   const { plan } = r;
   const nextDue = plan.nextDueAt === undefined ? '' : `; next due ${new Date(plan.nextDueAt).toISOString()}`;
-  ctx.out.line(`rotate: ${r.renewed.length} renewed, ${r.skipped.length} skipped, ${r.failed.length} failed, ${plan.notDue} not due${nextDue}`);
+  ctx.out.line(
+    `rotate: ${r.renewed.length} renewed, ${r.skipped.length} skipped, ${r.failed.length} failed, ${plan.notDue} not due${nextDue}`,
+  );
   for (const f of r.failed) ctx.out.warn(`failed: ${f.service}: ${f.error}`);
   ctx.out.result({
     dryRun: false,
@@ -93,7 +111,9 @@ function printRenewed(ctx: CommandContext, r: Renewed): void {
   if (r.fromCsr) notes.push('re-signed the same public key (CSR)');
   if (r.interrupted) notes.push('an interrupted run had not written its set');
   if (r.hook) notes.push(r.hook.ok ? 'hook ok' : `hook FAILED: ${r.hook.error}`);
-  ctx.out.line(`Renewed ${r.service}  ${r.oldSerial} → ${r.newSerial}  until ${r.notAfter}${notes.length ? `  (${notes.join('; ')})` : ''}`);
+  ctx.out.line(
+    `Renewed ${r.service}  ${r.oldSerial} → ${r.newSerial}  until ${r.notAfter}${notes.length ? `  (${notes.join('; ')})` : ''}`,
+  );
 }
 
 /** --dry-run: the plan only, from the ledger; needs no passphrase and changes nothing. */
@@ -106,7 +126,8 @@ async function dryRun(opts: RotateOptions, services: readonly string[], threshol
     await ca.close();
   }
   const { plan, intermediate, now } = report;
-  if (opts.intermediate) ctx.out.line(`Would roll the intermediate ${intermediate.serialHex} (ends ${intermediate.notAfter.toISOString()})`);
+  if (opts.intermediate)
+    ctx.out.line(`Would roll the intermediate ${intermediate.serialHex} (ends ${intermediate.notAfter.toISOString()})`);
   for (const p of plan.due) ctx.out.line(describeDue(p.candidate, p.expired, now, intermediate.notAfter.getTime()));
   if (report.crlDue) ctx.out.line(`Would republish crl.pem (${report.crlDue})`);
   if (report.nearsEnd) ctx.out.warn(`the intermediate ends ${intermediate.notAfter.toISOString()}: run \`svcca rotate --intermediate\``);
@@ -114,7 +135,13 @@ async function dryRun(opts: RotateOptions, services: readonly string[], threshol
   ctx.out.result({
     dryRun: true,
     threshold: threshold.text,
-    due: plan.due.map((p) => ({ service: p.candidate.service, serial: p.candidate.serial, notAfter: new Date(p.candidate.notAfter).toISOString(), expired: p.expired, fromCsr: p.candidate.fromCsr })),
+    due: plan.due.map((p) => ({
+      service: p.candidate.service,
+      serial: p.candidate.serial,
+      notAfter: new Date(p.candidate.notAfter).toISOString(),
+      expired: p.expired,
+      fromCsr: p.candidate.fromCsr,
+    })),
     notDue: plan.notDue,
     nextDueAt: plan.nextDueAt === undefined ? null : new Date(plan.nextDueAt).toISOString(),
     crlDue: report.crlDue ?? null,

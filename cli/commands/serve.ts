@@ -28,7 +28,8 @@ export interface ServeOptions {
 export function parseHostPort(flag: string, text: string): HostPort {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`${flag} ${JSON.stringify(text)} is not HOST:PORT`, `e.g. ${flag} 0.0.0.0:9443 (or [::]:9443)`);
+  if (!m || port > 65535)
+    throw new UsageError(`${flag} ${JSON.stringify(text)} is not HOST:PORT`, `e.g. ${flag} 0.0.0.0:9443 (or [::]:9443)`);
   return { host: m[1] ?? m[2]!, port };
 }
 
@@ -36,9 +37,11 @@ export async function runServe(opts: ServeOptions, ctx: CommandContext): Promise
   const listen = parseHostPort('--listen', opts.listen);
   const admin = opts.admin === undefined ? undefined : parseHostPort('--admin', opts.admin);
   const perMinute = opts.rateLimit === undefined ? 30 : Number(opts.rateLimit);
-  if (!Number.isInteger(perMinute) || perMinute < 1 || perMinute > 1_000_000) throw new UsageError(`--rate-limit ${opts.rateLimit}: give whole requests per minute per caller`, 'e.g. --rate-limit 30');
+  if (!Number.isInteger(perMinute) || perMinute < 1 || perMinute > 1_000_000)
+    throw new UsageError(`--rate-limit ${opts.rateLimit}: give whole requests per minute per caller`, 'e.g. --rate-limit 30');
   const certTtlFlag = opts.certTtl === undefined ? undefined : requireDurationMs('--cert-ttl', opts.certTtl);
-  if (certTtlFlag !== undefined && (certTtlFlag < 10_000 || certTtlFlag % 1000 !== 0)) throw new UsageError(`--cert-ttl ${opts.certTtl}: use whole seconds, 10s or more`, 'e.g. --cert-ttl 24h');
+  if (certTtlFlag !== undefined && (certTtlFlag < 10_000 || certTtlFlag % 1000 !== 0))
+    throw new UsageError(`--cert-ttl ${opts.certTtl}: use whole seconds, 10s or more`, 'e.g. --cert-ttl 24h');
   const drainMs = opts.drain === undefined ? 10_000 : requireDurationMs('--drain', opts.drain);
 
   const session = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
@@ -59,7 +62,8 @@ export async function runServe(opts: ServeOptions, ctx: CommandContext): Promise
   } catch (err) {
     await session.close();
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') throw new UsageError(`cannot listen: ${(err as Error).message}`, 'choose another --listen / --admin address');
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL')
+      throw new UsageError(`cannot listen: ${(err as Error).message}`, 'choose another --listen / --admin address');
     throw err;
   }
   await new Promise<void>((resolve) => {

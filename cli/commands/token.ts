@@ -35,7 +35,8 @@ export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise
   assertSetSafeServiceName(service);
   if (service === SERVER_SERVICE) throw new UsageError(`${SERVER_SERVICE} is the CA server's own identity`, 'choose another service name');
   if (opts.revoke) {
-    if (opts.ttl !== undefined || opts.certTtl !== undefined || opts.dns.length || opts.ip.length) throw new UsageError('--revoke takes no other flag', `run \`svcca token ${service} --revoke\``);
+    if (opts.ttl !== undefined || opts.certTtl !== undefined || opts.dns.length || opts.ip.length)
+      throw new UsageError('--revoke takes no other flag', `run \`svcca token ${service} --revoke\``);
     // Revoking only takes access away: the ledger alone, no passphrase.
     const ca = await openCaForReading(ctx.global.dir);
     try {
@@ -49,7 +50,11 @@ export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise
   }
   const ttlText = opts.ttl ?? DEFAULT_TOKEN_TTL;
   const ttlMs = requireDurationMs('--ttl', ttlText);
-  if (ttlMs < 1000 || ttlMs > MAX_TOKEN_TTL_MS) throw new UsageError(`--ttl ${ttlText}: a token lives between 1s and 24h`, 'make it when the service is about to start, e.g. --ttl 10m');
+  if (ttlMs < 1000 || ttlMs > MAX_TOKEN_TTL_MS)
+    throw new UsageError(
+      `--ttl ${ttlText}: a token lives between 1s and 24h`,
+      'make it when the service is about to start, e.g. --ttl 10m',
+    );
   const certTtlFlag = opts.certTtl === undefined ? undefined : requireDurationMs('--cert-ttl', opts.certTtl);
   if (certTtlFlag !== undefined) assertWholeSecondTtl(opts.certTtl!, certTtlFlag);
   const dnsNames = [...new Set(opts.dns.map(assertDnsName))];
@@ -60,11 +65,27 @@ export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise
   const ca = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   try {
     const certTtlMs = chooseTtlMs(certTtlFlag, ca.config, ca.authority.intermediate.info.notAfter.getTime(), Date.now());
-    const made = await makeBootstrapToken({ trustDomain: ca.config.trustDomain, rootPem: ca.authority.rootPem }, ca.ledger, { service, ttlMs, certTtlMs, dnsNames, ips, actor: actor() });
-    if (ctx.out.json) ctx.out.result({ service, token: made.token, expiresAt: new Date(made.expiresAt).toISOString(), rootSha256: made.rootSha256, certTtl: formatDuration(certTtlMs) });
+    const made = await makeBootstrapToken({ trustDomain: ca.config.trustDomain, rootPem: ca.authority.rootPem }, ca.ledger, {
+      service,
+      ttlMs,
+      certTtlMs,
+      dnsNames,
+      ips,
+      actor: actor(),
+    });
+    if (ctx.out.json)
+      ctx.out.result({
+        service,
+        token: made.token,
+        expiresAt: new Date(made.expiresAt).toISOString(),
+        rootSha256: made.rootSha256,
+        certTtl: formatDuration(certTtlMs),
+      });
     else {
       process.stdout.write(`${made.token}\n`);
-      process.stderr.write(`one-time token for ${service}, valid until ${new Date(made.expiresAt).toISOString()}; use it with \`svcca bootstrap --ca https://HOST:PORT --token TOKEN --out DIR\`\n`);
+      process.stderr.write(
+        `one-time token for ${service}, valid until ${new Date(made.expiresAt).toISOString()}; use it with \`svcca bootstrap --ca https://HOST:PORT --token TOKEN --out DIR\`\n`,
+      );
     }
   } finally {
     await ca.close();

@@ -42,13 +42,22 @@ function __svcca_services
 end`;
 
 export function fishScript(spec: CommandSpec): string {
-  const lines = ['# svcca completion for fish. Install: svcca completion fish > ~/.config/fish/completions/svcca.fish', '', SERVICES_FUNCTION, '', 'complete -c svcca -f'];
+  const lines = [
+    '# svcca completion for fish. Install: svcca completion fish > ~/.config/fish/completions/svcca.fish',
+    '',
+    SERVICES_FUNCTION,
+    '',
+    'complete -c svcca -f',
+  ];
   for (const cmd of allCommands(spec)) {
     const when = condition(cmd);
-    for (const sub of cmd.subcommands) lines.push(`complete -c svcca -n ${quoted(when)} -a ${quoted(sub.path.at(-1)!)} -d ${quoted(sub.description)}`);
+    for (const sub of cmd.subcommands)
+      lines.push(`complete -c svcca -n ${quoted(when)} -a ${quoted(sub.path.at(-1)!)} -d ${quoted(sub.description)}`);
     for (const flag of cmd.flags) {
       const short = flag.short ? ` -s ${flag.short.replace(/^-/, '')}` : '';
-      lines.push(`complete -c svcca -n ${quoted(when)} -l ${flag.long.replace(/^--/, '')}${short}${flag.value ? ` ${valueArgs(flag.value)}` : ''}`);
+      lines.push(
+        `complete -c svcca -n ${quoted(when)} -l ${flag.long.replace(/^--/, '')}${short}${flag.value ? ` ${valueArgs(flag.value)}` : ''}`,
+      );
     }
     if (cmd.args.kind !== 'none' && cmd.subcommands.length === 0) lines.push(`complete -c svcca -n ${quoted(when)} ${valueArgs(cmd.args)}`);
   }

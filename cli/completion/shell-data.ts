@@ -27,13 +27,27 @@ export function shellData(spec: CommandSpec): string {
   const commands = allCommands(spec);
   const key = (c: CommandSpec) => quoted(c.path.join(' '));
   return [
-    caseFunction('_svcca_subcommands', '$1', commands.map((c) => [key(c), c.subcommands.map((s) => s.path.at(-1)!).join(' ')])),
-    caseFunction('_svcca_flags', '$1', commands.map((c) => [key(c), c.flags.map((f) => f.long).join(' ')])),
+    caseFunction(
+      '_svcca_subcommands',
+      '$1',
+      commands.map((c) => [key(c), c.subcommands.map((s) => s.path.at(-1)!).join(' ')]),
+    ),
+    caseFunction(
+      '_svcca_flags',
+      '$1',
+      commands.map((c) => [key(c), c.flags.map((f) => f.long).join(' ')]),
+    ),
     caseFunction(
       '_svcca_value',
       '$1 $2',
-      commands.flatMap((c) => c.flags.filter((f) => f.value).map((f) => [quoted(`${c.path.join(' ')} ${f.long}`), kindWord(f.value!)] as const)),
+      commands.flatMap((c) =>
+        c.flags.filter((f) => f.value).map((f) => [quoted(`${c.path.join(' ')} ${f.long}`), kindWord(f.value!)] as const),
+      ),
     ),
-    caseFunction('_svcca_args', '$1', commands.map((c) => [key(c), c.args.kind === 'none' ? '' : kindWord(c.args)])),
+    caseFunction(
+      '_svcca_args',
+      '$1',
+      commands.map((c) => [key(c), c.args.kind === 'none' ? '' : kindWord(c.args)]),
+    ),
   ].join('\n\n');
 }

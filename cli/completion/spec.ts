@@ -5,7 +5,13 @@
 import type { Argument, Command, Option } from 'commander';
 
 /** How a value (a flag's or an argument's) is completed. */
-export type ValueKind = { readonly kind: 'file' } | { readonly kind: 'dir' } | { readonly kind: 'service' } | { readonly kind: 'file-or-service' } | { readonly kind: 'choices'; readonly choices: readonly string[] } | { readonly kind: 'none' };
+export type ValueKind =
+  | { readonly kind: 'file' }
+  | { readonly kind: 'dir' }
+  | { readonly kind: 'service' }
+  | { readonly kind: 'file-or-service' }
+  | { readonly kind: 'choices'; readonly choices: readonly string[] }
+  | { readonly kind: 'none' };
 
 export interface FlagSpec {
   /** `--ttl`. */

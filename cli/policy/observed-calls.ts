@@ -71,8 +71,19 @@ export async function readObservedCalls(files: readonly string[]): Promise<Obser
       }
     } catch (err) {
       const code = errnoCode(err);
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (code ?? String(err));
-      throw new UsageError(`--log ${file}: cannot read it (${why})`, 'give the sidecar log files (JSON lines, as svcca-sidecar writes them on stdout)', err);
+      const why =
+        code === 'ENOENT'
+          ? 'no such file'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : code === 'EACCES'
+              ? 'permission denied'
+              : (code ?? String(err));
+      throw new UsageError(
+        `--log ${file}: cannot read it (${why})`,
+        'give the sidecar log files (JSON lines, as svcca-sidecar writes them on stdout)',
+        err,
+      );
     }
   }
   return { calls: [...byKey.values()], files: files.length, lines, skipped };
@@ -87,7 +98,8 @@ export function callFromLine(line: string): ObservedCall | undefined {
   } catch {
     return undefined;
   }
-  if (o === null || typeof o !== 'object' || o.direction !== 'inbound' || typeof o.self !== 'string' || typeof o.peer !== 'string') return undefined;
+  if (o === null || typeof o !== 'object' || o.direction !== 'inbound' || typeof o.self !== 'string' || typeof o.peer !== 'string')
+    return undefined;
   const method = typeof o.method === 'string' ? o.method : undefined;
   const path = typeof o.path === 'string' ? o.path : undefined;
   if ((method === undefined) !== (path === undefined)) return undefined;

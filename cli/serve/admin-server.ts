@@ -42,7 +42,9 @@ export class ServeAdmin {
       if (path === '/healthz') res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       else if (path === '/readyz') {
         const r = await this.deps.readiness();
-        res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.ready ? 'ready' : 'not ready'}\n${r.lines.join('\n')}\n`);
+        res
+          .writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' })
+          .end(`${r.ready ? 'ready' : 'not ready'}\n${r.lines.join('\n')}\n`);
       } else if (path === '/metrics') {
         const body = await this.deps.registry.metrics();
         res.writeHead(200, { 'content-type': this.deps.registry.contentType }).end(body);

@@ -22,7 +22,15 @@ import { parseCertificate, type CertInfo } from '../../common/x509.js';
 import { parseBootstrapToken } from '../../common/bootstrap-token.js';
 import { CA_FILES } from '../store/ca-dir.js';
 import { LedgerUnavailableError } from '../store/ledger.js';
-import { bootstrapWithToken, Refusal, renewForCaller, type Issued, type OnlineCa, type RefusalCode, type ServerCredential } from '../ca/online-issuance.js';
+import {
+  bootstrapWithToken,
+  Refusal,
+  renewForCaller,
+  type Issued,
+  type OnlineCa,
+  type RefusalCode,
+  type ServerCredential,
+} from '../ca/online-issuance.js';
 import { HttpError, readJsonBody, requireString, sendError, sendJson } from './http-io.js';
 import { PublishedFile } from './published-file.js';
 import { RateLimiter, type RateLimit } from './rate-limiter.js';
@@ -176,7 +184,12 @@ export class CaServer {
     // client that retries later gets its certificate. crl.pem and ca.crt still answer.
     if (err instanceof LedgerUnavailableError) {
       this.deps.logger.error({ event: 'error', route: log.route, reason: errorLine(err) }, 'ledger unavailable');
-      return new HttpError(503, 'ledger-unavailable', 'the CA cannot reach its ledger now; nothing was issued; try again in a few seconds', { 'retry-after': '5' });
+      return new HttpError(
+        503,
+        'ledger-unavailable',
+        'the CA cannot reach its ledger now; nothing was issued; try again in a few seconds',
+        { 'retry-after': '5' },
+      );
     }
     this.deps.logger.error({ event: 'error', route: log.route, reason: errorLine(err) }, 'internal error');
     return new HttpError(500, 'internal', 'the CA failed to handle the request; see its log');
@@ -208,7 +221,11 @@ export class CaServer {
         if (req.method !== 'POST') throw new HttpError(405, 'method-not-allowed', 'use POST /v1/bootstrap', { allow: 'POST' });
         return this.bootstrap(req, res, log);
       default:
-        throw new HttpError(404, 'not-found', 'no such endpoint: use POST /v1/renew, POST /v1/bootstrap, GET /v1/crl.pem or GET /v1/ca.crt');
+        throw new HttpError(
+          404,
+          'not-found',
+          'no such endpoint: use POST /v1/renew, POST /v1/bootstrap, GET /v1/crl.pem or GET /v1/ca.crt',
+        );
     }
   }
 
@@ -219,9 +236,15 @@ export class CaServer {
     if (!socket.authorized) {
       const presented = socket.getPeerCertificate();
       if (!presented || Object.keys(presented).length === 0) {
-        throw new Refusal('no-client-certificate', 'renewal needs the current certificate as the TLS client certificate (curl --cert tls.crt --key tls.key)');
+        throw new Refusal(
+          'no-client-certificate',
+          'renewal needs the current certificate as the TLS client certificate (curl --cert tls.crt --key tls.key)',
+        );
       }
-      throw new Refusal('untrusted-certificate', `the client certificate does not verify against this CA (${String(socket.authorizationError)}); renew with a set this CA issued`);
+      throw new Refusal(
+        'untrusted-certificate',
+        `the client certificate does not verify against this CA (${String(socket.authorizationError)}); renew with a set this CA issued`,
+      );
     }
     const raw = socket.getPeerX509Certificate()?.raw;
     if (!raw) throw new Refusal('no-client-certificate', 'renewal needs the current certificate as the TLS client certificate');
@@ -232,7 +255,8 @@ export class CaServer {
 
   private limit(key: string): void {
     const wait = this.#limiter.take(key);
-    if (wait > 0) throw new HttpError(429, 'rate-limited', `too many requests for ${key}; retry in ${wait} s`, { 'retry-after': String(wait) });
+    if (wait > 0)
+      throw new HttpError(429, 'rate-limited', `too many requests for ${key}; retry in ${wait} s`, { 'retry-after': String(wait) });
   }
 
   private async renew(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<string> {

@@ -25,7 +25,8 @@ export const MAX_BODY_BYTES = 64 * 1024;
  */
 export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Record<string, unknown>> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/json') throw new HttpError(415, 'unsupported-media-type', 'send the request as JSON with Content-Type: application/json');
+  if (type !== 'application/json')
+    throw new HttpError(415, 'unsupported-media-type', 'send the request as JSON with Content-Type: application/json');
   const tooLarge = () => {
     discardRest(req);
     return new HttpError(413, 'body-too-large', `the request body is larger than ${limit} bytes; send only the CSR (and the token)`);
@@ -55,7 +56,8 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
   } catch {
     throw new HttpError(400, 'bad-json', 'the request body is not valid JSON; send {"csr": "<PEM>"}');
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new HttpError(400, 'bad-json', 'the request body must be a JSON object');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new HttpError(400, 'bad-json', 'the request body must be a JSON object');
   return parsed as Record<string, unknown>;
 }
 
@@ -87,13 +89,19 @@ function discardRest(req: IncomingMessage): void {
 /** A string field of a JSON body, or a 400 naming it. */
 export function requireString(body: Record<string, unknown>, field: string, example: string): string {
   const value = body[field];
-  if (typeof value !== 'string' || value.length === 0) throw new HttpError(400, 'bad-request', `the request needs a "${field}" string (${example})`);
+  if (typeof value !== 'string' || value.length === 0)
+    throw new HttpError(400, 'bad-request', `the request needs a "${field}" string (${example})`);
   return value;
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = `${JSON.stringify(value)}\n`;
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store', ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': String(Buffer.byteLength(body)),
+    'cache-control': 'no-store',
+    ...headers,
+  });
   res.end(body);
 }
 

@@ -22,7 +22,12 @@ export function createServeMetrics(): ServeMetrics {
   registerProcessMetrics(registers, 'svcca_serve_');
   return {
     registry,
-    requests: new Counter({ name: 'svcca_serve_requests_total', help: 'Requests by route and outcome (ok, not-modified, or the error code sent)', labelNames: ['route', 'outcome'], registers }),
+    requests: new Counter({
+      name: 'svcca_serve_requests_total',
+      help: 'Requests by route and outcome (ok, not-modified, or the error code sent)',
+      labelNames: ['route', 'outcome'],
+      registers,
+    }),
     requestSeconds: new Histogram({
       name: 'svcca_serve_request_seconds',
       help: 'Time from request to response, by route',
@@ -30,7 +35,16 @@ export function createServeMetrics(): ServeMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
       registers,
     }),
-    certExpiry: new Gauge({ name: 'svcca_serve_certificate_expiry_timestamp_seconds', help: "The server's own certificate notAfter, Unix seconds", registers }),
-    crlRefreshes: new Counter({ name: 'svcca_serve_crl_refreshes_total', help: 'crl.pem republished by the server when due, by result', labelNames: ['result'], registers }),
+    certExpiry: new Gauge({
+      name: 'svcca_serve_certificate_expiry_timestamp_seconds',
+      help: "The server's own certificate notAfter, Unix seconds",
+      registers,
+    }),
+    crlRefreshes: new Counter({
+      name: 'svcca_serve_crl_refreshes_total',
+      help: 'crl.pem republished by the server when due, by result',
+      labelNames: ['result'],
+      registers,
+    }),
   };
 }

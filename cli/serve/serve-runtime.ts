@@ -54,7 +54,13 @@ function listenOn(server: Server, at: HostPort): Promise<string> {
     server.listen({ host: at.host, port: at.port }, () => {
       server.off('error', reject);
       const a = server.address();
-      resolve(a && typeof a === 'object' ? (a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`) : `${at.host}:${at.port}`);
+      resolve(
+        a && typeof a === 'object'
+          ? a.family === 'IPv6'
+            ? `[${a.address}]:${a.port}`
+            : `${a.address}:${a.port}`
+          : `${at.host}:${at.port}`,
+      );
     });
   });
 }
@@ -72,7 +78,15 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
   const online = (): OnlineCa => ({ dir: session.dir, ledger: session.ledger, authority: session.authority, actor: settings.actor });
   let credential = await issueServerCredential(online(), settings.certTtlMs);
   metrics.certExpiry.set(credential.info.notAfter.getTime() / 1000);
-  logger.info({ event: 'certificate', serial: credential.serial, spiffeId: credential.info.uris[0], notAfter: credential.info.notAfter.toISOString() }, 'issued its own server certificate');
+  logger.info(
+    {
+      event: 'certificate',
+      serial: credential.serial,
+      spiffeId: credential.info.uris[0],
+      notAfter: credential.info.notAfter.toISOString(),
+    },
+    'issued its own server certificate',
+  );
 
   const ca = new CaServer({ ca: online, credential, logger, metrics, rateLimit: settings.rateLimit });
   let draining = false;
@@ -104,7 +118,10 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
 
   const address = await listenOn(ca.server, settings.listen);
   const adminAddress = admin && settings.admin ? await listenOn(admin.server, settings.admin) : undefined;
-  logger.info({ event: 'start', listen: address, admin: adminAddress ?? null, trustDomain: session.config.trustDomain }, 'svcca serve is listening');
+  logger.info(
+    { event: 'start', listen: address, admin: adminAddress ?? null, trustDomain: session.config.trustDomain },
+    'svcca serve is listening',
+  );
 
   let intermediateHash = fileHash(session.dir.file(CA_FILES.intermediateCert));
   let upkeepRunning = false;
@@ -116,7 +133,10 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       if (nowHash && nowHash !== intermediateHash) {
         session.reload();
         intermediateHash = nowHash;
-        logger.info({ event: 'intermediate', serial: session.authority.intermediate.info.serialHex }, 'the intermediate was rolled: signing with the new one');
+        logger.info(
+          { event: 'intermediate', serial: session.authority.intermediate.info.serialHex },
+          'the intermediate was rolled: signing with the new one',
+        );
       }
       const c = credential.info;
       // Due, or signed by an intermediate that was rolled away since.
@@ -126,7 +146,10 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
         ca.useCredential(next);
         credential = next;
         metrics.certExpiry.set(next.info.notAfter.getTime() / 1000);
-        logger.info({ event: 'certificate', serial: next.serial, notAfter: next.info.notAfter.toISOString() }, 'renewed its own server certificate');
+        logger.info(
+          { event: 'certificate', serial: next.serial, notAfter: next.info.notAfter.toISOString() },
+          'renewed its own server certificate',
+        );
       }
       const crl = await refreshCrl(session, settings.actor);
       if (crl && 'error' in crl) {

@@ -72,22 +72,32 @@ export function openCaDir(path: string): { dir: CaDir; config: CaConfig } {
     st = statSync(dir.path);
   } catch (err) {
     if (errnoCode(err) === 'ENOENT') {
-      throw new CaStateError(`no CA at ${dir.path}`, 'run `svcca init --trust-domain <td>` first, or point --dir / SVCCA_DIR at your CA directory');
+      throw new CaStateError(
+        `no CA at ${dir.path}`,
+        'run `svcca init --trust-domain <td>` first, or point --dir / SVCCA_DIR at your CA directory',
+      );
     }
     throw new CaStateError(`cannot read ${dir.path} (${errnoCode(err)})`, 'check the path and its permissions');
   }
-  if (!st.isDirectory()) throw new CaStateError(`--dir ${dir.path} is a file, not a CA directory`, 'point --dir at the directory `svcca init` created');
+  if (!st.isDirectory())
+    throw new CaStateError(`--dir ${dir.path} is a file, not a CA directory`, 'point --dir at the directory `svcca init` created');
   try {
     accessSync(dir.path, constants.R_OK | constants.X_OK);
   } catch (err) {
     if (errnoCode(err) === 'EACCES') {
-      throw new CaStateError(`${dir.path} is not accessible to this user (uid ${process.getuid?.() ?? '?'}; the CA directory is 0700, owned by uid ${st.uid})`, 'run svcca as the user that ran `svcca init`');
+      throw new CaStateError(
+        `${dir.path} is not accessible to this user (uid ${process.getuid?.() ?? '?'}; the CA directory is 0700, owned by uid ${st.uid})`,
+        'run svcca as the user that ran `svcca init`',
+      );
     }
     throw err;
   }
   const configPath = dir.file(CA_FILES.config);
   if (!existsSync(configPath) || !existsSync(dir.file(CA_FILES.intermediateCert))) {
-    throw new CaStateError(`${dir.path} is not an svcca CA directory (no config or intermediate.crt)`, 'run `svcca init` to create one, or point --dir at the right directory');
+    throw new CaStateError(
+      `${dir.path} is not an svcca CA directory (no config or intermediate.crt)`,
+      'run `svcca init` to create one, or point --dir at the right directory',
+    );
   }
   return { dir, config: readConfig(configPath) };
 }
@@ -95,7 +105,13 @@ export function openCaDir(path: string): { dir: CaDir; config: CaConfig } {
 function readConfig(path: string): CaConfig {
   let parsed: unknown;
   try {
-    parsed = JSON.parse(readCaFile(path, FILE_CAPS.caConfig, () => new CaStateError(`${path} cannot be read`, 'restore it from backup; it holds the trust domain and defaults')));
+    parsed = JSON.parse(
+      readCaFile(
+        path,
+        FILE_CAPS.caConfig,
+        () => new CaStateError(`${path} cannot be read`, 'restore it from backup; it holds the trust domain and defaults'),
+      ),
+    );
   } catch (err) {
     if (err instanceof SvccaError) throw err;
     throw new CaStateError(`${path} is not valid JSON`, 'restore it from backup; it holds the trust domain and defaults');
@@ -105,10 +121,14 @@ function readConfig(path: string): CaConfig {
     throw new CaStateError(`${path} is not an svcca config (version 1)`, 'restore it from backup');
   }
   if (c.ledger !== undefined && (typeof c.ledger !== 'string' || !/^postgres(ql)?:\/\//i.test(c.ledger))) {
-    throw new CaStateError(`${path}: ledger must be a postgres:// URL (or absent for ledger.db)`, 'fix the value, or run `svcca ledger copy --to URL` to move the ledger');
+    throw new CaStateError(
+      `${path}: ledger must be a postgres:// URL (or absent for ledger.db)`,
+      'fix the value, or run `svcca ledger copy --to URL` to move the ledger',
+    );
   }
   for (const key of ['defaultTtlMs', 'maxTtlMs', 'crlNextUpdateMs'] as const) {
-    if (typeof c[key] !== 'number' || !(c[key]! > 0)) throw new CaStateError(`${path}: ${key} must be a positive number of milliseconds`, 'fix the value or restore the file');
+    if (typeof c[key] !== 'number' || !(c[key]! > 0))
+      throw new CaStateError(`${path}: ${key} must be a positive number of milliseconds`, 'fix the value or restore the file');
   }
   return c as CaConfig;
 }
@@ -118,7 +138,12 @@ function readConfig(path: string): CaConfig {
  * any other failure to read it becomes `unreadable()`: by default "missing or unreadable,
  * restore it from your backup".
  */
-export function readCaFile(path: string, cap: FileCap, unreadable: () => SvccaError = () => new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory')): string {
+export function readCaFile(
+  path: string,
+  cap: FileCap,
+  unreadable: () => SvccaError = () =>
+    new CaStateError(`${path} is missing or unreadable`, 'restore it from your backup of the CA directory'),
+): string {
   try {
     return readCappedText(path, cap, { error: CaStateError, hint: 'restore it from your backup of the CA directory' });
   } catch (err) {
@@ -138,11 +163,15 @@ export function createCaDir(path: string): CaDir {
     const st = statSync(dir.path);
     if (!st.isDirectory()) throw new UsageError(`--dir ${dir.path} is a file`, 'point --dir at a new or empty directory');
     if (existsSync(dir.file(CA_FILES.config)) || existsSync(dir.file(CA_FILES.rootKey)) || existsSync(dir.file(CA_FILES.intermediateKey))) {
-      throw new CaStateError(`a CA already exists at ${dir.path}; init never touches an existing CA`, 'use another --dir, or move the old CA away first');
+      throw new CaStateError(
+        `a CA already exists at ${dir.path}; init never touches an existing CA`,
+        'use another --dir, or move the old CA away first',
+      );
     }
   } catch (err) {
     const code = errnoCode(err);
-    if (code === 'ENOTDIR') throw new UsageError(`--dir ${dir.path} lies below a file, not a directory`, 'point --dir at a new or empty directory');
+    if (code === 'ENOTDIR')
+      throw new UsageError(`--dir ${dir.path} lies below a file, not a directory`, 'point --dir at a new or empty directory');
     if (code !== 'ENOENT') throw err;
   }
   makeDirectories(dir.path, 0o700);

@@ -34,7 +34,11 @@ export function tableDigest(table: LedgerTable, rows: readonly Record<string, un
  * Copies every table and checks it. `whileLocked` runs after the target committed and
  * before the source's lock is released (the config switch goes there).
  */
-export async function copySqliteToPostgres(source: SqliteLedger, target: PostgresLedger, whileLocked: (checks: TableCheck[]) => Promise<void>): Promise<TableCheck[]> {
+export async function copySqliteToPostgres(
+  source: SqliteLedger,
+  target: PostgresLedger,
+  whileLocked: (checks: TableCheck[]) => Promise<void>,
+): Promise<TableCheck[]> {
   await target.migrate();
   return source.transaction(async () => {
     const sourceRows = LEDGER_TABLES.map((t) => source.rawRows(t));
@@ -43,7 +47,10 @@ export async function copySqliteToPostgres(source: SqliteLedger, target: Postgre
       const pgTx = tx as PostgresLedger;
       for (const t of LEDGER_TABLES) {
         if ((await pgTx.rawRows(t)).length > 0) {
-          throw new CaStateError(`the ledger database ${target.location} is not empty (its ${t.name} table has rows)`, 'copy into a new, empty database (createdb); nothing was changed');
+          throw new CaStateError(
+            `the ledger database ${target.location} is not empty (its ${t.name} table has rows)`,
+            'copy into a new, empty database (createdb); nothing was changed',
+          );
         }
       }
       for (let i = 0; i < LEDGER_TABLES.length; i++) await pgTx.insertRawRows(LEDGER_TABLES[i]!, sourceRows[i]!);

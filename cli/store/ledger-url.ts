@@ -40,7 +40,8 @@ function readPassFile(file: string, info: { host: string; port: number; database
 }
 
 export function parseLedgerUrl(url: string, env: NodeJS.ProcessEnv = process.env, flag = '--ledger'): LedgerUrl {
-  const bad = (why: string) => new UsageError(`${flag} ${why}`, 'use postgres://USER@HOST:PORT/DB (the password in PGPASSWORD or ~/.pgpass)');
+  const bad = (why: string) =>
+    new UsageError(`${flag} ${why}`, 'use postgres://USER@HOST:PORT/DB (the password in PGPASSWORD or ~/.pgpass)');
   if (!isPostgresUrl(url)) throw bad('must be a postgres:// URL');
   let parsed: URL;
   try {
@@ -49,10 +50,14 @@ export function parseLedgerUrl(url: string, env: NodeJS.ProcessEnv = process.env
     throw bad('is not a valid URL');
   }
   if (parsed.password !== '' || parsed.searchParams.has('password')) {
-    throw new UsageError(`${flag} carries a password, and it would be stored in the CA's config`, 'drop it from the URL and set PGPASSWORD, or put it in ~/.pgpass (or the file named by ?passfile=)');
+    throw new UsageError(
+      `${flag} carries a password, and it would be stored in the CA's config`,
+      'drop it from the URL and set PGPASSWORD, or put it in ~/.pgpass (or the file named by ?passfile=)',
+    );
   }
   const sslmode = parsed.searchParams.get('sslmode');
-  if (sslmode !== null && !SSL_MODES.has(sslmode)) throw bad(`has sslmode=${sslmode}; use disable, prefer, require, verify-ca or verify-full`);
+  if (sslmode !== null && !SSL_MODES.has(sslmode))
+    throw bad(`has sslmode=${sslmode}; use disable, prefer, require, verify-ca or verify-full`);
   const passfile = parsed.searchParams.get('passfile') ?? env.PGPASSFILE ?? join(homedir(), '.pgpass');
   // pg-connection-string turns sslmode/sslrootcert/sslcert/sslkey into node:tls options,
   // with libpq's meaning of each sslmode; passfile is libpq's, read here.

@@ -45,7 +45,21 @@ const LEDGER_TYPES = {
 };
 
 /** SQLSTATEs and socket errors that mean "the database cannot be reached", not "the query is wrong". */
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EAI_AGAIN', 'ENOENT', 'EPIPE', '57P01', '57P02', '57P03', '3D000']);
+const UNREACHABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'ENOENT',
+  'EPIPE',
+  '57P01',
+  '57P02',
+  '57P03',
+  '3D000',
+]);
 
 /**
  * One line for a failure of the database (an error node-postgres threw), naming it by
@@ -57,18 +71,39 @@ export function ledgerDatabaseError(where: string, err: unknown): Error {
   const code = e.code ?? '';
   const message = (e.message ?? String(err)).split('\n')[0]!;
   if (code === '28P01' || code === '28000' || /password/i.test(message)) {
-    return new CaStateError(`the ledger database ${where} refused the login: ${message}`, 'set PGPASSWORD, or put the password in ~/.pgpass (or the file named by ?passfile=)', err);
+    return new CaStateError(
+      `the ledger database ${where} refused the login: ${message}`,
+      'set PGPASSWORD, or put the password in ~/.pgpass (or the file named by ?passfile=)',
+      err,
+    );
   }
   if (/CERT|SELF_SIGNED|UNABLE_TO_|ERR_TLS|ERR_SSL/.test(code) || /\bSSL\b/.test(message)) {
-    return new CaStateError(`the ledger database ${where} failed the TLS check: ${message}`, 'check sslmode and sslrootcert in the ledger URL (verify-full needs the CA that signed the server\'s certificate, and its name or IP in it)', err);
+    return new CaStateError(
+      `the ledger database ${where} failed the TLS check: ${message}`,
+      "check sslmode and sslrootcert in the ledger URL (verify-full needs the CA that signed the server's certificate, and its name or IP in it)",
+      err,
+    );
   }
   if (UNREACHABLE_CODES.has(code) || code.startsWith('08') || /terminated|timeout|connect/i.test(message)) {
-    return new LedgerUnavailableError(`the ledger database ${where} is unreachable: ${message}`, 'check that PostgreSQL is running and reachable from this host, then run the command again (nothing was changed)', err);
+    return new LedgerUnavailableError(
+      `the ledger database ${where} is unreachable: ${message}`,
+      'check that PostgreSQL is running and reachable from this host, then run the command again (nothing was changed)',
+      err,
+    );
   }
   if (code === '40P01' || code === '40001') {
-    return new LedgerUnavailableError(`the ledger database ${where} aborted this command's transaction (${message})`, 'another svcca changed the same records at the same moment; run the command again (nothing was changed)', err);
+    return new LedgerUnavailableError(
+      `the ledger database ${where} aborted this command's transaction (${message})`,
+      'another svcca changed the same records at the same moment; run the command again (nothing was changed)',
+      err,
+    );
   }
-  if (code) return new CaStateError(`the ledger database ${where} refused a change: ${message}`, 'nothing was changed; see the PostgreSQL log for details', err);
+  if (code)
+    return new CaStateError(
+      `the ledger database ${where} refused a change: ${message}`,
+      'nothing was changed; see the PostgreSQL log for details',
+      err,
+    );
   return err as Error;
 }
 
@@ -115,7 +150,11 @@ export class PostgresLedger implements Ledger {
    * schema is checked before the first query; `create` (init) first brings an empty
    * database to the current schema and refuses one that already holds a CA's ledger.
    */
-  static open(url: string, base: string, opts: { create?: boolean; env?: NodeJS.ProcessEnv; maxConnections?: number } = {}): PostgresLedger {
+  static open(
+    url: string,
+    base: string,
+    opts: { create?: boolean; env?: NodeJS.ProcessEnv; maxConnections?: number } = {},
+  ): PostgresLedger {
     const parsed = parseLedgerUrl(url, opts.env ?? process.env, 'the ledger URL');
     const pool = new pg.Pool({ ...parsed.pool, max: opts.maxConnections ?? 4, connectionTimeoutMillis: 10_000, types: LEDGER_TYPES });
     // An idle connection dropped by a restarting server: the next query reports it.
@@ -155,16 +194,24 @@ export class PostgresLedger implements Ledger {
 
   private async prepareNew(): Promise<void> {
     await this.migrate();
-    const used = await this.shared.pool.query<{ n: number }>('SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM crl_state) AS n').catch((err: unknown) => {
-      throw ledgerDatabaseError(this.location, err);
-    });
+    const used = await this.shared.pool
+      .query<{ n: number }>('SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM crl_state) AS n')
+      .catch((err: unknown) => {
+        throw ledgerDatabaseError(this.location, err);
+      });
     if (Number(used.rows[0]!.n) > 0) {
-      throw new CaStateError(`the ledger database ${this.location} already holds a CA's ledger; init never touches an existing one`, 'give each CA a database of its own (createdb), or point --dir at the CA that owns this one');
+      throw new CaStateError(
+        `the ledger database ${this.location} already holds a CA's ledger; init never touches an existing one`,
+        'give each CA a database of its own (createdb), or point --dir at the CA that owns this one',
+      );
     }
   }
 
   private newerSchema(version: number): CaStateError {
-    return new CaStateError(`the ledger database ${this.location} has schema ${version}, newer than this svcca understands (${POSTGRES_SCHEMA_VERSION})`, 'upgrade svcca on this host to the version that migrated it');
+    return new CaStateError(
+      `the ledger database ${this.location} has schema ${version}, newer than this svcca understands (${POSTGRES_SCHEMA_VERSION})`,
+      'upgrade svcca on this host to the version that migrated it',
+    );
   }
 
   private async checkSchema(): Promise<void> {
@@ -172,9 +219,15 @@ export class PostgresLedger implements Ledger {
     if (version === POSTGRES_SCHEMA_VERSION) return;
     if (version > POSTGRES_SCHEMA_VERSION) throw this.newerSchema(version);
     if (version === 0) {
-      throw new CaStateError(`the ledger database ${this.location} holds no svcca ledger`, 'check the ledger URL in the CA\'s config, or run `svcca ledger migrate` to create the schema there');
+      throw new CaStateError(
+        `the ledger database ${this.location} holds no svcca ledger`,
+        "check the ledger URL in the CA's config, or run `svcca ledger migrate` to create the schema there",
+      );
     }
-    throw new CaStateError(`the ledger database ${this.location} has schema ${version}, older than this svcca's ${POSTGRES_SCHEMA_VERSION}`, 'back the database up, then run `svcca ledger migrate`');
+    throw new CaStateError(
+      `the ledger database ${this.location} has schema ${version}, older than this svcca's ${POSTGRES_SCHEMA_VERSION}`,
+      'back the database up, then run `svcca ledger migrate`',
+    );
   }
 
   private ensureReady(): Promise<void> {
@@ -286,7 +339,9 @@ export class PostgresLedger implements Ledger {
 
   async lockCrls(issuerKeyIds: readonly string[]): Promise<void> {
     this.requireTransaction('lockCrls');
-    await this.q('SELECT issuer_key_id FROM crl_state WHERE issuer_key_id = ANY($1) ORDER BY issuer_key_id FOR UPDATE', [[...issuerKeyIds]]);
+    await this.q('SELECT issuer_key_id FROM crl_state WHERE issuer_key_id = ANY($1) ORDER BY issuer_key_id FOR UPDATE', [
+      [...issuerKeyIds],
+    ]);
   }
 
   async insertCertificate(r: CertificateRecord): Promise<void> {
@@ -332,7 +387,10 @@ export class PostgresLedger implements Ledger {
     if (filter.notAfterBefore !== undefined) where.push(`not_after < ${param(filter.notAfterBefore)}`);
     if (filter.notAfterAfter !== undefined) where.push(`not_after > ${param(filter.notAfterAfter)}`);
     if (filter.issuerKeyId !== undefined) where.push(`issuer_key_id = ${param(filter.issuerKeyId)}`);
-    const rows = await this.q<CertRow>(`SELECT * FROM certificates ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY service, issued_at`, params);
+    const rows = await this.q<CertRow>(
+      `SELECT * FROM certificates ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY service, issued_at`,
+      params,
+    );
     return rows.map((row) => rowToRecord(this.base, row));
   }
 
@@ -346,7 +404,11 @@ export class PostgresLedger implements Ledger {
   }
 
   async markRevoked(serial: string, reason: RevocationReason | undefined, at: number): Promise<void> {
-    await this.q("UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 WHERE serial = $3", [at, reason ?? null, serial]);
+    await this.q("UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2 WHERE serial = $3", [
+      at,
+      reason ?? null,
+      serial,
+    ]);
   }
 
   async listRevokedForCrl(issuerKeyId: string): Promise<CertificateRecord[]> {
@@ -361,10 +423,10 @@ export class PostgresLedger implements Ledger {
   }
 
   async servicesWithSetDir(setDir: string): Promise<string[]> {
-    const rows = await this.q<{ name: string }>('SELECT DISTINCT s.name AS name FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE c.set_dir = $1 OR c.set_dir = $2', [
-      storedSetDir(this.base, setDir),
-      setDir,
-    ]);
+    const rows = await this.q<{ name: string }>(
+      'SELECT DISTINCT s.name AS name FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE c.set_dir = $1 OR c.set_dir = $2',
+      [storedSetDir(this.base, setDir), setDir],
+    );
     return rows.map((r) => r.name);
   }
 
@@ -389,17 +451,17 @@ export class PostgresLedger implements Ledger {
   }
 
   async listServices(): Promise<ServiceState[]> {
-    const rows = await this.q<{ name: string; active_serial: string | null; rotation_enabled: boolean }>('SELECT name, active_serial, rotation_enabled FROM services ORDER BY name');
+    const rows = await this.q<{ name: string; active_serial: string | null; rotation_enabled: boolean }>(
+      'SELECT name, active_serial, rotation_enabled FROM services ORDER BY name',
+    );
     return rows.map((r) => ({ name: r.name, activeSerial: r.active_serial, rotationEnabled: r.rotation_enabled }));
   }
 
   async claimService(name: string, owner: string, until: number, now: number): Promise<boolean> {
-    const n = await this.changed('UPDATE services SET claim_owner = $1, claim_until = $2 WHERE name = $3 AND (claim_owner IS NULL OR claim_until < $4 OR claim_owner = $1)', [
-      owner,
-      until,
-      name,
-      now,
-    ]);
+    const n = await this.changed(
+      'UPDATE services SET claim_owner = $1, claim_until = $2 WHERE name = $3 AND (claim_owner IS NULL OR claim_until < $4 OR claim_owner = $1)',
+      [owner, until, name, now],
+    );
     return n === 1;
   }
 
@@ -408,27 +470,50 @@ export class PostgresLedger implements Ledger {
   }
 
   async listClaims(): Promise<ServiceClaim[]> {
-    const rows = await this.q<{ name: string; claim_owner: string; claim_until: number | null }>('SELECT name, claim_owner, claim_until FROM services WHERE claim_owner IS NOT NULL ORDER BY name');
+    const rows = await this.q<{ name: string; claim_owner: string; claim_until: number | null }>(
+      'SELECT name, claim_owner, claim_until FROM services WHERE claim_owner IS NOT NULL ORDER BY name',
+    );
     return rows.map((r) => ({ service: r.name, owner: r.claim_owner, until: r.claim_until ?? 0 }));
   }
 
   async getClaim(name: string): Promise<ServiceClaim | undefined> {
-    const [row] = await this.q<{ claim_owner: string; claim_until: number | null }>('SELECT claim_owner, claim_until FROM services WHERE name = $1 AND claim_owner IS NOT NULL', [name]);
+    const [row] = await this.q<{ claim_owner: string; claim_until: number | null }>(
+      'SELECT claim_owner, claim_until FROM services WHERE name = $1 AND claim_owner IS NOT NULL',
+      [name],
+    );
     return row ? { service: name, owner: row.claim_owner, until: row.claim_until ?? 0 } : undefined;
   }
 
   async listRotationCandidates(): Promise<RotationCandidate[]> {
-    const rows = await this.q<{ service: string; serial: string; not_before: number; not_after: number; from_csr: boolean; issuer_key_id: string; owner_renews: boolean }>(
+    const rows = await this.q<{
+      service: string;
+      serial: string;
+      not_before: number;
+      not_after: number;
+      from_csr: boolean;
+      issuer_key_id: string;
+      owner_renews: boolean;
+    }>(
       `SELECT c.service, c.serial, c.not_before, c.not_after, c.from_csr, c.issuer_key_id, c.owner_renews
          FROM services s JOIN certificates c ON c.serial = s.active_serial
         WHERE s.rotation_enabled AND c.status = 'active'
         ORDER BY c.service`,
     );
-    return rows.map((r) => ({ service: r.service, serial: r.serial, notBefore: r.not_before, notAfter: r.not_after, fromCsr: r.from_csr, issuerKeyId: r.issuer_key_id, ownerRenews: r.owner_renews }));
+    return rows.map((r) => ({
+      service: r.service,
+      serial: r.serial,
+      notBefore: r.not_before,
+      notAfter: r.not_after,
+      fromCsr: r.from_csr,
+      issuerKeyId: r.issuer_key_id,
+      ownerRenews: r.owner_renews,
+    }));
   }
 
   async latestNotAfter(issuerKeyId: string): Promise<number> {
-    const [row] = await this.q<{ n: number | null }>('SELECT max(not_after) AS n FROM certificates WHERE issuer_key_id = $1', [issuerKeyId]);
+    const [row] = await this.q<{ n: number | null }>('SELECT max(not_after) AS n FROM certificates WHERE issuer_key_id = $1', [
+      issuerKeyId,
+    ]);
     return row?.n ?? 0;
   }
 
@@ -462,12 +547,18 @@ export class PostgresLedger implements Ledger {
   }
 
   async lastRevocationAt(issuerKeyId: string): Promise<number> {
-    const [row] = await this.q<{ at: number | null }>("SELECT max(revoked_at) AS at FROM certificates WHERE issuer_key_id = $1 AND status = 'revoked'", [issuerKeyId]);
+    const [row] = await this.q<{ at: number | null }>(
+      "SELECT max(revoked_at) AS at FROM certificates WHERE issuer_key_id = $1 AND status = 'revoked'",
+      [issuerKeyId],
+    );
     return row?.at ?? 0;
   }
 
   async recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void> {
-    await this.q("UPDATE certificates SET listed_after_expiry = true WHERE issuer_key_id = $1 AND status = 'revoked' AND not_after < $2 AND NOT listed_after_expiry", [issuerKeyId, at]);
+    await this.q(
+      "UPDATE certificates SET listed_after_expiry = true WHERE issuer_key_id = $1 AND status = 'revoked' AND not_after < $2 AND NOT listed_after_expiry",
+      [issuerKeyId, at],
+    );
     await this.q(
       `INSERT INTO crl_state (issuer_key_id, next_number, published_number, published_at) VALUES ($1, $2::numeric + 1, $2::numeric, $3)
        ON CONFLICT (issuer_key_id) DO UPDATE SET published_number = excluded.published_number, published_at = excluded.published_at`,
@@ -476,7 +567,10 @@ export class PostgresLedger implements Ledger {
   }
 
   async lastPublishedCrl(issuerKeyId: string): Promise<{ number: bigint; at: number } | undefined> {
-    const [row] = await this.q<{ published_number: string | null; published_at: number | null }>('SELECT published_number, published_at FROM crl_state WHERE issuer_key_id = $1', [issuerKeyId]);
+    const [row] = await this.q<{ published_number: string | null; published_at: number | null }>(
+      'SELECT published_number, published_at FROM crl_state WHERE issuer_key_id = $1',
+      [issuerKeyId],
+    );
     if (!row || row.published_number === null || row.published_at === null) return undefined;
     return { number: BigInt(row.published_number), at: row.published_at };
   }
@@ -485,7 +579,18 @@ export class PostgresLedger implements Ledger {
     await this.q(
       `INSERT INTO bootstrap_tokens (secret_sha256, service, dns_names, ips, cert_ttl_ms, created_at, expires_at, used_at, revoked_at, actor)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [t.secretSha256, t.service, JSON.stringify(t.dnsNames), JSON.stringify(t.ips), t.certTtlMs, t.createdAt, t.expiresAt, t.usedAt ?? null, t.revokedAt ?? null, t.actor],
+      [
+        t.secretSha256,
+        t.service,
+        JSON.stringify(t.dnsNames),
+        JSON.stringify(t.ips),
+        t.certTtlMs,
+        t.createdAt,
+        t.expiresAt,
+        t.usedAt ?? null,
+        t.revokedAt ?? null,
+        t.actor,
+      ],
     );
   }
 
@@ -520,20 +625,35 @@ export class PostgresLedger implements Ledger {
   async useToken(secretSha256: string, at: number): Promise<boolean> {
     // One UPDATE: two replicas presenting the same token at once both try it; the second
     // waits for the first's row lock, re-reads used_at and changes nothing.
-    const n = await this.changed('UPDATE bootstrap_tokens SET used_at = $1 WHERE secret_sha256 = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1', [at, secretSha256]);
+    const n = await this.changed(
+      'UPDATE bootstrap_tokens SET used_at = $1 WHERE secret_sha256 = $2 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1',
+      [at, secretSha256],
+    );
     return n === 1;
   }
 
   async revokeTokens(service: string, at: number): Promise<number> {
-    return this.changed('UPDATE bootstrap_tokens SET revoked_at = $1 WHERE service = $2 AND used_at IS NULL AND revoked_at IS NULL', [at, service]);
+    return this.changed('UPDATE bootstrap_tokens SET revoked_at = $1 WHERE service = $2 AND used_at IS NULL AND revoked_at IS NULL', [
+      at,
+      service,
+    ]);
   }
 
   async appendEvent(e: LedgerEvent): Promise<void> {
-    await this.q('INSERT INTO events (at, kind, service, serial, actor, why) VALUES ($1, $2, $3, $4, $5, $6)', [e.at ?? Date.now(), e.kind, e.service ?? null, e.serial ?? null, e.actor, e.why]);
+    await this.q('INSERT INTO events (at, kind, service, serial, actor, why) VALUES ($1, $2, $3, $4, $5, $6)', [
+      e.at ?? Date.now(),
+      e.kind,
+      e.service ?? null,
+      e.serial ?? null,
+      e.actor,
+      e.why,
+    ]);
   }
 
   async listEvents(limit = 100): Promise<StoredEvent[]> {
-    return this.q<StoredEvent & QueryResultRow>('SELECT id, at, kind, service, serial, actor, why FROM events ORDER BY id DESC LIMIT $1', [limit]);
+    return this.q<StoredEvent & QueryResultRow>('SELECT id, at, kind, service, serial, actor, why FROM events ORDER BY id DESC LIMIT $1', [
+      limit,
+    ]);
   }
 
   /** Every row of one of LEDGER_TABLES in key order (bytewise, as SQLite sorts), for `ledger copy`. */
@@ -563,7 +683,9 @@ export class PostgresLedger implements Ledger {
     }
     if (table.name === 'events') {
       // Ids were copied as they were: new events continue after the highest.
-      await this.q("SELECT setval(pg_get_serial_sequence('events', 'id'), GREATEST((SELECT max(id) FROM events), 1), (SELECT count(*) > 0 FROM events))");
+      await this.q(
+        "SELECT setval(pg_get_serial_sequence('events', 'id'), GREATEST((SELECT max(id) FROM events), 1), (SELECT count(*) > 0 FROM events))",
+      );
     }
   }
 

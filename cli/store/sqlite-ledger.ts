@@ -144,7 +144,11 @@ export class SqliteLedger implements Ledger {
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
     } catch (err) {
-      throw new CaStateError(`cannot open the ledger ${path}: ${(err as Error).message}`, 'check that it is an svcca ledger on a local filesystem', err);
+      throw new CaStateError(
+        `cannot open the ledger ${path}: ${(err as Error).message}`,
+        'check that it is an svcca ledger on a local filesystem',
+        err,
+      );
     }
     if (!existed) chmodSync(path, 0o600);
     const ledger = new SqliteLedger(db, path);
@@ -156,7 +160,10 @@ export class SqliteLedger implements Ledger {
     const version = this.db.pragma('user_version', { simple: true }) as number;
     if (version === SCHEMA_VERSION) return;
     if (version > SCHEMA_VERSION) {
-      throw new CaStateError(`the ledger ${path} has schema ${version}, newer than this svcca understands (${SCHEMA_VERSION})`, 'upgrade svcca');
+      throw new CaStateError(
+        `the ledger ${path} has schema ${version}, newer than this svcca understands (${SCHEMA_VERSION})`,
+        'upgrade svcca',
+      );
     }
     // Immediate, so two first runs racing cannot both create the schema.
     this.db.exec('BEGIN IMMEDIATE');
@@ -273,7 +280,9 @@ export class SqliteLedger implements Ledger {
   }
 
   async markRevoked(serial: string, reason: RevocationReason | undefined, at: number): Promise<void> {
-    this.db.prepare("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? WHERE serial = ?").run(at, reason ?? null, serial);
+    this.db
+      .prepare("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ? WHERE serial = ?")
+      .run(at, reason ?? null, serial);
   }
 
   async listRevokedForCrl(issuerKeyId: string): Promise<CertificateRecord[]> {
@@ -288,7 +297,9 @@ export class SqliteLedger implements Ledger {
 
   async servicesWithSetDir(setDir: string): Promise<string[]> {
     const rows = this.db
-      .prepare('SELECT DISTINCT s.name AS name FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE c.set_dir = ? OR c.set_dir = ?')
+      .prepare(
+        'SELECT DISTINCT s.name AS name FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE c.set_dir = ? OR c.set_dir = ?',
+      )
       .all(storedSetDir(this.base, setDir), setDir) as { name: string }[];
     return rows.map((r) => r.name);
   }
@@ -324,7 +335,9 @@ export class SqliteLedger implements Ledger {
 
   async claimService(name: string, owner: string, until: number, now: number): Promise<boolean> {
     const res = this.db
-      .prepare('UPDATE services SET claim_owner = ?, claim_until = ? WHERE name = ? AND (claim_owner IS NULL OR claim_until < ? OR claim_owner = ?)')
+      .prepare(
+        'UPDATE services SET claim_owner = ?, claim_until = ? WHERE name = ? AND (claim_owner IS NULL OR claim_until < ? OR claim_owner = ?)',
+      )
       .run(owner, until, name, now, owner);
     return res.changes === 1;
   }
@@ -357,7 +370,15 @@ export class SqliteLedger implements Ledger {
           WHERE s.rotation_enabled = 1 AND c.status = 'active'
           ORDER BY c.service`,
       )
-      .all() as { service: string; serial: string; not_before: number; not_after: number; from_csr: number; issuer_key_id: string; owner_renews: number }[];
+      .all() as {
+      service: string;
+      serial: string;
+      not_before: number;
+      not_after: number;
+      from_csr: number;
+      issuer_key_id: string;
+      owner_renews: number;
+    }[];
     return rows.map((r) => ({
       service: r.service,
       serial: r.serial,
@@ -370,7 +391,9 @@ export class SqliteLedger implements Ledger {
   }
 
   async latestNotAfter(issuerKeyId: string): Promise<number> {
-    const row = this.db.prepare('SELECT max(not_after) AS n FROM certificates WHERE issuer_key_id = ?').get(issuerKeyId) as { n: number | null };
+    const row = this.db.prepare('SELECT max(not_after) AS n FROM certificates WHERE issuer_key_id = ?').get(issuerKeyId) as {
+      n: number | null;
+    };
     return row.n ?? 0;
   }
 
@@ -387,7 +410,9 @@ export class SqliteLedger implements Ledger {
   }
 
   async nextCrlNumber(issuerKeyId: string, atLeast = 1n): Promise<bigint> {
-    const row = this.db.prepare('SELECT next_number FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as { next_number: string } | undefined;
+    const row = this.db.prepare('SELECT next_number FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as
+      | { next_number: string }
+      | undefined;
     const stored = row ? BigInt(row.next_number) : 1n;
     const number = stored > atLeast ? stored : atLeast;
     this.db
@@ -400,12 +425,16 @@ export class SqliteLedger implements Ledger {
   }
 
   async currentCrlNumber(issuerKeyId: string): Promise<bigint> {
-    const row = this.db.prepare('SELECT next_number FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as { next_number: string } | undefined;
+    const row = this.db.prepare('SELECT next_number FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as
+      | { next_number: string }
+      | undefined;
     return row ? BigInt(row.next_number) - 1n : 0n;
   }
 
   async lastRevocationAt(issuerKeyId: string): Promise<number> {
-    const row = this.db.prepare("SELECT max(revoked_at) AS at FROM certificates WHERE issuer_key_id = ? AND status = 'revoked'").get(issuerKeyId) as {
+    const row = this.db
+      .prepare("SELECT max(revoked_at) AS at FROM certificates WHERE issuer_key_id = ? AND status = 'revoked'")
+      .get(issuerKeyId) as {
       at: number | null;
     };
     return row.at ?? 0;
@@ -413,7 +442,9 @@ export class SqliteLedger implements Ledger {
 
   async recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void> {
     this.db
-      .prepare("UPDATE certificates SET listed_after_expiry = 1 WHERE issuer_key_id = ? AND status = 'revoked' AND not_after < ? AND listed_after_expiry = 0")
+      .prepare(
+        "UPDATE certificates SET listed_after_expiry = 1 WHERE issuer_key_id = ? AND status = 'revoked' AND not_after < ? AND listed_after_expiry = 0",
+      )
       .run(issuerKeyId, at);
     this.db
       .prepare(
@@ -437,7 +468,18 @@ export class SqliteLedger implements Ledger {
         `INSERT INTO bootstrap_tokens (secret_sha256, service, dns_names, ips, cert_ttl_ms, created_at, expires_at, used_at, revoked_at, actor)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
-      .run(t.secretSha256, t.service, JSON.stringify(t.dnsNames), JSON.stringify(t.ips), t.certTtlMs, t.createdAt, t.expiresAt, t.usedAt ?? null, t.revokedAt ?? null, t.actor);
+      .run(
+        t.secretSha256,
+        t.service,
+        JSON.stringify(t.dnsNames),
+        JSON.stringify(t.ips),
+        t.certTtlMs,
+        t.createdAt,
+        t.expiresAt,
+        t.usedAt ?? null,
+        t.revokedAt ?? null,
+        t.actor,
+      );
   }
 
   async getToken(secretSha256: string): Promise<BootstrapToken | undefined> {
@@ -459,13 +501,17 @@ export class SqliteLedger implements Ledger {
 
   async useToken(secretSha256: string, at: number): Promise<boolean> {
     const res = this.db
-      .prepare('UPDATE bootstrap_tokens SET used_at = ? WHERE secret_sha256 = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?')
+      .prepare(
+        'UPDATE bootstrap_tokens SET used_at = ? WHERE secret_sha256 = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?',
+      )
       .run(at, secretSha256, at);
     return res.changes === 1;
   }
 
   async revokeTokens(service: string, at: number): Promise<number> {
-    return this.db.prepare('UPDATE bootstrap_tokens SET revoked_at = ? WHERE service = ? AND used_at IS NULL AND revoked_at IS NULL').run(at, service).changes;
+    return this.db
+      .prepare('UPDATE bootstrap_tokens SET revoked_at = ? WHERE service = ? AND used_at IS NULL AND revoked_at IS NULL')
+      .run(at, service).changes;
   }
 
   async appendEvent(e: LedgerEvent): Promise<void> {
@@ -475,12 +521,17 @@ export class SqliteLedger implements Ledger {
   }
 
   async listEvents(limit = 100): Promise<StoredEvent[]> {
-    return this.db.prepare('SELECT id, at, kind, service, serial, actor, why FROM events ORDER BY id DESC LIMIT ?').all(limit) as StoredEvent[];
+    return this.db
+      .prepare('SELECT id, at, kind, service, serial, actor, why FROM events ORDER BY id DESC LIMIT ?')
+      .all(limit) as StoredEvent[];
   }
 
   /** Every row of one of LEDGER_TABLES, in key order (bytewise), for `ledger copy`. */
   rawRows(table: LedgerTable): Record<string, unknown>[] {
-    return this.db.prepare(`SELECT ${table.columns.join(', ')} FROM ${table.name} ORDER BY ${table.key}`).all() as Record<string, unknown>[];
+    return this.db.prepare(`SELECT ${table.columns.join(', ')} FROM ${table.name} ORDER BY ${table.key}`).all() as Record<
+      string,
+      unknown
+    >[];
   }
 
   async close(): Promise<void> {

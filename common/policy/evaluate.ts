@@ -76,10 +76,7 @@ export function tcpModeWarnings(policy: Policy, self: string): string[] {
   if (rules.length === 0) return [`services.${self}.allow is empty: every caller will be denied`];
   return rules
     .filter((rule) => !rule.plain && (rule.methods !== undefined || rule.paths !== undefined))
-    .map(
-      (rule) =>
-        `${rule.label} has methods/paths and allows nothing in tcp mode; set inbound.mode: http, or allow ${rule.from} by name`,
-    );
+    .map((rule) => `${rule.label} has methods/paths and allows nothing in tcp mode; set inbound.mode: http, or allow ${rule.from} by name`);
 }
 
 function deny(reason: string): Decision {

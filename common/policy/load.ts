@@ -22,7 +22,8 @@ function readPolicyText(path: string): string {
     bytes = readCappedFile(path, POLICY_CAP, { error: ConfigError, hint: 'check that this is the policy YAML file' });
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    if (errnoCode(err) === 'EISDIR') throw new ConfigError(`${path}: is a directory, not a policy file`, 'name the policy YAML file itself');
+    if (errnoCode(err) === 'EISDIR')
+      throw new ConfigError(`${path}: is a directory, not a policy file`, 'name the policy YAML file itself');
     throw new ConfigError(`${path}: cannot open the policy file (${describe(err)})`, READABLE, err);
   }
   try {

@@ -49,7 +49,8 @@ const SERVICE_KEYS = ['allow', 'mode'] as const;
 const MODES = ['enforce', 'audit'] as const;
 const RULE_KEYS = ['from', 'methods', 'paths'] as const;
 
-const NAME_HINT = 'a service name is 1-128 characters of a-z 0-9 . - _, each "/"-separated segment starting with a letter or digit (e.g. payment-service)';
+const NAME_HINT =
+  'a service name is 1-128 characters of a-z 0-9 . - _, each "/"-separated segment starting with a letter or digit (e.g. payment-service)';
 
 /**
  * Parses and validates a policy. `source` (usually the file name) starts every error
@@ -70,7 +71,8 @@ export function parsePolicy(yamlText: string, source: string): Policy {
   if (servicesValue === null || servicesValue === '') {
     fail('services', 'is empty', 'list each service with its allow list, or write services: {} to deny every call');
   }
-  if (!(servicesValue instanceof Map)) fail('services', 'must be a map of service names', 'write services:, then one indented key per service');
+  if (!(servicesValue instanceof Map))
+    fail('services', 'must be a map of service names', 'write services:, then one indented key per service');
 
   const services = new Map<string, readonly PolicyRule[]>();
   const audit = new Set<string>();
@@ -116,7 +118,7 @@ function readMode(entry: Map<unknown, unknown>, path: string, fail: Fail): Polic
 }
 
 function readRule(item: unknown, path: string, fail: Fail): PolicyRule {
-  if (item === null || item === '') fail(path, 'is empty', 'write a caller\'s service name, or from: <service>');
+  if (item === null || item === '') fail(path, 'is empty', "write a caller's service name, or from: <service>");
   if (item instanceof YamlNonString) refuseNonString(item, path, 'a service name', fail);
   if (typeof item === 'string') {
     checkServiceName(item, path, fail);
@@ -145,7 +147,13 @@ function readRule(item: unknown, path: string, fail: Fail): PolicyRule {
   });
 }
 
-function readList(value: unknown, path: string, what: 'method' | 'path', readItem: (v: string, path: string, fail: Fail) => string, fail: Fail): readonly string[] {
+function readList(
+  value: unknown,
+  path: string,
+  what: 'method' | 'path',
+  readItem: (v: string, path: string, fail: Fail) => string,
+  fail: Fail,
+): readonly string[] {
   // An empty list would allow nothing while reading like "no restriction": refuse both readings.
   const leaveOut = `leave ${what}s out to allow any ${what}`;
   if (value === null || value === '' || (Array.isArray(value) && value.length === 0)) fail(path, 'is empty', leaveOut);
@@ -154,7 +162,8 @@ function readList(value: unknown, path: string, what: 'method' | 'path', readIte
   const out: string[] = [];
   (value as unknown[]).forEach((v, i) => {
     if (v instanceof YamlNonString) refuseNonString(v, `${path}[${i}]`, `a ${what}`, fail);
-    if (typeof v !== 'string') fail(`${path}[${i}]`, `must be a ${what}, not a ${Array.isArray(v) ? 'list' : v === null ? 'null' : 'map'}`, leaveOut);
+    if (typeof v !== 'string')
+      fail(`${path}[${i}]`, `must be a ${what}, not a ${Array.isArray(v) ? 'list' : v === null ? 'null' : 'map'}`, leaveOut);
     const item = readItem(v as string, `${path}[${i}]`, fail);
     if (!out.includes(item)) out.push(item);
   });
@@ -171,19 +180,27 @@ function readMethod(value: string, path: string, fail: Fail): string {
 }
 
 function readPath(value: string, path: string, fail: Fail): string {
-  if (value.length > MAX_POLICY_PATH) fail(path, `is ${value.length} characters long; the limit is ${MAX_POLICY_PATH}`, 'use a shorter path or a prefix ending in *');
+  if (value.length > MAX_POLICY_PATH)
+    fail(path, `is ${value.length} characters long; the limit is ${MAX_POLICY_PATH}`, 'use a shorter path or a prefix ending in *');
   if (!value.startsWith('/')) fail(path, `${quote(value)} must start with "/"`, 'write an absolute path such as /stock or /stock/*');
-  if (value.includes('?') || value.includes('#')) fail(path, `${quote(value)} has a query or fragment`, 'paths are matched without the query; remove everything from "?"');
+  if (value.includes('?') || value.includes('#'))
+    fail(path, `${quote(value)} has a query or fragment`, 'paths are matched without the query; remove everything from "?"');
   const star = value.indexOf('*');
   const prefix = star !== -1;
-  if (prefix && star !== value.length - 1) fail(path, `${quote(value)} has "*" before the end`, '"*" is allowed only as the last character, for a prefix match (/stock/*)');
+  if (prefix && star !== value.length - 1)
+    fail(path, `${quote(value)} has "*" before the end`, '"*" is allowed only as the last character, for a prefix match (/stock/*)');
   const base = prefix ? value.slice(0, -1) : value;
   const normalized = normalizeRequestTarget(base);
-  if (!normalized.ok) fail(path, `${quote(value)} is not a valid request path: ${normalized.reason}`, 'write the path as the service receives it');
+  if (!normalized.ok)
+    fail(path, `${quote(value)} is not a valid request path: ${normalized.reason}`, 'write the path as the service receives it');
   const canonical = normalized.ok ? normalized.path : base;
   if (canonical !== base) {
     // The sidecar matches normalized request paths, so a non-normalized rule could never match.
-    fail(path, `${quote(value)} is not in normalized form, so no request would match it`, `write ${quote(canonical + (prefix ? '*' : ''))}`);
+    fail(
+      path,
+      `${quote(value)} is not in normalized form, so no request would match it`,
+      `write ${quote(canonical + (prefix ? '*' : ''))}`,
+    );
   }
   return value;
 }
@@ -192,7 +209,11 @@ function checkServiceName(name: string, path: string, fail: Fail): void {
   const problem = serviceNameProblem(name);
   if (!problem) return;
   if (name.startsWith('spiffe://')) {
-    fail(path, `${quote(name)} is a SPIFFE ID, not a service name`, 'write the service name alone (the ID\'s path, without spiffe://<trust-domain>/)');
+    fail(
+      path,
+      `${quote(name)} is a SPIFFE ID, not a service name`,
+      "write the service name alone (the ID's path, without spiffe://<trust-domain>/)",
+    );
   }
   if (name === '*') fail(path, '"*" is not a service name', 'there is no wildcard caller: name each caller');
   fail(path, `invalid service name ${quote(name)}: it ${problem}`, NAME_HINT);
@@ -200,7 +221,11 @@ function checkServiceName(name: string, path: string, fail: Fail): void {
 
 /** `what` is what the value stands for: "a service name". */
 function refuseNonString(value: YamlNonString, path: string, what: string, fail: Fail): never {
-  return fail(path, `${quote(value.text)} is a ${value.kind} in YAML, not ${what}`, `write it in quotes, "${clip(value.text)}", if that is really meant`);
+  return fail(
+    path,
+    `${quote(value.text)} is a ${value.kind} in YAML, not ${what}`,
+    `write it in quotes, "${clip(value.text)}", if that is really meant`,
+  );
 }
 
 function checkKeys(map: Map<unknown, unknown>, path: string, known: readonly string[], fail: Fail): void {

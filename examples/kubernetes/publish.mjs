@@ -43,10 +43,24 @@ function api(method, path, body) {
   const payload = JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = request(
-      { host, port, method, path, ca, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/merge-patch+json', 'content-length': Buffer.byteLength(payload) } },
+      {
+        host,
+        port,
+        method,
+        path,
+        ca,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/merge-patch+json',
+          'content-length': Buffer.byteLength(payload),
+        },
+      },
       (res) => {
         let text = '';
-        res.setEncoding('utf8').on('data', (c) => (text += c)).on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        res
+          .setEncoding('utf8')
+          .on('data', (c) => (text += c))
+          .on('end', () => resolve({ status: res.statusCode ?? 0, text }));
       },
     );
     req.on('error', reject);
@@ -66,7 +80,12 @@ async function patch(kind, name, data, dryRun) {
     console.log(`patched ${summary}`);
     return true;
   }
-  const hint = res.status === 404 ? `create it once: see README.md, "Bootstrap"` : res.status === 403 ? `add ${name} to the Role's resourceNames in rotate.yaml` : res.text.slice(0, 200);
+  const hint =
+    res.status === 404
+      ? `create it once: see README.md, "Bootstrap"`
+      : res.status === 403
+        ? `add ${name} to the Role's resourceNames in rotate.yaml`
+        : res.text.slice(0, 200);
   console.error(`publish: ${kind}/${name}: HTTP ${res.status}; ${hint}`);
   return false;
 }
@@ -80,7 +99,9 @@ async function main() {
     if (r.status !== 'active') continue;
     const name = secretNameFor(r.service);
     if (!name) {
-      console.error(`publish: ${r.service}: "svcca-${r.service.replaceAll('/', '.')}" is not a valid Secret name; rename the service (no "_", segments ending in a letter or digit)`);
+      console.error(
+        `publish: ${r.service}: "svcca-${r.service.replaceAll('/', '.')}" is not a valid Secret name; rename the service (no "_", segments ending in a letter or digit)`,
+      );
       ok = false;
       continue;
     }
@@ -100,7 +121,9 @@ async function main() {
   const crlPath = join(process.env.SVCCA_DIR ?? './ca-data', 'crl.pem');
   const crl = readFileSync(crlPath, 'utf8');
   if (Buffer.byteLength(crl) > MAX_CRL_BYTES) {
-    console.error(`publish: ${crlPath} is ${Buffer.byteLength(crl)} bytes, over what a ConfigMap holds (1 MiB); serve it from a volume instead (README.md, "Large CRLs")`);
+    console.error(
+      `publish: ${crlPath} is ${Buffer.byteLength(crl)} bytes, over what a ConfigMap holds (1 MiB); serve it from a volume instead (README.md, "Large CRLs")`,
+    );
     ok = false;
   } else {
     ok = (await patch('configmap', process.env.CRL_CONFIGMAP ?? 'svcca-crl', { 'crl.pem': crl }, dryRun)) && ok;

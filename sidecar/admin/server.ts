@@ -35,10 +35,13 @@ export function readiness(snapshots: SnapshotSource, accepting: boolean, now: Da
   } else if (snap.crl?.set.revoked.has(snap.identity.leaf.serialHex)) {
     // Every peer that has the same CRL refuses it: not ready until a new one arrives.
     ready = false;
-    lines.push(`certificate: ${snap.identity.id.uri} is revoked (serial ${snap.identity.leaf.serialHex} is on the CRL); issue it again with \`svcca issue ${snap.identity.id.service}\``);
+    lines.push(
+      `certificate: ${snap.identity.id.uri} is revoked (serial ${snap.identity.leaf.serialHex} is on the CRL); issue it again with \`svcca issue ${snap.identity.id.service}\``,
+    );
   } else lines.push(`certificate: ${snap.identity.id.uri} valid until ${snap.identity.leaf.notAfter.toISOString()}`);
   if (snap.crl) {
-    if (crlSetExpired(snap.crl.set, now)) lines.push(`crl: EXPIRED (still enforced; publish a fresh one with \`svcca crl\`): ${snap.crl.path}`);
+    if (crlSetExpired(snap.crl.set, now))
+      lines.push(`crl: EXPIRED (still enforced; publish a fresh one with \`svcca crl\`): ${snap.crl.path}`);
     else lines.push(`crl: ${snap.crl.set.revoked.size} revoked serials from ${snap.crl.path}`);
   }
   return { ready, lines };
@@ -71,7 +74,9 @@ export class AdminServer {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
     } else if (path === '/readyz') {
       const r = readiness(this.deps.snapshots, this.deps.accepting());
-      res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.ready ? 'ready' : 'not ready'}\n${r.lines.join('\n')}\n`);
+      res
+        .writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' })
+        .end(`${r.ready ? 'ready' : 'not ready'}\n${r.lines.join('\n')}\n`);
     } else if (path === '/metrics') {
       try {
         const body = await this.deps.metrics.registry.metrics();

@@ -39,30 +39,40 @@ export function checkConfigFile(path: string, now: Date = new Date()): CheckRepo
   try {
     identity = loadIdentity(config.identity.dir);
     const expiry = validityProblem(identity.leaf, now);
-    if (expiry) errors.push(`identity.dir: ${config.identity.dir}: ${expiry}; issue a fresh one with \`svcca issue ${identity.id.service}\` (or \`svcca rotate\`)`);
+    if (expiry)
+      errors.push(
+        `identity.dir: ${config.identity.dir}: ${expiry}; issue a fresh one with \`svcca issue ${identity.id.service}\` (or \`svcca rotate\`)`,
+      );
     else notes.push(`identity ${identity.id.uri}, valid until ${identity.leaf.notAfter.toISOString()}`);
   } catch (err) {
     errors.push(`identity.dir: ${errorLine(err)}`);
   }
-  if (config.identity.crlUrl) notes.push(`crl ${config.identity.crl}: fetched from the CA when the sidecar runs (verified like a file; not fetched by --check)`);
+  if (config.identity.crlUrl)
+    notes.push(`crl ${config.identity.crl}: fetched from the CA when the sidecar runs (verified like a file; not fetched by --check)`);
   else if (config.identity.crl) {
     if (!identity) warnings.push('identity.crl: not checked (the identity is unusable, and CRL signatures are checked against its ca.crt)');
     else {
       try {
         const crl = loadCrlState(config.identity.crl, identity);
-        if (crlSetExpired(crl.set, now)) warnings.push(`identity.crl: ${config.identity.crl}: a CRL is past its nextUpdate (still enforced); publish a fresh one with \`svcca crl\``);
+        if (crlSetExpired(crl.set, now))
+          warnings.push(
+            `identity.crl: ${config.identity.crl}: a CRL is past its nextUpdate (still enforced); publish a fresh one with \`svcca crl\``,
+          );
         notes.push(`crl ${config.identity.crl}: ${crl.set.crls.length} CRLs, ${crl.set.revoked.size} revoked serials`);
       } catch (err) {
         errors.push(errorLine(err));
       }
     }
-  } else warnings.push('identity.crl: not set, so revoked certificates would be accepted; point it at the CA\'s crl.pem');
+  } else warnings.push("identity.crl: not set, so revoked certificates would be accepted; point it at the CA's crl.pem");
   if (config.policy) {
     try {
       const policy = loadPolicyState(config.policy).policy;
       notes.push(`policy ${config.policy}: ${policy.services.size} service${policy.services.size === 1 ? '' : 's'}`);
       if (identity && config.inbound) {
-        if (!policy.services.has(identity.id.service)) warnings.push(`policy: ${identity.id.service} is not in ${config.policy}, so every caller would be refused; add it under services:`);
+        if (!policy.services.has(identity.id.service))
+          warnings.push(
+            `policy: ${identity.id.service} is not in ${config.policy}, so every caller would be refused; add it under services:`,
+          );
         if (config.inbound.mode === 'tcp') for (const w of tcpModeWarnings(policy, identity.id.service)) warnings.push(`policy: ${w}`);
       }
     } catch (err) {

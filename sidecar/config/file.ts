@@ -13,7 +13,14 @@ export function readConfigFile(path: string): string {
     return buf.toString('utf8');
   } catch (err) {
     const code = errnoCode(err);
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this user' : code === 'EISDIR' ? 'is a directory' : `cannot be read (${code ?? String(err)})`;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'is not readable by this user'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : `cannot be read (${code ?? String(err)})`;
     throw new ConfigError(`${path}: ${why}`, 'pass the sidecar YAML with --config FILE', err);
   }
 }

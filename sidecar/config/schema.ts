@@ -161,7 +161,21 @@ const KEYS = {
   root: ['identity', 'policy', 'inbound', 'outbound', 'admin', 'log', 'shutdown', 'reload'],
   identity: ['dir', 'crl', 'crlInterval', 'renew'],
   renew: ['ca', 'before'],
-  inbound: ['listen', 'forward', 'mode', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'upstreamTimeout', 'maxHandshakes', 'maxHandshakesPerAddress', 'maxRequestHeaders', 'upstream', 'maxTunnelStreams', 'maxTunnelsPerCaller'],
+  inbound: [
+    'listen',
+    'forward',
+    'mode',
+    'handshakeTimeout',
+    'idleTimeout',
+    'maxConnections',
+    'upstreamTimeout',
+    'maxHandshakes',
+    'maxHandshakesPerAddress',
+    'maxRequestHeaders',
+    'upstream',
+    'maxTunnelStreams',
+    'maxTunnelsPerCaller',
+  ],
   outbound: ['listen', 'connect', 'serverId', 'tunnel', 'tunnelConnections', 'handshakeTimeout', 'idleTimeout', 'maxConnections', 'alpn'],
   admin: ['listen'],
   log: ['level'],
@@ -184,7 +198,10 @@ export function parseConfig(text: string, source: string): SidecarConfig {
   const { config, problems } = validateConfigText(text, source);
   if (!config) {
     const first = problems[0]!;
-    const more = problems.length > 1 ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''}: run with --check to list them)` : '';
+    const more =
+      problems.length > 1
+        ? ` (and ${problems.length - 1} more problem${problems.length > 2 ? 's' : ''}: run with --check to list them)`
+        : '';
     throw new ConfigError(first.message, `${first.hint}${more}`);
   }
   return config;
@@ -229,7 +246,11 @@ class Validator {
       if (!keys.includes(k)) {
         const near = closestKey(k, keys);
         const key = path ? `${path}.${clip(k)}` : clip(k);
-        this.fail(key, 'unknown key', near ? `did you mean ${near}? (known: ${keys.join(', ')})` : `the known keys here are ${keys.join(', ')}`);
+        this.fail(
+          key,
+          'unknown key',
+          near ? `did you mean ${near}? (known: ${keys.join(', ')})` : `the known keys here are ${keys.join(', ')}`,
+        );
         continue;
       }
       out.set(k, val);
@@ -261,7 +282,11 @@ class Validator {
       if (path === 'identity.crl' && url.pathname === '/') url.pathname = '/v1/crl.pem';
       return url;
     } catch (err) {
-      return this.fail(path, (err as SvccaError).message.replace(`${path} `, ''), path === 'identity.crl' ? 'write it like https://ca.internal:9443/v1/crl.pem, or give a file path' : (err as SvccaError).hint);
+      return this.fail(
+        path,
+        (err as SvccaError).message.replace(`${path} `, ''),
+        path === 'identity.crl' ? 'write it like https://ca.internal:9443/v1/crl.pem, or give a file path' : (err as SvccaError).hint,
+      );
     }
   }
 
@@ -272,7 +297,11 @@ class Validator {
     if (s === undefined) return fallback;
     const ms = parseDurationMs(s);
     if (ms === undefined || ms <= 0) return this.fail(path, `expected a positive duration, got ${quote(s)}`, hint) ?? fallback;
-    if (ms < minMs) return this.fail(path, `${quote(s)} is shorter than ${formatDuration(minMs)}`, `use a duration of at least ${formatDuration(minMs)}`) ?? fallback;
+    if (ms < minMs)
+      return (
+        this.fail(path, `${quote(s)} is shorter than ${formatDuration(minMs)}`, `use a duration of at least ${formatDuration(minMs)}`) ??
+        fallback
+      );
     if (ms > 7 * 86_400_000) return this.fail(path, `${quote(s)} is longer than a week`, 'use a duration of at most 7d') ?? fallback;
     return ms;
   }
@@ -283,7 +312,8 @@ class Validator {
     if (!Array.isArray(value) || value.length === 0) return this.fail(path, `expected a list such as [h2], got ${describe(value)}`, hint);
     const out: ('h2' | 'http/1.1')[] = [];
     for (const item of value as unknown[]) {
-      if (item !== 'h2' && item !== 'http/1.1') return this.fail(path, `${describe(item)} is not a protocol the sidecar speaks (h2, http/1.1)`, hint);
+      if (item !== 'h2' && item !== 'http/1.1')
+        return this.fail(path, `${describe(item)} is not a protocol the sidecar speaks (h2, http/1.1)`, hint);
       if (!out.includes(item)) out.push(item);
     }
     return out;
@@ -294,7 +324,8 @@ class Validator {
     const hint = `write a whole number between 1 and ${max}`;
     const s = this.str(value, path, hint);
     if (s === undefined) return fallback;
-    if (!/^\d{1,9}$/.test(s) || Number(s) < 1 || Number(s) > max) return this.fail(path, `expected a whole number between 1 and ${max}, got ${quote(s)}`, hint) ?? fallback;
+    if (!/^\d{1,9}$/.test(s) || Number(s) < 1 || Number(s) > max)
+      return this.fail(path, `expected a whole number between 1 and ${max}, got ${quote(s)}`, hint) ?? fallback;
     return Number(s);
   }
 
@@ -309,8 +340,14 @@ class Validator {
     if (value.startsWith('unix:')) {
       if (!opts.unix) return this.fail(path, `expected ${forms}, got ${quote(value)}`, 'a unix socket is not allowed here');
       const p = value.slice('unix:'.length);
-      if (!p.startsWith('/')) return this.fail(path, `expected unix:/absolute/path, got ${quote(value)}`, 'give the socket an absolute path');
-      if (Buffer.byteLength(p) > MAX_UNIX_PATH || p.includes('\0')) return this.fail(path, `socket path ${quote(value)} is longer than ${MAX_UNIX_PATH} bytes`, 'use a shorter path (the kernel limits socket paths)');
+      if (!p.startsWith('/'))
+        return this.fail(path, `expected unix:/absolute/path, got ${quote(value)}`, 'give the socket an absolute path');
+      if (Buffer.byteLength(p) > MAX_UNIX_PATH || p.includes('\0'))
+        return this.fail(
+          path,
+          `socket path ${quote(value)} is longer than ${MAX_UNIX_PATH} bytes`,
+          'use a shorter path (the kernel limits socket paths)',
+        );
       return { kind: 'unix', path: p, text: value };
     }
     const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}[A-Za-z0-9])?|\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(value);
@@ -320,37 +357,60 @@ class Validator {
     if (port < minPort || port > 65535) return this.fail(path, `port ${m[2]} is out of range`, `use a port between ${minPort} and 65535`);
     const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
     if (opts.local !== undefined && !isLoopbackHost(host)) {
-      return this.fail(path, `${quote(value)} is not a loopback address: ${opts.local}`, 'use 127.0.0.1:PORT, [::1]:PORT or a unix:/path socket');
+      return this.fail(
+        path,
+        `${quote(value)} is not a loopback address: ${opts.local}`,
+        'use 127.0.0.1:PORT, [::1]:PORT or a unix:/path socket',
+      );
     }
     return { kind: 'tcp', host, port, text: value };
   }
 
   root(value: unknown): SidecarConfig {
     const top = value === null || value === undefined || value === '' ? undefined : this.map(value, '', KEYS.root, 'identity:');
-    if (value === null || value === undefined || value === '') this.fail('', 'is empty', 'a config needs at least identity.dir and one of inbound or outbound');
+    if (value === null || value === undefined || value === '')
+      this.fail('', 'is empty', 'a config needs at least identity.dir and one of inbound or outbound');
     const m = top ?? new Map<string, unknown>();
 
     let identity: IdentityConfig = { dir: '', crl: undefined, crlUrl: undefined, crlIntervalMs: DEFAULTS.crlIntervalMs, renew: undefined };
-    if (!m.has('identity')) this.fail('identity', 'missing', 'add identity: with dir: <the credential set folder> (tls.crt, tls.key, ca.crt)');
+    if (!m.has('identity'))
+      this.fail('identity', 'missing', 'add identity: with dir: <the credential set folder> (tls.crt, tls.key, ca.crt)');
     else {
       const im = this.map(m.get('identity'), 'identity', KEYS.identity, 'dir: /etc/svcca/payment-service');
       if (im) {
-        const dir = im.has('dir') ? this.filePath(im.get('dir'), 'identity.dir', 'the folder holding tls.crt, tls.key and ca.crt') : this.fail('identity.dir', 'missing', 'name the folder holding tls.crt, tls.key and ca.crt');
+        const dir = im.has('dir')
+          ? this.filePath(im.get('dir'), 'identity.dir', 'the folder holding tls.crt, tls.key and ca.crt')
+          : this.fail('identity.dir', 'missing', 'name the folder holding tls.crt, tls.key and ca.crt');
         const rawCrl = im.get('crl');
         const crlUrl = typeof rawCrl === 'string' && /^[a-z]+:\/\//i.test(rawCrl) ? this.url(rawCrl, 'identity.crl') : undefined;
-        const crl = crlUrl ? rawCrl as string : im.has('crl') ? this.filePath(rawCrl, 'identity.crl', 'the path of crl.pem (from ca-data/), or https://CA:PORT/v1/crl.pem') : undefined;
+        const crl = crlUrl
+          ? (rawCrl as string)
+          : im.has('crl')
+            ? this.filePath(rawCrl, 'identity.crl', 'the path of crl.pem (from ca-data/), or https://CA:PORT/v1/crl.pem')
+            : undefined;
         const crlIntervalMs = this.duration(im.get('crlInterval'), 'identity.crlInterval', DEFAULTS.crlIntervalMs, 1_000);
-        if (im.has('crlInterval') && !crlUrl) this.fail('identity.crlInterval', 'applies only to an https:// identity.crl', 'remove it, or set identity.crl to https://CA:PORT/v1/crl.pem');
+        if (im.has('crlInterval') && !crlUrl)
+          this.fail(
+            'identity.crlInterval',
+            'applies only to an https:// identity.crl',
+            'remove it, or set identity.crl to https://CA:PORT/v1/crl.pem',
+          );
         let renew: RenewConfig | undefined;
         if (im.has('renew')) {
           const rm = this.map(im.get('renew'), 'identity.renew', KEYS.renew, 'ca: https://ca.internal:9443');
           if (rm) {
-            const ca = rm.has('ca') ? this.url(rm.get('ca'), 'identity.renew.ca') : this.fail('identity.renew.ca', 'missing', 'write ca: https://HOST:PORT (where svcca serve listens)');
+            const ca = rm.has('ca')
+              ? this.url(rm.get('ca'), 'identity.renew.ca')
+              : this.fail('identity.renew.ca', 'missing', 'write ca: https://HOST:PORT (where svcca serve listens)');
             let before: Threshold | undefined;
             try {
               before = parseThreshold(rm.has('before') ? String(rm.get('before')) : DEFAULT_THRESHOLD, 'identity.renew.before');
             } catch (err) {
-              this.fail('identity.renew.before', (err as SvccaError).message.replace(/^identity\.renew\.before /, ''), (err as SvccaError).hint);
+              this.fail(
+                'identity.renew.before',
+                (err as SvccaError).message.replace(/^identity\.renew\.before /, ''),
+                (err as SvccaError).hint,
+              );
             }
             if (ca && before) renew = { ca, before };
           }
@@ -365,60 +425,144 @@ class Validator {
     if (m.has('inbound')) {
       const im = this.map(m.get('inbound'), 'inbound', KEYS.inbound, 'listen: 0.0.0.0:8443');
       if (im) {
-        const listen = im.has('listen') ? this.address(im.get('listen'), 'inbound.listen', { listen: true, unix: true }) : this.fail('inbound.listen', 'missing', 'write listen: 0.0.0.0:8443');
-        const forward = im.has('forward') ? this.address(im.get('forward'), 'inbound.forward', { listen: false, unix: true, local: 'the plaintext leg to the service would cross the network unauthenticated' }) : this.fail('inbound.forward', 'missing', 'write forward: 127.0.0.1:8080 (where the service listens)');
+        const listen = im.has('listen')
+          ? this.address(im.get('listen'), 'inbound.listen', { listen: true, unix: true })
+          : this.fail('inbound.listen', 'missing', 'write listen: 0.0.0.0:8443');
+        const forward = im.has('forward')
+          ? this.address(im.get('forward'), 'inbound.forward', {
+              listen: false,
+              unix: true,
+              local: 'the plaintext leg to the service would cross the network unauthenticated',
+            })
+          : this.fail('inbound.forward', 'missing', 'write forward: 127.0.0.1:8080 (where the service listens)');
         let mode: InboundMode = 'tcp';
         if (im.has('mode')) {
           const raw = im.get('mode');
           if (raw === 'tcp' || raw === 'http') mode = raw;
-          else this.fail('inbound.mode', `expected tcp or http, got ${describe(raw)}`, 'write mode: tcp (bytes) or mode: http (per-request policy)');
+          else
+            this.fail(
+              'inbound.mode',
+              `expected tcp or http, got ${describe(raw)}`,
+              'write mode: tcp (bytes) or mode: http (per-request policy)',
+            );
         }
         const upstreamTimeoutMs = this.duration(im.get('upstreamTimeout'), 'inbound.upstreamTimeout', DEFAULTS.upstreamTimeoutMs);
         const maxHandshakes = this.positiveInt(im.get('maxHandshakes'), 'inbound.maxHandshakes', DEFAULTS.maxHandshakes, 100_000);
         // Unset, it follows a lowered maxHandshakes down.
-        const maxHandshakesPerAddress = this.positiveInt(im.get('maxHandshakesPerAddress'), 'inbound.maxHandshakesPerAddress', Math.min(DEFAULTS.maxHandshakesPerAddress, maxHandshakes), 100_000);
+        const maxHandshakesPerAddress = this.positiveInt(
+          im.get('maxHandshakesPerAddress'),
+          'inbound.maxHandshakesPerAddress',
+          Math.min(DEFAULTS.maxHandshakesPerAddress, maxHandshakes),
+          100_000,
+        );
         // Node keeps at most 1,000 header pairs in req.headers: the limit stays well under it.
-        const maxRequestHeaders = this.positiveInt(im.get('maxRequestHeaders'), 'inbound.maxRequestHeaders', DEFAULTS.maxRequestHeaders, 500);
+        const maxRequestHeaders = this.positiveInt(
+          im.get('maxRequestHeaders'),
+          'inbound.maxRequestHeaders',
+          DEFAULTS.maxRequestHeaders,
+          500,
+        );
         let upstream: UpstreamProtocol = 'http1';
         if (im.has('upstream')) {
           const raw = im.get('upstream');
           if (raw === 'http1' || raw === 'h2c') upstream = raw;
-          else this.fail('inbound.upstream', `expected http1 or h2c, got ${describe(raw)}`, 'write upstream: http1 (HTTP/1.1) or upstream: h2c (cleartext HTTP/2, as gRPC servers listen)');
-          if (mode !== 'http') this.fail('inbound.upstream', 'applies to mode: http only', 'set inbound.mode: http, or remove upstream (tcp mode forwards bytes)');
+          else
+            this.fail(
+              'inbound.upstream',
+              `expected http1 or h2c, got ${describe(raw)}`,
+              'write upstream: http1 (HTTP/1.1) or upstream: h2c (cleartext HTTP/2, as gRPC servers listen)',
+            );
+          if (mode !== 'http')
+            this.fail(
+              'inbound.upstream',
+              'applies to mode: http only',
+              'set inbound.mode: http, or remove upstream (tcp mode forwards bytes)',
+            );
         }
-        const maxTunnelStreams = this.positiveInt(im.get('maxTunnelStreams'), 'inbound.maxTunnelStreams', DEFAULTS.maxTunnelStreams, 10_000);
-        const maxTunnelsPerCaller = this.positiveInt(im.get('maxTunnelsPerCaller'), 'inbound.maxTunnelsPerCaller', DEFAULTS.maxTunnelsPerCaller, 1_000);
+        const maxTunnelStreams = this.positiveInt(
+          im.get('maxTunnelStreams'),
+          'inbound.maxTunnelStreams',
+          DEFAULTS.maxTunnelStreams,
+          10_000,
+        );
+        const maxTunnelsPerCaller = this.positiveInt(
+          im.get('maxTunnelsPerCaller'),
+          'inbound.maxTunnelsPerCaller',
+          DEFAULTS.maxTunnelsPerCaller,
+          1_000,
+        );
         const limits = this.limits(im, 'inbound');
         if (maxHandshakesPerAddress > maxHandshakes) {
-          this.fail('inbound.maxHandshakesPerAddress', `is ${maxHandshakesPerAddress}, above inbound.maxHandshakes (${maxHandshakes})`, 'make it at most maxHandshakes');
+          this.fail(
+            'inbound.maxHandshakesPerAddress',
+            `is ${maxHandshakesPerAddress}, above inbound.maxHandshakes (${maxHandshakes})`,
+            'make it at most maxHandshakes',
+          );
         }
         if (listen && forward) {
-          inbound = { listen, forward, mode, upstreamTimeoutMs, maxHandshakes, maxHandshakesPerAddress, maxRequestHeaders, upstream, maxTunnelStreams, maxTunnelsPerCaller, ...limits };
+          inbound = {
+            listen,
+            forward,
+            mode,
+            upstreamTimeoutMs,
+            maxHandshakes,
+            maxHandshakesPerAddress,
+            maxRequestHeaders,
+            upstream,
+            maxTunnelStreams,
+            maxTunnelsPerCaller,
+            ...limits,
+          };
         }
       }
-      if (!policy && !m.has('policy')) this.fail('policy', 'missing', 'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused');
+      if (!policy && !m.has('policy'))
+        this.fail(
+          'policy',
+          'missing',
+          'an inbound listener needs the mesh policy file (policy: /etc/svcca/policy.yaml); without one every caller would be refused',
+        );
     }
 
     const outbound: OutboundConfig[] = [];
     if (m.has('outbound')) {
       const list = m.get('outbound');
-      if (!Array.isArray(list)) this.fail('outbound', `expected a list, got ${describe(list)}`, 'write one "- listen: …" entry per upstream service');
-      else if (list.length > MAX_OUTBOUND) this.fail('outbound', `has ${list.length} entries; the limit is ${MAX_OUTBOUND}`, 'split the sidecar');
+      if (!Array.isArray(list))
+        this.fail('outbound', `expected a list, got ${describe(list)}`, 'write one "- listen: …" entry per upstream service');
+      else if (list.length > MAX_OUTBOUND)
+        this.fail('outbound', `has ${list.length} entries; the limit is ${MAX_OUTBOUND}`, 'split the sidecar');
       else {
         list.forEach((entry: unknown, i: number) => {
           const path = `outbound[${i}]`;
           const om = this.map(entry, path, KEYS.outbound, 'listen: 127.0.0.1:15001');
           if (!om) return;
-          const listen = om.has('listen') ? this.address(om.get('listen'), `${path}.listen`, { listen: true, unix: true, local: 'anything that reaches it could call out as this service without a credential' }) : this.fail(`${path}.listen`, 'missing', 'write listen: 127.0.0.1:15001 or unix:/run/svcca/app.sock');
-          const connect = om.has('connect') ? this.address(om.get('connect'), `${path}.connect`, { listen: false, unix: false }) : this.fail(`${path}.connect`, 'missing', "write connect: <host>:<port> of the other service's sidecar");
+          const listen = om.has('listen')
+            ? this.address(om.get('listen'), `${path}.listen`, {
+                listen: true,
+                unix: true,
+                local: 'anything that reaches it could call out as this service without a credential',
+              })
+            : this.fail(`${path}.listen`, 'missing', 'write listen: 127.0.0.1:15001 or unix:/run/svcca/app.sock');
+          const connect = om.has('connect')
+            ? this.address(om.get('connect'), `${path}.connect`, { listen: false, unix: false })
+            : this.fail(`${path}.connect`, 'missing', "write connect: <host>:<port> of the other service's sidecar");
           let serverId: string | undefined;
-          if (!om.has('serverId')) this.fail(`${path}.serverId`, 'missing', 'write serverId: spiffe://<trust-domain>/<service>, the identity the server must present');
+          if (!om.has('serverId'))
+            this.fail(
+              `${path}.serverId`,
+              'missing',
+              'write serverId: spiffe://<trust-domain>/<service>, the identity the server must present',
+            );
           else {
             const s = this.str(om.get('serverId'), `${path}.serverId`, 'write serverId: spiffe://<trust-domain>/<service>');
             if (s !== undefined) {
               const parsed = parseSpiffeId(s);
               if (parsed.ok) serverId = s;
-              else this.fail(`${path}.serverId`, `${quote(s)} is not a SPIFFE ID: ${parsed.reason}`, 'write serverId: spiffe://<trust-domain>/<service>');
+              else
+                this.fail(
+                  `${path}.serverId`,
+                  `${quote(s)} is not a SPIFFE ID: ${parsed.reason}`,
+                  'write serverId: spiffe://<trust-domain>/<service>',
+                );
             }
           }
           const alpn = om.has('alpn') ? this.alpn(om.get('alpn'), `${path}.alpn`) : undefined;
@@ -428,12 +572,28 @@ class Validator {
           if (om.has('tunnel')) {
             const raw = om.get('tunnel');
             if (raw === 'auto' || raw === 'off') tunnel = raw;
-            else this.fail(`${path}.tunnel`, `expected auto or off, got ${describe(raw)}`, 'write tunnel: auto (streams over a few warm mTLS connections when the peer is an svcca sidecar) or tunnel: off (one mTLS connection per app connection)');
-            if (raw === 'auto' && alpn) this.fail(`${path}.tunnel`, 'auto cannot carry an app speaking HTTP/2 (alpn is set): its connection must reach the inbound as its own', 'remove tunnel (it is off when alpn is set), or remove alpn');
+            else
+              this.fail(
+                `${path}.tunnel`,
+                `expected auto or off, got ${describe(raw)}`,
+                'write tunnel: auto (streams over a few warm mTLS connections when the peer is an svcca sidecar) or tunnel: off (one mTLS connection per app connection)',
+              );
+            if (raw === 'auto' && alpn)
+              this.fail(
+                `${path}.tunnel`,
+                'auto cannot carry an app speaking HTTP/2 (alpn is set): its connection must reach the inbound as its own',
+                'remove tunnel (it is off when alpn is set), or remove alpn',
+              );
           }
-          const tunnelConnections = this.positiveInt(om.get('tunnelConnections'), `${path}.tunnelConnections`, DEFAULTS.tunnelConnections, 64);
+          const tunnelConnections = this.positiveInt(
+            om.get('tunnelConnections'),
+            `${path}.tunnelConnections`,
+            DEFAULTS.tunnelConnections,
+            64,
+          );
           const limits = this.limits(om, path);
-          if (listen && connect && connect.kind === 'tcp' && serverId) outbound.push({ listen, connect, serverId, ...(alpn && { alpn }), tunnel, tunnelConnections, ...limits });
+          if (listen && connect && connect.kind === 'tcp' && serverId)
+            outbound.push({ listen, connect, serverId, ...(alpn && { alpn }), tunnel, tunnelConnections, ...limits });
         });
       }
     }
@@ -442,7 +602,9 @@ class Validator {
     if (m.has('admin')) {
       const am = this.map(m.get('admin'), 'admin', KEYS.admin, 'listen: 127.0.0.1:15000');
       if (am) {
-        const listen = am.has('listen') ? this.address(am.get('listen'), 'admin.listen', { listen: true, unix: true }) : this.fail('admin.listen', 'missing', 'write listen: 127.0.0.1:15000');
+        const listen = am.has('listen')
+          ? this.address(am.get('listen'), 'admin.listen', { listen: true, unix: true })
+          : this.fail('admin.listen', 'missing', 'write listen: 127.0.0.1:15000');
         if (listen) admin = { listen };
       }
     }
@@ -453,7 +615,12 @@ class Validator {
       if (lm?.has('level')) {
         const raw = lm.get('level');
         if (typeof raw === 'string' && (LOG_LEVELS as readonly string[]).includes(raw)) logLevel = raw as LogLevel;
-        else this.fail('log.level', `expected one of ${LOG_LEVELS.join(', ')}, got ${describe(raw)}`, 'write level: info (debug also logs every allowed connection)');
+        else
+          this.fail(
+            'log.level',
+            `expected one of ${LOG_LEVELS.join(', ')}, got ${describe(raw)}`,
+            'write level: info (debug also logs every allowed connection)',
+          );
       }
     }
     let shutdownGraceMs: number = DEFAULTS.shutdownGraceMs;
@@ -476,7 +643,18 @@ class Validator {
       this.fail('', 'has neither inbound nor outbound', 'add inbound: (to accept calls) or outbound: (to make them), or both');
     }
     this.checkDistinctListeners(inbound, outbound, admin);
-    return { source: this.source, identity, policy, inbound, outbound, admin, logLevel, shutdownGraceMs, reloadIntervalMs, reloadHashIntervalMs };
+    return {
+      source: this.source,
+      identity,
+      policy,
+      inbound,
+      outbound,
+      admin,
+      logLevel,
+      shutdownGraceMs,
+      reloadIntervalMs,
+      reloadHashIntervalMs,
+    };
   }
 
   private limits(m: Map<string, unknown>, path: string): ConnectionLimits {
@@ -487,7 +665,11 @@ class Validator {
     };
   }
 
-  private checkDistinctListeners(inbound: InboundConfig | undefined, outbound: readonly OutboundConfig[], admin: SidecarConfig['admin']): void {
+  private checkDistinctListeners(
+    inbound: InboundConfig | undefined,
+    outbound: readonly OutboundConfig[],
+    admin: SidecarConfig['admin'],
+  ): void {
     const seen = new Map<string, string>();
     const add = (addr: Address | undefined, path: string) => {
       if (!addr) return;

@@ -15,7 +15,9 @@ export const NO_DELAY = { noDelay: true } as const;
 
 /** Dials a forward/connect address (plain TCP or unix). */
 export function dial(address: Address): Socket {
-  return address.kind === 'unix' ? netConnect({ path: address.path, allowHalfOpen: true }) : netConnect({ host: address.host, port: address.port, allowHalfOpen: true, ...NO_DELAY });
+  return address.kind === 'unix'
+    ? netConnect({ path: address.path, allowHalfOpen: true })
+    : netConnect({ host: address.host, port: address.port, allowHalfOpen: true, ...NO_DELAY });
 }
 
 /** `ip:port` of a socket's remote end, or `unix` for a unix-socket client. */

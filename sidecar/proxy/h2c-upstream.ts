@@ -29,7 +29,10 @@ export class H2cUpstream {
   private session(): ClientHttp2Session {
     const current = this.#session;
     if (current && !current.closed && !current.destroyed) return current;
-    const authority = this.address.kind === 'unix' ? 'http://localhost' : `http://${this.address.kind === 'tcp' && this.address.host.includes(':') ? `[${this.address.host}]` : this.address.host}:${this.address.port}`;
+    const authority =
+      this.address.kind === 'unix'
+        ? 'http://localhost'
+        : `http://${this.address.kind === 'tcp' && this.address.host.includes(':') ? `[${this.address.host}]` : this.address.host}:${this.address.port}`;
     const session = http2Connect(authority, { createConnection: () => dial(this.address) });
     this.#session = session;
     this.#all.add(session);

@@ -23,7 +23,18 @@
 import { createHash } from 'node:crypto';
 
 /** RFC 9110 §7.6.1 and the de-facto ones (`proxy-connection`, `keep-alive`). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization', 'http2-settings']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
 
 /** Set by the sidecar from the connection, or not at all; anything the caller sent is dropped. */
 const SIDECAR_SET = new Set(['forwarded', 'x-real-ip', 'x-original-url', 'x-rewrite-url']);
@@ -86,7 +97,11 @@ export type UpstreamHeaders =
        */
       readonly hasBody: boolean;
     }
-  | { readonly ok: false; readonly reason: 'sidecar-header-nominated' | 'bad-request'; /** one short line, safe for a 400 body */ readonly detail: string };
+  | {
+      readonly ok: false;
+      readonly reason: 'sidecar-header-nominated' | 'bad-request' /** one short line, safe for a 400 body */;
+      readonly detail: string;
+    };
 
 /** The headers the local service receives for one request, or why the request is refused. */
 export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHeaders {
@@ -102,15 +117,16 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
       for (const token of raw[i + 1]!.split(',')) {
         const t = canonicalHeaderName(token.trim());
         if (t === '') continue;
-        if (setBySidecar(t)) return { ok: false, reason: 'sidecar-header-nominated', detail: `the Connection header names ${t}, which the sidecar sets` };
+        if (setBySidecar(t))
+          return { ok: false, reason: 'sidecar-header-nominated', detail: `the Connection header names ${t}, which the sidecar sets` };
         if (!NEVER_NOMINATED.has(t)) nominated.add(t);
       }
     } else if (name === 'host') hosts++;
     else if (name === 'content-length') {
       contentLengths++;
       contentLength = raw[i + 1]!.trim();
-    }
-    else if (name === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? raw[i + 1]! : `${transferEncoding}, ${raw[i + 1]!}`;
+    } else if (name === 'transfer-encoding')
+      transferEncoding = transferEncoding === undefined ? raw[i + 1]! : `${transferEncoding}, ${raw[i + 1]!}`;
   }
   // Two Host headers are read differently by different servers (first, last, joined).
   if (hosts > 1) return { ok: false, reason: 'bad-request', detail: 'more than one Host header' };
@@ -125,8 +141,10 @@ export function upstreamRequestHeaders(input: UpstreamRequestInput): UpstreamHea
   // Node's parser refuses these too; refusing here as well keeps the framing decision in
   // one place whatever the parser lets through.
   if (contentLengths > 1) return { ok: false, reason: 'bad-request', detail: 'more than one Content-Length header' };
-  if (contentLength !== undefined && !/^\d{1,15}$/.test(contentLength)) return { ok: false, reason: 'bad-request', detail: 'Content-Length is not a whole number' };
-  if (chunked && contentLength !== undefined) return { ok: false, reason: 'bad-request', detail: 'both Transfer-Encoding and Content-Length' };
+  if (contentLength !== undefined && !/^\d{1,15}$/.test(contentLength))
+    return { ok: false, reason: 'bad-request', detail: 'Content-Length is not a whole number' };
+  if (chunked && contentLength !== undefined)
+    return { ok: false, reason: 'bad-request', detail: 'both Transfer-Encoding and Content-Length' };
   const hasBody = chunked || (contentLength !== undefined && Number(contentLength) > 0);
 
   const headers: string[] = [];

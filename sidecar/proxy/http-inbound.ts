@@ -32,7 +32,16 @@ import { policyDecision } from './verdict.js';
 export type HttpResult = 'allowed' | 'denied' | 'bad-request';
 
 /** Refusal codes of http mode (the `reason` of the log line and refusal metric). */
-export type HttpRefusalReason = 'policy-denied' | 'revoked' | 'expired' | 'bad-target' | 'bad-request' | 'too-many-headers' | 'sidecar-header-nominated' | 'unsupported-method' | 'request-head-timeout';
+export type HttpRefusalReason =
+  | 'policy-denied'
+  | 'revoked'
+  | 'expired'
+  | 'bad-target'
+  | 'bad-request'
+  | 'too-many-headers'
+  | 'sidecar-header-nominated'
+  | 'unsupported-method'
+  | 'request-head-timeout';
 
 /** Who is on a caller connection: worked out once, at the handshake, for all its requests. */
 export interface HttpCaller {
@@ -176,12 +185,24 @@ export class HttpInbound {
             this.#deps.config.upstream === 'h2c'
             ? 'the local service speaks HTTP/2 only (inbound.upstream: h2c): make this request over HTTP/2'
             : undefined,
-      upstreamHeaders: () => upstreamRequestHeaders({ rawHeaders: req.rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.#pool.fallbackHost, hostRequired: req.httpVersion !== '1.0', upgrade }),
+      upstreamHeaders: () =>
+        upstreamRequestHeaders({
+          rawHeaders: req.rawHeaders,
+          xfcc: caller.xfcc,
+          clientIp: caller.ip,
+          fallbackHost: this.#pool.fallbackHost,
+          hostRequired: req.httpVersion !== '1.0',
+          upgrade,
+        }),
       decisions: this.#deps.decisions,
     });
   }
 
-  private logRefusal(conn: HttpConnection | undefined, req: IncomingMessage | undefined, g: { status: number; result: HttpResult; reason: string; detail: string; path?: string }): void {
+  private logRefusal(
+    conn: HttpConnection | undefined,
+    req: IncomingMessage | undefined,
+    g: { status: number; result: HttpResult; reason: string; detail: string; path?: string },
+  ): void {
     logHttpRefusal(this.#deps, conn?.caller, { method: req?.method, target: req?.url }, g);
   }
 
@@ -223,7 +244,20 @@ export class HttpInbound {
       this.#deps.metrics.httpRequests.inc({ status: res.headersSent ? String(res.statusCode) : 'none', result: 'allowed' });
       // A would-deny request was logged by the decision recorder instead.
       if (!g.wouldDeny && this.#deps.logger.isLevelEnabled('debug')) {
-        this.#deps.logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method, path: g.path, rule: g.rule, status: res.statusCode }, 'request allowed');
+        this.#deps.logger.debug(
+          {
+            event: 'allowed',
+            direction: 'inbound',
+            mode: 'http',
+            peer: conn.caller.peer,
+            address: conn.caller.address,
+            method,
+            path: g.path,
+            rule: g.rule,
+            status: res.statusCode,
+          },
+          'request allowed',
+        );
       }
     });
     this.forward(conn, req, res, g, false);
@@ -236,7 +270,16 @@ export class HttpInbound {
     try {
       up = this.#pool.request({ method: req.method!, path: g.forwardPath, headers: g.headers, pooled: true });
     } catch (err) {
-      this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `cannot build the request to the local service (${(err as Error).message})`, hasBody);
+      this.upstreamFailed(
+        conn,
+        req,
+        res,
+        g.path,
+        502,
+        'upstream-unavailable',
+        `cannot build the request to the local service (${(err as Error).message})`,
+        hasBody,
+      );
       return;
     }
     let timedOut = false;
@@ -261,7 +304,16 @@ export class HttpInbound {
         res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
       } catch (err) {
         upRes.destroy();
-        this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service sent a response that cannot be passed on (${(err as Error).message})`, hasBody);
+        this.upstreamFailed(
+          conn,
+          req,
+          res,
+          g.path,
+          502,
+          'upstream-unavailable',
+          `the local service sent a response that cannot be passed on (${(err as Error).message})`,
+          hasBody,
+        );
         return;
       }
       upRes.on('error', () => res.destroy());
@@ -283,8 +335,28 @@ export class HttpInbound {
         this.forward(conn, req, res, g, true);
         return;
       }
-      if (timedOut) this.upstreamFailed(conn, req, res, g.path, 504, 'upstream-timeout', `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`, hasBody);
-      else this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`, hasBody);
+      if (timedOut)
+        this.upstreamFailed(
+          conn,
+          req,
+          res,
+          g.path,
+          504,
+          'upstream-timeout',
+          `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`,
+          hasBody,
+        );
+      else
+        this.upstreamFailed(
+          conn,
+          req,
+          res,
+          g.path,
+          502,
+          'upstream-unavailable',
+          `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`,
+          hasBody,
+        );
     });
     if (hasBody && !retried) req.pipe(up);
     else {
@@ -293,16 +365,44 @@ export class HttpInbound {
     }
   }
 
-  private upstreamFailed(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, path: string, status: 502 | 504, reason: string, detail: string, hasBody: boolean): void {
-    this.#deps.logger.warn({ event: 'upstream-error', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method: req.method, path, status, reason, detail }, 'the local service failed the request');
+  private upstreamFailed(
+    conn: HttpConnection,
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    status: 502 | 504,
+    reason: string,
+    detail: string,
+    hasBody: boolean,
+  ): void {
+    this.#deps.logger.warn(
+      {
+        event: 'upstream-error',
+        direction: 'inbound',
+        mode: 'http',
+        peer: conn.caller.peer,
+        address: conn.caller.address,
+        method: req.method,
+        path,
+        status,
+        reason,
+        detail,
+      },
+      'the local service failed the request',
+    );
     if (res.headersSent || res.destroyed) {
       res.destroy();
       return;
     }
-    const body = status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n';
+    const body =
+      status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n';
     // The caller's body may be partly unread: the connection cannot carry another request.
     if (hasBody) conn.closing = true;
-    res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), ...(hasBody ? { connection: 'close' } : {}) });
+    res.writeHead(status, {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      ...(hasBody ? { connection: 'close' } : {}),
+    });
     res.end(body);
   }
 
@@ -358,7 +458,20 @@ export class HttpInbound {
         return;
       }
       metrics.httpRequests.inc({ status: String(upRes.statusCode), result: 'allowed' });
-      logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method, path: g.path, rule: g.rule, upgrade: req.headers.upgrade }, 'upgrade allowed');
+      logger.debug(
+        {
+          event: 'allowed',
+          direction: 'inbound',
+          mode: 'http',
+          peer: conn.caller.peer,
+          address: conn.caller.address,
+          method,
+          path: g.path,
+          rule: g.rule,
+          upgrade: req.headers.upgrade,
+        },
+        'upgrade allowed',
+      );
       socket.write(rawHead(upRes.statusCode ?? 101, upRes.statusMessage, clientResponseHeaders(upRes.rawHeaders, { upgrade: true })));
       if (upHead.length > 0) socket.write(upHead);
       if (head.length > 0) upSocket.write(head);
@@ -369,7 +482,9 @@ export class HttpInbound {
       settled = true;
       up.setTimeout(config.idleTimeoutMs);
       metrics.httpRequests.inc({ status: String(upRes.statusCode), result: 'allowed' });
-      socket.write(rawHead(upRes.statusCode ?? 502, upRes.statusMessage, [...clientResponseHeaders(upRes.rawHeaders), 'Connection', 'close']));
+      socket.write(
+        rawHead(upRes.statusCode ?? 502, upRes.statusMessage, [...clientResponseHeaders(upRes.rawHeaders), 'Connection', 'close']),
+      );
       upRes.on('error', () => socket.destroy());
       upRes.pipe(socket);
     });
@@ -381,10 +496,34 @@ export class HttpInbound {
       settled = true;
       const status = timedOut ? 504 : 502;
       const reason = timedOut ? 'upstream-timeout' : 'upstream-unavailable';
-      const detail = timedOut ? `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms` : `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`;
-      logger.warn({ event: 'upstream-error', direction: 'inbound', mode: 'http', peer: conn.caller.peer, address: conn.caller.address, method, path: g.path, status, reason, detail }, 'the local service failed the request');
+      const detail = timedOut
+        ? `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`
+        : `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`;
+      logger.warn(
+        {
+          event: 'upstream-error',
+          direction: 'inbound',
+          mode: 'http',
+          peer: conn.caller.peer,
+          address: conn.caller.address,
+          method,
+          path: g.path,
+          status,
+          reason,
+          detail,
+        },
+        'the local service failed the request',
+      );
       metrics.httpRequests.inc({ status: String(status), result: 'allowed' });
-      endWith(socket, rawResponse(status, status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n'));
+      endWith(
+        socket,
+        rawResponse(
+          status,
+          status === 504
+            ? 'gateway timeout: the local service did not answer in time\n'
+            : 'bad gateway: the local service is unreachable\n',
+        ),
+      );
     });
     up.end();
   }
@@ -448,7 +587,16 @@ function rawHead(status: number, message: string | undefined, headers: readonly 
 }
 
 function rawResponse(status: number, body: string): string {
-  return rawHead(status, undefined, ['Content-Type', 'text/plain; charset=utf-8', 'Content-Length', String(Buffer.byteLength(body)), 'Connection', 'close']) + body;
+  return (
+    rawHead(status, undefined, [
+      'Content-Type',
+      'text/plain; charset=utf-8',
+      'Content-Length',
+      String(Buffer.byteLength(body)),
+      'Connection',
+      'close',
+    ]) + body
+  );
 }
 
 /** Writes a last response on a socket the HTTP server no longer manages, then lets it go. */

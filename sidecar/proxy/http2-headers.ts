@@ -60,7 +60,13 @@ export function http2UpstreamHeaders(input: Http2RequestInput): UpstreamHeaders 
   const list = [...(hostValue !== undefined ? ['host', hostValue] : []), ...fields];
   if (cookies.length > 0) list.push('cookie', cookies.join('; '));
   if (input.hasBody && !contentLength) list.push('transfer-encoding', 'chunked');
-  return upstreamRequestHeaders({ rawHeaders: list, xfcc: input.xfcc, clientIp: input.clientIp, fallbackHost: input.fallbackHost, hostRequired: false });
+  return upstreamRequestHeaders({
+    rawHeaders: list,
+    xfcc: input.xfcc,
+    clientIp: input.clientIp,
+    fallbackHost: input.fallbackHost,
+    hostRequired: false,
+  });
 }
 
 /**
@@ -68,7 +74,12 @@ export function http2UpstreamHeaders(input: Http2RequestInput): UpstreamHeaders 
  * first, connection-specific fields dropped, `te: trailers` kept when the caller sent it
  * (gRPC servers require it).
  */
-export function h2cRequestHeaders(method: string, path: string, sanitized: readonly string[], callerTe: string | undefined): OutgoingHttpHeaders {
+export function h2cRequestHeaders(
+  method: string,
+  path: string,
+  sanitized: readonly string[],
+  callerTe: string | undefined,
+): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = { ':method': method, ':path': path, ':scheme': 'http' };
   for (let i = 0; i + 1 < sanitized.length; i += 2) {
     const name = sanitized[i]!.toLowerCase();
@@ -125,7 +136,8 @@ export const GRPC_STATUS = { permissionDenied: 7, unauthenticated: 16, unimpleme
 export function grpcErrorHeaders(status: number, message: string): OutgoingHttpHeaders {
   let encoded = '';
   for (const byte of Buffer.from(message, 'utf8')) {
-    encoded += byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte);
+    encoded +=
+      byte < 0x20 || byte > 0x7e || byte === 0x25 ? `%${byte.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(byte);
   }
   return { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(status), 'grpc-message': encoded };
 }

@@ -20,7 +20,16 @@
  * either way — a zero flow-control window held open included — is closed after
  * `inbound.idleTimeout`.
  */
-import { constants, createServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import {
+  constants,
+  createServer,
+  type Http2Server,
+  type Http2Session,
+  type IncomingHttpHeaders,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { IncomingMessage } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
@@ -29,7 +38,16 @@ import type { Metrics } from '../metrics.js';
 import type { SnapshotSource } from '../snapshot.js';
 import { clientResponseHeaders } from './http-headers.js';
 import { HttpConnection, type HttpCaller } from './http-inbound.js';
-import { GRPC_STATUS, grpcErrorHeaders, h2cRequestHeaders, http2ResponseHeaders, http2UpstreamHeaders, isGrpc, regularHeaderCount, regularHeaders } from './http2-headers.js';
+import {
+  GRPC_STATUS,
+  grpcErrorHeaders,
+  h2cRequestHeaders,
+  http2ResponseHeaders,
+  http2UpstreamHeaders,
+  isGrpc,
+  regularHeaderCount,
+  regularHeaders,
+} from './http2-headers.js';
 import { H2cUpstream } from './h2c-upstream.js';
 import type { PolicyDecisions } from './policy-decisions.js';
 import { judgeRequest, logHttpRefusal, type Gate, type GateRefusal } from './request-judge.js';
@@ -89,7 +107,9 @@ export class Http2Inbound {
       maxSessionRejectedStreams: 100,
       maxSessionInvalidFrames: 100,
     });
-    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) => this.onStream(stream, headers, flags, rawHeaders));
+    this.#server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]) =>
+      this.onStream(stream, headers, flags, rawHeaders),
+    );
     this.#server.on('sessionError', () => undefined);
     // With no 'timeout' listener Node would not close an idle session.
     this.#server.setTimeout(config.idleTimeoutMs, (session?: ServerHttp2Session) => session?.close());
@@ -166,7 +186,20 @@ export class Http2Inbound {
     const caller = conn.caller;
     if (method === 'CONNECT') {
       // The sidecar is not a forward proxy (and extended CONNECT is not offered).
-      this.refuse(conn, stream, { method, target }, { ok: false, status: 400, result: 'bad-request', reason: 'unsupported-method', detail: 'CONNECT is not supported: the sidecar is not a forward proxy', body: 'bad request: CONNECT is not supported\n' }, grpc);
+      this.refuse(
+        conn,
+        stream,
+        { method, target },
+        {
+          ok: false,
+          status: 400,
+          result: 'bad-request',
+          reason: 'unsupported-method',
+          detail: 'CONNECT is not supported: the sidecar is not a forward proxy',
+          body: 'bad request: CONNECT is not supported\n',
+        },
+        grpc,
+      );
       return;
     }
     const hasBody = (flags & constants.NGHTTP2_FLAG_END_STREAM) === 0;
@@ -174,7 +207,20 @@ export class Http2Inbound {
     if (listBytes > MAX_HEADER_LIST_BYTES) {
       // SETTINGS_MAX_HEADER_LIST_SIZE is advisory: Node accepts a larger list, so it is refused here.
       const detail = `the header list is ${listBytes} bytes; the limit is ${MAX_HEADER_LIST_BYTES}`;
-      this.refuse(conn, stream, { method, target }, { ok: false, status: 431, result: 'bad-request', reason: 'too-many-headers', detail, body: `request header fields too large: ${detail}\n` }, grpc);
+      this.refuse(
+        conn,
+        stream,
+        { method, target },
+        {
+          ok: false,
+          status: 431,
+          result: 'bad-request',
+          reason: 'too-many-headers',
+          detail,
+          body: `request header fields too large: ${detail}\n`,
+        },
+        grpc,
+      );
       return;
     }
     const g = judgeRequest({
@@ -185,7 +231,8 @@ export class Http2Inbound {
       target,
       headerCount: regularHeaderCount(rawHeaders),
       maxHeaders: this.#deps.config.maxRequestHeaders,
-      upstreamHeaders: () => http2UpstreamHeaders({ rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.fallbackHost(), hasBody }),
+      upstreamHeaders: () =>
+        http2UpstreamHeaders({ rawHeaders, xfcc: caller.xfcc, clientIp: caller.ip, fallbackHost: this.fallbackHost(), hasBody }),
       decisions: this.#deps.decisions,
     });
     if (!g.ok) {
@@ -197,9 +244,26 @@ export class Http2Inbound {
     stream.setTimeout(this.#deps.config.idleTimeoutMs, () => stream.close(constants.NGHTTP2_CANCEL));
     stream.once('close', () => {
       conn.exchanges.delete(ex);
-      this.#deps.metrics.httpRequests.inc({ status: stream.headersSent ? String(stream.sentHeaders[':status'] ?? 'none') : 'none', result: 'allowed' });
+      this.#deps.metrics.httpRequests.inc({
+        status: stream.headersSent ? String(stream.sentHeaders[':status'] ?? 'none') : 'none',
+        result: 'allowed',
+      });
       if (!g.wouldDeny && this.#deps.logger.isLevelEnabled('debug')) {
-        this.#deps.logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', protocol: 'h2', peer: caller.peer, address: caller.address, method, path: g.path, rule: g.rule, status: stream.sentHeaders?.[':status'] }, 'request allowed');
+        this.#deps.logger.debug(
+          {
+            event: 'allowed',
+            direction: 'inbound',
+            mode: 'http',
+            protocol: 'h2',
+            peer: caller.peer,
+            address: caller.address,
+            method,
+            path: g.path,
+            rule: g.rule,
+            status: stream.sentHeaders?.[':status'],
+          },
+          'request allowed',
+        );
       }
     });
     if (this.#h2c) this.forwardH2c(conn, stream, headers, method, g, hasBody);
@@ -211,7 +275,13 @@ export class Http2Inbound {
     return a.kind === 'unix' ? 'localhost' : a.text;
   }
 
-  private refuse(conn: HttpConnection, stream: ServerHttp2Stream, request: { method: string; target: string }, g: GateRefusal, grpc: boolean): void {
+  private refuse(
+    conn: HttpConnection,
+    stream: ServerHttp2Stream,
+    request: { method: string; target: string },
+    g: GateRefusal,
+    grpc: boolean,
+  ): void {
     logHttpRefusal(this.#deps, conn.caller, { ...request, protocol: 'h2' }, g);
     // The body, if any, is not wanted: the stream is answered and closed.
     if (stream.destroyed || stream.closed) return;
@@ -257,7 +327,15 @@ export class Http2Inbound {
         stream.respond(headers, { endStream: noBody, waitForTrailers: !noBody });
       } catch (err) {
         upRes.destroy();
-        this.upstreamFailed(conn, stream, method, g.path, 502, 'upstream-unavailable', `the local service sent a response that cannot be passed on (${(err as Error).message})`);
+        this.upstreamFailed(
+          conn,
+          stream,
+          method,
+          g.path,
+          502,
+          'upstream-unavailable',
+          `the local service sent a response that cannot be passed on (${(err as Error).message})`,
+        );
         return;
       }
       if (noBody) {
@@ -280,8 +358,26 @@ export class Http2Inbound {
         stream.close(constants.NGHTTP2_INTERNAL_ERROR);
         return;
       }
-      if (timedOut) this.upstreamFailed(conn, stream, method, g.path, 504, 'upstream-timeout', `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`);
-      else this.upstreamFailed(conn, stream, method, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`);
+      if (timedOut)
+        this.upstreamFailed(
+          conn,
+          stream,
+          method,
+          g.path,
+          504,
+          'upstream-timeout',
+          `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`,
+        );
+      else
+        this.upstreamFailed(
+          conn,
+          stream,
+          method,
+          g.path,
+          502,
+          'upstream-unavailable',
+          `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`,
+        );
     });
     if (hasBody) {
       const chunked = g.headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'transfer-encoding');
@@ -298,13 +394,31 @@ export class Http2Inbound {
   }
 
   /** HTTP/2 in, HTTP/2 (h2c) to the service: streams, trailers and resets passed both ways. */
-  private forwardH2c(conn: HttpConnection, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, method: string, g: Allowed, hasBody: boolean): void {
+  private forwardH2c(
+    conn: HttpConnection,
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    method: string,
+    g: Allowed,
+    hasBody: boolean,
+  ): void {
     const { config } = this.#deps;
     let up: ReturnType<H2cUpstream['request']>;
     try {
-      up = this.#h2c!.request(h2cRequestHeaders(method, g.forwardPath, g.headers, headers.te as string | undefined), { endStream: !hasBody, waitForTrailers: hasBody });
+      up = this.#h2c!.request(h2cRequestHeaders(method, g.forwardPath, g.headers, headers.te as string | undefined), {
+        endStream: !hasBody,
+        waitForTrailers: hasBody,
+      });
     } catch (err) {
-      this.upstreamFailed(conn, stream, method, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} is unreachable (${(err as Error).message})`);
+      this.upstreamFailed(
+        conn,
+        stream,
+        method,
+        g.path,
+        502,
+        'upstream-unavailable',
+        `the local service at ${config.forward.text} is unreachable (${(err as Error).message})`,
+      );
       return;
     }
     let responded = false;
@@ -329,7 +443,8 @@ export class Http2Inbound {
     });
     up.on('headers', (info: IncomingHttpHeaders) => {
       const status = Number(info[':status']);
-      if (status >= 100 && status < 200 && status !== 101 && !stream.headersSent && !stream.closed) stream.additionalHeaders({ ':status': status, ...regularHeaders(info) });
+      if (status >= 100 && status < 200 && status !== 101 && !stream.headersSent && !stream.closed)
+        stream.additionalHeaders({ ':status': status, ...regularHeaders(info) });
     });
     let responseTrailers: OutgoingHttpHeaders = {};
     up.on('trailers', (t: IncomingHttpHeaders) => (responseTrailers = regularHeaders(t)));
@@ -339,10 +454,21 @@ export class Http2Inbound {
       if (stream.closed || stream.destroyed) return;
       const endStream = (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0;
       try {
-        stream.respond({ ':status': Number(resHeaders[':status'] ?? 502), ...regularHeaders(resHeaders) }, { endStream, waitForTrailers: !endStream });
+        stream.respond(
+          { ':status': Number(resHeaders[':status'] ?? 502), ...regularHeaders(resHeaders) },
+          { endStream, waitForTrailers: !endStream },
+        );
       } catch (err) {
         up.close(constants.NGHTTP2_CANCEL);
-        this.upstreamFailed(conn, stream, method, g.path, 502, 'upstream-unavailable', `the local service sent a response that cannot be passed on (${(err as Error).message})`);
+        this.upstreamFailed(
+          conn,
+          stream,
+          method,
+          g.path,
+          502,
+          'upstream-unavailable',
+          `the local service sent a response that cannot be passed on (${(err as Error).message})`,
+        );
         return;
       }
       if (endStream) return;
@@ -353,8 +479,26 @@ export class Http2Inbound {
       // A reset from the service, or a stream that ended without a response.
       if (stream.closed || stream.destroyed) return;
       if (!responded) {
-        if (timedOut) this.upstreamFailed(conn, stream, method, g.path, 504, 'upstream-timeout', `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`);
-        else this.upstreamFailed(conn, stream, method, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} closed the stream without answering (code ${up.rstCode ?? 'none'})`);
+        if (timedOut)
+          this.upstreamFailed(
+            conn,
+            stream,
+            method,
+            g.path,
+            504,
+            'upstream-timeout',
+            `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`,
+          );
+        else
+          this.upstreamFailed(
+            conn,
+            stream,
+            method,
+            g.path,
+            502,
+            'upstream-unavailable',
+            `the local service at ${config.forward.text} closed the stream without answering (code ${up.rstCode ?? 'none'})`,
+          );
       } else if (up.rstCode !== undefined && up.rstCode !== constants.NGHTTP2_NO_ERROR) {
         stream.close(up.rstCode);
       }
@@ -362,7 +506,15 @@ export class Http2Inbound {
     up.on('error', (err: NodeJS.ErrnoException) => {
       if (responded || stream.closed) return;
       responded = true;
-      this.upstreamFailed(conn, stream, method, g.path, 502, 'upstream-unavailable', `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`);
+      this.upstreamFailed(
+        conn,
+        stream,
+        method,
+        g.path,
+        502,
+        'upstream-unavailable',
+        `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`,
+      );
     });
   }
 
@@ -375,24 +527,68 @@ export class Http2Inbound {
     bucket.at = now;
     bucket.tokens -= 1;
     if (bucket.tokens >= 0) return;
-    this.logSessionCut(conn, `more than ${RESET_BURST} streams reset in a burst (then ${RESETS_PER_SECOND}/s): a rapid-reset flood (CVE-2023-44487)`, 'http2-rapid-reset');
+    this.logSessionCut(
+      conn,
+      `more than ${RESET_BURST} streams reset in a burst (then ${RESETS_PER_SECOND}/s): a rapid-reset flood (CVE-2023-44487)`,
+      'http2-rapid-reset',
+    );
     session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
     session.destroy();
   }
 
-  private logSessionCut(conn: HttpConnection, detail: string, reason: 'http2-protocol-error' | 'http2-rapid-reset' = 'http2-protocol-error'): void {
+  private logSessionCut(
+    conn: HttpConnection,
+    detail: string,
+    reason: 'http2-protocol-error' | 'http2-rapid-reset' = 'http2-protocol-error',
+  ): void {
     const { logger, metrics } = this.#deps;
     metrics.refusals.inc({ direction: 'inbound', reason });
-    logger.warn({ event: 'refused', direction: 'inbound', mode: 'http', protocol: 'h2', peer: conn.caller.peer, address: conn.caller.address, reason, detail }, 'HTTP/2 connection cut');
+    logger.warn(
+      {
+        event: 'refused',
+        direction: 'inbound',
+        mode: 'http',
+        protocol: 'h2',
+        peer: conn.caller.peer,
+        address: conn.caller.address,
+        reason,
+        detail,
+      },
+      'HTTP/2 connection cut',
+    );
   }
 
-  private upstreamFailed(conn: HttpConnection, stream: ServerHttp2Stream, method: string, path: string, status: 502 | 504, reason: string, detail: string): void {
-    this.#deps.logger.warn({ event: 'upstream-error', direction: 'inbound', mode: 'http', protocol: 'h2', peer: conn.caller.peer, address: conn.caller.address, method, path, status, reason, detail }, 'the local service failed the request');
+  private upstreamFailed(
+    conn: HttpConnection,
+    stream: ServerHttp2Stream,
+    method: string,
+    path: string,
+    status: 502 | 504,
+    reason: string,
+    detail: string,
+  ): void {
+    this.#deps.logger.warn(
+      {
+        event: 'upstream-error',
+        direction: 'inbound',
+        mode: 'http',
+        protocol: 'h2',
+        peer: conn.caller.peer,
+        address: conn.caller.address,
+        method,
+        path,
+        status,
+        reason,
+        detail,
+      },
+      'the local service failed the request',
+    );
     if (stream.headersSent || stream.closed || stream.destroyed) {
       if (!stream.closed) stream.close(constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }
-    const body = status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n';
+    const body =
+      status === 504 ? 'gateway timeout: the local service did not answer in time\n' : 'bad gateway: the local service is unreachable\n';
     stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) });
     stream.end(body);
   }

@@ -63,7 +63,14 @@ interface TcpDecision {
 
 /** Who is on an http-mode connection, as both HTTP servers take it. */
 function httpCallerOf(caller: VerifiedCaller, self: string): HttpCaller {
-  return { peer: caller.peer, service: caller.service, address: caller.address, ip: caller.ip, leaf: caller.leaf, xfcc: xfccValue(self, caller.leafDer, caller.peer) };
+  return {
+    peer: caller.peer,
+    service: caller.service,
+    address: caller.address,
+    ip: caller.ip,
+    leaf: caller.leaf,
+    xfcc: xfccValue(self, caller.leafDer, caller.peer),
+  };
 }
 
 interface LiveConnection {
@@ -100,13 +107,23 @@ export class InboundProxy {
   readonly #decisions: PolicyDecisions;
   readonly #tunnels: TunnelInbound;
   /** What each tunnel's streams are served as: its caller, judged at the handshake. */
-  readonly #tunnelCallers = new WeakMap<InboundTunnel, { caller: VerifiedCaller; decision: TcpDecision; live: LiveConnection; self: string }>();
+  readonly #tunnelCallers = new WeakMap<
+    InboundTunnel,
+    { caller: VerifiedCaller; decision: TcpDecision; live: LiveConnection; self: string }
+  >();
   #closing = false;
 
   constructor(deps: InboundDeps) {
     this.#deps = deps;
     this.#decisions = new PolicyDecisions(deps.logger, deps.metrics);
-    const httpDeps = { config: deps.config, snapshots: deps.snapshots, logger: deps.logger, metrics: deps.metrics, decisions: this.#decisions, ...(deps.now ? { now: deps.now } : {}) };
+    const httpDeps = {
+      config: deps.config,
+      snapshots: deps.snapshots,
+      logger: deps.logger,
+      metrics: deps.metrics,
+      decisions: this.#decisions,
+      ...(deps.now ? { now: deps.now } : {}),
+    };
     this.#http = deps.config.mode === 'http' ? new HttpInbound(httpDeps) : undefined;
     this.#http2 = deps.config.mode === 'http' ? new Http2Inbound(httpDeps) : undefined;
     const snap = deps.snapshots.current;
@@ -146,7 +163,12 @@ export class InboundProxy {
         return;
       }
       const timeout = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || /timeout/i.test(err.message);
-      this.refuse(socket, timeout ? 'handshake-timeout' : 'handshake-failed', NO_CERTIFICATE, timeout ? `no TLS handshake within ${deps.config.handshakeTimeoutMs} ms` : err.message);
+      this.refuse(
+        socket,
+        timeout ? 'handshake-timeout' : 'handshake-failed',
+        NO_CERTIFICATE,
+        timeout ? `no TLS handshake within ${deps.config.handshakeTimeoutMs} ms` : err.message,
+      );
       socket.destroy();
     });
     this.#server.on('drop', (data?: { remoteAddress?: string; remotePort?: number }) => {
@@ -171,7 +193,11 @@ export class InboundProxy {
       rejudge: (c, snap) => this.rejudge(c, snap),
       onRefused: (c, r) => {
         if (c.tunnel) {
-          this.logRefusal(c.peer, c.address, r.reason, `${r.detail} (a tunnel: ${c.tunnel.streams.size} streams cut with it)`, { open: true, tunnel: true, streams: c.tunnel.streams.size });
+          this.logRefusal(c.peer, c.address, r.reason, `${r.detail} (a tunnel: ${c.tunnel.streams.size} streams cut with it)`, {
+            open: true,
+            tunnel: true,
+            streams: c.tunnel.streams.size,
+          });
           c.tunnel.cut();
           return;
         }
@@ -250,7 +276,10 @@ export class InboundProxy {
     } else if (this.#pending.size >= config.maxHandshakes) {
       refusal = { reason: 'too-many-handshakes', detail: `${config.maxHandshakes} TLS handshakes are in progress (inbound.maxHandshakes)` };
     } else if (fromSource >= config.maxHandshakesPerAddress) {
-      refusal = { reason: 'too-many-handshakes', detail: `${fromSource} TLS handshakes from ${source} are in progress (inbound.maxHandshakesPerAddress)` };
+      refusal = {
+        reason: 'too-many-handshakes',
+        detail: `${fromSource} TLS handshakes from ${source} are in progress (inbound.maxHandshakesPerAddress)`,
+      };
     }
     if (refusal) {
       this.#dropped.add(raw);
@@ -294,7 +323,12 @@ export class InboundProxy {
       this.refuse(socket, own.reason, NO_CERTIFICATE, own.detail);
       return;
     }
-    const verdict = verifyPeer({ leafDer, authorized: socket.authorized, authorizationError: socket.authorizationError?.toString(), role: 'client' }, snap, now, this.#deps.certs);
+    const verdict = verifyPeer(
+      { leafDer, authorized: socket.authorized, authorizationError: socket.authorizationError?.toString(), role: 'client' },
+      snap,
+      now,
+      this.#deps.certs,
+    );
     if (!verdict.ok) {
       this.refuse(socket, verdict.reason, verdict.peer, verdict.detail, socket.isSessionReused());
       return;
@@ -324,7 +358,15 @@ export class InboundProxy {
       return;
     }
     this.observeHandshake(socket);
-    const live: LiveConnection = { peer: caller.peer, service: caller.service, address, leaf: caller.leaf, ownNotAfter: caller.ownNotAfter, pipe: undefined, socket };
+    const live: LiveConnection = {
+      peer: caller.peer,
+      service: caller.service,
+      address,
+      leaf: caller.leaf,
+      ownNotAfter: caller.ownNotAfter,
+      pipe: undefined,
+      socket,
+    };
     this.#live.add(live);
     this.forwardTcp(socket, caller, decision, live);
   }
@@ -350,7 +392,14 @@ export class InboundProxy {
       metrics.connections.inc({ direction: 'inbound', result: 'error' });
       metrics.refusals.inc({ direction: 'inbound', reason: 'forward-unavailable' });
       logger.warn(
-        { event: 'refused', direction: 'inbound', peer: caller.peer, address, reason: 'forward-unavailable', detail: `the local service at ${this.#deps.config.forward.text} is unreachable (${err.code ?? err.message})` },
+        {
+          event: 'refused',
+          direction: 'inbound',
+          peer: caller.peer,
+          address,
+          reason: 'forward-unavailable',
+          detail: `the local service at ${this.#deps.config.forward.text} is unreachable (${err.code ?? err.message})`,
+        },
         'caller allowed but the local service is down; connection closed',
       );
       upstream.destroy();
@@ -366,7 +415,19 @@ export class InboundProxy {
       }
       metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
       // A would-deny connection (audit mode) was logged by the decision recorder instead.
-      if (decision.wouldDeny === undefined) logger.debug({ event: 'allowed', direction: 'inbound', peer: caller.peer, address, rule: decision.rule, resumed: caller.resumed, ...(live ? {} : { tunnel: true }) }, 'connection allowed');
+      if (decision.wouldDeny === undefined)
+        logger.debug(
+          {
+            event: 'allowed',
+            direction: 'inbound',
+            peer: caller.peer,
+            address,
+            rule: decision.rule,
+            resumed: caller.resumed,
+            ...(live ? {} : { tunnel: true }),
+          },
+          'connection allowed',
+        );
       const pipe = pipeBoth(conn, upstream, {
         idleTimeoutMs: this.#deps.config.idleTimeoutMs,
         onClose: (stats) => {
@@ -376,7 +437,18 @@ export class InboundProxy {
           }
           metrics.bytes.inc({ direction: 'inbound', flow: 'received' }, stats.received);
           metrics.bytes.inc({ direction: 'inbound', flow: 'sent' }, stats.sent);
-          logger.debug({ event: 'closed', direction: 'inbound', peer: caller.peer, address, received: stats.received, sent: stats.sent, how: stats.reason }, 'connection closed');
+          logger.debug(
+            {
+              event: 'closed',
+              direction: 'inbound',
+              peer: caller.peer,
+              address,
+              received: stats.received,
+              sent: stats.sent,
+              how: stats.reason,
+            },
+            'connection closed',
+          );
         },
       });
       if (live) live.pipe = pipe;
@@ -393,10 +465,23 @@ export class InboundProxy {
     this.observeHandshake(socket);
     metrics.connections.inc({ direction: 'inbound', result: 'allowed' });
     metrics.active.inc({ direction: 'inbound' });
-    logger.debug({ event: 'allowed', direction: 'inbound', mode: 'http', peer: caller.peer, address: caller.address, resumed: caller.resumed }, 'connection allowed');
+    logger.debug(
+      { event: 'allowed', direction: 'inbound', mode: 'http', peer: caller.peer, address: caller.address, resumed: caller.resumed },
+      'connection allowed',
+    );
     // ALPN h2 (a direct connection only: a tunnel stream carries HTTP/1.1 or bytes).
-    const http = socket.alpnProtocol === 'h2' ? this.#http2!.accept(socket, httpCallerOf(caller, self)) : this.serveHttp(socket, caller, self);
-    const live: LiveConnection = { peer: caller.peer, service: caller.service, address: caller.address, leaf: caller.leaf, ownNotAfter: caller.ownNotAfter, pipe: undefined, socket, http };
+    const http =
+      socket.alpnProtocol === 'h2' ? this.#http2!.accept(socket, httpCallerOf(caller, self)) : this.serveHttp(socket, caller, self);
+    const live: LiveConnection = {
+      peer: caller.peer,
+      service: caller.service,
+      address: caller.address,
+      leaf: caller.leaf,
+      ownNotAfter: caller.ownNotAfter,
+      pipe: undefined,
+      socket,
+      http,
+    };
     this.#live.add(live);
     socket.once('close', () => {
       this.#live.delete(live);
@@ -477,7 +562,8 @@ export class InboundProxy {
   private observeHandshake(socket: TLSSocket): void {
     const raw = rawOf(socket);
     const started = raw ? this.#acceptedAt.get(raw) : undefined;
-    if (started !== undefined) this.#deps.metrics.handshakeSeconds.observe({ direction: 'inbound' }, Number(process.hrtime.bigint() - started) / 1e9);
+    if (started !== undefined)
+      this.#deps.metrics.handshakeSeconds.observe({ direction: 'inbound' }, Number(process.hrtime.bigint() - started) / 1e9);
   }
 
   private refuse(socket: TLSSocket, reason: RefusalReason, peer: string, detail: string, resumed?: boolean): void {

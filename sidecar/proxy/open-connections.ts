@@ -85,5 +85,8 @@ export class OpenConnections<C extends OpenConnection> implements Iterable<C> {
 
 function ownExpired(c: OpenConnection, now: Date): Rejudged | undefined {
   if (now <= c.ownNotAfter) return undefined;
-  return { reason: 'own-certificate-invalid', detail: `this sidecar's own certificate the connection was made with expired at ${c.ownNotAfter.toISOString()}` };
+  return {
+    reason: 'own-certificate-invalid',
+    detail: `this sidecar's own certificate the connection was made with expired at ${c.ownNotAfter.toISOString()}`,
+  };
 }

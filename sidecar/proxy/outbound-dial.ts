@@ -20,7 +20,14 @@ import { ownCertificateRefusal } from './verdict.js';
 import { type CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
 
 export type DialResult =
-  | { readonly ok: true; readonly tls: TLSSocket; readonly leaf: CertInfo; readonly resumed: boolean; readonly seconds: number; readonly ownNotAfter: Date }
+  | {
+      readonly ok: true;
+      readonly tls: TLSSocket;
+      readonly leaf: CertInfo;
+      readonly resumed: boolean;
+      readonly seconds: number;
+      readonly ownNotAfter: Date;
+    }
   | { readonly ok: false; readonly reason: RefusalReason; readonly detail: string; readonly peer: string };
 
 export interface DialAttempt {
@@ -62,7 +69,11 @@ export class ServerDialer {
     const { config } = this.#deps;
     const snap = this.#deps.snapshots.current;
     const own = ownCertificateRefusal(snap, this.#deps.now());
-    if (own) return { result: Promise.resolve({ ok: false, reason: own.reason, detail: own.detail, peer: config.serverId }), cancel: () => undefined };
+    if (own)
+      return {
+        result: Promise.resolve({ ok: false, reason: own.reason, detail: own.detail, peer: config.serverId }),
+        cancel: () => undefined,
+      };
     const key = this.sessionKey(snap);
     const cached = this.#sessions.get(key);
     const started = process.hrtime.bigint();
@@ -105,7 +116,12 @@ export class ServerDialer {
     const timer = setTimeout(() => {
       if (settled) return;
       tls.destroy();
-      settle({ ok: false, reason: 'handshake-timeout', detail: `no TLS handshake with ${config.connect.text} within ${config.handshakeTimeoutMs} ms`, peer: config.serverId });
+      settle({
+        ok: false,
+        reason: 'handshake-timeout',
+        detail: `no TLS handshake with ${config.connect.text} within ${config.handshakeTimeoutMs} ms`,
+        peer: config.serverId,
+      });
     }, config.handshakeTimeoutMs);
     tls.once('error', (err: NodeJS.ErrnoException) => {
       if (settled) return;
@@ -128,20 +144,40 @@ export class ServerDialer {
         if (still.ok) leaf = cached.leaf;
         else refusal = { reason: still.reason, detail: still.detail, peer: config.serverId };
       } else {
-        const verdict = verifyPeer({ leafDer, authorized: tls.authorized, authorizationError: tls.authorizationError?.toString(), role: 'server' }, current, this.#deps.now(), this.#deps.certs);
+        const verdict = verifyPeer(
+          { leafDer, authorized: tls.authorized, authorizationError: tls.authorizationError?.toString(), role: 'server' },
+          current,
+          this.#deps.now(),
+          this.#deps.certs,
+        );
         if (!verdict.ok) refusal = { reason: verdict.reason, detail: verdict.detail, peer: verdict.peer };
-        else if (verdict.id.uri !== config.serverId) refusal = { reason: 'wrong-server-id', detail: `the server presented ${verdict.id.uri}, not ${config.serverId}`, peer: verdict.id.uri };
+        else if (verdict.id.uri !== config.serverId)
+          refusal = {
+            reason: 'wrong-server-id',
+            detail: `the server presented ${verdict.id.uri}, not ${config.serverId}`,
+            peer: verdict.id.uri,
+          };
         else leaf = verdict.leaf;
       }
       if (refusal || !leaf) {
         this.#sessions.delete(key);
         tls.destroy();
-        settle({ ok: false, ...(refusal ?? { reason: 'untrusted-chain' as const, detail: 'no certificate to judge', peer: config.serverId }) });
+        settle({
+          ok: false,
+          ...(refusal ?? { reason: 'untrusted-chain' as const, detail: 'no certificate to judge', peer: config.serverId }),
+        });
         return;
       }
       verified = leaf;
       if (pendingSession) remember(pendingSession);
-      settle({ ok: true, tls, leaf, resumed: tls.isSessionReused(), seconds: Number(process.hrtime.bigint() - started) / 1e9, ownNotAfter: snap.identity.leaf.notAfter });
+      settle({
+        ok: true,
+        tls,
+        leaf,
+        resumed: tls.isSessionReused(),
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
+        ownNotAfter: snap.identity.leaf.notAfter,
+      });
     });
     return {
       result,
@@ -161,7 +197,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ETI
 function connectFailure(target: string, err: NodeJS.ErrnoException): string {
   const code = err.code ?? err.message;
   if (UNREACHABLE.has(code)) return `cannot reach ${target} (${code})`;
-  if (/ALERT/.test(code)) return `${target} refused the handshake (${code}): it does not accept this sidecar's certificate (another CA, or revoked?)`;
+  if (/ALERT/.test(code))
+    return `${target} refused the handshake (${code}): it does not accept this sidecar's certificate (another CA, or revoked?)`;
   if (/WRONG_VERSION_NUMBER|PACKET_LENGTH|HTTP_REQUEST|RECORD_LAYER/.test(code) || code === 'EPROTO') {
     return `${target} answered, but not with TLS (${code}): is connect the service itself rather than its sidecar?`;
   }

@@ -66,7 +66,12 @@ export class OutboundProxy {
     this.#server = createServer({ allowHalfOpen: true, pauseOnConnect: true, ...NO_DELAY }, (client) => this.onClient(client));
     this.#server.maxConnections = deps.config.maxConnections;
     this.#server.on('drop', () => {
-      this.logRefusal('unix', deps.config.serverId, 'too-many-connections', `the limit of ${deps.config.maxConnections} connections is reached`);
+      this.logRefusal(
+        'unix',
+        deps.config.serverId,
+        'too-many-connections',
+        `the limit of ${deps.config.maxConnections} connections is reached`,
+      );
     });
     const now = () => this.now();
     // Made first: a swap drops the cached sessions, then re-judges the open connections
@@ -129,7 +134,13 @@ export class OutboundProxy {
   }
 
   /** tunnel: auto — a stream on a tunnel, or direct when the server has none. */
-  private async viaTunnel(client: Socket, clientAddr: string, pool: TunnelPool, attempt = 1, early: EarlyData = { chunks: [], bytes: 0, ended: false }): Promise<void> {
+  private async viaTunnel(
+    client: Socket,
+    clientAddr: string,
+    pool: TunnelPool,
+    attempt = 1,
+    early: EarlyData = { chunks: [], bytes: 0, ended: false },
+  ): Promise<void> {
     const grant = await pool.request();
     if (grant.kind === 'refused') {
       this.logRefusal(clientAddr, grant.peer, grant.reason, grant.detail);
@@ -144,7 +155,12 @@ export class OutboundProxy {
     if (grant.kind === 'direct') {
       // Bytes already went out on a refused stream: they cannot be replayed on a plain connection.
       grant.dial?.tls.destroy();
-      this.logRefusal(clientAddr, this.#deps.config.serverId, 'closed-by-server', "the server's sidecar refused the tunnel stream and no tunnel is left to retry on");
+      this.logRefusal(
+        clientAddr,
+        this.#deps.config.serverId,
+        'closed-by-server',
+        "the server's sidecar refused the tunnel stream and no tunnel is left to retry on",
+      );
       client.destroy();
       return;
     }
@@ -153,7 +169,12 @@ export class OutboundProxy {
       // on it were dropped by the server, and are replayed on another.
       if (attempt < MAX_STREAM_ATTEMPTS && !client.destroyed) void this.viaTunnel(client, clientAddr, pool, attempt + 1, early);
       else {
-        this.logRefusal(clientAddr, this.#deps.config.serverId, 'closed-by-server', `the server's sidecar refused the tunnel stream ${attempt} times (REFUSED_STREAM): it is at a limit or going away; its log says why`);
+        this.logRefusal(
+          clientAddr,
+          this.#deps.config.serverId,
+          'closed-by-server',
+          `the server's sidecar refused the tunnel stream ${attempt} times (REFUSED_STREAM): it is at a limit or going away; its log says why`,
+        );
         client.destroy();
       }
     });
@@ -205,7 +226,12 @@ export class OutboundProxy {
         retry();
         return;
       }
-      this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar reset the tunnel stream before answering (code ${stream.rstCode ?? 'none'}); its log says why`);
+      this.logRefusal(
+        clientAddr,
+        config.serverId,
+        'closed-by-server',
+        `the server's sidecar reset the tunnel stream before answering (code ${stream.rstCode ?? 'none'}); its log says why`,
+      );
       client.destroy();
     });
     stream.once('response', (headers) => {
@@ -213,14 +239,22 @@ export class OutboundProxy {
       stopEarly();
       early.chunks = [];
       if (headers[':status'] !== 200) {
-        this.logRefusal(clientAddr, config.serverId, 'closed-by-server', `the server's sidecar answered the tunnel stream with ${String(headers[':status'])}`);
+        this.logRefusal(
+          clientAddr,
+          config.serverId,
+          'closed-by-server',
+          `the server's sidecar answered the tunnel stream with ${String(headers[':status'])}`,
+        );
         abortEnd(stream);
         client.destroy();
         return;
       }
       metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
       metrics.active.inc({ direction: 'outbound' });
-      logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, tunnel: true }, 'outbound connection on a tunnel');
+      logger.debug(
+        { event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, tunnel: true },
+        'outbound connection on a tunnel',
+      );
       // The rest flows through the pipe (an app that already ended has its end passed on already).
       pipeBoth(client, stream, {
         idleTimeoutMs: config.idleTimeoutMs,
@@ -257,7 +291,17 @@ export class OutboundProxy {
     }
     metrics.handshakeSeconds.observe({ direction: 'outbound' }, r.seconds);
     metrics.connections.inc({ direction: 'outbound', result: 'allowed' });
-    logger.debug({ event: 'allowed', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, resumed: r.resumed }, 'outbound connection verified');
+    logger.debug(
+      {
+        event: 'allowed',
+        direction: 'outbound',
+        peer: config.serverId,
+        address: config.connect.text,
+        client: clientAddr,
+        resumed: r.resumed,
+      },
+      'outbound connection verified',
+    );
     const live: LiveOutbound = { leaf, ownNotAfter: r.ownNotAfter, client: clientAddr, pipe: undefined, tls };
     this.#live.add(live);
     metrics.active.inc({ direction: 'outbound' });
@@ -271,7 +315,15 @@ export class OutboundProxy {
         if (how) {
           metrics.refusals.inc({ direction: 'outbound', reason: 'closed-by-server' });
           logger.warn(
-            { event: 'refused', direction: 'outbound', peer: config.serverId, address: config.connect.text, client: clientAddr, reason: 'closed-by-server', detail: `the server ${how} before sending a byte: its sidecar most likely refused this service (policy-denied, revoked…); its log says why` },
+            {
+              event: 'refused',
+              direction: 'outbound',
+              peer: config.serverId,
+              address: config.connect.text,
+              client: clientAddr,
+              reason: 'closed-by-server',
+              detail: `the server ${how} before sending a byte: its sidecar most likely refused this service (policy-denied, revoked…); its log says why`,
+            },
             'outbound connection closed by the server',
           );
         }
@@ -288,7 +340,10 @@ export class OutboundProxy {
     const { metrics, logger, config } = this.#deps;
     metrics.connections.inc({ direction: 'outbound', result: 'refused' });
     metrics.refusals.inc({ direction: 'outbound', reason });
-    logger.warn({ event: 'refused', direction: 'outbound', peer, address: config.connect.text, client, reason, detail, ...extra }, 'outbound connection refused');
+    logger.warn(
+      { event: 'refused', direction: 'outbound', peer, address: config.connect.text, client, reason, detail, ...extra },
+      'outbound connection refused',
+    );
   }
 }
 

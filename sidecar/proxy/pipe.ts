@@ -21,7 +21,12 @@ export type PipeEnd = Socket | Http2Stream;
 export interface PipeOptions {
   readonly idleTimeoutMs: number;
   /** Called once, when both sockets are closed. `received` is what `peer` sent us. */
-  readonly onClose: (stats: { received: number; sent: number; reason: 'done' | 'idle' | 'error' | 'closed' | 'reset'; error?: Error }) => void;
+  readonly onClose: (stats: {
+    received: number;
+    sent: number;
+    reason: 'done' | 'idle' | 'error' | 'closed' | 'reset';
+    error?: Error;
+  }) => void;
 }
 
 export interface PipeHandle {

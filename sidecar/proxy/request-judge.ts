@@ -67,7 +67,14 @@ export function judgeRequest(r: RequestToJudge): Gate {
   const still = stillValid(caller.leaf, r.snap, r.now);
   if (!still.ok) {
     const reason = still.reason === 'revoked' ? 'revoked' : 'expired';
-    return { ok: false, status: 403, result: 'denied', reason, detail: still.detail, body: `forbidden: ${caller.peer} is no longer accepted (${reason})\n` };
+    return {
+      ok: false,
+      status: 403,
+      result: 'denied',
+      reason,
+      detail: still.detail,
+      body: `forbidden: ${caller.peer} is no longer accepted (${reason})\n`,
+    };
   }
   if (r.protocolProblem !== undefined) return badRequest('bad-request', r.protocolProblem);
   const target = normalizeRequestTarget(r.target);
@@ -77,7 +84,15 @@ export function judgeRequest(r: RequestToJudge): Gate {
   const d = policyDecision(r.snap, caller.service, { method: r.method, path: target.path });
   r.decisions.record(d, { peer: caller.peer, address: caller.address, mode: 'http', method: r.method, path: target.path });
   if (!d.allow) {
-    return { ok: false, status: 403, result: 'denied', reason: 'policy-denied', detail: d.reason, body: `forbidden: no rule allows ${caller.peer} to ${r.method} ${target.path}\n`, path: target.path };
+    return {
+      ok: false,
+      status: 403,
+      result: 'denied',
+      reason: 'policy-denied',
+      detail: d.reason,
+      body: `forbidden: no rule allows ${caller.peer} to ${r.method} ${target.path}\n`,
+      path: target.path,
+    };
   }
   return {
     ok: true,
@@ -98,7 +113,14 @@ export function judgeRequest(r: RequestToJudge): Gate {
 export function headerLimitRefusal(count: number, max: number): GateRefusal | undefined {
   if (count <= max) return undefined;
   const detail = `the request has ${count >= 1000 ? 'at least 1000' : count} header fields; the limit is ${max} (inbound.maxRequestHeaders)`;
-  return { ok: false, status: 431, result: 'bad-request', reason: 'too-many-headers', detail, body: `request header fields too large: ${detail}\n` };
+  return {
+    ok: false,
+    status: 431,
+    result: 'bad-request',
+    reason: 'too-many-headers',
+    detail,
+    body: `request header fields too large: ${detail}\n`,
+  };
 }
 
 function badRequest(reason: HttpRefusalReason, detail: string): GateRefusal {

@@ -10,7 +10,14 @@
  * header size, streams the peer resets (rapid reset, CVE-2023-44487), protocol errors
  * (a CONTINUATION flood is one: nghttp2 ends the session); and per caller, tunnels.
  */
-import { constants as h2, createServer as createH2Server, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import {
+  constants as h2,
+  createServer as createH2Server,
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { InboundConfig } from '../config/schema.js';
@@ -117,7 +124,12 @@ export class TunnelInbound {
     const { config, metrics, logger } = this.#deps;
     const mine = this.#byCaller.get(caller.peer) ?? new Set<InboundTunnel>();
     if (mine.size >= config.maxTunnelsPerCaller) {
-      this.#deps.refuse(caller.peer, caller.address, 'too-many-tunnels', `${caller.peer} already has ${mine.size} tunnels open (inbound.maxTunnelsPerCaller)`);
+      this.#deps.refuse(
+        caller.peer,
+        caller.address,
+        'too-many-tunnels',
+        `${caller.peer} already has ${mine.size} tunnels open (inbound.maxTunnelsPerCaller)`,
+      );
       socket.destroy();
       return undefined;
     }
@@ -144,7 +156,13 @@ export class TunnelInbound {
     session.on('error', (err: NodeJS.ErrnoException) => {
       // nghttp2 ended the session: a protocol error (a CONTINUATION flood is one), too many
       // refused streams or invalid frames. Only this caller's tunnel goes.
-      this.#deps.refuse(caller.peer, caller.address, 'tunnel-abuse', `the tunnel broke the HTTP/2 rules (${err.code ?? 'error'}: ${clipForLog(err.message, 120)}); cutting it`, { streams: tunnel.streams.size });
+      this.#deps.refuse(
+        caller.peer,
+        caller.address,
+        'tunnel-abuse',
+        `the tunnel broke the HTTP/2 rules (${err.code ?? 'error'}: ${clipForLog(err.message, 120)}); cutting it`,
+        { streams: tunnel.streams.size },
+      );
       tunnel.cut(h2.NGHTTP2_PROTOCOL_ERROR);
     });
     session.on('frameError', () => undefined);
@@ -186,11 +204,19 @@ export class TunnelInbound {
     };
     stream.on('error', () => undefined);
     if (headers[':method'] !== 'CONNECT') {
-      refuse('bad-tunnel-stream', `a tunnel stream must open with CONNECT, not ${clipForLog(String(headers[':method']), 20)}`, h2.NGHTTP2_PROTOCOL_ERROR);
+      refuse(
+        'bad-tunnel-stream',
+        `a tunnel stream must open with CONNECT, not ${clipForLog(String(headers[':method']), 20)}`,
+        h2.NGHTTP2_PROTOCOL_ERROR,
+      );
       return;
     }
     if (!this.#deps.hasRoom()) {
-      refuse('too-many-connections', `the limit of ${this.#deps.config.maxConnections} connections is reached (tunnel streams count)`, h2.NGHTTP2_REFUSED_STREAM);
+      refuse(
+        'too-many-connections',
+        `the limit of ${this.#deps.config.maxConnections} connections is reached (tunnel streams count)`,
+        h2.NGHTTP2_REFUSED_STREAM,
+      );
       return;
     }
     tunnel.streams.add(stream);
@@ -211,12 +237,29 @@ export class TunnelInbound {
       const reset = stream.rstCode !== undefined && stream.rstCode !== h2.NGHTTP2_NO_ERROR;
       metrics.tunnelStreamsTotal.inc({ direction: 'inbound', result: reset ? 'reset' : 'done' });
       if (reset && !weClosed && !tunnel.spendReset()) {
-        this.#deps.refuse(caller.peer, caller.address, 'tunnel-abuse', `the peer reset more than ${RESET_BURST} streams in a burst (rapid reset, CVE-2023-44487); cutting the tunnel`, { streams: tunnel.streams.size });
+        this.#deps.refuse(
+          caller.peer,
+          caller.address,
+          'tunnel-abuse',
+          `the peer reset more than ${RESET_BURST} streams in a burst (rapid reset, CVE-2023-44487); cutting the tunnel`,
+          { streams: tunnel.streams.size },
+        );
         tunnel.cut(h2.NGHTTP2_ENHANCE_YOUR_CALM);
       }
     });
     // The authority names what the caller asked for; it chooses nothing (logged).
-    if (logger.isLevelEnabled('debug')) logger.debug({ event: 'tunnel-stream', direction: 'inbound', peer: caller.peer, address: caller.address, stream: stream.id, authority: clipForLog(String(headers[':authority'] ?? ''), 200) }, 'tunnel stream opened');
+    if (logger.isLevelEnabled('debug'))
+      logger.debug(
+        {
+          event: 'tunnel-stream',
+          direction: 'inbound',
+          peer: caller.peer,
+          address: caller.address,
+          stream: stream.id,
+          authority: clipForLog(String(headers[':authority'] ?? ''), 200),
+        },
+        'tunnel stream opened',
+      );
     stream.respond({ ':status': 200 }, { endStream: false });
     // Node 20's Http2Stream._writev garbles string chunks (http.Server corks its response
     // head and writes it as a string: the status line arrived as binary noise). One chunk

@@ -84,7 +84,10 @@ export class TunnelPool {
     this.#live = new OpenConnections<OutboundTunnel>({
       snapshots: deps.snapshots,
       onRefused: (t, r) => {
-        deps.logRefusal('tunnel', deps.config.serverId, r.reason, `${r.detail} (a tunnel: ${t.streams.size} streams cut with it)`, { tunnel: true, streams: t.streams.size });
+        deps.logRefusal('tunnel', deps.config.serverId, r.reason, `${r.detail} (a tunnel: ${t.streams.size} streams cut with it)`, {
+          tunnel: true,
+          streams: t.streams.size,
+        });
         this.cut(t);
       },
       now: deps.now,
@@ -98,7 +101,13 @@ export class TunnelPool {
 
   /** A stream for one app connection, or why not, or "go direct". */
   request(): Promise<Grant> {
-    if (this.#closed) return Promise.resolve({ kind: 'refused', reason: 'connect-failed', detail: 'the sidecar is shutting down', peer: this.#deps.config.serverId });
+    if (this.#closed)
+      return Promise.resolve({
+        kind: 'refused',
+        reason: 'connect-failed',
+        detail: 'the sidecar is shutting down',
+        peer: this.#deps.config.serverId,
+      });
     if (Date.now() < this.#noTunnelUntil) return Promise.resolve({ kind: 'direct' });
     for (let pick = this.leastLoaded(); pick; pick = this.leastLoaded()) {
       // Spread: every open tunnel already busy and room for another — make one, lazily.
@@ -120,7 +129,8 @@ export class TunnelPool {
   close(): void {
     this.#closed = true;
     for (const t of [...this.#ready]) this.drain(t, false);
-    for (const w of this.#waiters.splice(0)) w({ kind: 'refused', reason: 'connect-failed', detail: 'the sidecar is shutting down', peer: this.#deps.config.serverId });
+    for (const w of this.#waiters.splice(0))
+      w({ kind: 'refused', reason: 'connect-failed', detail: 'the sidecar is shutting down', peer: this.#deps.config.serverId });
   }
 
   destroyAll(): void {
@@ -205,7 +215,16 @@ export class TunnelPool {
       if (r.tls.alpnProtocol !== TUNNEL_ALPN) {
         this.#dialing--;
         this.#noTunnelUntil = Date.now() + NO_TUNNEL_RECHECK_MS;
-        logger.info({ event: 'tunnel-unsupported', direction: 'outbound', peer: config.serverId, address: config.connect.text, alpn: r.tls.alpnProtocol || 'none' }, `${config.connect.text} does not speak ${TUNNEL_ALPN}: one mTLS connection per app connection`);
+        logger.info(
+          {
+            event: 'tunnel-unsupported',
+            direction: 'outbound',
+            peer: config.serverId,
+            address: config.connect.text,
+            alpn: r.tls.alpnProtocol || 'none',
+          },
+          `${config.connect.text} does not speak ${TUNNEL_ALPN}: one mTLS connection per app connection`,
+        );
         const [first, ...rest] = this.#waiters.splice(0);
         if (first) first({ kind: 'direct', dial: r });
         else r.tls.destroy();
@@ -228,7 +247,15 @@ export class TunnelPool {
       maxSessionMemory: 32,
       maxHeaderListPairs: 32,
     });
-    const t: OutboundTunnel = { tls: r.tls, session, leaf: r.leaf, ownNotAfter: r.ownNotAfter, streams: new Set(), draining: false, idleTimer: undefined };
+    const t: OutboundTunnel = {
+      tls: r.tls,
+      session,
+      leaf: r.leaf,
+      ownNotAfter: r.ownNotAfter,
+      streams: new Set(),
+      draining: false,
+      idleTimer: undefined,
+    };
     let up = false;
     const timer = setTimeout(() => session.destroy(), config.handshakeTimeoutMs);
     session.on('error', () => undefined);
@@ -240,14 +267,25 @@ export class TunnelPool {
       session.setLocalWindowSize(CONNECTION_WINDOW);
       metrics.tunnels.inc({ direction: 'outbound' });
       metrics.handshakeSeconds.observe({ direction: 'outbound' }, r.seconds);
-      logger.debug({ event: 'tunnel-open', direction: 'outbound', peer: config.serverId, address: config.connect.text, resumed: r.resumed }, 'tunnel opened');
+      logger.debug(
+        { event: 'tunnel-open', direction: 'outbound', peer: config.serverId, address: config.connect.text, resumed: r.resumed },
+        'tunnel opened',
+      );
       this.#live.add(t);
       if (this.#closed) {
         this.drain(t, false);
         return;
       }
       this.#ready.push(t);
-      for (const w of this.#waiters.splice(0)) w(this.openStream(this.leastLoaded() ?? t) ?? { kind: 'refused', reason: 'closed-by-server', detail: 'the new tunnel was closed at once by the server', peer: config.serverId });
+      for (const w of this.#waiters.splice(0))
+        w(
+          this.openStream(this.leastLoaded() ?? t) ?? {
+            kind: 'refused',
+            reason: 'closed-by-server',
+            detail: 'the new tunnel was closed at once by the server',
+            peer: config.serverId,
+          },
+        );
       if (t.streams.size === 0) t.idleTimer = setTimeout(() => this.drain(t, false), config.idleTimeoutMs).unref();
     });
     // The server's sidecar is going away or changed its certificate: finish here, open anew.
@@ -262,7 +300,10 @@ export class TunnelPool {
       r.tls.destroy();
       if (up) {
         metrics.tunnels.dec({ direction: 'outbound' });
-        logger.debug({ event: 'tunnel-closed', direction: 'outbound', peer: config.serverId, address: config.connect.text }, 'tunnel closed');
+        logger.debug(
+          { event: 'tunnel-closed', direction: 'outbound', peer: config.serverId, address: config.connect.text },
+          'tunnel closed',
+        );
         return;
       }
       this.#dialing--;
@@ -271,7 +312,8 @@ export class TunnelPool {
       this.fail({
         kind: 'refused',
         reason: 'closed-by-server',
-        detail: 'the server closed the tunnel before sending a byte: its sidecar most likely refused this service (policy-denied, revoked…); its log says why',
+        detail:
+          'the server closed the tunnel before sending a byte: its sidecar most likely refused this service (policy-denied, revoked…); its log says why',
         peer: config.serverId,
       });
     });

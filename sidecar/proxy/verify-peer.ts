@@ -121,7 +121,12 @@ export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: C
   if (!input.leafDer) return { ok: false, reason: 'no-certificate', detail: 'the peer sent no certificate', peer: NO_CERTIFICATE };
   const untrusted = `the chain does not verify against ca.crt (${input.authorizationError ?? 'unknown error'})`;
   if (!input.authorized && input.leafDer.length > MAX_UNVERIFIED_LEAF_BYTES) {
-    return { ok: false, reason: 'untrusted-chain', detail: `${untrusted}; its ${input.leafDer.length}-byte leaf was not read`, peer: NO_CERTIFICATE };
+    return {
+      ok: false,
+      reason: 'untrusted-chain',
+      detail: `${untrusted}; its ${input.leafDer.length}-byte leaf was not read`,
+      peer: NO_CERTIFICATE,
+    };
   }
   let leaf: CertInfo;
   try {
@@ -130,14 +135,23 @@ export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: C
   } catch {
     return { ok: false, reason: 'unparsable-certificate', detail: 'the certificate cannot be parsed', peer: NO_CERTIFICATE };
   }
-  const claimed = clipForLog(leaf.uris.length === 1 ? leaf.uris[0]! : leaf.uris.length === 0 ? `(no URI SAN; subject ${leaf.subject || 'empty'})` : leaf.uris.join(','));
+  const claimed = clipForLog(
+    leaf.uris.length === 1
+      ? leaf.uris[0]!
+      : leaf.uris.length === 0
+        ? `(no URI SAN; subject ${leaf.subject || 'empty'})`
+        : leaf.uris.join(','),
+  );
   const refuse = (reason: RefusalReason, detail: string): PeerVerdict => ({ ok: false, reason, detail, peer: claimed, leaf });
 
-  if (leaf.isCA === true) return refuse('ca-certificate', 'the certificate is a CA certificate (basicConstraints CA:TRUE), not a service identity');
+  if (leaf.isCA === true)
+    return refuse('ca-certificate', 'the certificate is a CA certificate (basicConstraints CA:TRUE), not a service identity');
   // X509-SVID §4: a leaf sets basicConstraints cA=false and the digitalSignature usage;
   // one that leaves them out is not an SVID, whoever signed it.
-  if (leaf.isCA === undefined) return refuse('ca-certificate', 'the certificate has no basicConstraints extension; an X509-SVID states CA:FALSE');
-  if (leaf.keyUsage === undefined) return refuse('wrong-key-usage', 'the certificate has no key usage extension; an X509-SVID sets digitalSignature');
+  if (leaf.isCA === undefined)
+    return refuse('ca-certificate', 'the certificate has no basicConstraints extension; an X509-SVID states CA:FALSE');
+  if (leaf.keyUsage === undefined)
+    return refuse('wrong-key-usage', 'the certificate has no key usage extension; an X509-SVID sets digitalSignature');
   if (leaf.keyUsage !== undefined && (leaf.keyUsage & (KeyUsageBit.keyCertSign | KeyUsageBit.cRLSign)) !== 0) {
     return refuse('ca-key-usage', 'the certificate may sign certificates or CRLs (keyCertSign/cRLSign), which an X509-SVID must not');
   }
@@ -146,7 +160,10 @@ export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: C
   }
   const eku = input.role === 'client' ? EKU_CLIENT_AUTH : EKU_SERVER_AUTH;
   if (leaf.extKeyUsage !== undefined && !leaf.extKeyUsage.includes(eku)) {
-    return refuse('wrong-key-usage', `the certificate's extended key usage does not allow ${input.role === 'client' ? 'clientAuth' : 'serverAuth'}`);
+    return refuse(
+      'wrong-key-usage',
+      `the certificate's extended key usage does not allow ${input.role === 'client' ? 'clientAuth' : 'serverAuth'}`,
+    );
   }
   if (leaf.uris.length === 0) {
     const shown = leaf.dnsNames.slice(0, 5).map((d) => JSON.stringify(clipForLog(d, 100)));
@@ -154,11 +171,15 @@ export function verifyPeer(input: PeerInput, snap: Snapshot, now: Date, cache: C
     const dns = leaf.dnsNames.length ? `; it has DNS SANs ${shown.join(', ')}${more}` : '';
     return refuse('no-uri-san', `the certificate has no URI SAN${dns}`);
   }
-  if (leaf.uris.length > 1) return refuse('multiple-uri-sans', `the certificate has ${leaf.uris.length} URI SANs; an X509-SVID has exactly one`);
+  if (leaf.uris.length > 1)
+    return refuse('multiple-uri-sans', `the certificate has ${leaf.uris.length} URI SANs; an X509-SVID has exactly one`);
   const parsed = parseSpiffeId(leaf.uris[0]!);
   if (!parsed.ok) return refuse('not-spiffe-id', `the URI SAN is not a SPIFFE ID: ${clipForLog(parsed.reason)}`);
   if (parsed.id.trustDomain !== snap.identity.id.trustDomain) {
-    return refuse('foreign-trust-domain', `trust domain ${clipForLog(parsed.id.trustDomain, 255)} is not ours (${snap.identity.id.trustDomain})`);
+    return refuse(
+      'foreign-trust-domain',
+      `trust domain ${clipForLog(parsed.id.trustDomain, 255)} is not ours (${snap.identity.id.trustDomain})`,
+    );
   }
   if (now < leaf.notBefore) return refuse('not-yet-valid', `the certificate is not valid before ${leaf.notBefore.toISOString()}`);
   if (now > leaf.notAfter) return refuse('expired', `the certificate expired at ${leaf.notAfter.toISOString()}`);
@@ -173,7 +194,10 @@ function revocationProblem(leaf: CertInfo, snap: Snapshot): { reason: RefusalRea
   if (!snap.crl) return undefined;
   if (snap.crl.set.revoked.has(leaf.serialHex)) return { reason: 'revoked', detail: `serial ${leaf.serialHex} is revoked` };
   if (!crlCovering(snap.crl.set, leaf)) {
-    return { reason: 'revocation-unknown', detail: `${snap.crl.path} holds no CRL from the certificate's issuer (${clipForLog(leaf.issuer)}), so its revocation cannot be checked` };
+    return {
+      reason: 'revocation-unknown',
+      detail: `${snap.crl.path} holds no CRL from the certificate's issuer (${clipForLog(leaf.issuer)}), so its revocation cannot be checked`,
+    };
   }
   return undefined;
 }

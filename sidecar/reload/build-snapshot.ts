@@ -35,7 +35,12 @@ export function readBoundedText(path: string, max: number, what: string): string
     fd = openSync(path, 'r');
   } catch (err) {
     const code = errnoCode(err);
-    const why = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'is not readable by this user' : `cannot be opened (${code ?? String(err)})`;
+    const why =
+      code === 'ENOENT'
+        ? 'does not exist'
+        : code === 'EACCES'
+          ? 'is not readable by this user'
+          : `cannot be opened (${code ?? String(err)})`;
     throw new ConfigError(`${what}: ${path} ${why}`, 'check the path in the config', err);
   }
   try {
@@ -136,11 +141,20 @@ export function buildSnapshot(config: SidecarConfig, previous?: Snapshot, readCr
  * The next snapshot from parts already validated; TLS contexts are rebuilt only when the
  * identity changed (a new context means new handshakes use the new certificate).
  */
-export function composeSnapshot(previous: Snapshot | undefined, identity: Identity, crl: CrlState | undefined, policy: PolicyState | undefined): Snapshot {
+export function composeSnapshot(
+  previous: Snapshot | undefined,
+  identity: Identity,
+  crl: CrlState | undefined,
+  policy: PolicyState | undefined,
+): Snapshot {
   const identityChanged = identity !== previous?.identity;
   const serverOptions = identityChanged ? tlsOptionsFor(identity) : previous!.serverOptions;
   const clientContext = identityChanged ? createSecureContext(serverOptions) : previous!.clientContext;
-  const trustKey = createHash('sha256').update(identity.fingerprint).update(crl?.hash ?? '').digest('hex').slice(0, 32);
+  const trustKey = createHash('sha256')
+    .update(identity.fingerprint)
+    .update(crl?.hash ?? '')
+    .digest('hex')
+    .slice(0, 32);
   return { generation: (previous?.generation ?? 0) + 1, identity, crl, policy, serverOptions, clientContext, trustKey };
 }
 

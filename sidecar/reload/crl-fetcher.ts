@@ -29,7 +29,8 @@ export class CrlFetcher {
 
   /** The last body fetched (what the store reads instead of a file). */
   readonly read = (): string => {
-    if (this.#text === undefined) throw new ConfigError(`identity.crl: nothing fetched yet from ${this.url.href}`, 'check that svcca serve runs there');
+    if (this.#text === undefined)
+      throw new ConfigError(`identity.crl: nothing fetched yet from ${this.url.href}`, 'check that svcca serve runs there');
     return this.#text;
   };
 
@@ -50,7 +51,10 @@ export class CrlFetcher {
       return true;
     } catch (err) {
       this.metrics.crlFetches.inc({ result: 'failed' });
-      this.logger.error({ event: 'crl-fetch', url: this.url.href, result: 'failure', reason: errorLine(err) }, 'cannot fetch the CRL; the CRLs in force stay');
+      this.logger.error(
+        { event: 'crl-fetch', url: this.url.href, result: 'failure', reason: errorLine(err) },
+        'cannot fetch the CRL; the CRLs in force stay',
+      );
       return false;
     }
   }
@@ -60,7 +64,11 @@ export class CrlFetcher {
     const deadline = Date.now() + FIRST_FETCH_DEADLINE_MS;
     for (let wait = 250; ; wait = Math.min(wait * 2, 4_000)) {
       if ((await this.fetch()) || this.#text !== undefined) return;
-      if (Date.now() + wait > deadline) throw new ConfigError(`identity.crl: cannot fetch ${this.url.href}`, 'check that svcca serve runs there and that ca.crt is its trust bundle (the log says why)');
+      if (Date.now() + wait > deadline)
+        throw new ConfigError(
+          `identity.crl: cannot fetch ${this.url.href}`,
+          'check that svcca serve runs there and that ca.crt is its trust bundle (the log says why)',
+        );
       await new Promise((r) => setTimeout(r, wait));
     }
   }

@@ -81,21 +81,58 @@ export function identityFromSet(dir: string, set: LoadedCredentialSet): Identity
     throw err;
   }
   if (!keyMatchesSpki(key, leaf.spkiDer)) {
-    throw new IdentityProblem('key-mismatch', `${what('tls.key')} does not belong to the certificate in ${what('tls.crt')}`, 'reissue the set with `svcca issue`, which writes both together');
+    throw new IdentityProblem(
+      'key-mismatch',
+      `${what('tls.key')} does not belong to the certificate in ${what('tls.crt')}`,
+      'reissue the set with `svcca issue`, which writes both together',
+    );
   }
   if (leaf.uris.length !== 1) {
-    throw new IdentityProblem('not-svid', `${what('tls.crt')} has ${leaf.uris.length} URI SANs; an X509-SVID has exactly one`, 'issue the certificate with `svcca issue <service>`');
+    throw new IdentityProblem(
+      'not-svid',
+      `${what('tls.crt')} has ${leaf.uris.length} URI SANs; an X509-SVID has exactly one`,
+      'issue the certificate with `svcca issue <service>`',
+    );
   }
   const parsed = parseSpiffeId(leaf.uris[0]!);
-  if (!parsed.ok) throw new IdentityProblem('not-svid', `${what('tls.crt')} carries ${JSON.stringify(leaf.uris[0])}, which is not a SPIFFE ID: ${parsed.reason}`, 'issue the certificate with `svcca issue <service>`');
-  if (leaf.isCA === true) throw new IdentityProblem('not-svid', `${what('tls.crt')} is a CA certificate, not a service certificate`, 'issue the certificate with `svcca issue <service>`');
+  if (!parsed.ok)
+    throw new IdentityProblem(
+      'not-svid',
+      `${what('tls.crt')} carries ${JSON.stringify(leaf.uris[0])}, which is not a SPIFFE ID: ${parsed.reason}`,
+      'issue the certificate with `svcca issue <service>`',
+    );
+  if (leaf.isCA === true)
+    throw new IdentityProblem(
+      'not-svid',
+      `${what('tls.crt')} is a CA certificate, not a service certificate`,
+      'issue the certificate with `svcca issue <service>`',
+    );
   let top = chain[0]!;
   for (let i = 1; i < chain.length; i++) {
-    if (!isSignedBy(top, chain[i]!)) throw new IdentityProblem('untrusted-chain', `${what('tls.crt')}: certificate #${i} is not signed by certificate #${i + 1}`, 'tls.crt must hold the leaf, then its intermediate, as `svcca issue` writes it');
+    if (!isSignedBy(top, chain[i]!))
+      throw new IdentityProblem(
+        'untrusted-chain',
+        `${what('tls.crt')}: certificate #${i} is not signed by certificate #${i + 1}`,
+        'tls.crt must hold the leaf, then its intermediate, as `svcca issue` writes it',
+      );
     top = chain[i]!;
   }
   const anchored = rootInfos.some((r) => Buffer.compare(r.der, top) === 0 || isSignedBy(top, r.der));
-  if (!anchored) throw new IdentityProblem('untrusted-chain', `${what('tls.crt')} does not chain to ${what('ca.crt')}`, 'the set mixes files from two CAs; reissue it with `svcca issue`');
+  if (!anchored)
+    throw new IdentityProblem(
+      'untrusted-chain',
+      `${what('tls.crt')} does not chain to ${what('ca.crt')}`,
+      'the set mixes files from two CAs; reissue it with `svcca issue`',
+    );
   const fingerprint = credentialSetHash(set);
-  return { id: parsed.id, leaf, chainPem: set.certChainPem, keyPem: set.keyPem, caPem: set.caPem, roots, fingerprint, sourceDir: set.sourceDir };
+  return {
+    id: parsed.id,
+    leaf,
+    chainPem: set.certChainPem,
+    keyPem: set.keyPem,
+    caPem: set.caPem,
+    roots,
+    fingerprint,
+    sourceDir: set.sourceDir,
+  };
 }

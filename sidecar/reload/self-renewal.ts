@@ -65,7 +65,14 @@ export class SelfRenewal {
         metrics.renewals.inc({ result: 'renewed' });
         metrics.renewalLastSuccess.set(Date.now() / 1000);
         logger.info(
-          { event: 'renew', result: 'success', previousSerial: outcome.previousSerial, serial: outcome.serial, certificateExpiry: outcome.notAfter.toISOString(), clamped: outcome.clamped },
+          {
+            event: 'renew',
+            result: 'success',
+            previousSerial: outcome.previousSerial,
+            serial: outcome.serial,
+            certificateExpiry: outcome.notAfter.toISOString(),
+            clamped: outcome.clamped,
+          },
           'renewed the certificate through svcca serve',
         );
         store.reload('renew');
@@ -76,7 +83,14 @@ export class SelfRenewal {
       metrics.renewals.inc({ result: 'failed' });
       const backoff = Math.min(MAX_BACKOFF_MS, MIN_DELAY_MS * 2 ** (this.#failures - 1)) * (0.5 + Math.random());
       logger.error(
-        { event: 'renew', result: 'failure', attempt: this.#failures, refusal: err instanceof CaRequestError ? err.reason : undefined, reason: errorLine(err), retryInMs: Math.round(backoff) },
+        {
+          event: 'renew',
+          result: 'failure',
+          attempt: this.#failures,
+          refusal: err instanceof CaRequestError ? err.reason : undefined,
+          reason: errorLine(err),
+          retryInMs: Math.round(backoff),
+        },
         'renewal failed; retrying with back-off',
       );
       this.schedule(backoff);

@@ -18,8 +18,25 @@ import { errorLine } from '../../common/errors.js';
 import { readCredentialSet, resolveSetFolder, type LoadedCredentialSet } from '../../common/credential-set.js';
 import type { Metrics } from '../metrics.js';
 import type { SidecarConfig } from '../config/schema.js';
-import { validityProblem, type CrlState, type Identity, type PolicyState, type Snapshot, type SnapshotSource, type SwapListener } from '../snapshot.js';
-import { buildSnapshot, composeSnapshot, crlStateFromText, policyStateFromText, readCrlText, readPolicyText, sha256, type CrlReader } from './build-snapshot.js';
+import {
+  validityProblem,
+  type CrlState,
+  type Identity,
+  type PolicyState,
+  type Snapshot,
+  type SnapshotSource,
+  type SwapListener,
+} from '../snapshot.js';
+import {
+  buildSnapshot,
+  composeSnapshot,
+  crlStateFromText,
+  policyStateFromText,
+  readCrlText,
+  readPolicyText,
+  sha256,
+  type CrlReader,
+} from './build-snapshot.js';
 import { credentialSetHash, identityFromSet, IdentityProblem, type IdentityProblemCode } from './identity.js';
 
 /** What asked for the check: `watch` a file-system event, `poll` a changed stat,
@@ -167,14 +184,25 @@ export class SnapshotStore implements SnapshotSource {
           if (trustChanged) {
             // The new ca.crt cannot verify the CRL on disk: taking it would mean enforcing
             // revocations nobody can vouch for. Keep both as they are until they agree.
-            refused.push({ kind: 'identity', code: 'crl-untrusted', reason: `the new ca.crt does not verify ${path}: ${errorLine(err)}`, hash: id.hash });
+            refused.push({
+              kind: 'identity',
+              code: 'crl-untrusted',
+              reason: `the new ca.crt does not verify ${path}: ${errorLine(err)}`,
+              hash: id.hash,
+            });
             identity = previous.identity;
             if (text.hash !== previous.crl?.hash) refused.push({ ...this.toRefusal('crl', err), hash: text.hash });
           } else refused.push({ ...this.toRefusal('crl', err), hash: text.hash });
         }
         if (next) {
           const rollback = previous.crl ? crlRollbackProblem(previous.crl.set, next.set) : undefined;
-          if (rollback) refused.push({ kind: 'crl', code: 'crl-rollback', reason: `identity.crl: ${path}: ${rollback}; keeping the newer CRLs`, hash: text.hash });
+          if (rollback)
+            refused.push({
+              kind: 'crl',
+              code: 'crl-rollback',
+              reason: `identity.crl: ${path}: ${rollback}; keeping the newer CRLs`,
+              hash: text.hash,
+            });
           else if (text.hash === previous.crl?.hash) {
             crl = next; // re-verified under the new trust bundle: same content, not a change
             unchanged.push('crl');
@@ -208,14 +236,22 @@ export class SnapshotStore implements SnapshotSource {
       this.#lastRefused.set(r.kind, r.hash);
       reported.push({ kind: r.kind, code: r.code, reason: r.reason });
       this.metrics.reloads.inc({ kind: r.kind, result: 'refused' });
-      this.logger.error({ event: 'reload', trigger, kind: r.kind, result: 'failure', refusal: r.code, reason: r.reason }, `${r.kind} change refused; keeping the last good state`);
+      this.logger.error(
+        { event: 'reload', trigger, kind: r.kind, result: 'failure', refusal: r.code, reason: r.reason },
+        `${r.kind} change refused; keeping the last good state`,
+      );
     }
     for (const k of [...applied, ...unchanged]) {
       if (!refused.some((r) => r.kind === k)) this.#lastRefused.delete(k);
     }
     for (const k of unchanged) this.metrics.reloads.inc({ kind: k, result: 'unchanged' });
     for (const k of applied) this.metrics.reloads.inc({ kind: k, result: 'applied' });
-    const outcome = (changed: boolean): ReloadOutcome => ({ changed, applied, refused: reported, ...(refused[0] ? { error: refused[0].reason } : {}) });
+    const outcome = (changed: boolean): ReloadOutcome => ({
+      changed,
+      applied,
+      refused: reported,
+      ...(refused[0] ? { error: refused[0].reason } : {}),
+    });
 
     if (identity === previous.identity && crl === previous.crl && policy === previous.policy) {
       if (reported.length === 0) {
@@ -311,10 +347,15 @@ export class SnapshotStore implements SnapshotSource {
   private identityRefusal(next: Identity, current: Identity, now: Date): ReloadRefusal | undefined {
     const dir = this.config.identity.dir;
     if (next.id.uri !== current.id.uri) {
-      return { kind: 'identity', code: 'different-identity', reason: `${dir}/tls.crt is for ${next.id.uri}, not ${current.id.uri}; a sidecar keeps one identity (restart it to change)` };
+      return {
+        kind: 'identity',
+        code: 'different-identity',
+        reason: `${dir}/tls.crt is for ${next.id.uri}, not ${current.id.uri}; a sidecar keeps one identity (restart it to change)`,
+      };
     }
     const validity = validityProblem(next.leaf, now);
-    if (validity) return { kind: 'identity', code: now < next.leaf.notBefore ? 'not-yet-valid' : 'expired', reason: `${dir}/tls.crt: ${validity}` };
+    if (validity)
+      return { kind: 'identity', code: now < next.leaf.notBefore ? 'not-yet-valid' : 'expired', reason: `${dir}/tls.crt: ${validity}` };
     return undefined;
   }
 
@@ -346,9 +387,14 @@ export class SnapshotStore implements SnapshotSource {
   private logCrlExpired(snap: Snapshot): void {
     const crl = snap.crl!;
     const now = this.#now().getTime();
-    const stale = crl.set.crls.filter((c) => c.nextUpdate && c.nextUpdate.getTime() < now).map((c) => `${c.issuerSubject} (nextUpdate ${c.nextUpdate!.toISOString()})`);
+    const stale = crl.set.crls
+      .filter((c) => c.nextUpdate && c.nextUpdate.getTime() < now)
+      .map((c) => `${c.issuerSubject} (nextUpdate ${c.nextUpdate!.toISOString()})`);
     // Still enforced: refusing everyone over a late CRL is the HAProxy/easy-rsa lock-out.
-    this.logger.error({ event: 'crl-expired', crl: crl.path, stale }, 'a CRL is past its nextUpdate; its revocations are still enforced; publish a fresh one with `svcca crl`');
+    this.logger.error(
+      { event: 'crl-expired', crl: crl.path, stale },
+      'a CRL is past its nextUpdate; its revocations are still enforced; publish a fresh one with `svcca crl`',
+    );
   }
 
   /** A cheap summary of the files on disk — path, inode, size, mtime — read through the

@@ -77,7 +77,13 @@ export class ReloadWatcher {
       list.push(t);
       this.#dirs.set(dir, list);
     }
-    this.#watcher = watch([...this.#dirs.keys()], { ignoreInitial: true, depth: 0, followSymlinks: false, persistent: true, atomic: false });
+    this.#watcher = watch([...this.#dirs.keys()], {
+      ignoreInitial: true,
+      depth: 0,
+      followSymlinks: false,
+      persistent: true,
+      atomic: false,
+    });
     this.#watcher.on('all', (_event: string, path: string) => this.onEvent(path));
     this.#watcher.on('error', (err: unknown) => {
       // Not fatal: the stat poll and the periodic hash check still catch every change.

@@ -61,7 +61,7 @@ function ab(b: Buffer): ArrayBuffer {
 
 function randomSerialHex(): string {
   const b = randomBytes(16);
-  b[0] = b[0]! & 0x7f | 0x01;
+  b[0] = (b[0]! & 0x7f) | 0x01;
   return b.toString('hex');
 }
 
@@ -105,7 +105,10 @@ async function makeCert(issuer: Signer | undefined, opts: CertOptions): Promise<
   const isCA = 'isCA' in opts ? opts.isCA : false;
   const extensions: x509.Extension[] = [];
   if (isCA !== undefined) extensions.push(new x509.BasicConstraintsExtension(isCA, opts.pathLen, true));
-  const ku = opts.keyUsage === null ? undefined : (opts.keyUsage ?? (isCA ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature));
+  const ku =
+    opts.keyUsage === null
+      ? undefined
+      : (opts.keyUsage ?? (isCA ? x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign : x509.KeyUsageFlags.digitalSignature));
   if (ku !== undefined) extensions.push(new x509.KeyUsagesExtension(ku, true));
   const eku = opts.eku ?? (isCA ? [] : ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']);
   if (eku.length) extensions.push(new x509.ExtendedKeyUsageExtension([...eku] as x509.ExtendedKeyUsageType[]));
@@ -119,7 +122,9 @@ async function makeCert(issuer: Signer | undefined, opts: CertOptions): Promise<
   if (issuer) extensions.push(new x509.Extension('2.5.29.35', false, ab(derSeq(derTlv(0x80, issuerKeyId(issuer))))));
   if (opts.permittedUriHost !== undefined) {
     const nc = new NameConstraints({
-      permittedSubtrees: new GeneralSubtrees([new GeneralSubtree({ base: new GeneralName({ uniformResourceIdentifier: opts.permittedUriHost }) })]),
+      permittedSubtrees: new GeneralSubtrees([
+        new GeneralSubtree({ base: new GeneralName({ uniformResourceIdentifier: opts.permittedUriHost }) }),
+      ]),
     });
     extensions.push(new x509.Extension(id_ce_nameConstraints, true, AsnConvert.serialize(nc)));
   }
@@ -167,7 +172,10 @@ export async function createRootCa(cn = 'attacker root', keyType: KeyType = 'ecd
 }
 
 /** An intermediate under `parent`; with `permittedUriHost` it carries the SPIFFE name constraint. */
-export async function createIntermediate(parent: Signer, opts: { cn?: string; permittedUriHost?: string; keyType?: KeyType } = {}): Promise<Signer> {
+export async function createIntermediate(
+  parent: Signer,
+  opts: { cn?: string; permittedUriHost?: string; keyType?: KeyType } = {},
+): Promise<Signer> {
   const keyType = opts.keyType ?? parent.keyType;
   const c = await makeCert(parent, {
     cn: opts.cn ?? 'attacker intermediate',
@@ -196,13 +204,26 @@ export async function issueSvid(issuer: Signer, spiffeId: string, opts: Omit<Cer
  * passphrase (the root's defaults to the intermediate's, as in the CLI).
  */
 export function loadCaDir(dir: string, passphrase: string, rootPassphrase = passphrase): { root: Signer; intermediate: Signer } {
-  const open = (name: string, pass: string): KeyObject => createPrivateKey({ key: readFileSync(join(dir, name), 'utf8'), format: 'pem', passphrase: pass });
+  const open = (name: string, pass: string): KeyObject =>
+    createPrivateKey({ key: readFileSync(join(dir, name), 'utf8'), format: 'pem', passphrase: pass });
   const rootKey = open('root.key', rootPassphrase);
   const interKey = open('intermediate.key', passphrase);
   const rootDer = decodeCertificates(readFileSync(join(dir, 'root.crt'), 'utf8'), 'root.crt')[0]!;
   const interDer = decodeCertificates(readFileSync(join(dir, 'intermediate.crt'), 'utf8'), 'intermediate.crt')[0]!;
-  const root: Signer = { certDer: rootDer, certPem: encodePem('CERTIFICATE', rootDer), key: rootKey, keyType: keyTypeOf(rootKey) ?? 'ecdsa-p256', chainAbovePem: '' };
-  const intermediate: Signer = { certDer: interDer, certPem: encodePem('CERTIFICATE', interDer), key: interKey, keyType: keyTypeOf(interKey) ?? 'ecdsa-p256', chainAbovePem: '' };
+  const root: Signer = {
+    certDer: rootDer,
+    certPem: encodePem('CERTIFICATE', rootDer),
+    key: rootKey,
+    keyType: keyTypeOf(rootKey) ?? 'ecdsa-p256',
+    chainAbovePem: '',
+  };
+  const intermediate: Signer = {
+    certDer: interDer,
+    certPem: encodePem('CERTIFICATE', interDer),
+    key: interKey,
+    keyType: keyTypeOf(interKey) ?? 'ecdsa-p256',
+    chainAbovePem: '',
+  };
   return { root, intermediate };
 }
 

@@ -44,8 +44,15 @@ export function runSvcca(args: readonly string[], opts: { env?: NodeJS.ProcessEn
 }
 
 /** Runs the CLI asynchronously (for concurrency tests and kill -9 loops). */
-export function spawnSvcca(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE })): ChildProcessByStdio<null, Readable, Readable> {
-  return spawnTracked(process.execPath, [SVCCA_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcessByStdio<null, Readable, Readable>;
+export function spawnSvcca(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }),
+): ChildProcessByStdio<null, Readable, Readable> {
+  return spawnTracked(process.execPath, [SVCCA_BIN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] }) as ChildProcessByStdio<
+    null,
+    Readable,
+    Readable
+  >;
 }
 
 export function tempDir(prefix = 'svcca-test-'): string {
@@ -75,7 +82,13 @@ export function makeCa(opts: { trustDomain?: string; keyType?: string; ledger?: 
   const trustDomain = opts.trustDomain ?? 'example.org';
   const svcca = (args: readonly string[], env: Record<string, string | undefined> = {}) =>
     runSvcca([...args, '--dir', dir], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...opts.env, ...env }) });
-  const init = svcca(['init', '--trust-domain', trustDomain, ...(opts.keyType ? ['--key-type', opts.keyType] : []), ...(opts.ledger ? ['--ledger', opts.ledger] : [])]);
+  const init = svcca([
+    'init',
+    '--trust-domain',
+    trustDomain,
+    ...(opts.keyType ? ['--key-type', opts.keyType] : []),
+    ...(opts.ledger ? ['--ledger', opts.ledger] : []),
+  ]);
   if (init.status !== 0) throw new Error(`svcca init failed: ${init.stderr}`);
   return {
     dir,
@@ -93,8 +106,17 @@ export function makeCa(opts: { trustDomain?: string; keyType?: string; ledger?: 
 }
 
 /** Runs a command (openssl, curl, keytool) and returns its status and output. */
-export function run(cmd: string, args: readonly string[], opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): RunResult {
-  const res = spawnSync(cmd, args, { input: opts.input ?? '', env: opts.env ?? process.env, encoding: 'utf8', timeout: opts.timeoutMs ?? 30_000 });
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): RunResult {
+  const res = spawnSync(cmd, args, {
+    input: opts.input ?? '',
+    env: opts.env ?? process.env,
+    encoding: 'utf8',
+    timeout: opts.timeoutMs ?? 30_000,
+  });
   return { status: res.status ?? -1, stdout: res.stdout ?? '', stderr: res.stderr ?? '' };
 }
 

@@ -41,7 +41,10 @@ export function followJsonLines<T extends object>(proc: ChildProcess): FollowedL
     const found = lines.find(pred);
     if (found) return Promise.resolve(found);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${err}; lines: ${JSON.stringify(lines.slice(-5))}`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`no matching log line within ${timeoutMs} ms; stderr: ${err}; lines: ${JSON.stringify(lines.slice(-5))}`)),
+        timeoutMs,
+      );
       waiters.push({
         pred,
         resolve: (l) => {

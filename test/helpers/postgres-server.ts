@@ -95,18 +95,44 @@ export async function startPostgresServer(
     for (const p of owned) chownSync(p, nobody, nobody);
     chmodSync(root, 0o755);
   }
-  const [initCmd, initArgs] = runAs(join(bin, 'initdb'), ['-D', data, '-U', PG_USER, `--pwfile=${pwfile}`, '--auth-local=trust', '--auth-host=scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+  const [initCmd, initArgs] = runAs(join(bin, 'initdb'), [
+    '-D',
+    data,
+    '-U',
+    PG_USER,
+    `--pwfile=${pwfile}`,
+    '--auth-local=trust',
+    '--auth-host=scram-sha-256',
+    '-E',
+    'UTF8',
+    '--locale=C.UTF-8',
+    '--no-sync',
+  ]);
   execFileSync(initCmd, initArgs, { stdio: 'pipe' });
   const port = await freePort();
   let proc: ChildProcess | undefined;
 
   const start = async (): Promise<void> => {
     const [cmd, args] = runAs(join(bin, 'postgres'), [
-      '-D', data, '-p', String(port), '-k', socketDir,
-      '-c', 'listen_addresses=127.0.0.1',
+      '-D',
+      data,
+      '-p',
+      String(port),
+      '-k',
+      socketDir,
+      '-c',
+      'listen_addresses=127.0.0.1',
       // A throwaway cluster: durability is not what these tests measure.
-      '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
-      '-c', 'max_connections=100', '-c', 'logging_collector=off',
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=100',
+      '-c',
+      'logging_collector=off',
       ...tlsArgs,
     ]);
     const child = spawnChild(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });

@@ -26,7 +26,11 @@ test('after moving ca-data, rotate renews the sets at their new place and export
   assert.equal(rotate.status, 0, rotate.stderr);
   const setCert = join(moved, 'issued', 'order-service', 'tls.crt');
   const serial = new X509Certificate(readFileSync(setCert)).serialNumber.toLowerCase().replace(/^0+/, '');
-  const list = JSON.parse(runSvcca(['list', '--json', '--dir', moved], { env }).stdout) as { serial: string; status: string; setDir: string }[];
+  const list = JSON.parse(runSvcca(['list', '--json', '--dir', moved], { env }).stdout) as {
+    serial: string;
+    status: string;
+    setDir: string;
+  }[];
   const active = list.find((r) => r.status === 'active');
   assert.equal(active?.serial, serial, 'the renewed certificate was written into the moved set');
   assert.equal(active?.setDir, join(moved, 'issued', 'order-service'));

@@ -52,7 +52,14 @@ const CASES: readonly { line: readonly string[]; includes: readonly string[]; ex
 
 function bashOffers(line: readonly string[]): string[] {
   const words = line.map((w) => `'${w}'`).join(' ');
-  const res = run('bash', ['-c', `source "${scripts.bash}"; COMP_WORDS=(${words}); COMP_CWORD=${line.length - 1}; _svcca_complete; printf '%s\\n' "\${COMPREPLY[@]}"`], { env });
+  const res = run(
+    'bash',
+    [
+      '-c',
+      `source "${scripts.bash}"; COMP_WORDS=(${words}); COMP_CWORD=${line.length - 1}; _svcca_complete; printf '%s\\n' "\${COMPREPLY[@]}"`,
+    ],
+    { env },
+  );
   assert.equal(res.status, 0, res.stderr);
   return res.stdout.split('\n').filter(Boolean);
 }
@@ -71,7 +78,10 @@ function zshOffers(line: readonly string[]): string[] {
 function fishOffers(line: readonly string[]): string[] {
   const res = run('fish', ['--no-config', '-c', `source "${scripts.fish}"; complete -C ${JSON.stringify(line.join(' '))}`], { env });
   assert.equal(res.status, 0, res.stderr);
-  return res.stdout.split('\n').filter(Boolean).map((l) => l.split('\t')[0]!);
+  return res.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split('\t')[0]!);
 }
 
 const SHELLS = { bash: bashOffers, zsh: zshOffers, fish: fishOffers } as const;

@@ -123,7 +123,8 @@ describe('crl.pem in a Node tls server (the CRLs given as an array)', () => {
 
   function connectAs(server: tls.Server, setDir: string): Promise<Verdict> {
     return new Promise((resolve) => {
-      const onAccept = (s: tls.TLSSocket) => finish({ accepted: true, authorized: s.authorized, reason: String(s.authorizationError ?? '') });
+      const onAccept = (s: tls.TLSSocket) =>
+        finish({ accepted: true, authorized: s.authorized, reason: String(s.authorizationError ?? '') });
       const onRefuse = (err: Error) => finish({ accepted: false, authorized: false, reason: err.message });
       const finish = (v: Verdict) => {
         server.off('secureConnection', onAccept);
@@ -145,7 +146,7 @@ describe('crl.pem in a Node tls server (the CRLs given as an array)', () => {
     });
   }
 
-  it('accepts a live client (every level has a CRL, so Node\'s all-levels check passes)', async () => {
+  it("accepts a live client (every level has a CRL, so Node's all-levels check passes)", async () => {
     const v = await connectAs(strict, live);
     assert.equal(v.accepted, true, v.reason);
     assert.equal(v.authorized, true);

@@ -104,12 +104,32 @@ test('export refuses an unknown service, a CSR-signed one, and a directory as --
   spawnSync('sleep', ['3']);
   const expired = ca.svcca(['export', 'short-lived', '--p12', join(ca.root, 's.p12')], env);
   assert.equal(expired.status, 1);
-  assert.match(expired.stderr, /the certificate of short-lived expired at .*; renew it first: svcca rotate short-lived --renew-before 100%/);
+  assert.match(
+    expired.stderr,
+    /the certificate of short-lived expired at .*; renew it first: svcca rotate short-lived --renew-before 100%/,
+  );
   assert.equal(existsSync(join(ca.root, 's.p12')), false);
 
   const key = join(ca.root, 'own.key');
   const csr = join(ca.root, 'own.csr');
-  assert.equal(run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-subj', '/CN=own', '-out', csr]).status, 0);
+  assert.equal(
+    run('openssl', [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      key,
+      '-subj',
+      '/CN=own',
+      '-out',
+      csr,
+    ]).status,
+    0,
+  );
   assert.equal(ca.svcca(['issue', 'own', '--csr', csr, '--out', join(ca.root, 'own')]).status, 0);
   const fromCsr = ca.svcca(['export', 'own', '--p12', join(ca.root, 'own.p12')], env);
   assert.equal(fromCsr.status, 1);

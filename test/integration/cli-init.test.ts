@@ -54,18 +54,39 @@ for (const keyType of ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072'] as co
       for (const f of ['root.crt', 'root.key', 'intermediate.crt', 'intermediate.key', 'ca.crt', 'crl.pem', 'ledger.db', 'config']) {
         assert.ok(existsSync(join(dir, f)), `${f} exists`);
       }
-      for (const f of ['root.key', 'intermediate.key', 'config', 'ledger.db']) assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, `${f} is 0600`);
-      assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp') || f.endsWith('-wal') || f.endsWith('-shm')), [], 'no temp files left');
+      for (const f of ['root.key', 'intermediate.key', 'config', 'ledger.db'])
+        assert.equal(statSync(join(dir, f)).mode & 0o777, 0o600, `${f} is 0600`);
+      assert.deepEqual(
+        readdirSync(dir).filter((f) => f.endsWith('.tmp') || f.endsWith('-wal') || f.endsWith('-shm')),
+        [],
+        'no temp files left',
+      );
     });
 
     it('encrypts both keys as PKCS#8 that openssl pkey -passin opens with the passphrase only', () => {
       for (const f of ['root.key', 'intermediate.key']) {
-        assert.match(readFileSync(join(dir, f), 'utf8'), new RegExp(`^-----BEGIN ENCRYPTED ${'PRIVATE'} KEY-----`) /* spelled apart: no key-looking literal in the repo */);
+        assert.match(
+          readFileSync(join(dir, f), 'utf8'),
+          new RegExp(`^-----BEGIN ENCRYPTED ${'PRIVATE'} KEY-----`) /* spelled apart: no key-looking literal in the repo */,
+        );
         assert.ok(pkeyOpens(join(dir, f), TEST_PASSPHRASE), `${f} opens with the passphrase`);
         assert.ok(!pkeyOpens(join(dir, f), 'wrong'), `${f} does not open with a wrong one`);
       }
-      const text = run('openssl', ['pkey', '-in', join(dir, 'intermediate.key'), '-passin', `pass:${TEST_PASSPHRASE}`, '-noout', '-text']).stdout;
-      assert.match(text, keyType.startsWith('rsa') ? new RegExp(`Private-Key: \\(${keyType.slice(4)} bit`) : new RegExp(`Private-Key: \\(${keyType.slice(7)} bit`));
+      const text = run('openssl', [
+        'pkey',
+        '-in',
+        join(dir, 'intermediate.key'),
+        '-passin',
+        `pass:${TEST_PASSPHRASE}`,
+        '-noout',
+        '-text',
+      ]).stdout;
+      assert.match(
+        text,
+        keyType.startsWith('rsa')
+          ? new RegExp(`Private-Key: \\(${keyType.slice(4)} bit`)
+          : new RegExp(`Private-Key: \\(${keyType.slice(7)} bit`),
+      );
     });
 
     it('makes a 10-year self-signed root with keyCertSign and cRLSign', () => {
@@ -90,7 +111,10 @@ for (const keyType of ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072'] as co
       assert.match(text, /X509v3 Key Usage: critical\s+Certificate Sign, CRL Sign\s/);
       assert.match(text, /X509v3 Subject Key Identifier/);
       assert.match(text, /X509v3 Authority Key Identifier/);
-      const nc = /X509v3 Name Constraints: (critical)?\s+([\s\S]*?)\n\s{12}X509v3|X509v3 Name Constraints: (critical)?\s+([\s\S]*?)\n {4}Signature/.exec(text);
+      const nc =
+        /X509v3 Name Constraints: (critical)?\s+([\s\S]*?)\n\s{12}X509v3|X509v3 Name Constraints: (critical)?\s+([\s\S]*?)\n {4}Signature/.exec(
+          text,
+        );
       assert.ok(nc, text);
       assert.equal(nc[1] ?? nc[3], 'critical');
       const body = (nc[2] ?? nc[4]!).trim().split(/\n\s*/);
@@ -225,11 +249,29 @@ describe('init refuses bad input and creates nothing', () => {
     { name: 'trust domain with a port', args: ['--trust-domain', 'example.org:443'], want: /invalid trust domain/ },
     { name: 'trust domain as a SPIFFE ID', args: ['--trust-domain', 'spiffe://example.org'], want: /invalid trust domain/ },
     { name: 'empty trust domain', args: ['--trust-domain', ''], want: /invalid trust domain/ },
-    { name: 'unknown key type', args: ['--trust-domain', 'example.org', '--key-type', 'ed25519'], want: /unknown key type "ed25519"; use one of ecdsa-p256/ },
+    {
+      name: 'unknown key type',
+      args: ['--trust-domain', 'example.org', '--key-type', 'ed25519'],
+      want: /unknown key type "ed25519"; use one of ecdsa-p256/,
+    },
     { name: 'missing --trust-domain', args: [], want: /--trust-domain/ },
-    { name: 'no passphrase and no terminal', args: ['--trust-domain', 'example.org'], env: {}, want: /no passphrase for the intermediate key given; use --passphrase-file/ },
-    { name: 'missing passphrase file', args: ['--trust-domain', 'example.org', '--passphrase-file', missing], env: {}, want: /--passphrase-file .* does not exist/ },
-    { name: 'missing root passphrase file', args: ['--trust-domain', 'example.org', '--root-passphrase-file', missing], want: /--root-passphrase-file .* does not exist/ },
+    {
+      name: 'no passphrase and no terminal',
+      args: ['--trust-domain', 'example.org'],
+      env: {},
+      want: /no passphrase for the intermediate key given; use --passphrase-file/,
+    },
+    {
+      name: 'missing passphrase file',
+      args: ['--trust-domain', 'example.org', '--passphrase-file', missing],
+      env: {},
+      want: /--passphrase-file .* does not exist/,
+    },
+    {
+      name: 'missing root passphrase file',
+      args: ['--trust-domain', 'example.org', '--root-passphrase-file', missing],
+      want: /--root-passphrase-file .* does not exist/,
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {

@@ -45,7 +45,17 @@ function leafOf(setDir: string): { node: X509Certificate; peculiar: x509.X509Cer
 }
 
 function opensslVerify(ca: TestCa, certFile: string) {
-  return run('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-CAfile', join(ca.dir, 'root.crt'), '-untrusted', join(ca.dir, 'intermediate.crt'), certFile]);
+  return run('openssl', [
+    'verify',
+    '-x509_strict',
+    '-purpose',
+    'sslclient',
+    '-CAfile',
+    join(ca.dir, 'root.crt'),
+    '-untrusted',
+    join(ca.dir, 'intermediate.crt'),
+    certFile,
+  ]);
 }
 
 function opensslText(file: string): string {
@@ -89,7 +99,10 @@ for (const keyType of ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072'] as co
       assert.equal(issued.spiffeId, 'spiffe://example.org/order-service');
       assert.equal(node.subjectAltName, 'URI:spiffe://example.org/order-service');
       const san = peculiar.getExtension(x509.SubjectAlternativeNameExtension)!;
-      assert.deepEqual(san.names.items.map((n) => [n.type, n.value]), [['url', 'spiffe://example.org/order-service']]);
+      assert.deepEqual(
+        san.names.items.map((n) => [n.type, n.value]),
+        [['url', 'spiffe://example.org/order-service']],
+      );
       assert.equal(san.critical, false, 'not critical while the subject has a CN');
     });
 
@@ -134,7 +147,10 @@ for (const keyType of ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072'] as co
       const nb = peculiar.notBefore.getTime();
       const na = peculiar.notAfter.getTime();
       // Whole seconds: notBefore is floor(now) - 60 s with now within [started, finished].
-      assert.ok(nb >= Math.floor(started / 1000) * 1000 - 60_000 && nb <= finished - 59_000, `notBefore ${peculiar.notBefore.toISOString()} is ~1 min before issuing`);
+      assert.ok(
+        nb >= Math.floor(started / 1000) * 1000 - 60_000 && nb <= finished - 59_000,
+        `notBefore ${peculiar.notBefore.toISOString()} is ~1 min before issuing`,
+      );
       assert.equal(na - nb, 2 * 3_600_000 + 60_000);
       assert.equal(new Date(na).toISOString(), issued.notAfter);
     });
@@ -147,7 +163,10 @@ for (const keyType of ['ecdsa-p256', 'ecdsa-p384', 'rsa-2048', 'rsa-3072'] as co
       const key = createPrivateKey(readFileSync(join(issued.setDir, 'tls.key')));
       assert.ok(node.checkPrivateKey(key), 'tls.key matches tls.crt');
       assert.equal(statSync(join(issued.setDir, 'tls.key')).mode & 0o777, 0o600);
-      assert.match(readFileSync(join(issued.setDir, 'tls.key'), 'utf8'), new RegExp(`^-----BEGIN ${'PRIVATE'} KEY-----`) /* spelled apart: no key-looking literal in the repo */);
+      assert.match(
+        readFileSync(join(issued.setDir, 'tls.key'), 'utf8'),
+        new RegExp(`^-----BEGIN ${'PRIVATE'} KEY-----`) /* spelled apart: no key-looking literal in the repo */,
+      );
     });
 
     it('writes tls.crt as leaf then intermediate, and ca.crt as the root', () => {
@@ -187,7 +206,11 @@ describe('svcca issue on one CA', () => {
     assert.ok(l65.node.subject === undefined || l65.node.subject === '', `no subject attributes at all: ${l65.node.subject}`);
     assert.equal(l65.peculiar.subjectName.toJSON().length, 0, 'an empty subject DN');
     assert.equal(l64.peculiar.subjectName.getField('CN')[0], at64);
-    assert.equal(l65.peculiar.getExtension(x509.SubjectAlternativeNameExtension)!.critical, true, 'RFC 5280: SAN critical with an empty subject');
+    assert.equal(
+      l65.peculiar.getExtension(x509.SubjectAlternativeNameExtension)!.critical,
+      true,
+      'RFC 5280: SAN critical with an empty subject',
+    );
     assert.equal(l65.node.subjectAltName, `URI:spiffe://example.org/${at65}`);
     for (const s of [s64, s65]) {
       const v = opensslVerify(ca, s.files.cert);
@@ -196,7 +219,21 @@ describe('svcca issue on one CA', () => {
   });
 
   it('adds --dns and --ip SANs after the URI (deduplicated, DNS lower-cased)', () => {
-    const s = issueJson(ca, ['web', '--dns', 'web.internal', '--dns', 'WEB.example.org', '--dns', 'web.internal', '--ip', '10.0.0.7', '--ip', '2001:db8::1', '--out', join(ca.root, 'web')]);
+    const s = issueJson(ca, [
+      'web',
+      '--dns',
+      'web.internal',
+      '--dns',
+      'WEB.example.org',
+      '--dns',
+      'web.internal',
+      '--ip',
+      '10.0.0.7',
+      '--ip',
+      '2001:db8::1',
+      '--out',
+      join(ca.root, 'web'),
+    ]);
     const { peculiar, node } = leafOf(s.setDir);
     const names = peculiar.getExtension(x509.SubjectAlternativeNameExtension)!.names.items.map((n) => [n.type, n.value]);
     assert.deepEqual(names, [
@@ -226,7 +263,10 @@ describe('svcca issue on one CA', () => {
     assert.equal(ca.svcca(['issue', 'team']).status, 0);
     const inner = ca.svcca(['issue', 'team/billing-admin']);
     assert.equal(inner.status, 1);
-    assert.match(inner.stderr, /^svcca: the credential set of team\/billing-admin cannot go in .*issued\/team\/billing-admin: it would lie inside the credential set in .*issued\/team, .*; issue it with --out into a folder of its own\n$/);
+    assert.match(
+      inner.stderr,
+      /^svcca: the credential set of team\/billing-admin cannot go in .*issued\/team\/billing-admin: it would lie inside the credential set in .*issued\/team, .*; issue it with --out into a folder of its own\n$/,
+    );
     assert.equal(existsSync(join(ca.dir, 'issued', 'team', 'billing-admin')), false, 'nothing made');
     const elsewhere = ca.svcca(['issue', 'team/billing-admin', '--out', join(ca.root, 'billing-admin')]);
     assert.equal(elsewhere.status, 0, elsewhere.stderr);
@@ -250,11 +290,17 @@ describe('svcca issue on one CA', () => {
     const secondFolder = readlinkSync(join(out, '..data'));
     assert.notEqual(secondFolder, firstFolder, '..data points at a new folder');
     assert.equal(existsSync(join(out, firstFolder)), false, 'the old folder is removed');
-    assert.deepEqual(readdirSync(out).filter((e) => e.startsWith('..') && e !== '..data'), [secondFolder]);
+    assert.deepEqual(
+      readdirSync(out).filter((e) => e.startsWith('..') && e !== '..data'),
+      [secondFolder],
+    );
     assert.notEqual(readFileSync(join(out, 'tls.key'), 'utf8'), firstKey, 'a fresh key');
     const { node, chain } = leafOf(out);
     assert.equal(node.serialNumber.toLowerCase().replace(/^0+/, ''), second.serial);
-    assert.ok(!chain.some((pem) => new X509Certificate(pem).serialNumber.toLowerCase().replace(/^0+/, '') === first.serial), 'the old certificate is gone from the set');
+    assert.ok(
+      !chain.some((pem) => new X509Certificate(pem).serialNumber.toLowerCase().replace(/^0+/, '') === first.serial),
+      'the old certificate is gone from the set',
+    );
     assert.ok(node.checkPrivateKey(createPrivateKey(readFileSync(join(out, 'tls.key')))));
   });
 
@@ -277,11 +323,23 @@ describe('svcca issue on one CA', () => {
       csrDir = join(ca.root, 'csr');
       run('mkdir', ['-p', csrDir]);
       const res = run('openssl', [
-        'req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
-        '-keyout', join(csrDir, 'owner.key'), '-out', join(csrDir, 'req.csr'),
-        '-subj', '/CN=admin/O=evil',
-        '-addext', 'subjectAltName=URI:spiffe://example.org/admin,URI:spiffe://evil.org/x,DNS:evil.example.com',
-        '-addext', 'basicConstraints=critical,CA:TRUE',
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        join(csrDir, 'owner.key'),
+        '-out',
+        join(csrDir, 'req.csr'),
+        '-subj',
+        '/CN=admin/O=evil',
+        '-addext',
+        'subjectAltName=URI:spiffe://example.org/admin,URI:spiffe://evil.org/x,DNS:evil.example.com',
+        '-addext',
+        'basicConstraints=critical,CA:TRUE',
       ]);
       assert.equal(res.status, 0, res.stderr);
     });
@@ -339,7 +397,10 @@ describe('svcca issue on one CA', () => {
         writeFileSync(configPath, JSON.stringify(config));
         const res = other.svcca(['issue', 'forever', '--ttl', '400d']);
         assert.equal(res.status, 1);
-        assert.match(res.stderr, /^svcca: --ttl 400d would outlive the intermediate, which ends \S+; roll the intermediate with `svcca rotate --intermediate`/);
+        assert.match(
+          res.stderr,
+          /^svcca: --ttl 400d would outlive the intermediate, which ends \S+; roll the intermediate with `svcca rotate --intermediate`/,
+        );
         assert.equal(res.stderr.trim().split('\n').length, 1);
         assert.equal(existsSync(join(other.dir, 'issued', 'forever')), false, 'never silently shortened: nothing issued');
         const ok = other.svcca(['issue', 'forever', '--ttl', '300d']);

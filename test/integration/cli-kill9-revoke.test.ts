@@ -44,7 +44,8 @@ describe('kill -9 during svcca revoke', () => {
       const listed = allCrlSerials(ca);
       const now = Date.now();
       for (const c of ledger.certs) {
-        if (c.status === 'revoked' && c.notAfter > now) assert.ok(listed.has(c.serial), `try ${i}: ${c.serial} is revoked in the ledger but not in crl.pem`);
+        if (c.status === 'revoked' && c.notAfter > now)
+          assert.ok(listed.has(c.serial), `try ${i}: ${c.serial} is revoked in the ledger but not in crl.pem`);
       }
       for (const s of listed) assert.ok(ledger.revoked.has(s), `try ${i}: crl.pem lists ${s}, which the ledger does not hold revoked`);
     }

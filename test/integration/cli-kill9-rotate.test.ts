@@ -54,7 +54,11 @@ describe('kill -9 during svcca rotate', () => {
       const ledger = readLedger(ca);
       for (const [service, dir] of sets) {
         const row = ledger.active.get(service)!;
-        assert.equal(readSet(dir).serial, row.serial, `try ${i}: ${service}: the set holds another certificate than the ledger's active one`);
+        assert.equal(
+          readSet(dir).serial,
+          row.serial,
+          `try ${i}: ${service}: the set holds another certificate than the ledger's active one`,
+        );
         assert.equal(row.claim, null, `try ${i}: ${service}: a claim was left behind`);
         assert.equal(ledger.certs.filter((c) => c.service === service && c.status === 'active').length, 1);
       }

@@ -47,7 +47,11 @@ function checkSet(dir: string): string | undefined {
   assert.match(set.caPem, /BEGIN CERTIFICATE/);
   for (const name of ['tls.crt', 'tls.key'] as const) {
     if (existsSync(join(dir, name))) {
-      assert.equal(readFileSync(join(dir, name), 'utf8'), name === 'tls.crt' ? set.certChainPem : set.keyPem, `${dir}/${name} agrees with ..data`);
+      assert.equal(
+        readFileSync(join(dir, name), 'utf8'),
+        name === 'tls.crt' ? set.certChainPem : set.keyPem,
+        `${dir}/${name} agrees with ..data`,
+      );
     }
   }
   const folders = readdirSync(dir).filter((e) => /^\.\.\d{4}_/.test(e));
@@ -62,7 +66,12 @@ function checkLedger(ca: TestCa): ReturnType<typeof readLedger> {
   for (const svc of ledger.services) {
     const active = ledger.rows.filter((r) => r.service === svc.name && r.status === 'active');
     assert.ok(active.length <= 1, `${svc.name}: ${active.length} active records`);
-    if (svc.active_serial) assert.deepEqual(active.map((r) => r.serial), [svc.active_serial], `${svc.name}: services.active_serial is the one active record`);
+    if (svc.active_serial)
+      assert.deepEqual(
+        active.map((r) => r.serial),
+        [svc.active_serial],
+        `${svc.name}: services.active_serial is the one active record`,
+      );
   }
   return ledger;
 }
@@ -148,7 +157,9 @@ describe('concurrent svcca processes', () => {
     try {
       const out = join(ca.root, 'one');
       ca.issue('one');
-      const results = await Promise.all(Array.from({ length: 20 }, () => waitExit(spawnSvcca(['issue', 'one', '--out', out, '--dir', ca.dir]))));
+      const results = await Promise.all(
+        Array.from({ length: 20 }, () => waitExit(spawnSvcca(['issue', 'one', '--out', out, '--dir', ca.dir]))),
+      );
       results.forEach((r) => {
         assert.equal(r.code, 0, r.stderr);
       });

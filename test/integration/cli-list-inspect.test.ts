@@ -22,11 +22,20 @@ test('list shows active and superseded certificates; --json is parseable; --expi
   assert.equal(res.status, 0, res.stderr);
   const items = JSON.parse(res.stdout) as { service: string; status: string; spiffeId: string; serial: string }[];
   assert.equal(items.length, 3);
-  assert.deepEqual(items.filter((i) => i.service === 'order-service').map((i) => i.status).sort(), ['active', 'superseded']);
+  assert.deepEqual(
+    items
+      .filter((i) => i.service === 'order-service')
+      .map((i) => i.status)
+      .sort(),
+    ['active', 'superseded'],
+  );
   assert.equal(items.find((i) => i.service === 'payment-service')?.spiffeId, 'spiffe://example.org/payment-service');
 
   const expiring = JSON.parse(ca.svcca(['list', '--expiring', '6h', '--json']).stdout) as { service: string }[];
-  assert.deepEqual(expiring.map((i) => i.service), ['payment-service']);
+  assert.deepEqual(
+    expiring.map((i) => i.service),
+    ['payment-service'],
+  );
 
   const table = ca.svcca(['list']);
   assert.match(table.stdout, /^SERVICE\s+SPIFFE ID\s+SERIAL\s+NOT AFTER\s+STATUS$/m);
@@ -47,7 +56,14 @@ test('inspect by service and by file shows the SPIFFE ID, serial, fingerprint an
   const set = ca.issue('order-service', ['--dns', 'order.internal']);
   const byName = ca.svcca(['inspect', 'order-service', '--json']);
   assert.equal(byName.status, 0, byName.stderr);
-  const info = JSON.parse(byName.stdout) as { spiffeId: string; serial: string; chain: { ok: boolean }; fingerprints: { sha256: string }; dnsNames: string[]; status: string };
+  const info = JSON.parse(byName.stdout) as {
+    spiffeId: string;
+    serial: string;
+    chain: { ok: boolean };
+    fingerprints: { sha256: string };
+    dnsNames: string[];
+    status: string;
+  };
   assert.equal(info.spiffeId, 'spiffe://example.org/order-service');
   assert.equal(info.chain.ok, true);
   assert.deepEqual(info.dnsNames, ['order.internal']);
@@ -115,7 +131,9 @@ test('inspect crl.pem shows every CRL in it (openssl crl reads only the first), 
   assert.match(text.stdout, new RegExp(`^ +${serial}  order-service$`, 'm'));
   assert.match(text.stdout, /Signatures +every signature verifies against .*ca\.crt/);
 
-  const json = JSON.parse(ca.svcca(['inspect', crlPath, '--json']).stdout) as { crls: { issuer: string; revoked: { serial: string; service: string | null }[] }[] };
+  const json = JSON.parse(ca.svcca(['inspect', crlPath, '--json']).stdout) as {
+    crls: { issuer: string; revoked: { serial: string; service: string | null }[] }[];
+  };
   assert.equal(json.crls.length, 2);
   assert.deepEqual(json.crls[1]!.revoked, [{ serial, service: 'order-service' }]);
 

@@ -37,7 +37,10 @@ describe('oversized input files are refused before they are read', () => {
   it('a 100 MB --csr: one line with its size and the 64 KiB limit, exit 1, nothing issued', () => {
     const csr = sparseFile(join(ca.root, 'huge.csr'), HUNDRED_MB);
     const res = ca.svcca(['issue', 'api', '--csr', csr, '--out', join(ca.root, 'api')]);
-    assertRefused(res, new RegExp(`--csr ${csr}: is larger than ${FILE_CAPS.csr.maxBytes} bytes, the limit for a CSR \\(it is ${HUNDRED_MB} bytes\\); `));
+    assertRefused(
+      res,
+      new RegExp(`--csr ${csr}: is larger than ${FILE_CAPS.csr.maxBytes} bytes, the limit for a CSR \\(it is ${HUNDRED_MB} bytes\\); `),
+    );
     assert.equal(existsSync(join(ca.root, 'api')), false, 'no credential set written');
     assert.doesNotMatch(ca.svcca(['list', '--json']).stdout, /"api"/, 'nothing recorded in the ledger');
   });
@@ -45,7 +48,12 @@ describe('oversized input files are refused before they are read', () => {
   it('a 100 MB --passphrase-file: refused the same way', () => {
     const pass = sparseFile(join(ca.root, 'huge.pass'), HUNDRED_MB);
     const res = runSvcca(['issue', 'api', '--passphrase-file', pass, '--dir', ca.dir], { env: cleanEnv() });
-    assertRefused(res, new RegExp(`--passphrase-file ${pass}: is larger than ${FILE_CAPS.secret.maxBytes} bytes, the limit for a passphrase or password file \\(it is ${HUNDRED_MB} bytes\\)`));
+    assertRefused(
+      res,
+      new RegExp(
+        `--passphrase-file ${pass}: is larger than ${FILE_CAPS.secret.maxBytes} bytes, the limit for a passphrase or password file \\(it is ${HUNDRED_MB} bytes\\)`,
+      ),
+    );
   });
 
   it('a --password-file for export: refused the same way', () => {
@@ -75,7 +83,10 @@ describe('oversized input files are refused before they are read', () => {
       sparseFile(join(copy.dir, 'intermediate.key'), HUNDRED_MB);
       const before = readdirSync(copy.dir).sort();
       const res = copy.svcca(['issue', 'api', '--out', join(copy.root, 'api')]);
-      assertRefused(res, /intermediate\.key: is larger than 65536 bytes, the limit for a private key file \(it is 104857600 bytes\); restore it from your backup/);
+      assertRefused(
+        res,
+        /intermediate\.key: is larger than 65536 bytes, the limit for a private key file \(it is 104857600 bytes\); restore it from your backup/,
+      );
       assert.deepEqual(readdirSync(copy.dir).sort(), before);
     } finally {
       copy.cleanup();

@@ -30,7 +30,11 @@ interface Run {
 }
 
 function svcca(...args: string[]): Run {
-  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, SVCCA_DIR: undefined } });
+  const r = spawnSync(process.execPath, [CLI, ...args], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, SVCCA_DIR: undefined },
+  });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -59,22 +63,41 @@ describe('svcca policy (built CLI)', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   const checks: { name: string; input: string[]; want: { status: number; stdout: string } }[] = [
-    { name: 'tcp allow exits 0', input: ['order-service', 'payment-service'], want: { status: 0, stdout: 'allow: services.payment-service.allow[0] (order-service)\n' } },
-    { name: 'tcp deny exits 3', input: ['notification-service', 'payment-service'], want: { status: 3, stdout: 'deny: no rule in services.payment-service allows notification-service\n' } },
+    {
+      name: 'tcp allow exits 0',
+      input: ['order-service', 'payment-service'],
+      want: { status: 0, stdout: 'allow: services.payment-service.allow[0] (order-service)\n' },
+    },
+    {
+      name: 'tcp deny exits 3',
+      input: ['notification-service', 'payment-service'],
+      want: { status: 3, stdout: 'deny: no rule in services.payment-service allows notification-service\n' },
+    },
     {
       name: 'an http-only rule denies in tcp mode',
       input: ['notification-service', 'inventory-service'],
-      want: { status: 3, stdout: 'deny: services.inventory-service allows notification-service only with methods/paths, which allow http-mode requests and nothing in tcp mode\n' },
+      want: {
+        status: 3,
+        stdout:
+          'deny: services.inventory-service allows notification-service only with methods/paths, which allow http-mode requests and nothing in tcp mode\n',
+      },
     },
     {
       name: 'http allow by prefix',
       input: ['notification-service', 'inventory-service', '--method', 'GET', '--path', '/stock/42'],
-      want: { status: 0, stdout: 'allow: services.inventory-service.allow[1] (from: notification-service, methods: [GET], paths: [/stock, /stock/*])\n' },
+      want: {
+        status: 0,
+        stdout: 'allow: services.inventory-service.allow[1] (from: notification-service, methods: [GET], paths: [/stock, /stock/*])\n',
+      },
     },
     {
       name: 'http deny after normalization',
       input: ['notification-service', 'inventory-service', '--method', 'GET', '--path', '/stock/%2e%2e/admin'],
-      want: { status: 3, stdout: 'deny: no rule in services.inventory-service allows notification-service to GET /admin\n(path normalized to /admin, as the sidecar matches and forwards it)\n' },
+      want: {
+        status: 3,
+        stdout:
+          'deny: no rule in services.inventory-service allows notification-service to GET /admin\n(path normalized to /admin, as the sidecar matches and forwards it)\n',
+      },
     },
     {
       name: 'a path the sidecar answers 400 to is a deny',
@@ -113,12 +136,18 @@ describe('svcca policy (built CLI)', () => {
 
   it('check: an alias bomb is exit 1 with one line', () => {
     let text = 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n';
-    for (let i = 1; i < 10; i++) text += `a${i}: &a${i} [${Array(9).fill(`*a${i - 1}`).join(',')}]\n`;
+    for (let i = 1; i < 10; i++)
+      text += `a${i}: &a${i} [${Array(9)
+        .fill(`*a${i - 1}`)
+        .join(',')}]\n`;
     assertOneLineError(svcca('policy', 'check', 'a', 'b', '--policy', write('bomb.yaml', text)), /bomb\.yaml: Excessive alias count/);
   });
 
   it('check: deep nesting is exit 1 with one line', () => {
-    assertOneLineError(svcca('policy', 'check', 'a', 'b', '--policy', write('deep.yaml', `services: ${'['.repeat(100_000)}\n`)), /deep\.yaml: line 1, column \d+: nested more than 32 levels deep/);
+    assertOneLineError(
+      svcca('policy', 'check', 'a', 'b', '--policy', write('deep.yaml', `services: ${'['.repeat(100_000)}\n`)),
+      /deep\.yaml: line 1, column \d+: nested more than 32 levels deep/,
+    );
   });
 
   it('check: a binary file is exit 1 with one line', () => {
@@ -128,7 +157,10 @@ describe('svcca policy (built CLI)', () => {
   });
 
   it('check: a missing policy file is exit 1', () => {
-    assertOneLineError(svcca('policy', 'check', 'a', 'b', '--policy', join(dir, 'nope.yaml')), /nope\.yaml: cannot open the policy file \(no such file\)/);
+    assertOneLineError(
+      svcca('policy', 'check', 'a', 'b', '--policy', join(dir, 'nope.yaml')),
+      /nope\.yaml: cannot open the policy file \(no such file\)/,
+    );
   });
 
   it('check: --method without --path is a usage error', () => {

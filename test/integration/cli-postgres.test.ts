@@ -28,7 +28,9 @@ let dbTlsCa: TestCa;
 before(async () => {
   dbTlsCa = makeCa({ trustDomain: 'db.example' });
   const set = dbTlsCa.issue('postgres', ['--ip', '127.0.0.1']);
-  pg = await startPostgres({ tls: { certPem: readFileSync(join(set, 'tls.crt'), 'utf8'), keyPem: readFileSync(join(set, 'tls.key'), 'utf8') } });
+  pg = await startPostgres({
+    tls: { certPem: readFileSync(join(set, 'tls.crt'), 'utf8'), keyPem: readFileSync(join(set, 'tls.key'), 'utf8') },
+  });
 });
 after(async () => {
   await pg?.destroy();
@@ -40,7 +42,8 @@ function secondHost(ca: TestCa): TestCa {
   const root = tempDir();
   const dir = join(root, 'ca');
   cpSync(ca.dir, dir, { recursive: true });
-  const svcca = (args: readonly string[], env: Record<string, string | undefined> = {}) => runSvcca([...args, '--dir', dir], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env, ...env }) });
+  const svcca = (args: readonly string[], env: Record<string, string | undefined> = {}) =>
+    runSvcca([...args, '--dir', dir], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env, ...env }) });
   return { ...ca, root, dir, svcca };
 }
 
@@ -76,7 +79,10 @@ describe('svcca init --ledger', () => {
       assert.ok(!readFileSync(join(ca.dir, 'config'), 'utf8').includes(PG_PASSWORD));
       assert.equal(existsSync(join(ca.dir, 'ledger.db')), false);
       const events = await query<{ kind: string }>('init_ok', 'SELECT kind FROM events');
-      assert.deepEqual(events.map((e) => e.kind), ['init']);
+      assert.deepEqual(
+        events.map((e) => e.kind),
+        ['init'],
+      );
     } finally {
       ca.cleanup();
     }
@@ -85,10 +91,14 @@ describe('svcca init --ledger', () => {
   it('takes SVCCA_LEDGER, and refuses a database that already holds a CA (nothing written)', async () => {
     const url = await pg.createDatabase('init_env');
     const root = tempDir();
-    const first = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'a')], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, SVCCA_LEDGER: url, ...pg.env }) });
+    const first = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'a')], {
+      env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, SVCCA_LEDGER: url, ...pg.env }),
+    });
     assert.equal(first.status, 0, first.stderr);
     assert.match(first.stdout, /ledger\s+postgres:\/\//);
-    const second = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'b'), '--ledger', url], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }) });
+    const second = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'b'), '--ledger', url], {
+      env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }),
+    });
     assert.ok(isOneLineError(second), second.stderr);
     assert.match(second.stderr, /already holds a CA's ledger/);
     assert.deepEqual(readdirSync(join(root, 'b')), [], 'the second CA directory is left empty');
@@ -109,11 +119,13 @@ describe('svcca init --ledger', () => {
     }
   });
 
-  it('sslmode has libpq\'s meaning: verify-full checks the server against sslrootcert', async () => {
+  it("sslmode has libpq's meaning: verify-full checks the server against sslrootcert", async () => {
     const url = await pg.createDatabase('init_tls');
     const root = tempDir();
     const init = (dir: string, query: string) =>
-      runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, dir), '--ledger', `${url}?${query}`], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }) });
+      runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, dir), '--ledger', `${url}?${query}`], {
+        env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }),
+      });
     const otherCa = makeCa({ trustDomain: 'other.example' });
     try {
       const wrong = init('wrong', `sslmode=verify-full&sslrootcert=${join(otherCa.dir, 'ca.crt')}`);
@@ -131,19 +143,23 @@ describe('svcca init --ledger', () => {
     }
   });
 
-  it('finds the password in the URL\'s passfile, as libpq does', async () => {
+  it("finds the password in the URL's passfile, as libpq does", async () => {
     const url = await pg.createDatabase('init_passfile');
     const root = tempDir();
     const passfile = join(root, 'pgpass');
     writeFileSync(passfile, `127.0.0.1:${pg.port}:init_passfile:svcca:${PG_PASSWORD}\n`, { mode: 0o600 });
-    const res = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'ca'), '--ledger', `${url}?passfile=${passfile}`], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, PGPASSWORD: undefined, PGPASSFILE: undefined }) });
+    const res = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'ca'), '--ledger', `${url}?passfile=${passfile}`], {
+      env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, PGPASSWORD: undefined, PGPASSFILE: undefined }),
+    });
     assert.equal(res.status, 0, res.stderr);
   });
 
   it('a wrong password is one line naming the database, never the password', async () => {
     const url = await pg.createDatabase('init_badpw');
     const root = tempDir();
-    const res = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'ca'), '--ledger', url], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, PGPASSWORD: 'wrong-one' }) });
+    const res = runSvcca(['init', '--trust-domain', 'example.org', '--dir', join(root, 'ca'), '--ledger', url], {
+      env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, PGPASSWORD: 'wrong-one' }),
+    });
     assert.ok(isOneLineError(res), res.stderr);
     assert.match(res.stderr, new RegExp(`svcca@127\\.0\\.0\\.1:${pg.port}/init_badpw refused the login`));
     assert.ok(!res.stderr.includes('wrong-one'));
@@ -179,25 +195,41 @@ describe('two CA hosts on one PostgreSQL ledger', () => {
     const results = await runAll(commands);
     for (const r of results) assert.equal(r.status, 0, `svcca ${r.args.join(' ')}: ${r.stderr}`);
 
-    const certs = await query<{ serial: string; service: string; status: string; cert_pem: string; set_dir: string }>(database, 'SELECT serial, service, status, cert_pem, set_dir FROM certificates');
-    const services = await query<{ name: string; active_serial: string | null; rotation_enabled: boolean; claim_owner: string | null }>(database, 'SELECT * FROM services');
+    const certs = await query<{ serial: string; service: string; status: string; cert_pem: string; set_dir: string }>(
+      database,
+      'SELECT serial, service, status, cert_pem, set_dir FROM certificates',
+    );
+    const services = await query<{ name: string; active_serial: string | null; rotation_enabled: boolean; claim_owner: string | null }>(
+      database,
+      'SELECT * FROM services',
+    );
     // Serials: unique, and each record's certificate carries its own.
     assert.equal(new Set(certs.map((c) => c.serial)).size, certs.length);
-    for (const c of certs) assert.equal(new X509Certificate(c.cert_pem).serialNumber.toLowerCase().replace(/^0+/, ''), c.serial, 'a whole record');
+    for (const c of certs)
+      assert.equal(new X509Certificate(c.cert_pem).serialNumber.toLowerCase().replace(/^0+/, ''), c.serial, 'a whole record');
     for (const svc of services) {
       const active = certs.filter((c) => c.service === svc.name && c.status === 'active');
       assert.ok(active.length <= 1, `${svc.name}: ${active.length} active certificates`);
       assert.equal(svc.claim_owner, null, `${svc.name}: no claim left behind`);
       if (revoked.includes(svc.name)) {
         // A renewal racing the revoke never leaves a certificate that is not revoked.
-        assert.deepEqual(certs.filter((c) => c.service === svc.name && c.status !== 'revoked').map((c) => c.serial), [], `${svc.name}: every certificate revoked`);
+        assert.deepEqual(
+          certs.filter((c) => c.service === svc.name && c.status !== 'revoked').map((c) => c.serial),
+          [],
+          `${svc.name}: every certificate revoked`,
+        );
         assert.equal(svc.rotation_enabled, false);
       } else {
         assert.equal(active.length, 1, `${svc.name} has its active certificate`);
         assert.equal(svc.active_serial, active[0]!.serial);
         // The host that recorded the active certificate wrote its set.
-        const onDisk = [hostA, hostB].map((h) => (existsSync(join(h.dir, 'issued', svc.name)) ? readSet(join(h.dir, 'issued', svc.name)).serial : undefined));
-        assert.ok(onDisk.includes(svc.active_serial!), `${svc.name}: a host holds the active certificate's set (${onDisk.join(', ')} vs ${svc.active_serial})`);
+        const onDisk = [hostA, hostB].map((h) =>
+          existsSync(join(h.dir, 'issued', svc.name)) ? readSet(join(h.dir, 'issued', svc.name)).serial : undefined,
+        );
+        assert.ok(
+          onDisk.includes(svc.active_serial!),
+          `${svc.name}: a host holds the active certificate's set (${onDisk.join(', ')} vs ${svc.active_serial})`,
+        );
       }
     }
     // CRL numbers strictly increase in the order they were taken (the event is appended
@@ -210,7 +242,8 @@ describe('two CA hosts on one PostgreSQL ledger', () => {
       .sort((x, y) => y.number - x.number)[0]!;
     assert.equal(newest.number, Math.max(...numbers), 'the newest CRL taken was written by its host');
     const listed = allCrlSerials(newest.h);
-    for (const c of certs.filter((c) => c.status === 'revoked')) assert.ok(listed.has(c.serial), `${c.serial} (${c.service}) is in the newest crl.pem`);
+    for (const c of certs.filter((c) => c.status === 'revoked'))
+      assert.ok(listed.has(c.serial), `${c.serial} (${c.service}) is in the newest crl.pem`);
     // The event log is append-only for svcca's own connection too.
     await assert.rejects(query(database, "DELETE FROM events WHERE kind = 'crl'"), /append-only/);
   });
@@ -219,7 +252,10 @@ describe('two CA hosts on one PostgreSQL ledger', () => {
 /** Resolves once some backend of `database` waits for a lock: the other side is queued. */
 async function someoneWaitsForALock(database: string): Promise<void> {
   for (;;) {
-    const rows = await query<{ n: string }>(database, `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '${database}' AND wait_event_type = 'Lock'`);
+    const rows = await query<{ n: string }>(
+      database,
+      `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '${database}' AND wait_event_type = 'Lock'`,
+    );
     if (Number(rows[0]!.n) > 0) return;
     await new Promise((r) => setImmediate(r));
   }
@@ -258,7 +294,17 @@ describe('a renewal racing a revoke never leaves a usable certificate', () => {
       await held;
     });
     await revokedUncommitted;
-    const renewal = issueAndRecord(authority, ledger, { service: 'raced', ttlMs: 3_600_000, dnsNames: [], ips: [], setDir: join(ca.root, 'sets', 'raced'), kind: 'renew', actor: 'test@host', why: 'race', renewsSerial: planned });
+    const renewal = issueAndRecord(authority, ledger, {
+      service: 'raced',
+      ttlMs: 3_600_000,
+      dnsNames: [],
+      ips: [],
+      setDir: join(ca.root, 'sets', 'raced'),
+      kind: 'renew',
+      actor: 'test@host',
+      why: 'race',
+      renewsSerial: planned,
+    });
     const outcome = renewal.then(
       () => 'renewed',
       (err: unknown) => (err instanceof RenewalOvertaken ? 'overtaken' : `failed: ${(err as Error).message}`),
@@ -268,7 +314,11 @@ describe('a renewal racing a revoke never leaves a usable certificate', () => {
     await revoke;
     assert.equal(await outcome, 'overtaken');
     const certs = await ledger.listCertificates({ service: 'raced' });
-    assert.deepEqual(certs.map((c) => c.status), ['revoked'], 'no new certificate, and the revoked one stays revoked');
+    assert.deepEqual(
+      certs.map((c) => c.status),
+      ['revoked'],
+      'no new certificate, and the revoked one stays revoked',
+    );
   });
 
   it('`svcca revoke` that starts while a renewal holds the service revokes the renewed certificate too', { timeout: 60_000 }, async () => {
@@ -299,10 +349,13 @@ describe('a renewal racing a revoke never leaves a usable certificate', () => {
     const [status] = (await exited) as [number];
     assert.equal(status, 0, stderr);
     const certs = await ledger.listCertificates({ service: 'raced-too' });
-    assert.deepEqual(certs.map((c) => [c.serial, c.status]).sort(), [
-      [fresh.serial, 'revoked'],
-      [old.serial, 'revoked'],
-    ].sort());
+    assert.deepEqual(
+      certs.map((c) => [c.serial, c.status]).sort(),
+      [
+        [fresh.serial, 'revoked'],
+        [old.serial, 'revoked'],
+      ].sort(),
+    );
   });
 });
 
@@ -318,7 +371,11 @@ describe('the database stopped and started again', () => {
     const crlBefore = readFileSync(join(ca.dir, 'crl.pem'), 'utf8');
     await pg.stop();
     try {
-      for (const args of [['issue', 'newcomer'], ['revoke', 'steady'], ['rotate', '--renew-before', '100%']]) {
+      for (const args of [
+        ['issue', 'newcomer'],
+        ['revoke', 'steady'],
+        ['rotate', '--renew-before', '100%'],
+      ]) {
         const res = ca.svcca(args);
         assert.ok(isOneLineError(res), `${args[0]}: ${res.stderr}`);
         assert.match(res.stderr, new RegExp(`the ledger database svcca@127\\.0\\.0\\.1:${pg.port}/restart is unreachable`));
@@ -354,7 +411,16 @@ describe('the database stopped in the middle of a rotate', () => {
     try {
       for (let i = 0; i < SERVICES; i++) {
         const service = `load-${i}`;
-        const issued = await issueAndRecord(authority, ledger, { service, ttlMs: 3_600_000, dnsNames: [], ips: [], setDir: dir.issuedSetDir(service), kind: 'issue', actor: 'test@host', why: 'seed' });
+        const issued = await issueAndRecord(authority, ledger, {
+          service,
+          ttlMs: 3_600_000,
+          dnsNames: [],
+          ips: [],
+          setDir: dir.issuedSetDir(service),
+          kind: 'issue',
+          actor: 'test@host',
+          why: 'seed',
+        });
         writeIssuedSet(authority, issued.record, issued.key);
       }
     } finally {
@@ -363,8 +429,13 @@ describe('the database stopped in the middle of a rotate', () => {
   });
   after(() => ca?.cleanup());
 
-  it('the run fails naming the database, and the next run after the restart leaves every set matching the ledger', { timeout: 120_000 }, async () => {
-    const child = spawnSvcca(['rotate', '--renew-before', '100%', '--dir', ca.dir], cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }));
+  it('the run fails naming the database, and the next run after the restart leaves every set matching the ledger', {
+    timeout: 120_000,
+  }, async () => {
+    const child = spawnSvcca(
+      ['rotate', '--renew-before', '100%', '--dir', ca.dir],
+      cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...pg.env }),
+    );
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.stdout.resume();
@@ -384,11 +455,18 @@ describe('the database stopped in the middle of a rotate', () => {
 
     const again = ca.svcca(['rotate']);
     assert.ok(again.status === 0, again.stderr);
-    const services = await query<{ name: string; active_serial: string; claim_owner: string | null }>(database, 'SELECT name, active_serial, claim_owner FROM services');
+    const services = await query<{ name: string; active_serial: string; claim_owner: string | null }>(
+      database,
+      'SELECT name, active_serial, claim_owner FROM services',
+    );
     assert.equal(services.length, SERVICES);
     for (const svc of services) {
       assert.equal(svc.claim_owner, null, `${svc.name}: no claim left`);
-      assert.equal(readSet(join(ca.dir, 'issued', svc.name)).serial, svc.active_serial, `${svc.name}: its set holds the active certificate`);
+      assert.equal(
+        readSet(join(ca.dir, 'issued', svc.name)).serial,
+        svc.active_serial,
+        `${svc.name}: its set holds the active certificate`,
+      );
     }
     const active = await query<{ n: string }>(database, "SELECT count(*) AS n FROM certificates WHERE status = 'active'");
     assert.equal(Number(active[0]!.n), SERVICES, 'one active certificate per service');
@@ -404,10 +482,16 @@ describe('the schema version', () => {
 
   it('a newer schema is refused by every command, migrate included', async () => {
     await query('schema', 'UPDATE svcca_schema SET version = 99');
-    for (const args of [['issue', 'x'], ['ledger', 'migrate']]) {
+    for (const args of [
+      ['issue', 'x'],
+      ['ledger', 'migrate'],
+    ]) {
       const res = ca.svcca(args);
       assert.ok(isOneLineError(res), res.stderr);
-      assert.match(res.stderr, new RegExp(`has schema 99, newer than this svcca understands \\(${POSTGRES_SCHEMA_VERSION}\\); upgrade svcca`));
+      assert.match(
+        res.stderr,
+        new RegExp(`has schema 99, newer than this svcca understands \\(${POSTGRES_SCHEMA_VERSION}\\); upgrade svcca`),
+      );
     }
     await query('schema', `UPDATE svcca_schema SET version = ${POSTGRES_SCHEMA_VERSION}`);
     const migrated = ca.svcca(['ledger', 'migrate']);
@@ -427,7 +511,10 @@ describe('the schema version', () => {
     assert.match(refused.stderr, /run `svcca ledger migrate`/);
     const migrated = ca.svcca(['ledger', 'migrate']);
     assert.equal(migrated.status, 0, migrated.stderr);
-    assert.match(migrated.stdout, new RegExp(`Migrated ledger svcca@127\\.0\\.0\\.1:${pg.port}/schema_old from schema ${older} to ${POSTGRES_SCHEMA_VERSION}`));
+    assert.match(
+      migrated.stdout,
+      new RegExp(`Migrated ledger svcca@127\\.0\\.0\\.1:${pg.port}/schema_old from schema ${older} to ${POSTGRES_SCHEMA_VERSION}`),
+    );
     assert.equal(ca.svcca(['list']).status, 0);
   });
 });
@@ -446,15 +533,31 @@ describe('a role limited to the grants docs/postgresql.md lists', () => {
     await query(database, "CREATE ROLE limited LOGIN PASSWORD 'limited-pw'");
     await query(database, grants);
     const config = JSON.parse(readFileSync(join(ca.dir, 'config'), 'utf8')) as { ledger: string };
-    writeFileSync(join(ca.dir, 'config'), JSON.stringify({ ...config, ledger: config.ledger.replace('svcca@', 'limited@') }), { mode: 0o600 });
-    for (const args of [['issue', 'least'], ['revoke', 'least']]) {
+    writeFileSync(join(ca.dir, 'config'), JSON.stringify({ ...config, ledger: config.ledger.replace('svcca@', 'limited@') }), {
+      mode: 0o600,
+    });
+    for (const args of [
+      ['issue', 'least'],
+      ['revoke', 'least'],
+    ]) {
       const res = ca.svcca(args, { PGPASSWORD: 'limited-pw' });
       assert.equal(res.status, 0, `${args.join(' ')}: ${res.stderr}`);
     }
-    const c = new (await import('pg')).default.Client({ host: '127.0.0.1', port: pg.port, user: 'limited', password: 'limited-pw', database });
+    const c = new (await import('pg')).default.Client({
+      host: '127.0.0.1',
+      port: pg.port,
+      user: 'limited',
+      password: 'limited-pw',
+      database,
+    });
     await c.connect();
     try {
-      for (const sql of ['DELETE FROM events', "UPDATE events SET why = 'x'", 'DROP TRIGGER events_no_update_delete ON events', 'ALTER TABLE events DISABLE TRIGGER ALL']) {
+      for (const sql of [
+        'DELETE FROM events',
+        "UPDATE events SET why = 'x'",
+        'DROP TRIGGER events_no_update_delete ON events',
+        'ALTER TABLE events DISABLE TRIGGER ALL',
+      ]) {
         await assert.rejects(c.query(sql), /permission denied|must be owner/, sql);
       }
     } finally {
@@ -472,7 +575,11 @@ describe('svcca ledger copy', () => {
     // Seeded straight into ledger.db: 10,000 records through `issue` would take minutes.
     const db = new Database(join(ca.dir, 'ledger.db'));
     const template = db.prepare("SELECT * FROM certificates WHERE service = 'real-one'").get() as Record<string, unknown>;
-    const insert = db.prepare(`INSERT INTO certificates (${Object.keys(template).join(', ')}) VALUES (${Object.keys(template).map((k) => `@${k}`).join(', ')})`);
+    const insert = db.prepare(
+      `INSERT INTO certificates (${Object.keys(template).join(', ')}) VALUES (${Object.keys(template)
+        .map((k) => `@${k}`)
+        .join(', ')})`,
+    );
     const service = db.prepare('INSERT INTO services (name, active_serial, rotation_enabled) VALUES (?, ?, ?)');
     const event = db.prepare("INSERT INTO events (at, kind, service, serial, actor, why) VALUES (?, 'issue', ?, ?, 'seed@host', 'seeded')");
     db.transaction(() => {
@@ -480,7 +587,16 @@ describe('svcca ledger copy', () => {
         const serial = (0x100000 + i).toString(16);
         const name = `svc-${i % 2000}`;
         const revokedRow = i % 7 === 0;
-        insert.run({ ...template, serial, service: name, spiffe_id: `spiffe://example.org/${name}`, status: revokedRow ? 'revoked' : 'superseded', revoked_at: revokedRow ? i : null, revocation_reason: revokedRow ? 'superseded' : null, set_dir: `issued/${name}` });
+        insert.run({
+          ...template,
+          serial,
+          service: name,
+          spiffe_id: `spiffe://example.org/${name}`,
+          status: revokedRow ? 'revoked' : 'superseded',
+          revoked_at: revokedRow ? i : null,
+          revocation_reason: revokedRow ? 'superseded' : null,
+          set_dir: `issued/${name}`,
+        });
         event.run(i, name, serial);
       }
       for (let i = 0; i < 2000; i++) service.run(`svc-${i}`, null, i % 3 === 0 ? 0 : 1);
@@ -519,11 +635,16 @@ describe('svcca ledger copy', () => {
     assert.ok(isOneLineError(res), res.stderr);
     assert.match(res.stderr, /the copy of table services does not match/);
     assert.equal(readFileSync(join(ca.dir, 'config'), 'utf8'), before, 'the CA still uses ledger.db');
-    const rows = await query<{ n: string }>('copy_tampered', 'SELECT (SELECT count(*) FROM certificates) + (SELECT count(*) FROM events) AS n');
+    const rows = await query<{ n: string }>(
+      'copy_tampered',
+      'SELECT (SELECT count(*) FROM certificates) + (SELECT count(*) FROM events) AS n',
+    );
     assert.equal(Number(rows[0]!.n), 0, 'nothing was committed');
   });
 
-  it(`moves a ${RECORDS.toLocaleString('en')}-record SQLite ledger, checks every table, then switches the CA to it`, { timeout: 120_000 }, async () => {
+  it(`moves a ${RECORDS.toLocaleString('en')}-record SQLite ledger, checks every table, then switches the CA to it`, {
+    timeout: 120_000,
+  }, async () => {
     const url = await pg.createDatabase('copy_target');
     const res = ca.svcca(['ledger', 'copy', '--to', url, '--json'], pg.env);
     assert.equal(res.status, 0, res.stderr);
@@ -539,7 +660,11 @@ describe('svcca ledger copy', () => {
     // The copied CA works: the service issued before the copy renews, and the event ids go on.
     const rotated = ca.svcca(['rotate', 'real-one', '--renew-before', '100%'], pg.env);
     assert.equal(rotated.status, 0, rotated.stderr);
-    assert.equal(readSet(join(ca.root, 'sets', 'real-one')).serial, (await query<{ active_serial: string }>('copy_target', "SELECT active_serial FROM services WHERE name = 'real-one'"))[0]!.active_serial);
+    assert.equal(
+      readSet(join(ca.root, 'sets', 'real-one')).serial,
+      (await query<{ active_serial: string }>('copy_target', "SELECT active_serial FROM services WHERE name = 'real-one'"))[0]!
+        .active_serial,
+    );
     const revoked = ca.svcca(['revoke', 'svc-1'], pg.env);
     assert.equal(revoked.status, 0, revoked.stderr);
     const again = ca.svcca(['ledger', 'copy', '--to', url], pg.env);

@@ -22,7 +22,10 @@ after(() => ca?.cleanup());
 /** `svcca rotate …` with stdout and stderr on a pseudo-terminal; what the terminal showed. */
 function rotateOnTerminal(extra: readonly string[]) {
   const cmd = [process.execPath, SVCCA_BIN, 'rotate', '--renew-before', '100%', '--dir', ca.dir, ...extra].map((w) => `'${w}'`).join(' ');
-  return run('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, TERM: 'xterm' }), timeoutMs: 120_000 });
+  return run('script', ['-qec', cmd, '/dev/null'], {
+    env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, TERM: 'xterm' }),
+    timeoutMs: 120_000,
+  });
 }
 
 describe('svcca rotate progress', () => {
@@ -51,7 +54,10 @@ describe('svcca rotate progress', () => {
 
   it('is not drawn with TERM=dumb', () => {
     const cmd = [process.execPath, SVCCA_BIN, 'rotate', '--renew-before', '100%', '--dir', ca.dir].map((w) => `'${w}'`).join(' ');
-    const res = run('script', ['-qec', cmd, '/dev/null'], { env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, TERM: 'dumb' }), timeoutMs: 120_000 });
+    const res = run('script', ['-qec', cmd, '/dev/null'], {
+      env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, TERM: 'dumb' }),
+      timeoutMs: 120_000,
+    });
     assert.equal(res.status, 0, res.stdout);
     assert.match(res.stdout, /Renewed svc-00 /);
     assert.doesNotMatch(res.stdout, /renewing \[/);

@@ -38,7 +38,10 @@ describe('svcca revoke', () => {
 
   it('revoke SERVICE --reason keyCompromise lists every unexpired certificate of it, with the reason', () => {
     const before = readLedger(ca);
-    const serials = before.certs.filter((c) => c.service === 'order-service').map((c) => c.serial).sort();
+    const serials = before.certs
+      .filter((c) => c.service === 'order-service')
+      .map((c) => c.serial)
+      .sort();
     assert.equal(serials.length, 2);
     const crlBefore = crlText(ca, readCrlFile(ca).crls[1]!).number;
     const res = ca.svcca(['revoke', 'order-service', '--reason', 'keyCompromise']);
@@ -94,7 +97,10 @@ describe('svcca revoke', () => {
 
   it('revoke --serial revokes exactly that certificate (any case, colons accepted)', () => {
     const target = readSet(payment).serial;
-    const typed = target.toUpperCase().match(/.{1,2}/g)!.join(':');
+    const typed = target
+      .toUpperCase()
+      .match(/.{1,2}/g)!
+      .join(':');
     const res = ca.svcca(['revoke', '--serial', typed, '--reason', 'superseded']);
     assert.equal(res.status, 0, res.stderr);
     const intCrl = crlText(ca, readCrlFile(ca).crls[1]!);
@@ -106,7 +112,24 @@ describe('svcca revoke', () => {
   it('a CSR key revoked for keyCompromise is never signed again, even for another service', () => {
     const key = join(ca.root, 'csr.key');
     const csr = join(ca.root, 'req.csr');
-    assert.equal(run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=x']).status, 0);
+    assert.equal(
+      run('openssl', [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        csr,
+        '-subj',
+        '/CN=x',
+      ]).status,
+      0,
+    );
     assert.equal(ca.svcca(['issue', 'csr-service', '--csr', csr, '--out', join(ca.root, 'csr-set')]).status, 0);
     assert.equal(ca.svcca(['revoke', 'csr-service', '--reason', 'keyCompromise']).status, 0);
     const again = ca.svcca(['issue', 'other-service', '--csr', csr, '--out', join(ca.root, 'csr-set2')]);
@@ -139,7 +162,10 @@ describe('svcca revoke', () => {
   it('an already revoked certificate or service: one line, exit 1, nothing changed', () => {
     const revoked = [...readLedger(ca).revoked][0]!;
     const crl = readFileSync(join(ca.dir, 'crl.pem'));
-    for (const args of [['revoke', '--serial', revoked], ['revoke', 'csr-service']]) {
+    for (const args of [
+      ['revoke', '--serial', revoked],
+      ['revoke', 'csr-service'],
+    ]) {
       const res = ca.svcca(args);
       assert.ok(isOneLineError(res), res.stderr);
       assert.match(res.stderr, /already revoked/);

@@ -65,4 +65,3 @@ describe(`${N} svcca processes at once`, () => {
     for (const c of revoked) assert.ok(listed.has(c.serial), `${c.serial} (${c.service}) is missing from crl.pem`);
   });
 });
-

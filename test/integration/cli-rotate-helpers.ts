@@ -82,7 +82,17 @@ export function verifyWithCrl(ca: TestCa, setDir: string, mode: '-crl_check' | '
   const chain = join(ca.root, 'verify-chain.pem');
   writeFileSync(leaf, s.leafPem);
   writeFileSync(chain, s.chain.slice(1).join(''));
-  return run('openssl', ['verify', mode, '-CAfile', join(ca.dir, 'root.crt'), '-untrusted', chain, '-CRLfile', join(ca.dir, 'crl.pem'), leaf]);
+  return run('openssl', [
+    'verify',
+    mode,
+    '-CAfile',
+    join(ca.dir, 'root.crt'),
+    '-untrusted',
+    chain,
+    '-CRLfile',
+    join(ca.dir, 'crl.pem'),
+    leaf,
+  ]);
 }
 
 export function verifyPemWithCrl(ca: TestCa, leafPem: string, intermediatePem: string, mode: '-crl_check' | '-crl_check_all'): RunResult {
@@ -90,7 +100,17 @@ export function verifyPemWithCrl(ca: TestCa, leafPem: string, intermediatePem: s
   const chain = join(ca.root, 'verify-chain.pem');
   writeFileSync(leaf, leafPem);
   writeFileSync(chain, intermediatePem);
-  return run('openssl', ['verify', mode, '-CAfile', join(ca.dir, 'root.crt'), '-untrusted', chain, '-CRLfile', join(ca.dir, 'crl.pem'), leaf]);
+  return run('openssl', [
+    'verify',
+    mode,
+    '-CAfile',
+    join(ca.dir, 'root.crt'),
+    '-untrusted',
+    chain,
+    '-CRLfile',
+    join(ca.dir, 'crl.pem'),
+    leaf,
+  ]);
 }
 
 export interface LedgerView {
@@ -122,8 +142,18 @@ export function readLedger(ca: TestCa): LedgerView {
         not_after: number;
         revocation_reason: string | null;
       }[]
-    ).map((r) => ({ serial: r.serial, service: r.service, status: r.status, notAfter: r.not_after, revocationReason: r.revocation_reason }));
-    const events = db.prepare('SELECT kind, service, serial FROM events ORDER BY id').all() as { kind: string; service: string | null; serial: string | null }[];
+    ).map((r) => ({
+      serial: r.serial,
+      service: r.service,
+      status: r.status,
+      notAfter: r.not_after,
+      revocationReason: r.revocation_reason,
+    }));
+    const events = db.prepare('SELECT kind, service, serial FROM events ORDER BY id').all() as {
+      kind: string;
+      service: string | null;
+      serial: string | null;
+    }[];
     return { active, revoked: new Set(certs.filter((c) => c.status === 'revoked').map((c) => c.serial)), certs, events, integrity };
   } finally {
     db.close();

@@ -142,7 +142,7 @@ describe('the intermediate nearing its end, and svcca rotate --intermediate', ()
     for (const dir of [fresh, web]) assert.equal(verifyWithCrl(ca, dir, '-crl_check_all').status, 0);
   });
 
-  it("revoking a service whose leaves came from retired intermediates: their own CRLs list them", () => {
+  it('revoking a service whose leaves came from retired intermediates: their own CRLs list them', () => {
     const agedLeaf = readSet(web).leafPem;
     assert.equal(ca.svcca(['revoke', 'web']).status, 0);
     for (const [leaf, int] of [

@@ -42,7 +42,10 @@ describe('svcca rotate: a service changed during the run is left as the change m
     const r = ca.svcca(['rotate', '--renew-before', '100%', '--exec', hook, '--json']);
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout) as { renewed: { service: string }[]; skipped: { service: string; reason: string }[] };
-    assert.deepEqual(out.renewed.map((x) => x.service), ['a-first']);
+    assert.deepEqual(
+      out.renewed.map((x) => x.service),
+      ['a-first'],
+    );
     assert.deepEqual(out.skipped.map((x) => x.service).sort(), ['b-revoked', 'c-reissued']);
     for (const s of out.skipped) assert.match(s.reason, /changed while this run was renewing it/);
 

@@ -17,14 +17,27 @@ import { makeCa, run, SIDECAR_BIN, type TestCa } from '../helpers/cli.js';
 import { isOneLineError, readLedger, readSet, sleep } from './cli-rotate-helpers.js';
 
 interface RotateJson {
-  renewed: { service: string; oldSerial: string; newSerial: string; notAfter: string; expired: boolean; clamped: boolean; fromCsr: boolean; hook?: { ok: boolean; error?: string } }[];
+  renewed: {
+    service: string;
+    oldSerial: string;
+    newSerial: string;
+    notAfter: string;
+    expired: boolean;
+    clamped: boolean;
+    fromCsr: boolean;
+    hook?: { ok: boolean; error?: string };
+  }[];
   skipped: { service: string; reason: string }[];
   failed: { service: string; error: string }[];
   notDue: number;
   warnings: string[];
 }
 
-function rotateJson(ca: TestCa, args: string[], env?: Record<string, string | undefined>): { status: number; json: RotateJson; stderr: string } {
+function rotateJson(
+  ca: TestCa,
+  args: string[],
+  env?: Record<string, string | undefined>,
+): { status: number; json: RotateJson; stderr: string } {
   const res = ca.svcca(['rotate', ...args, '--json'], env);
   let json: RotateJson;
   try {
@@ -79,7 +92,10 @@ describe('svcca rotate', () => {
     const cert = new X509Certificate(now.leafPem);
     assert.equal(cert.subjectAltName, oldCert.subjectAltName);
     assert.equal(Date.parse(cert.validTo) - Date.parse(cert.validFrom), Date.parse(oldCert.validTo) - Date.parse(oldCert.validFrom));
-    assert.notEqual(cert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'), oldCert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'));
+    assert.notEqual(
+      cert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'),
+      oldCert.publicKey.export({ type: 'spki', format: 'der' }).toString('hex'),
+    );
     assert.equal(statSync(join(order, '..data', 'tls.key')).mode & 0o777, 0o600);
     const folders = readdirSync(order).filter((f) => /^\.\.\d{4}_/.test(f));
     assert.equal(folders.length, 1);
@@ -102,7 +118,10 @@ describe('svcca rotate', () => {
     const p = readSet(payment).serial;
     const { status, json } = rotateJson(ca, ['order-service', '--renew-before', '100%']);
     assert.equal(status, 0);
-    assert.deepEqual(json.renewed.map((r) => r.service), ['order-service']);
+    assert.deepEqual(
+      json.renewed.map((r) => r.service),
+      ['order-service'],
+    );
     assert.equal(readSet(payment).serial, p);
     const res = ca.svcca(['rotate', 'no-such-service']);
     assert.ok(isOneLineError(res), res.stderr);
@@ -129,7 +148,11 @@ describe('svcca rotate', () => {
   it('--exec runs after each set with SVCCA_SERVICE and SVCCA_SET_DIR and no passphrase variable', () => {
     const log = join(ca.root, 'hook.log');
     const hook = `echo "$SVCCA_SERVICE|$SVCCA_SET_DIR|\${SVCCA_PASSPHRASE-unset}|\${SVCCA_ROOT_PASSPHRASE-unset}|\${MY_DB_PASSWORD-unset}|\${KEEP_ME-unset}" >> ${log}`;
-    const { status, json } = rotateJson(ca, ['--renew-before', '100%', '--exec', hook], { SVCCA_ROOT_PASSPHRASE: 'r00t', MY_DB_PASSWORD: 'x', KEEP_ME: 'kept' });
+    const { status, json } = rotateJson(ca, ['--renew-before', '100%', '--exec', hook], {
+      SVCCA_ROOT_PASSPHRASE: 'r00t',
+      MY_DB_PASSWORD: 'x',
+      KEEP_ME: 'kept',
+    });
     assert.equal(status, 0);
     assert.ok(json.renewed.every((r) => r.hook?.ok));
     const lines = readFileSync(log, 'utf8').trim().split('\n').sort();
@@ -181,7 +204,11 @@ describe('svcca rotate: what a killed run left behind', () => {
       // The dead run's claim, as a kill -9 between the swap and the release leaves it.
       const dead = spawnSync('true').pid;
       const db = new Database(join(ca.dir, 'ledger.db'));
-      db.prepare('UPDATE services SET claim_owner = ?, claim_until = ? WHERE name = ?').run(`${hostname()}:${dead}:dead`, Date.now() + 600_000, 'left-behind');
+      db.prepare('UPDATE services SET claim_owner = ?, claim_until = ? WHERE name = ?').run(
+        `${hostname()}:${dead}:dead`,
+        Date.now() + 600_000,
+        'left-behind',
+      );
       db.close();
       const res = ca.svcca(['rotate']);
       assert.equal(res.status, 0, res.stderr);
@@ -203,7 +230,21 @@ describe('svcca rotate: certificates signed from a CSR', () => {
     ca = makeCa();
     ownerKey = join(ca.root, 'owner.key');
     const csr = join(ca.root, 'req.csr');
-    const res = run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', ownerKey, '-out', csr, '-subj', '/CN=billing']);
+    const res = run('openssl', [
+      'req',
+      '-new',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      ownerKey,
+      '-out',
+      csr,
+      '-subj',
+      '/CN=billing',
+    ]);
     assert.equal(res.status, 0, res.stderr);
     setDir = join(ca.root, 'sets', 'billing');
     assert.equal(ca.svcca(['issue', 'billing', '--csr', csr, '--out', setDir]).status, 0);
@@ -234,7 +275,24 @@ describe('svcca rotate: certificates signed from a CSR', () => {
     assert.ok(lstatSync(join(dir, 'tls.key')).isSymbolicLink());
     const key = join(ca.root, 'switched.key');
     const csr = join(ca.root, 'switched.csr');
-    assert.equal(run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', '/CN=switched']).status, 0);
+    assert.equal(
+      run('openssl', [
+        'req',
+        '-new',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        csr,
+        '-subj',
+        '/CN=switched',
+      ]).status,
+      0,
+    );
     assert.equal(ca.svcca(['issue', 'switched', '--csr', csr]).status, 0);
     // No dangling link left: the owner's shell redirect makes a plain file beside the set.
     assert.equal(existsSync(join(dir, 'tls.key')), false);
@@ -245,7 +303,10 @@ describe('svcca rotate: certificates signed from a CSR', () => {
     assert.equal(readFileSync(join(dir, 'tls.key'), 'utf8'), readFileSync(key, 'utf8'), "the renewal left the owner's key alone");
     // And the sidecar reads the set: the key beside it matches the renewed certificate.
     const cfg = join(ca.root, 'switched.yaml');
-    writeFileSync(cfg, `identity:\n  dir: ${dir}\noutbound:\n  - listen: 127.0.0.1:0\n    connect: 127.0.0.1:9\n    serverId: spiffe://example.org/x\n`);
+    writeFileSync(
+      cfg,
+      `identity:\n  dir: ${dir}\noutbound:\n  - listen: 127.0.0.1:0\n    connect: 127.0.0.1:9\n    serverId: spiffe://example.org/x\n`,
+    );
     const check = run(process.execPath, [SIDECAR_BIN, '--check', '--config', cfg]);
     assert.equal(check.status, 0, check.stdout + check.stderr);
     assert.match(check.stdout, /ok: identity spiffe:\/\/example\.org\/switched/);

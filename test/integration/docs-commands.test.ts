@@ -23,7 +23,13 @@ import { fileURLToPath } from 'node:url';
 import { cleanEnv, run, SIDECAR_BIN, SVCCA_BIN, tempDir } from '../helpers/cli.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const DOCS = ['README.md', ...readdirSync(join(REPO, 'docs')).filter((f) => f.endsWith('.md')).sort().map((f) => `docs/${f}`)];
+const DOCS = [
+  'README.md',
+  ...readdirSync(join(REPO, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .sort()
+    .map((f) => `docs/${f}`),
+];
 
 interface Block {
   readonly lang: string;
@@ -64,7 +70,13 @@ function blocks(text: string): Block[] {
     } else if (/^<!--\s*not-run\b.*-->\s*$/.test(prev)) marker = { kind: 'not-run' };
     const block: Block = { lang: open[1] ?? '', code: body.join('\n'), line: start + 1, end, marker };
     const last = out[out.length - 1];
-    if (block.lang === 'text' && last?.marker?.kind === 'run' && last.marker.output && last.expected === undefined && lastEnd(lines, start) === last.end) {
+    if (
+      block.lang === 'text' &&
+      last?.marker?.kind === 'run' &&
+      last.marker.output &&
+      last.expected === undefined &&
+      lastEnd(lines, start) === last.end
+    ) {
       last.expected = block.code;
     }
     out.push(block);
@@ -82,7 +94,10 @@ function lastEnd(lines: readonly string[], start: number): number {
 function shims(root: string): string {
   const bin = join(root, '.bin');
   mkdirSync(bin, { recursive: true });
-  for (const [name, target] of [['svcca', SVCCA_BIN], ['svcca-sidecar', SIDECAR_BIN]] as const) {
+  for (const [name, target] of [
+    ['svcca', SVCCA_BIN],
+    ['svcca-sidecar', SIDECAR_BIN],
+  ] as const) {
     writeFileSync(join(bin, name), `#!/bin/sh\nexec "${process.execPath}" "${target}" "$@"\n`);
     chmodSync(join(bin, name), 0o755);
   }
@@ -93,7 +108,13 @@ function matchInOrder(expected: string, actual: string): string | undefined {
   const lines = actual.split('\n');
   let at = 0;
   for (const want of expected.split('\n').filter((l) => l.trim() !== '')) {
-    const re = new RegExp(`^${want.trim().split('...').map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+    const re = new RegExp(
+      `^${want
+        .trim()
+        .split('...')
+        .map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+    );
     const found = lines.findIndex((l, k) => k >= at && re.test(l.trim()));
     if (found < 0) return want;
     at = found + 1;
@@ -110,7 +131,11 @@ for (const doc of DOCS) {
     test('every ```sh block that runs svcca is marked run or not-run', () => {
       for (const b of all) {
         if (b.lang !== 'sh' || b.marker) continue;
-        assert.doesNotMatch(b.code, /^\s*(svcca|svcca-sidecar)\s/m, `${doc}:${b.line}: a block showing svcca commands needs <!-- run --> or <!-- not-run: why -->`);
+        assert.doesNotMatch(
+          b.code,
+          /^\s*(svcca|svcca-sidecar)\s/m,
+          `${doc}:${b.line}: a block showing svcca commands needs <!-- run --> or <!-- not-run: why -->`,
+        );
       }
       for (const b of runnable) assert.equal(b.lang, 'sh', `${doc}:${b.line}: only sh blocks are run`);
     });
@@ -129,7 +154,13 @@ for (const doc of DOCS) {
     const bin = shims(work);
     for (const b of runnable) {
       const marker = b.marker as { kind: 'run'; exit: number; output: boolean };
-      test(`${doc}:${b.line} ${b.code.split('\n').find((l) => l.trim() && !l.trim().startsWith('#'))?.trim().slice(0, 70) ?? ''}`, () => {
+      test(`${doc}:${b.line} ${
+        b.code
+          .split('\n')
+          .find((l) => l.trim() && !l.trim().startsWith('#'))
+          ?.trim()
+          .slice(0, 70) ?? ''
+      }`, () => {
         const script = [
           `[ -f '${state}' ] && . '${state}'`,
           `trap 'export -p | grep -v -E "^declare -x (PWD|OLDPWD|SHLVL|_)=" > "${state}"' EXIT`,
@@ -143,7 +174,11 @@ for (const doc of DOCS) {
           encoding: 'utf8',
         });
         const output = `${res.stdout ?? ''}${res.stderr ?? ''}`;
-        assert.equal(res.status, marker.exit, `${doc}:${b.line} exited ${res.status}, the doc says ${marker.exit}:\n${b.code}\n--- output ---\n${output}`);
+        assert.equal(
+          res.status,
+          marker.exit,
+          `${doc}:${b.line} exited ${res.status}, the doc says ${marker.exit}:\n${b.code}\n--- output ---\n${output}`,
+        );
         if (marker.output) {
           assert.ok(b.expected !== undefined, `${doc}:${b.line}: marked output but no \`\`\`text block follows`);
           const missing = matchInOrder(b.expected, output);
@@ -155,8 +190,16 @@ for (const doc of DOCS) {
 }
 
 test('docs/policy.svg is what svcca policy graph draws from docs/policy.example.yaml', () => {
-  const res = run(process.execPath, [SVCCA_BIN, 'policy', 'graph', '--policy', join(REPO, 'docs', 'policy.example.yaml'), '--format', 'svg'], { env: cleanEnv() });
+  const res = run(
+    process.execPath,
+    [SVCCA_BIN, 'policy', 'graph', '--policy', join(REPO, 'docs', 'policy.example.yaml'), '--format', 'svg'],
+    { env: cleanEnv() },
+  );
   assert.equal(res.status, 0, res.stderr);
   const committed = readFileSync(join(REPO, 'docs', 'policy.svg'), 'utf8');
-  assert.equal(committed, res.stdout, `docs/policy.svg is stale: regenerate it with\n  node dist/bin/svcca.mjs policy graph --policy docs/policy.example.yaml --format svg > docs/policy.svg`);
+  assert.equal(
+    committed,
+    res.stdout,
+    `docs/policy.svg is stale: regenerate it with\n  node dist/bin/svcca.mjs policy graph --policy docs/policy.example.yaml --format svg > docs/policy.svg`,
+  );
 });

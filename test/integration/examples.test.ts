@@ -89,7 +89,10 @@ function sidecarCheck(label: string, config: SidecarConfigDoc, mounts: Mounts, s
   for (const f of ['tls.crt', 'tls.key', 'ca.crt']) {
     assert.ok(existsSync(join(rewritten.identity.dir, f)), `${label}: identity.dir ${config.identity.dir} would not hold ${f}`);
   }
-  assert.ok(existsSync(join(rewritten.identity.dir, '..data')), `${label}: identity.dir ${config.identity.dir} is not a ..data credential set`);
+  assert.ok(
+    existsSync(join(rewritten.identity.dir, '..data')),
+    `${label}: identity.dir ${config.identity.dir} is not a ..data credential set`,
+  );
   // An https:// CRL (svcca serve) is fetched at run time, not a file in a volume.
   if (config.identity.crl && !config.identity.crl.startsWith('https://')) {
     rewritten.identity.crl = translate(mounts, config.identity.crl, `${label} identity.crl`);
@@ -104,7 +107,11 @@ function sidecarCheck(label: string, config: SidecarConfigDoc, mounts: Mounts, s
   const res = run(process.execPath, [SIDECAR_BIN, '--check', '--config', file], { env: cleanEnv() });
   assert.equal(res.status, 0, `${label}: svcca-sidecar --check refused the config:\n${res.stdout}${res.stderr}`);
   assert.match(res.stdout, /configuration is valid/, `${label}: --check did not say the config is valid:\n${res.stdout}`);
-  assert.match(res.stdout, new RegExp(`identity spiffe://${TRUST_DOMAIN}/${service.replace(/[.]/g, '\\.')},`), `${label}: expected the identity of ${service}:\n${res.stdout}`);
+  assert.match(
+    res.stdout,
+    new RegExp(`identity spiffe://${TRUST_DOMAIN}/${service.replace(/[.]/g, '\\.')},`),
+    `${label}: expected the identity of ${service}:\n${res.stdout}`,
+  );
   assert.doesNotMatch(res.stderr, /warning: policy:/, `${label}: --check warned about the policy:\n${res.stderr}`);
 }
 
@@ -125,7 +132,8 @@ test('every YAML file under examples/ parses, and so does every YAML document in
       const obj = d.toJS() as Obj | null;
       if (obj?.kind === 'ConfigMap') {
         for (const [k, v] of Object.entries(obj.data ?? {})) {
-          if (k.endsWith('.yaml')) assert.doesNotThrow(() => parse(v as string), `${relative(REPO, f)}: ConfigMap ${obj.metadata?.name} ${k}`);
+          if (k.endsWith('.yaml'))
+            assert.doesNotThrow(() => parse(v as string), `${relative(REPO, f)}: ConfigMap ${obj.metadata?.name} ${k}`);
         }
       }
     }
@@ -194,7 +202,14 @@ describe('examples/docker-compose', () => {
     assert.ok(existsSync(join(sets, 'crl', 'crl.pem')), 'crl/crl.pem was not published');
     // Run again: it must be idempotent (a restarted stack runs it every time).
     const again = run('sh', [join(dir, 'scripts', 'ca-init.sh')], {
-      env: cleanEnv({ PATH: `${shimDir(work)}:${process.env.PATH}`, TRUST_DOMAIN: env.TRUST_DOMAIN, SERVICES: env.SERVICES, PASSPHRASE_FILE: join(work, 'passphrase'), SVCCA_DIR: join(work, 'volumes', 'ca-data'), SVCCA_SETS: sets }),
+      env: cleanEnv({
+        PATH: `${shimDir(work)}:${process.env.PATH}`,
+        TRUST_DOMAIN: env.TRUST_DOMAIN,
+        SERVICES: env.SERVICES,
+        PASSPHRASE_FILE: join(work, 'passphrase'),
+        SVCCA_DIR: join(work, 'volumes', 'ca-data'),
+        SVCCA_SETS: sets,
+      }),
       timeoutMs: 120_000,
     });
     assert.equal(again.status, 0, `ca-init.sh failed the second time:\n${again.stdout}${again.stderr}`);
@@ -212,7 +227,7 @@ describe('examples/docker-compose', () => {
     assert.ok(compose.secrets?.['ca-passphrase'], 'secrets.ca-passphrase is not declared');
   });
 
-  test('each sidecar shares its app\'s network namespace; the app binds loopback on the forwarded port; ports and identities line up', () => {
+  test("each sidecar shares its app's network namespace; the app binds loopback on the forwarded port; ports and identities line up", () => {
     assert.equal(sidecars.length, 2);
     const initServices = ((services['ca-init']!.environment as Obj).SERVICES as string).split(/\s+/);
     const byApp = new Map<string, { sidecar: string; config: SidecarConfigDoc; service: string }>();
@@ -232,22 +247,36 @@ describe('examples/docker-compose', () => {
       assert.equal(host(appEnv.LISTEN), '127.0.0.1', `${app} must bind loopback only`);
       assert.equal(appEnv.SERVICE, service);
       for (const p of services[app]!.ports ?? []) {
-        assert.equal(Number(String(p).split(':').pop()), port(config.inbound.listen), `${app} publishes ${p}, which is not the sidecar's inbound port`);
+        assert.equal(
+          Number(String(p).split(':').pop()),
+          port(config.inbound.listen),
+          `${app} publishes ${p}, which is not the sidecar's inbound port`,
+        );
       }
       assert.ok(config.admin, `${name}: no admin listener`);
       const hc = JSON.stringify(s.healthcheck?.test ?? '');
       assert.ok(hc.includes(`${config.admin.listen}/readyz`), `${name}: the healthcheck must ask ${config.admin.listen}/readyz`);
       if (appEnv.UPSTREAM) {
-        assert.ok(config.outbound?.some((o) => port(o.listen) === port(new URL(appEnv.UPSTREAM).host) && host(o.listen) === '127.0.0.1'), `${app}: UPSTREAM ${appEnv.UPSTREAM} is not one of ${name}'s outbound listeners`);
+        assert.ok(
+          config.outbound?.some((o) => port(o.listen) === port(new URL(appEnv.UPSTREAM).host) && host(o.listen) === '127.0.0.1'),
+          `${app}: UPSTREAM ${appEnv.UPSTREAM} is not one of ${name}'s outbound listeners`,
+        );
       }
     }
     for (const [app, { sidecar, config, service }] of byApp) {
       for (const o of config.outbound ?? []) {
         const target = byApp.get(host(o.connect));
         assert.ok(target, `${sidecar}: outbound connect ${o.connect} is not a service with a sidecar`);
-        assert.equal(port(o.connect), port(target.config.inbound!.listen), `${sidecar}: ${o.connect} is not ${target.sidecar}'s inbound port`);
+        assert.equal(
+          port(o.connect),
+          port(target.config.inbound!.listen),
+          `${sidecar}: ${o.connect} is not ${target.sidecar}'s inbound port`,
+        );
         assert.equal(o.serverId, `spiffe://${TRUST_DOMAIN}/${target.service}`);
-        assert.ok(policyAllows(join(dir, 'policy.yaml'), service, target.service), `policy.yaml does not let ${service} call ${target.service}`);
+        assert.ok(
+          policyAllows(join(dir, 'policy.yaml'), service, target.service),
+          `policy.yaml does not let ${service} call ${target.service}`,
+        );
       }
       void app;
     }
@@ -256,7 +285,8 @@ describe('examples/docker-compose', () => {
   for (const [name] of sidecars) {
     test(`svcca-sidecar --check accepts ${name}'s config with the files ca-init.sh made`, () => {
       const config = configOf(name);
-      const service = ((services[name]!.volumes as Obj[]).find((v) => typeof v === 'object' && v.target === config.identity.dir)!).volume.subpath as string;
+      const service = (services[name]!.volumes as Obj[]).find((v) => typeof v === 'object' && v.target === config.identity.dir)!.volume
+        .subpath as string;
       sidecarCheck(`compose ${name}`, config, mountsOf(name), service, work);
     });
   }
@@ -290,7 +320,10 @@ describe('examples/kubernetes', () => {
   function defined(kind: 'ConfigMap' | 'Secret', name: string): boolean {
     if (find(kind, name)) return true;
     const verb = kind === 'ConfigMap' ? 'configmap' : 'secret generic';
-    return readme.includes(`create ${verb} ${name} `) || (kind === 'Secret' && name.startsWith('svcca-') && readme.includes('create secret generic "svcca-$s"'));
+    return (
+      readme.includes(`create ${verb} ${name} `) ||
+      (kind === 'Secret' && name.startsWith('svcca-') && readme.includes('create secret generic "svcca-$s"'))
+    );
   }
 
   interface Sidecar {
@@ -345,7 +378,8 @@ describe('examples/kubernetes', () => {
         mkdirSync(hostDir, { recursive: true });
         const cm = find('ConfigMap', name);
         if (cm) for (const [k, text] of Object.entries(cm.data ?? {})) writeFileSync(join(hostDir, k), text as string);
-        else if (name === cron.spec.jobTemplate.spec.template.spec.containers[0].env.find((e: Obj) => e.name === 'CRL_CONFIGMAP')?.value) copyFileSync(join(ca.dir, 'crl.pem'), join(hostDir, 'crl.pem'));
+        else if (name === cron.spec.jobTemplate.spec.template.spec.containers[0].env.find((e: Obj) => e.name === 'CRL_CONFIGMAP')?.value)
+          copyFileSync(join(ca.dir, 'crl.pem'), join(hostDir, 'crl.pem'));
         mounts.set(vm.mountPath, hostDir);
       }
     }
@@ -361,7 +395,10 @@ describe('examples/kubernetes', () => {
       const name = s.deployment.metadata.name;
       const { config, container, app } = s;
       assert.equal(name, s.service, `Deployment ${name} mounts the set of ${s.service}`);
-      assert.ok(secretNames.includes(`svcca-${s.service.replaceAll('/', '.')}`), `the Role does not let the CronJob patch svcca-${s.service}`);
+      assert.ok(
+        secretNames.includes(`svcca-${s.service.replaceAll('/', '.')}`),
+        `the Role does not let the CronJob patch svcca-${s.service}`,
+      );
       const crlMount = (container.volumeMounts as Obj[]).find((vm) => config.identity.crl?.startsWith(`${vm.mountPath}/`));
       const crlCm = (s.deployment.spec.template.spec.volumes as Obj[]).find((v) => v.name === crlMount?.name)?.configMap?.name;
       assert.ok(crlCm && cmNames.includes(crlCm), `${name}: crl.pem must come from the ConfigMap the CronJob patches`);
@@ -400,7 +437,7 @@ describe('examples/kubernetes', () => {
     }
   });
 
-  test('svcca-sidecar --check accepts each Deployment\'s sidecar config with the mounted files made by the real CLI', () => {
+  test("svcca-sidecar --check accepts each Deployment's sidecar config with the mounted files made by the real CLI", () => {
     for (const d of deployments) {
       const s = sidecarOf(d);
       sidecarCheck(`k8s ${d.metadata.name}`, s.config, s.mounts, s.service, work);
@@ -459,7 +496,9 @@ describe('examples/systemd', () => {
   const directive = (text: string, key: string) => [...text.matchAll(new RegExp(`^${key}=(.*)$`, 'gm'))].map((m) => m[1]!);
   const sidecarUnit = unit('svcca-sidecar@.service');
   const rotateUnit = unit('svcca-rotate.service');
-  const instances = readdirSync(join(dir, 'etc', 'svcca'), { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+  const instances = readdirSync(join(dir, 'etc', 'svcca'), { withFileTypes: true })
+    .filter((e) => e.isDirectory())
+    .map((e) => e.name);
   let ca: TestCa;
   let work: string;
 
@@ -477,8 +516,12 @@ describe('examples/systemd', () => {
   test('the units: a templated sidecar, a rotation service with its timer, hardening, the passphrase as a credential', () => {
     const exec = directive(sidecarUnit, 'ExecStart')[0]!;
     assert.match(exec, /svcca-sidecar --config \/etc\/svcca\/%i\/sidecar\.yaml$/);
-    for (const [text, name] of [[sidecarUnit, 'sidecar'], [rotateUnit, 'rotate']] as const) {
-      for (const key of ['NoNewPrivileges', 'ProtectSystem', 'User']) assert.ok(directive(text, key).length > 0, `${name}: ${key}= missing`);
+    for (const [text, name] of [
+      [sidecarUnit, 'sidecar'],
+      [rotateUnit, 'rotate'],
+    ] as const) {
+      for (const key of ['NoNewPrivileges', 'ProtectSystem', 'User'])
+        assert.ok(directive(text, key).length > 0, `${name}: ${key}= missing`);
       assert.equal(directive(text, 'ProtectSystem')[0], 'strict');
       assert.equal(directive(text, 'User')[0], 'svcca', `${name}: a dedicated user`);
     }
@@ -493,10 +536,21 @@ describe('examples/systemd', () => {
     const renew = unit('svcca-renew@.service');
     assert.match(directive(renew, 'ExecStart')[0]!, /svcca renew --ca \$\{SVCCA_CA\} --dir \/var\/lib\/svcca\/sets\/%i$/);
     assert.deepEqual(directive(renew, 'ReadWritePaths'), ['/var/lib/svcca/sets/%i'], 'it writes only the set it renews');
-    assert.ok(!/passphrase/i.test(renew.split('\n').filter((l) => !l.startsWith('#')).join('\n')), 'renewal needs no CA passphrase');
+    assert.ok(
+      !/passphrase/i.test(
+        renew
+          .split('\n')
+          .filter((l) => !l.startsWith('#'))
+          .join('\n'),
+      ),
+      'renewal needs no CA passphrase',
+    );
     assert.match(unit('svcca-renew@.timer'), /^OnCalendar=\*:0\/15$/m);
     const serve = unit('svcca-serve.service');
-    assert.match(directive(serve, 'ExecStart')[0]!, /svcca serve --listen \S+:9443 --admin 127\.0\.0\.1:\d+ --passphrase-file %d\/ca-passphrase$/);
+    assert.match(
+      directive(serve, 'ExecStart')[0]!,
+      /svcca serve --listen \S+:9443 --admin 127\.0\.0\.1:\d+ --passphrase-file %d\/ca-passphrase$/,
+    );
     assert.equal(directive(serve, 'User')[0], 'svcca');
   });
 
@@ -509,8 +563,15 @@ describe('examples/systemd', () => {
       const c = configOf(i);
       assert.equal(c.identity.dir, `/var/lib/svcca/sets/${i}`);
       assert.equal(c.identity.crl, published, `${i}: identity.crl must be where svcca-rotate.service publishes crl.pem`);
-      for (const p of [c.identity.dir, c.identity.crl!, c.policy!]) assert.ok(readOnly.some((r) => p.startsWith(`${r}/`)), `${i}: ${p} is not under ReadOnlyPaths`);
-      assert.ok(c.inbound!.forward.startsWith('127.0.0.1:') || c.inbound!.forward.startsWith('unix:/'), `${i}: forward to loopback or a unix socket only`);
+      for (const p of [c.identity.dir, c.identity.crl!, c.policy!])
+        assert.ok(
+          readOnly.some((r) => p.startsWith(`${r}/`)),
+          `${i}: ${p} is not under ReadOnlyPaths`,
+        );
+      assert.ok(
+        c.inbound!.forward.startsWith('127.0.0.1:') || c.inbound!.forward.startsWith('unix:/'),
+        `${i}: forward to loopback or a unix socket only`,
+      );
       for (const l of [c.inbound?.listen, c.admin?.listen, ...(c.outbound ?? []).map((o) => o.listen)]) {
         if (!l) continue;
         assert.ok(!listens.has(`:${port(l)}`), `${i}: port ${port(l)} is also used by ${listens.get(`:${port(l)}`)} on the same host`);
@@ -553,13 +614,21 @@ describe('examples/systemd', () => {
     writeFileSync(join(units, 'svcca-renew@payment-service.service'), fix(unit('svcca-renew@.service')));
     writeFileSync(join(units, 'svcca-renew@payment-service.timer'), unit('svcca-renew@.timer'));
     writeFileSync(join(units, 'svcca-serve.service'), fix(unit('svcca-serve.service')));
-    const names = ['svcca-sidecar@order-service.service', 'svcca-rotate.service', 'svcca-rotate.timer', 'svcca-renew@payment-service.service', 'svcca-renew@payment-service.timer', 'svcca-serve.service'];
+    const names = [
+      'svcca-sidecar@order-service.service',
+      'svcca-rotate.service',
+      'svcca-rotate.timer',
+      'svcca-renew@payment-service.service',
+      'svcca-renew@payment-service.timer',
+      'svcca-serve.service',
+    ];
     const res = run('systemd-analyze', ['verify', '--man=no', ...names.map((f) => join(units, f))]);
-    const complaints = `${res.stdout}${res.stderr}`.split('\n').filter((l) => l.trim() && !/Failed to .*(bus|connect)|not running|System has not been booted/i.test(l));
+    const complaints = `${res.stdout}${res.stderr}`
+      .split('\n')
+      .filter((l) => l.trim() && !/Failed to .*(bus|connect)|not running|System has not been booted/i.test(l));
     assert.deepEqual(complaints, [], `systemd-analyze verify:\n${res.stdout}${res.stderr}`);
   });
 });
-
 
 describe('examples/kubernetes/serve', () => {
   const dir = join(EXAMPLES, 'kubernetes', 'serve');
@@ -613,7 +682,9 @@ describe('examples/kubernetes/serve', () => {
     const mounts: Mounts = new Map([['/var/run/svcca/identity', join(work, 'identity')]]);
     const policyDir = join(work, 'policy');
     mkdirSync(policyDir);
-    const policyMap = parseAllDocuments(readFileSync(join(EXAMPLES, 'kubernetes', 'policy.yaml'), 'utf8')).map((d) => d.toJS() as Obj).find((o) => o?.kind === 'ConfigMap')!;
+    const policyMap = parseAllDocuments(readFileSync(join(EXAMPLES, 'kubernetes', 'policy.yaml'), 'utf8'))
+      .map((d) => d.toJS() as Obj)
+      .find((o) => o?.kind === 'ConfigMap')!;
     writeFileSync(join(policyDir, 'policy.yaml'), policyMap.data['policy.yaml']);
     mounts.set('/etc/svcca/policy', policyDir);
     sidecarCheck('kubernetes/serve payment-service', config, mounts, 'payment-service', work);

@@ -96,7 +96,12 @@ export class RawH2 {
       while (this.#buf.length >= 9) {
         const len = this.#buf.readUIntBE(0, 3);
         if (this.#buf.length < 9 + len) break;
-        const f = { type: this.#buf[3]!, flags: this.#buf[4]!, stream: this.#buf.readUInt32BE(5) & 0x7fffffff, payload: this.#buf.subarray(9, 9 + len) };
+        const f = {
+          type: this.#buf[3]!,
+          flags: this.#buf[4]!,
+          stream: this.#buf.readUInt32BE(5) & 0x7fffffff,
+          payload: this.#buf.subarray(9, 9 + len),
+        };
         this.#buf = this.#buf.subarray(9 + len);
         // Acknowledge the server's SETTINGS, as a conforming client does.
         if (f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) === 0 && !socket.destroyed) socket.write(frame(FRAME.SETTINGS, FLAG.ACK, 0));
@@ -115,7 +120,15 @@ export class RawH2 {
   static open(address: string, creds: Required<Creds>, initial: readonly (readonly [number, number])[] = []): Promise<RawH2> {
     const [host, port] = splitHostPort(address);
     return new Promise((resolve, reject) => {
-      const s = tlsConnect({ host, port, cert: creds.cert, key: creds.key, ca: creds.ca, checkServerIdentity: () => undefined, ALPNProtocols: ['h2'] });
+      const s = tlsConnect({
+        host,
+        port,
+        cert: creds.cert,
+        key: creds.key,
+        ca: creds.ca,
+        checkServerIdentity: () => undefined,
+        ALPNProtocols: ['h2'],
+      });
       s.once('secureConnect', () => {
         if (s.alpnProtocol !== 'h2') return reject(new Error(`ALPN selected ${String(s.alpnProtocol)}, not h2`));
         s.write(Buffer.concat([PREFACE, settings(initial)]));
@@ -146,7 +159,8 @@ export class RawH2 {
       const f = this.frames.find(pred);
       if (f) return f;
       if (this.#closed) return undefined;
-      if (Date.now() > deadline) throw new Error(`no such frame within ${timeoutMs} ms; got types ${this.frames.map((x) => x.type).join(',')}`);
+      if (Date.now() > deadline)
+        throw new Error(`no such frame within ${timeoutMs} ms; got types ${this.frames.map((x) => x.type).join(',')}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, 100);
         this.#waiters.push(() => {

@@ -103,7 +103,10 @@ type Case = (ctx: { ledger: Ledger; base: string; raw: (sql: string) => Promise<
 /** The cases every back end passes. */
 const CASES: Record<string, Case> = {
   'a certificate round-trips with every field, its set folder relative to the CA directory or absolute': async ({ ledger, base }) => {
-    const inside = record({ service: 'ns/prod/api', fromCsr: true, revokedAt: 5, revocationReason: 'keyCompromise', status: 'revoked' }, base);
+    const inside = record(
+      { service: 'ns/prod/api', fromCsr: true, revokedAt: 5, revocationReason: 'keyCompromise', status: 'revoked' },
+      base,
+    );
     const outside = record({ service: 'other', setDir: '/etc/svcca/other' }, base);
     await ledger.transaction(async (tx) => {
       await tx.insertCertificate(inside);
@@ -130,7 +133,10 @@ const CASES: Record<string, Case> = {
     const serials = (rs: CertificateRecord[]) => rs.map((r) => r.serial);
     assert.deepEqual(serials(await ledger.listCertificates({ service: 'a' })), [a1.serial, a2.serial]);
     assert.deepEqual(serials(await ledger.listCertificates({ statuses: ['superseded'] })), [a1.serial]);
-    assert.deepEqual(serials(await ledger.listCertificates({ statuses: ['active', 'superseded'], notAfterBefore: 250 })), [a1.serial, a2.serial]);
+    assert.deepEqual(serials(await ledger.listCertificates({ statuses: ['active', 'superseded'], notAfterBefore: 250 })), [
+      a1.serial,
+      a2.serial,
+    ]);
     assert.deepEqual(serials(await ledger.listCertificates({ notAfterAfter: 150 })), [a2.serial, b.serial]);
     assert.deepEqual(serials(await ledger.listCertificates({ issuerKeyId: 'bb22' })), [b.serial]);
     assert.equal(await ledger.latestNotAfter('aa11'), 200);
@@ -144,11 +150,24 @@ const CASES: Record<string, Case> = {
     assert.deepEqual(await ledger.getService('a'), { name: 'a', activeSerial: a.serial, rotationEnabled: true });
     assert.deepEqual(await ledger.servicesWithSetDir(join(base, 'issued', 'b')), ['b']);
     await ledger.transaction((tx) => tx.setRotation('a', false));
-    assert.deepEqual((await ledger.listServices()).map((s) => [s.name, s.rotationEnabled]), [
-      ['a', false],
-      ['b', true],
+    assert.deepEqual(
+      (await ledger.listServices()).map((s) => [s.name, s.rotationEnabled]),
+      [
+        ['a', false],
+        ['b', true],
+      ],
+    );
+    assert.deepEqual(await ledger.listRotationCandidates(), [
+      {
+        service: 'b',
+        serial: b.serial,
+        notBefore: b.notBefore,
+        notAfter: b.notAfter,
+        fromCsr: true,
+        issuerKeyId: 'aa11',
+        ownerRenews: false,
+      },
     ]);
-    assert.deepEqual(await ledger.listRotationCandidates(), [{ service: 'b', serial: b.serial, notBefore: b.notBefore, notAfter: b.notAfter, fromCsr: true, issuerKeyId: 'aa11', ownerRenews: false }]);
     await issue(ledger, record({ service: 'a' }, base));
     assert.equal((await ledger.getService('a'))?.rotationEnabled, true, 'a new issue turns rotation back on');
   },
@@ -175,19 +194,29 @@ const CASES: Record<string, Case> = {
     assert.equal(await ledger.currentCrlNumber('i1'), 11n);
     assert.equal(await ledger.currentCrlNumber('none'), 0n);
     const expired = record({ service: 'a', issuerKeyId: 'i1', notAfter: 50, status: 'revoked', revokedAt: 40 }, base);
-    const live = record({ service: 'b', issuerKeyId: 'i1', notAfter: 5000, status: 'revoked', revokedAt: 45, revocationReason: 'superseded' }, base);
+    const live = record(
+      { service: 'b', issuerKeyId: 'i1', notAfter: 5000, status: 'revoked', revokedAt: 45, revocationReason: 'superseded' },
+      base,
+    );
     await ledger.transaction(async (tx) => {
       await tx.insertCertificate(expired);
       await tx.insertCertificate(live);
     });
-    assert.deepEqual((await ledger.listRevokedForCrl('i1')).map((r) => [r.serial, r.certPem]), [
-      [expired.serial, ''],
-      [live.serial, ''],
-    ]);
+    assert.deepEqual(
+      (await ledger.listRevokedForCrl('i1')).map((r) => [r.serial, r.certPem]),
+      [
+        [expired.serial, ''],
+        [live.serial, ''],
+      ],
+    );
     assert.equal(await ledger.lastRevocationAt('i1'), 45);
     await ledger.transaction((tx) => tx.recordCrlPublished('i1', 11n, 100));
     assert.deepEqual(await ledger.lastPublishedCrl('i1'), { number: 11n, at: 100 });
-    assert.deepEqual((await ledger.listRevokedForCrl('i1')).map((r) => r.serial), [live.serial], 'listed once after its expiry, then dropped');
+    assert.deepEqual(
+      (await ledger.listRevokedForCrl('i1')).map((r) => r.serial),
+      [live.serial],
+      'listed once after its expiry, then dropped',
+    );
     assert.equal(await ledger.lastPublishedCrl('i2'), undefined);
   },
   'revocation and compromised keys': async ({ ledger, base }) => {
@@ -211,10 +240,13 @@ const CASES: Record<string, Case> = {
       await tx.appendEvent({ kind: 'roll', serial: 'abc', actor: 'u@h', why: 'second', at: 2 });
     });
     const events = await ledger.listEvents();
-    assert.deepEqual(events.map((e) => [e.kind, e.why, e.serial, e.service]), [
-      ['roll', 'second', 'abc', null],
-      ['init', 'first', null, null],
-    ]);
+    assert.deepEqual(
+      events.map((e) => [e.kind, e.why, e.serial, e.service]),
+      [
+        ['roll', 'second', 'abc', null],
+        ['init', 'first', null, null],
+      ],
+    );
     assert.ok(events[0]!.id > events[1]!.id);
     assert.equal(await ledger.hasEvent('roll', 'abc'), true);
     assert.equal(await ledger.hasEvent('issue', 'abc'), false);
@@ -377,7 +409,11 @@ describe('PostgreSQL under real concurrency (two connections)', () => {
     });
     await isLocked;
     assert.equal(await b.transaction((tx) => tx.lockService('claimed', { skipLocked: true })), false, 'skipped, not waited for');
-    assert.equal(await b.transaction((tx) => tx.lockService('unknown-service', { skipLocked: true })), true, 'a service nobody recorded is not "busy"');
+    assert.equal(
+      await b.transaction((tx) => tx.lockService('unknown-service', { skipLocked: true })),
+      true,
+      'a service nobody recorded is not "busy"',
+    );
     release();
     await holder;
     assert.equal(await b.transaction((tx) => tx.lockService('claimed', { skipLocked: true })), true);
@@ -394,7 +430,16 @@ describe('PostgreSQL under real concurrency (two connections)', () => {
 
   it('a token presented to two replicas at once is used once', async () => {
     await a.transaction((tx) =>
-      tx.insertToken({ secretSha256: 'race', service: 'svc', dnsNames: [], ips: [], certTtlMs: 1000, createdAt: 1, expiresAt: Date.now() + 60_000, actor: 'u@h' }),
+      tx.insertToken({
+        secretSha256: 'race',
+        service: 'svc',
+        dnsNames: [],
+        ips: [],
+        certTtlMs: 1000,
+        createdAt: 1,
+        expiresAt: Date.now() + 60_000,
+        actor: 'u@h',
+      }),
     );
     const results = await Promise.all([a, b, a, b].map((l) => l.transaction((tx) => tx.useToken('race', Date.now()))));
     assert.equal(results.filter(Boolean).length, 1);

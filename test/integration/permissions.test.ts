@@ -27,12 +27,19 @@ describe('files this user may not read', { skip: canSwitch ? false : 'needs root
   it('svcca on a CA directory owned by another user says so', () => {
     const r = asNobody(SVCCA_BIN, ['list', '--dir', ca.dir]);
     assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /^svcca: .*\/ca is not accessible to this user \(uid \d+; the CA directory is 0700, owned by uid 0\); run svcca as the user that ran `svcca init`\n$/);
+    assert.match(
+      r.stderr,
+      /^svcca: .*\/ca is not accessible to this user \(uid \d+; the CA directory is 0700, owned by uid 0\); run svcca as the user that ran `svcca init`\n$/,
+    );
   });
 
   it('the sidecar on an identity directory it may not read says so', () => {
     const config = join(ca.root, 'sidecar.yaml');
-    writeFileSync(config, `identity:\n  dir: ${join(ca.dir, 'issued', 'payment-service')}\noutbound:\n  - listen: 127.0.0.1:0\n    connect: 127.0.0.1:9\n    serverId: spiffe://example.org/order-service\n`, { mode: 0o644 });
+    writeFileSync(
+      config,
+      `identity:\n  dir: ${join(ca.dir, 'issued', 'payment-service')}\noutbound:\n  - listen: 127.0.0.1:0\n    connect: 127.0.0.1:9\n    serverId: spiffe://example.org/order-service\n`,
+      { mode: 0o644 },
+    );
     const r = asNobody(SIDECAR_BIN, ['--check', '--config', config]);
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(r.stdout + r.stderr, /identity directory .*issued\/payment-service is not readable by this user/);

@@ -24,7 +24,8 @@ describe('svcca serve: bootstrap with one-time tokens', () => {
     assert.equal(res.status, 0, res.stderr);
     return res.stdout.trim();
   };
-  const bootstrap = (t: string, out: string, extra: string[] = []) => svccaClient(['bootstrap', '--ca', serve.url, '--token', t, '--out', out, '--json', ...extra]);
+  const bootstrap = (t: string, out: string, extra: string[] = []) =>
+    svccaClient(['bootstrap', '--ca', serve.url, '--token', t, '--out', out, '--json', ...extra]);
   const curlBootstrap = async (t: string, csrPem: string) => {
     const body = join(ca.root, `bootstrap-${Math.random().toString(36).slice(2)}.json`);
     writeFileSync(body, JSON.stringify({ token: t, csr: csrPem }));
@@ -51,7 +52,14 @@ describe('svcca serve: bootstrap with one-time tokens', () => {
     const set = readSet(out);
     assert.equal(set.serial, made.serial);
     assert.equal(set.keyMatches, true);
-    const verify = run('openssl', ['verify', '-CAfile', join(ca.dir, 'root.crt'), '-untrusted', join(out, 'tls.crt'), join(out, 'tls.crt')]);
+    const verify = run('openssl', [
+      'verify',
+      '-CAfile',
+      join(ca.dir, 'root.crt'),
+      '-untrusted',
+      join(out, 'tls.crt'),
+      join(out, 'tls.crt'),
+    ]);
     assert.equal(verify.status, 0, verify.stderr);
     assert.match(run('openssl', ['x509', '-in', join(out, 'tls.crt'), '-noout', '-ext', 'subjectAltName']).stdout, /DNS:web\.internal/);
     const ledger = readLedger(ca);

@@ -31,7 +31,10 @@ describe('svcca serve with the CLI on one ledger', () => {
     const races = [...sets.keys()].filter((s) => s.startsWith('race-'));
     const results = await Promise.all(
       races.map(async (service) => {
-        const [renew, revoke] = await Promise.all([svccaClient(['renew', '--ca', serve.url, '--dir', sets.get(service)!, '--force']), cli(['revoke', service])]);
+        const [renew, revoke] = await Promise.all([
+          svccaClient(['renew', '--ca', serve.url, '--dir', sets.get(service)!, '--force']),
+          cli(['revoke', service]),
+        ]);
         return { service, renew, revoke };
       }),
     );
@@ -40,7 +43,10 @@ describe('svcca serve with the CLI on one ledger', () => {
     let renewedFirst = 0;
     for (const { service, renew, revoke } of results) {
       assert.equal(revoke.status, 0, revoke.stderr);
-      assert.ok(renew.status === 0 || (renew.status === 2 && /403 revoked/.test(renew.stderr)), `${service}: ${renew.status} ${renew.stderr}`);
+      assert.ok(
+        renew.status === 0 || (renew.status === 2 && /403 revoked/.test(renew.stderr)),
+        `${service}: ${renew.status} ${renew.stderr}`,
+      );
       if (renew.status === 0) renewedFirst++;
       for (const c of ledger.certs.filter((x) => x.service === service)) {
         assert.equal(c.status, 'revoked', `${service}: ${c.serial} is ${c.status}`);

@@ -33,14 +33,25 @@ export interface RunningServe {
   stop(): Promise<number | null>;
 }
 
-export async function startServeProcess(ca: TestCa, extra: readonly string[] = [], env: Record<string, string> = {}): Promise<RunningServe> {
-  const proc = spawnTracked(process.execPath, [SVCCA_BIN, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dir', ca.dir, ...extra], {
-    env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...env }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+export async function startServeProcess(
+  ca: TestCa,
+  extra: readonly string[] = [],
+  env: Record<string, string> = {},
+): Promise<RunningServe> {
+  const proc = spawnTracked(
+    process.execPath,
+    [SVCCA_BIN, 'serve', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--dir', ca.dir, ...extra],
+    {
+      env: cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE, ...env }),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const { lines, waitForLine, stderr } = followJsonLines<ServeLine>(proc);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const started = await Promise.race([waitForLine((l) => l.event === 'start'), exited.then((code) => new Error(`svcca serve exited with ${code}: ${stderr()}`))]);
+  const started = await Promise.race([
+    waitForLine((l) => l.event === 'start'),
+    exited.then((code) => new Error(`svcca serve exited with ${code}: ${stderr()}`)),
+  ]);
   if (started instanceof Error) throw started;
   return {
     proc,
@@ -88,19 +99,34 @@ export function curlRenew(serve: RunningServe, scratch: string, csrPem: string, 
 }
 
 /** A new P-256 key and a CSR for it made by openssl; `subj`/`san` ask for names the CA must ignore. */
-export async function opensslCsr(scratch: string, name: string, opts: { keyPath?: string; subj?: string; san?: string } = {}): Promise<{ keyPath: string; csrPem: string }> {
+export async function opensslCsr(
+  scratch: string,
+  name: string,
+  opts: { keyPath?: string; subj?: string; san?: string } = {},
+): Promise<{ keyPath: string; csrPem: string }> {
   const keyPath = opts.keyPath ?? join(scratch, `${name}.key`);
   if (!opts.keyPath) {
     const k = await runAsync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', keyPath]);
     if (k.status !== 0) throw new Error(k.stderr);
   }
-  const csr = await runAsync('openssl', ['req', '-new', '-key', keyPath, '-subj', opts.subj ?? `/CN=${name}`, ...(opts.san ? ['-addext', `subjectAltName=${opts.san}`] : [])]);
+  const csr = await runAsync('openssl', [
+    'req',
+    '-new',
+    '-key',
+    keyPath,
+    '-subj',
+    opts.subj ?? `/CN=${name}`,
+    ...(opts.san ? ['-addext', `subjectAltName=${opts.san}`] : []),
+  ]);
   if (csr.status !== 0) throw new Error(csr.stderr);
   return { keyPath, csrPem: csr.stdout };
 }
 
 /** `svcca <args>` (client commands: no --dir added) without blocking this event loop. */
-export function svccaClient(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE })): Promise<{ status: number; stdout: string; stderr: string }> {
+export function svccaClient(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }),
+): Promise<{ status: number; stdout: string; stderr: string }> {
   const child = spawnSvcca(args, env);
   let stdout = '';
   let stderr = '';

@@ -49,7 +49,10 @@ describe('svcca serve with its PostgreSQL ledger down', () => {
     const answer = await curlRenew(serve, scratch, csrPem, set);
     assert.equal(answer.status, 503, answer.body);
     assert.equal(answer.json?.error, 'ledger-unavailable');
-    const client = await svccaClient(['renew', '--ca', serve.url, '--dir', set, '--force'], cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }));
+    const client = await svccaClient(
+      ['renew', '--ca', serve.url, '--dir', set, '--force'],
+      cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }),
+    );
     assert.equal(client.status, 2, client.stdout);
     assert.equal(serialOf(set), before, 'a refused renewal leaves the set as it was');
     assert.equal((await curl(`${serve.url}/v1/ca.crt`, [])).status, 200);
@@ -63,7 +66,8 @@ describe('svcca serve with its PostgreSQL ledger down', () => {
     await pg.start();
     let res = await svccaClient(['renew', '--ca', serve.url, '--dir', set, '--force'], cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }));
     // The pool may hand out one connection the restart broke before it notices: one retry.
-    if (res.status !== 0) res = await svccaClient(['renew', '--ca', serve.url, '--dir', set, '--force'], cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }));
+    if (res.status !== 0)
+      res = await svccaClient(['renew', '--ca', serve.url, '--dir', set, '--force'], cleanEnv({ SVCCA_PASSPHRASE: TEST_PASSPHRASE }));
     assert.equal(res.status, 0, res.stderr);
     assert.equal(await readyz(), 200);
   });

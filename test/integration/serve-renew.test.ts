@@ -58,12 +58,22 @@ describe('svcca serve: renewal over mTLS', () => {
     assert.notEqual(after.serial, before.serial);
     assert.equal(after.keyMatches, true);
     assert.notEqual(readFileSync(join(sets.api, 'tls.key'), 'utf8'), keyBefore, 'the key must be new');
-    const verify = run('openssl', ['verify', '-CAfile', join(ca.dir, 'root.crt'), '-untrusted', join(sets.api, 'tls.crt'), join(sets.api, 'tls.crt')]);
+    const verify = run('openssl', [
+      'verify',
+      '-CAfile',
+      join(ca.dir, 'root.crt'),
+      '-untrusted',
+      join(sets.api, 'tls.crt'),
+      join(sets.api, 'tls.crt'),
+    ]);
     assert.equal(verify.status, 0, verify.stderr);
     const ledger = readLedger(ca);
     assert.equal(ledger.active.get('api')!.serial, after.serial);
     assert.equal(ledger.certs.find((c) => c.serial === before.serial)!.status, 'superseded');
-    assert.ok(ledger.events.some((e) => e.kind === 'renew' && e.serial === after.serial), 'the renewal is in the event log');
+    assert.ok(
+      ledger.events.some((e) => e.kind === 'renew' && e.serial === after.serial),
+      'the renewal is in the event log',
+    );
     // Not due: nothing happens, exit 0.
     const again = await svccaClient(['renew', '--ca', serve.url, '--dir', sets.api]);
     assert.equal(again.status, 0, again.stderr);
@@ -116,7 +126,16 @@ describe('svcca serve: renewal over mTLS', () => {
   it('refuses a 10 MB body with 413 without reading it, and keeps serving', async () => {
     const big = join(scratch, 'big.json');
     writeFileSync(big, JSON.stringify({ csr: 'x'.repeat(10 * 1024 * 1024) }));
-    const res = await curl(`${serve.url}/v1/renew`, ['--cert', join(sets.caller!, 'tls.crt'), '--key', join(sets.caller!, 'tls.key'), '-H', 'content-type: application/json', '--data-binary', `@${big}`]);
+    const res = await curl(`${serve.url}/v1/renew`, [
+      '--cert',
+      join(sets.caller!, 'tls.crt'),
+      '--key',
+      join(sets.caller!, 'tls.key'),
+      '-H',
+      'content-type: application/json',
+      '--data-binary',
+      `@${big}`,
+    ]);
     assert.equal(res.status, 413, res.body);
     assert.equal(res.json?.error, 'body-too-large');
     assert.equal((await curl(`${serve.url}/v1/ca.crt`, [])).status, 200);
@@ -135,14 +154,20 @@ describe('svcca serve: renewal over mTLS', () => {
   it('rate-limits one caller: a leaked key cannot hammer the CA', async () => {
     const statuses: number[] = [];
     for (let i = 0; i < 12; i++) statuses.push((await curlRenew(serve, scratch, 'garbage', sets.hammer)).status);
-    assert.ok(statuses.slice(0, 10).every((s) => s === 400), statuses.join(','));
+    assert.ok(
+      statuses.slice(0, 10).every((s) => s === 400),
+      statuses.join(','),
+    );
     assert.equal(statuses[11], 429, statuses.join(','));
     // Another service is not affected.
     assert.equal((await curlRenew(serve, scratch, 'garbage', sets.caller)).status, 400);
   });
 
   it('serves crl.pem and ca.crt with ETags, 304 when unchanged, no client certificate needed', async () => {
-    for (const [path, file] of [['/v1/crl.pem', 'crl.pem'], ['/v1/ca.crt', 'ca.crt']] as const) {
+    for (const [path, file] of [
+      ['/v1/crl.pem', 'crl.pem'],
+      ['/v1/ca.crt', 'ca.crt'],
+    ] as const) {
       const headers = join(scratch, 'headers.txt');
       const first = await curl(`${serve.url}${path}`, ['-D', headers]);
       assert.equal(first.status, 200);
@@ -168,7 +193,11 @@ describe('svcca serve: renewal over mTLS', () => {
   it('presents spiffe://<td>/svcca and renews that certificate in process', async () => {
     const first = serve.lines.find((l) => l.event === 'certificate')!;
     await serve.waitForLine((l) => l.msg === 'renewed its own server certificate', 20_000);
-    const shown = await runAsync('openssl', ['s_client', '-connect', serve.url.slice('https://'.length), '-CAfile', join(ca.dir, 'ca.crt'), '-verify_return_error'], { input: '', until: /Verify return code/ });
+    const shown = await runAsync(
+      'openssl',
+      ['s_client', '-connect', serve.url.slice('https://'.length), '-CAfile', join(ca.dir, 'ca.crt'), '-verify_return_error'],
+      { input: '', until: /Verify return code/ },
+    );
     const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(shown.stdout)?.[0];
     assert.ok(pem, shown.stderr);
     const leaf = parseCertificate(decodeCertificates(pem, 's_client')[0]!);
@@ -184,7 +213,18 @@ describe('svcca serve: renewal over mTLS', () => {
     const body = join(scratch, 'slow.json');
     writeFileSync(body, JSON.stringify({ csr: 'x'.repeat(4000) }));
     // About two seconds of upload at 2 KB/s: SIGTERM arrives while the body is still coming.
-    const slow = curl(`${serve.url}/v1/renew`, ['--limit-rate', '2k', '--cert', join(sets.caller!, 'tls.crt'), '--key', join(sets.caller!, 'tls.key'), '-H', 'content-type: application/json', '--data-binary', `@${body}`]);
+    const slow = curl(`${serve.url}/v1/renew`, [
+      '--limit-rate',
+      '2k',
+      '--cert',
+      join(sets.caller!, 'tls.crt'),
+      '--key',
+      join(sets.caller!, 'tls.key'),
+      '-H',
+      'content-type: application/json',
+      '--data-binary',
+      `@${body}`,
+    ]);
     await new Promise((r) => setTimeout(r, 500));
     const exited = serve.stop();
     const answer = await slow;

@@ -11,7 +11,17 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { decodeCertificates, encodePem } from '../../common/pem.js';
-import { adminGet, credsFromDir, runAsync, sidecarYaml, startEchoService, startSidecarProcess, tlsExchange, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  adminGet,
+  credsFromDir,
+  runAsync,
+  sidecarYaml,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 
 describe('sidecar: an allowed caller', () => {
   let ca: TestCa;
@@ -27,11 +37,30 @@ describe('sidecar: an allowed caller', () => {
     const payment = ca.issue('payment-service');
     const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
     echo = await startEchoService('payment');
-    tcp = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0\nlog:\n  level: debug' }), 'tcp.yaml');
+    tcp = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({
+        setDir: payment,
+        crl: join(ca.dir, 'crl.pem'),
+        policy,
+        forward: echo.address,
+        extra: 'admin:\n  listen: 127.0.0.1:0\nlog:\n  level: debug',
+      }),
+      'tcp.yaml',
+    );
     // An HTTP service behind a tcp-mode sidecar, for curl.
     web = createServer((req, res) => res.end(`payment says hi to ${req.url}\n`));
     await new Promise<void>((r) => web.listen(0, '127.0.0.1', r));
-    http = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: `127.0.0.1:${(web.address() as { port: number }).port}` }), 'web.yaml');
+    http = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({
+        setDir: payment,
+        crl: join(ca.dir, 'crl.pem'),
+        policy,
+        forward: `127.0.0.1:${(web.address() as { port: number }).port}`,
+      }),
+      'web.yaml',
+    );
   });
   after(async () => {
     await tcp?.stop();
@@ -67,13 +96,53 @@ describe('sidecar: an allowed caller', () => {
     const leaf = join(ca.root, 'order-leaf.pem');
     const chain = join(ca.root, 'order-chain.pem');
     writeFileSync(leaf, encodePem('CERTIFICATE', certs[0]!));
-    writeFileSync(chain, certs.slice(1).map((c) => encodePem('CERTIFICATE', c)).join(''));
-    const r = await runAsync('openssl', ['s_client', '-connect', tcp.inbound!, '-cert', leaf, '-cert_chain', chain, '-key', join(order, 'tls.key'), '-CAfile', join(order, 'ca.crt'), '-quiet', '-verify_return_error'], { input: 'from openssl\n', timeoutMs: 15_000, until: /from openssl\n/ });
+    writeFileSync(
+      chain,
+      certs
+        .slice(1)
+        .map((c) => encodePem('CERTIFICATE', c))
+        .join(''),
+    );
+    const r = await runAsync(
+      'openssl',
+      [
+        's_client',
+        '-connect',
+        tcp.inbound!,
+        '-cert',
+        leaf,
+        '-cert_chain',
+        chain,
+        '-key',
+        join(order, 'tls.key'),
+        '-CAfile',
+        join(order, 'ca.crt'),
+        '-quiet',
+        '-verify_return_error',
+      ],
+      { input: 'from openssl\n', timeoutMs: 15_000, until: /from openssl\n/ },
+    );
     assert.match(r.stdout, /hello payment\nfrom openssl\n/);
   });
 
   it('gets through with curl --cert', async () => {
-    const r = await runAsync('curl', ['-sS', '--max-time', '10', '--cacert', join(order, 'ca.crt'), '-k', '--cert', join(order, 'tls.crt'), '--key', join(order, 'tls.key'), `https://${http.inbound}/orders`], { timeoutMs: 15_000 });
+    const r = await runAsync(
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '10',
+        '--cacert',
+        join(order, 'ca.crt'),
+        '-k',
+        '--cert',
+        join(order, 'tls.crt'),
+        '--key',
+        join(order, 'tls.key'),
+        `https://${http.inbound}/orders`,
+      ],
+      { timeoutMs: 15_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'payment says hi to /orders\n');
   });

@@ -62,37 +62,110 @@ describe('svcca-sidecar --check and start-up refusals', () => {
   });
 
   it('says what each outbound does with tunnels', () => {
-    const out = (n: number, extra = '') => `  - listen: 127.0.0.1:0\n    connect: inventory.internal:${8443 + n}\n    serverId: spiffe://example.org/inventory-service\n${extra}`;
-    const r = sidecar(['--check', '--config', write('tunnels.yaml', `${good()}outbound:\n${out(0)}${out(1, '    tunnel: off\n')}${out(2, '    tunnelConnections: 4\n')}`)]);
+    const out = (n: number, extra = '') =>
+      `  - listen: 127.0.0.1:0\n    connect: inventory.internal:${8443 + n}\n    serverId: spiffe://example.org/inventory-service\n${extra}`;
+    const r = sidecar([
+      '--check',
+      '--config',
+      write('tunnels.yaml', `${good()}outbound:\n${out(0)}${out(1, '    tunnel: off\n')}${out(2, '    tunnelConnections: 4\n')}`),
+    ]);
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /outbound\[0\] → inventory\.internal:8443: tunnel auto \(app connections as streams on up to 2 mTLS connections/);
+    assert.match(
+      r.stdout,
+      /outbound\[0\] → inventory\.internal:8443: tunnel auto \(app connections as streams on up to 2 mTLS connections/,
+    );
     assert.match(r.stdout, /outbound\[1\] → inventory\.internal:8444: tunnel off \(one mTLS connection per app connection\)/);
     assert.match(r.stdout, /outbound\[2\] → inventory\.internal:8445: tunnel auto \(app connections as streams on up to 4 /);
   });
 
   const bad: { name: string; body: () => string; want: RegExp }[] = [
-    { name: 'a forward without host', body: () => good().replace('forward: 127.0.0.1:8080', 'forward: "8080"'), want: /inbound\.forward: expected host:port or unix:\/path, got "8080"/ },
-    { name: 'a misspelt key', body: () => good().replace('  forward:', '  foward:'), want: /inbound\.foward: unknown key; did you mean forward\?/ },
+    {
+      name: 'a forward without host',
+      body: () => good().replace('forward: 127.0.0.1:8080', 'forward: "8080"'),
+      want: /inbound\.forward: expected host:port or unix:\/path, got "8080"/,
+    },
+    {
+      name: 'a misspelt key',
+      body: () => good().replace('  forward:', '  foward:'),
+      want: /inbound\.foward: unknown key; did you mean forward\?/,
+    },
     { name: 'an unknown top-level key', body: () => `${good()}extra: 1\n`, want: /extra: unknown key/ },
     { name: 'a bad mode', body: () => `${good()}  mode: udp\n`, want: /inbound\.mode: expected tcp or http, got "udp"/ },
-    { name: 'a bad duration', body: () => `${good()}  handshakeTimeout: soon\n`, want: /inbound\.handshakeTimeout: expected a positive duration/ },
-    { name: 'a bad maxConnections', body: () => `${good()}  maxConnections: -5\n`, want: /inbound\.maxConnections: expected a whole number/ },
-    { name: 'a port out of range', body: () => good().replace('127.0.0.1:0', '127.0.0.1:70000'), want: /inbound\.listen: port 70000 is out of range/ },
-    { name: 'a relative unix path', body: () => good().replace('forward: 127.0.0.1:8080', 'forward: unix:run/app.sock'), want: /inbound\.forward: expected unix:\/absolute\/path/ },
-    { name: 'a missing identity', body: () => 'inbound:\n  listen: 127.0.0.1:0\n  forward: 127.0.0.1:1\npolicy: p.yaml\n', want: /identity: missing/ },
-    { name: 'an inbound without policy', body: () => sidecarYaml({ setDir: payment, crl, forward: '127.0.0.1:8080' }), want: /policy: missing/ },
-    { name: 'an outbound serverId that is not a SPIFFE ID', body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: a:1\n    serverId: payment-service\n`, want: /outbound\[0\]\.serverId: "payment-service" is not a SPIFFE ID/ },
-    { name: 'an outbound connect to a unix socket', body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: unix:/x.sock\n    serverId: spiffe://example.org/a\n`, want: /outbound\[0\]\.connect: expected host:port/ },
-    { name: 'a bad outbound tunnel mode', body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: a:1\n    serverId: spiffe://example.org/a\n    tunnel: on\n`, want: /outbound\[0\]\.tunnel: expected auto or off, got "on"; write tunnel: auto/ },
+    {
+      name: 'a bad duration',
+      body: () => `${good()}  handshakeTimeout: soon\n`,
+      want: /inbound\.handshakeTimeout: expected a positive duration/,
+    },
+    {
+      name: 'a bad maxConnections',
+      body: () => `${good()}  maxConnections: -5\n`,
+      want: /inbound\.maxConnections: expected a whole number/,
+    },
+    {
+      name: 'a port out of range',
+      body: () => good().replace('127.0.0.1:0', '127.0.0.1:70000'),
+      want: /inbound\.listen: port 70000 is out of range/,
+    },
+    {
+      name: 'a relative unix path',
+      body: () => good().replace('forward: 127.0.0.1:8080', 'forward: unix:run/app.sock'),
+      want: /inbound\.forward: expected unix:\/absolute\/path/,
+    },
+    {
+      name: 'a missing identity',
+      body: () => 'inbound:\n  listen: 127.0.0.1:0\n  forward: 127.0.0.1:1\npolicy: p.yaml\n',
+      want: /identity: missing/,
+    },
+    {
+      name: 'an inbound without policy',
+      body: () => sidecarYaml({ setDir: payment, crl, forward: '127.0.0.1:8080' }),
+      want: /policy: missing/,
+    },
+    {
+      name: 'an outbound serverId that is not a SPIFFE ID',
+      body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: a:1\n    serverId: payment-service\n`,
+      want: /outbound\[0\]\.serverId: "payment-service" is not a SPIFFE ID/,
+    },
+    {
+      name: 'an outbound connect to a unix socket',
+      body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: unix:/x.sock\n    serverId: spiffe://example.org/a\n`,
+      want: /outbound\[0\]\.connect: expected host:port/,
+    },
+    {
+      name: 'a bad outbound tunnel mode',
+      body: () => `${good()}outbound:\n  - listen: 127.0.0.1:0\n    connect: a:1\n    serverId: spiffe://example.org/a\n    tunnel: on\n`,
+      want: /outbound\[0\]\.tunnel: expected auto or off, got "on"; write tunnel: auto/,
+    },
     { name: 'a bad log level', body: () => `${good()}log:\n  level: loud\n`, want: /log\.level: expected one of/ },
-    { name: 'a missing identity dir', body: () => good().replace(payment, join(ca.root, 'nope')), want: /identity\.dir: .*nope does not exist/ },
-    { name: 'a missing CRL file', body: () => good().replace(crl, join(ca.root, 'nope.pem')), want: /identity\.crl: .*nope\.pem does not exist/ },
-    { name: 'a missing policy file', body: () => good().replace(policy, join(ca.root, 'nope-policy.yaml')), want: /policy: .*nope-policy\.yaml/ },
+    {
+      name: 'a missing identity dir',
+      body: () => good().replace(payment, join(ca.root, 'nope')),
+      want: /identity\.dir: .*nope does not exist/,
+    },
+    {
+      name: 'a missing CRL file',
+      body: () => good().replace(crl, join(ca.root, 'nope.pem')),
+      want: /identity\.crl: .*nope\.pem does not exist/,
+    },
+    {
+      name: 'a missing policy file',
+      body: () => good().replace(policy, join(ca.root, 'nope-policy.yaml')),
+      want: /policy: .*nope-policy\.yaml/,
+    },
     { name: 'YAML syntax errors', body: () => 'identity:\n  dir: [unclosed\n', want: /line \d+, column \d+/ },
     { name: 'a duplicate key', body: () => `${good()}identity:\n  dir: /x\n`, want: /line \d+.*[Dd]uplicate|unique/ },
-    { name: 'an alias bomb', body: () => `a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n`, want: /alias|anchors/i },
+    {
+      name: 'an alias bomb',
+      body: () =>
+        `a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n`,
+      want: /alias|anchors/i,
+    },
     { name: 'thousands of nested levels', body: () => `identity: ${'['.repeat(5000)}${']'.repeat(5000)}\n`, want: /nested more than/ },
-    { name: 'a megabyte-long value', body: () => `${good()}policy: ${'a'.repeat(1024 * 1024)}\n`, want: /bytes; a config is at most \d+ bytes/ },
+    {
+      name: 'a megabyte-long value',
+      body: () => `${good()}policy: ${'a'.repeat(1024 * 1024)}\n`,
+      want: /bytes; a config is at most \d+ bytes/,
+    },
     { name: 'binary bytes', body: () => `identity:\n  dir: /x\u0000\u0001\n`, want: /contains the character U\+0000/ },
   ];
   for (const { name, body, want } of bad) {
@@ -105,16 +178,32 @@ describe('svcca-sidecar --check and start-up refusals', () => {
   }
 
   it('--check refuses a malformed policy (a misspelt methods), naming the key', () => {
-    const p = writePolicy(ca.root, 'services:\n  payment-service:\n    allow:\n      - from: order-service\n        method: [GET]\n', 'bad-policy.yaml');
-    const r = sidecar(['--check', '--config', write('bad-policy-config.yaml', sidecarYaml({ setDir: payment, crl, policy: p, forward: '127.0.0.1:8080' }))]);
+    const p = writePolicy(
+      ca.root,
+      'services:\n  payment-service:\n    allow:\n      - from: order-service\n        method: [GET]\n',
+      'bad-policy.yaml',
+    );
+    const r = sidecar([
+      '--check',
+      '--config',
+      write('bad-policy-config.yaml', sidecarYaml({ setDir: payment, crl, policy: p, forward: '127.0.0.1:8080' })),
+    ]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /services\.payment-service\.allow\[0\]\.method/);
     assertNoStack(r.stderr);
   });
 
   it('--check warns about a methods/paths rule in a tcp sidecar and a service missing from the policy', () => {
-    const p = writePolicy(ca.root, 'services:\n  payment-service:\n    allow:\n      - from: order-service\n        methods: [GET]\n', 'http-rule.yaml');
-    const r = sidecar(['--check', '--config', write('http-rule.yaml.cfg', sidecarYaml({ setDir: payment, crl, policy: p, forward: '127.0.0.1:8080' }))]);
+    const p = writePolicy(
+      ca.root,
+      'services:\n  payment-service:\n    allow:\n      - from: order-service\n        methods: [GET]\n',
+      'http-rule.yaml',
+    );
+    const r = sidecar([
+      '--check',
+      '--config',
+      write('http-rule.yaml.cfg', sidecarYaml({ setDir: payment, crl, policy: p, forward: '127.0.0.1:8080' })),
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /warning: policy: .*order-service/);
   });
@@ -131,7 +220,11 @@ describe('svcca-sidecar --check and start-up refusals', () => {
   it('start-up refuses a mismatched key and certificate with one line', () => {
     const order = ca.issue('order-service');
     const mixed = join(ca.root, 'mixed');
-    writeSetDir(mixed, { chainPem: readFileSync(join(payment, 'tls.crt'), 'utf8'), keyPem: readFileSync(join(order, 'tls.key'), 'utf8') } as never, readFileSync(join(payment, 'ca.crt'), 'utf8'));
+    writeSetDir(
+      mixed,
+      { chainPem: readFileSync(join(payment, 'tls.crt'), 'utf8'), keyPem: readFileSync(join(order, 'tls.key'), 'utf8') } as never,
+      readFileSync(join(payment, 'ca.crt'), 'utf8'),
+    );
     const r = sidecar(['--config', write('mixed.yaml', sidecarYaml({ setDir: mixed, crl, policy, forward: '127.0.0.1:8080' }))]);
     assert.equal(r.status, 1);
     assert.equal(r.stderr.trim().split('\n').length, 1);
@@ -140,9 +233,15 @@ describe('svcca-sidecar --check and start-up refusals', () => {
 
   it('an expired own certificate: --check fails; start-up runs, refuses callers, /readyz fails', async () => {
     const { intermediate } = loadCaDir(ca.dir, TEST_PASSPHRASE);
-    const expired = await issueSvid(intermediate, 'spiffe://example.org/payment-service', { notBefore: new Date(Date.now() - 2 * 86_400_000), notAfter: new Date(Date.now() - 86_400_000) });
+    const expired = await issueSvid(intermediate, 'spiffe://example.org/payment-service', {
+      notBefore: new Date(Date.now() - 2 * 86_400_000),
+      notAfter: new Date(Date.now() - 86_400_000),
+    });
     const dir = writeSetDir(join(ca.root, 'expired-set'), expired, readFileSync(join(ca.dir, 'ca.crt'), 'utf8'));
-    const config = write('expired.yaml', sidecarYaml({ setDir: dir, crl, policy, forward: '127.0.0.1:8080', extra: 'admin:\n  listen: 127.0.0.1:0' }));
+    const config = write(
+      'expired.yaml',
+      sidecarYaml({ setDir: dir, crl, policy, forward: '127.0.0.1:8080', extra: 'admin:\n  listen: 127.0.0.1:0' }),
+    );
     const checked = sidecar(['--check', '--config', config]);
     assert.equal(checked.status, 1);
     assert.match(checked.stderr, /expired/);

@@ -19,9 +19,33 @@ const TD = 'spiffe://example.org';
 const bytes = { serialize: (b: Buffer) => b, deserialize: (b: Buffer) => b };
 /** Hand-written service definition (no .proto, no codegen): messages are raw bytes. */
 const ORDERS: grpc.ServiceDefinition = {
-  Get: { path: '/orders.v1.Orders/Get', requestStream: false, responseStream: false, requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize, responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize },
-  List: { path: '/orders.v1.Orders/List', requestStream: false, responseStream: true, requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize, responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize },
-  Chat: { path: '/orders.v1.Orders/Chat', requestStream: true, responseStream: true, requestSerialize: bytes.serialize, requestDeserialize: bytes.deserialize, responseSerialize: bytes.serialize, responseDeserialize: bytes.deserialize },
+  Get: {
+    path: '/orders.v1.Orders/Get',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: bytes.serialize,
+    requestDeserialize: bytes.deserialize,
+    responseSerialize: bytes.serialize,
+    responseDeserialize: bytes.deserialize,
+  },
+  List: {
+    path: '/orders.v1.Orders/List',
+    requestStream: false,
+    responseStream: true,
+    requestSerialize: bytes.serialize,
+    requestDeserialize: bytes.deserialize,
+    responseSerialize: bytes.serialize,
+    responseDeserialize: bytes.deserialize,
+  },
+  Chat: {
+    path: '/orders.v1.Orders/Chat',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: bytes.serialize,
+    requestDeserialize: bytes.deserialize,
+    responseSerialize: bytes.serialize,
+    responseDeserialize: bytes.deserialize,
+  },
 };
 const OrdersClient = grpc.makeGenericClientConstructor(ORDERS, 'Orders');
 type Client = InstanceType<typeof OrdersClient> & {
@@ -49,10 +73,15 @@ describe('sidecar http mode: gRPC over HTTP/2 to an h2c service', () => {
 
   function client(who: keyof typeof sets): Client {
     const dir = sets[who];
-    const creds = grpc.credentials.createSsl(readFileSync(join(dir, 'ca.crt')), readFileSync(join(dir, 'tls.key')), readFileSync(join(dir, 'tls.crt')), {
-      // The sidecar's identity is its SPIFFE ID (checked by outbound sidecars), not a host name.
-      checkServerIdentity: () => undefined,
-    });
+    const creds = grpc.credentials.createSsl(
+      readFileSync(join(dir, 'ca.crt')),
+      readFileSync(join(dir, 'tls.key')),
+      readFileSync(join(dir, 'tls.crt')),
+      {
+        // The sidecar's identity is its SPIFFE ID (checked by outbound sidecars), not a host name.
+        checkServerIdentity: () => undefined,
+      },
+    );
     const c = new OrdersClient(sidecar.inbound!, creds) as Client;
     clients.push(c);
     return c;
@@ -74,7 +103,8 @@ describe('sidecar http mode: gRPC over HTTP/2 to an h2c service', () => {
     sets = { order: ca.issue('order-service'), notification: ca.issue('notification-service'), intruder: ca.issue('intruder') };
     const inventory = ca.issue('inventory-service');
     server = new grpc.Server();
-    const note = (call: { getPath(): string; metadata: grpc.Metadata }) => seen.push({ path: call.getPath(), xfcc: String(call.metadata.get('x-forwarded-client-cert')[0] ?? '') });
+    const note = (call: { getPath(): string; metadata: grpc.Metadata }) =>
+      seen.push({ path: call.getPath(), xfcc: String(call.metadata.get('x-forwarded-client-cert')[0] ?? '') });
     server.addService(ORDERS, {
       Get: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
         note(call);
@@ -94,10 +124,18 @@ describe('sidecar http mode: gRPC over HTTP/2 to an h2c service', () => {
         call.on('end', () => call.end());
       },
     });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
     sidecar = await startSidecarProcess(
       ca.root,
-      httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, POLICY), forward: `127.0.0.1:${port}`, extraInbound: '  upstream: h2c', extra: 'admin:\n  listen: 127.0.0.1:0' }),
+      httpSidecarYaml({
+        setDir: inventory,
+        policy: writePolicy(ca.root, POLICY),
+        forward: `127.0.0.1:${port}`,
+        extraInbound: '  upstream: h2c',
+        extra: 'admin:\n  listen: 127.0.0.1:0',
+      }),
     );
   });
   after(async () => {
@@ -181,7 +219,11 @@ describe('sidecar http mode: gRPC over HTTP/2 to an h2c service', () => {
   it('outbound alpn: [h2]: an app speaking h2c to its outbound listener reaches the inbound as HTTP/2', async () => {
     const out = await startSidecarProcess(
       ca.root,
-      sidecarYaml({ setDir: sets.order, inbound: false, extra: `outbound:\n  - listen: 127.0.0.1:0\n    connect: ${sidecar.inbound}\n    serverId: ${TD}/inventory-service\n    alpn: [h2]\nshutdown:\n  grace: 1s` }),
+      sidecarYaml({
+        setDir: sets.order,
+        inbound: false,
+        extra: `outbound:\n  - listen: 127.0.0.1:0\n    connect: ${sidecar.inbound}\n    serverId: ${TD}/inventory-service\n    alpn: [h2]\nshutdown:\n  grace: 1s`,
+      }),
       'order-outbound.yaml',
     );
     const app = new OrdersClient(out.outbound[0]!, grpc.credentials.createInsecure()) as Client;

@@ -48,7 +48,10 @@ export async function startSidecarProcess(dir: string, yaml: string, name = 'sid
   const proc = spawnTracked(SIDECAR_BIN, ['--config', configPath], { stdio: ['ignore', 'pipe', 'pipe'] });
   const { lines, waitForLine, stderr: err } = followJsonLines<LogLine>(proc);
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  const started = await Promise.race([waitForLine((l) => l.event === 'started'), exited.then((code) => new Error(`sidecar exited with ${code}: ${err()}`))]);
+  const started = await Promise.race([
+    waitForLine((l) => l.event === 'started'),
+    exited.then((code) => new Error(`sidecar exited with ${code}: ${err()}`)),
+  ]);
   if (started instanceof Error) throw started;
   const inbound = (started.inbound as { listen?: string } | undefined)?.listen;
   const outbound = ((started.outbound as { listen: string }[] | undefined) ?? []).map((o) => o.listen);
@@ -72,7 +75,15 @@ export async function startSidecarProcess(dir: string, yaml: string, name = 'sid
 }
 
 /** A config file body. `extra` is appended verbatim (outbound:, admin:, …). */
-export function sidecarYaml(opts: { setDir: string; crl?: string; policy?: string; listen?: string; forward?: string; extra?: string; inbound?: boolean }): string {
+export function sidecarYaml(opts: {
+  setDir: string;
+  crl?: string;
+  policy?: string;
+  listen?: string;
+  forward?: string;
+  extra?: string;
+  inbound?: boolean;
+}): string {
   const lines = ['identity:', `  dir: ${opts.setDir}`];
   if (opts.crl) lines.push(`  crl: ${opts.crl}`);
   if (opts.policy) lines.push(`policy: ${opts.policy}`);
@@ -102,7 +113,10 @@ export function writePolicy(dir: string, body: string, name = 'policy.yaml'): st
  * A local "service": on connect it writes `hello <name>\n`, then echoes what it receives,
  * and ends its side when the caller ends (half-close both ways).
  */
-export async function startEchoService(name: string, listen: { port?: number; path?: string } = { port: 0 }): Promise<{ server: Server; address: string; connections: () => number; close: () => Promise<void> }> {
+export async function startEchoService(
+  name: string,
+  listen: { port?: number; path?: string } = { port: 0 },
+): Promise<{ server: Server; address: string; connections: () => number; close: () => Promise<void> }> {
   let count = 0;
   const sockets = new Set<Socket>();
   const server = createServer({ allowHalfOpen: true }, (s) => {
@@ -113,7 +127,9 @@ export async function startEchoService(name: string, listen: { port?: number; pa
     s.write(`hello ${name}\n`);
     s.pipe(s);
   });
-  await new Promise<void>((resolve) => (listen.path ? server.listen(listen.path, resolve) : server.listen(listen.port ?? 0, '127.0.0.1', resolve)));
+  await new Promise<void>((resolve) =>
+    listen.path ? server.listen(listen.path, resolve) : server.listen(listen.port ?? 0, '127.0.0.1', resolve),
+  );
   const a = server.address();
   const address = typeof a === 'string' ? `unix:${a}` : `127.0.0.1:${a!.port}`;
   return {
@@ -136,7 +152,11 @@ export interface Creds {
 
 /** A credential set folder as Node's TLS options. */
 export function credsFromDir(dir: string): Required<Creds> {
-  return { cert: readFileSync(join(dir, 'tls.crt'), 'utf8'), key: readFileSync(join(dir, 'tls.key'), 'utf8'), ca: readFileSync(join(dir, 'ca.crt'), 'utf8') };
+  return {
+    cert: readFileSync(join(dir, 'tls.crt'), 'utf8'),
+    key: readFileSync(join(dir, 'tls.key'), 'utf8'),
+    ca: readFileSync(join(dir, 'ca.crt'), 'utf8'),
+  };
 }
 
 export function serialOfSet(dir: string): string {
@@ -158,7 +178,11 @@ export interface TlsResult {
  * Connects with Node's TLS client, sends `payload` and half-closes, then collects what
  * comes back until the connection closes. A refused connection yields no data.
  */
-export function tlsExchange(address: string, creds: Creds, opts: { payload?: string; session?: Buffer; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; waitForSession?: boolean } = {}): Promise<TlsResult> {
+export function tlsExchange(
+  address: string,
+  creds: Creds,
+  opts: { payload?: string; session?: Buffer; maxVersion?: 'TLSv1.2' | 'TLSv1.3'; waitForSession?: boolean } = {},
+): Promise<TlsResult> {
   const [host, port] = splitHostPort(address);
   return new Promise((resolve) => {
     let data = '';
@@ -215,7 +239,11 @@ export function refusalFrom(localPort: number | undefined): (l: LogLine) => bool
  * the CLI has it, else with the test-only signer (the real intermediate's key, a CRL
  * number above the one in force), written atomically like the CLI does.
  */
-export async function revokeSerials(ca: { dir: string; svcca: (args: readonly string[]) => { status: number; stderr: string } }, serials: readonly string[], passphrase: string): Promise<'cli' | 'test-signer'> {
+export async function revokeSerials(
+  ca: { dir: string; svcca: (args: readonly string[]) => { status: number; stderr: string } },
+  serials: readonly string[],
+  passphrase: string,
+): Promise<'cli' | 'test-signer'> {
   const first = ca.svcca(['revoke', '--serial', serials[0]!]);
   if (first.status === 0) {
     for (const s of serials.slice(1)) {
@@ -232,7 +260,10 @@ export async function revokeSerials(ca: { dir: string; svcca: (args: readonly st
   const current = loadCrlPem(readFileSync(crlPath, 'utf8'), [root.certDer]);
   const already = [...current.revoked];
   const next = current.crls.reduce((n, c) => (c.crlNumber !== undefined && c.crlNumber >= n ? c.crlNumber + 1n : n), 1n);
-  const pem = crlPemFile([makeCrlDer(root, { crlNumber: next }), makeCrlDer(intermediate, { serials: [...already, ...serials], crlNumber: next })], [intermediate]);
+  const pem = crlPemFile(
+    [makeCrlDer(root, { crlNumber: next }), makeCrlDer(intermediate, { serials: [...already, ...serials], crlNumber: next })],
+    [intermediate],
+  );
   const tmp = `${crlPath}.tmp-${process.pid}`;
   writeFileSync(tmp, pem);
   const { renameSync } = await import('node:fs');
@@ -244,7 +275,11 @@ export async function revokeSerials(ca: { dir: string; svcca: (args: readonly st
  * Runs a command without blocking this process's event loop (the in-process services the
  * sidecar forwards to must keep answering meanwhile; spawnSync would freeze them).
  */
-export function runAsync(cmd: string, args: readonly string[], opts: { input?: string; timeoutMs?: number; until?: RegExp } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
+export function runAsync(
+  cmd: string,
+  args: readonly string[],
+  opts: { input?: string; timeoutMs?: number; until?: RegExp } = {},
+): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawnTracked(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';

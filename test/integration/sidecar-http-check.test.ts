@@ -36,20 +36,44 @@ describe('svcca-sidecar --check with http mode', () => {
   };
 
   it('accepts http mode without the tcp-only warning', () => {
-    const r = check(write('http.yaml', httpSidecarYaml({ setDir: inventory, policy, forward: '127.0.0.1:8080', crl: join(ca.dir, 'crl.pem'), extraInbound: '  upstreamTimeout: 5s' })));
+    const r = check(
+      write(
+        'http.yaml',
+        httpSidecarYaml({
+          setDir: inventory,
+          policy,
+          forward: '127.0.0.1:8080',
+          crl: join(ca.dir, 'crl.pem'),
+          extraInbound: '  upstreamTimeout: 5s',
+        }),
+      ),
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /configuration is valid/);
     assert.doesNotMatch(r.stderr, /not implemented|methods\/paths/);
   });
 
   it('still warns about the methods/paths rule in a tcp sidecar', () => {
-    const r = check(write('tcp.yaml', httpSidecarYaml({ setDir: inventory, policy, forward: '127.0.0.1:8080', crl: join(ca.dir, 'crl.pem') }).replace('mode: http', 'mode: tcp')));
+    const r = check(
+      write(
+        'tcp.yaml',
+        httpSidecarYaml({ setDir: inventory, policy, forward: '127.0.0.1:8080', crl: join(ca.dir, 'crl.pem') }).replace(
+          'mode: http',
+          'mode: tcp',
+        ),
+      ),
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /warning: policy: .*notification-service.*methods\/paths/);
   });
 
   it('refuses a bad upstreamTimeout with the key named', () => {
-    const r = check(write('bad-timeout.yaml', httpSidecarYaml({ setDir: inventory, policy, forward: '127.0.0.1:8080', extraInbound: '  upstreamTimeout: soon' })));
+    const r = check(
+      write(
+        'bad-timeout.yaml',
+        httpSidecarYaml({ setDir: inventory, policy, forward: '127.0.0.1:8080', extraInbound: '  upstreamTimeout: soon' }),
+      ),
+    );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /inbound\.upstreamTimeout: expected a positive duration, got "soon"/);
   });

@@ -59,12 +59,18 @@ describe('sidecar http mode: SIGTERM drain', () => {
     ca?.cleanup();
   });
 
-  it('finishes the request in flight with Connection: close, closes the idle connection, refuses new ones, exits 0', { timeout: 120_000 }, async () => {
+  it('finishes the request in flight with Connection: close, closes the idle connection, refuses new ones, exits 0', {
+    timeout: 120_000,
+  }, async () => {
     const backend = await startSlowBackend();
     closers.push(() => backend.close());
     // A grace period far longer than every bound below: an idle connection that is not
     // closed by the drain itself would only go at its end, and the test would fail.
-    const sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extra: 'shutdown:\n  grace: 90s' }), 'http-drain.yaml');
+    const sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extra: 'shutdown:\n  grace: 90s' }),
+      'http-drain.yaml',
+    );
     closers.push(() => sidecar.stop('SIGKILL'));
     // Each step is bounded and named, with the sidecar's last words: a hang says where.
     const lastLines = () => `sidecar said: ${JSON.stringify(sidecar.lines.slice(-6))}`;

@@ -9,7 +9,15 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, runAsync, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { httpSidecarYaml, httpsCall, patternBytes, sha256, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  httpSidecarYaml,
+  httpsCall,
+  patternBytes,
+  sha256,
+  startRecordingBackend,
+  STOCK_POLICY,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 const TEN_MB = 10 * 1024 * 1024;
 
@@ -24,7 +32,15 @@ describe('sidecar http mode: forwarding', () => {
     order = ca.issue('order-service');
     const inventory = ca.issue('inventory-service');
     backend = await startRecordingBackend();
-    sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: backend.address, crl: join(ca.dir, 'crl.pem') }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({
+        setDir: inventory,
+        policy: writePolicy(ca.root, STOCK_POLICY),
+        forward: backend.address,
+        crl: join(ca.dir, 'crl.pem'),
+      }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -40,14 +56,35 @@ describe('sidecar http mode: forwarding', () => {
   });
 
   it('forwards an allowed GET from curl --cert', async () => {
-    const r = await runAsync('curl', ['-sS', '--max-time', '10', '-k', '--cert', join(order, 'tls.crt'), '--key', join(order, 'tls.key'), '-w', '\n%{http_code}', `https://${sidecar.inbound}/orders/7`], { timeoutMs: 15_000 });
+    const r = await runAsync(
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '10',
+        '-k',
+        '--cert',
+        join(order, 'tls.crt'),
+        '--key',
+        join(order, 'tls.key'),
+        '-w',
+        '\n%{http_code}',
+        `https://${sidecar.inbound}/orders/7`,
+      ],
+      { timeoutMs: 15_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'ok GET /orders/7\n\n200');
   });
 
   it('streams a 10 MB POST body up and back intact', async () => {
     const body = randomBytes(TEN_MB);
-    const r = await httpsCall(sidecar.inbound!, credsFromDir(order), { method: 'POST', path: '/upload?echo', body, headers: { 'content-type': 'application/octet-stream' } });
+    const r = await httpsCall(sidecar.inbound!, credsFromDir(order), {
+      method: 'POST',
+      path: '/upload?echo',
+      body,
+      headers: { 'content-type': 'application/octet-stream' },
+    });
     assert.equal(r.status, 200);
     const seen = backend.received.at(-1)!;
     assert.equal(seen.bodyBytes, TEN_MB);
@@ -58,14 +95,26 @@ describe('sidecar http mode: forwarding', () => {
 
   it('streams a chunked 10 MB POST body (no Content-Length) intact', async () => {
     const body = randomBytes(TEN_MB);
-    const r = await httpsCall(sidecar.inbound!, credsFromDir(order), { method: 'POST', path: '/upload?echo', body, headers: { 'transfer-encoding': 'chunked' } });
+    const r = await httpsCall(sidecar.inbound!, credsFromDir(order), {
+      method: 'POST',
+      path: '/upload?echo',
+      body,
+      headers: { 'transfer-encoding': 'chunked' },
+    });
     assert.equal(r.status, 200);
     assert.equal(backend.received.at(-1)!.bodySha256, sha256(body));
     assert.equal(sha256(r.body), sha256(body));
   });
 
   it('streams a 10 MB download intact (curl)', async () => {
-    const r = await runAsync('bash', ['-c', `curl -sS --max-time 30 -k --cert ${join(order, 'tls.crt')} --key ${join(order, 'tls.key')} 'https://${sidecar.inbound}/files?big=${TEN_MB}' | sha256sum`], { timeoutMs: 40_000 });
+    const r = await runAsync(
+      'bash',
+      [
+        '-c',
+        `curl -sS --max-time 30 -k --cert ${join(order, 'tls.crt')} --key ${join(order, 'tls.key')} 'https://${sidecar.inbound}/files?big=${TEN_MB}' | sha256sum`,
+      ],
+      { timeoutMs: 40_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.split(' ')[0], sha256(patternBytes(TEN_MB)));
   });

@@ -63,7 +63,16 @@ export async function startRecordingBackend(): Promise<RecordingBackend> {
         bytes += c.length;
       });
       req.pipe(res);
-      req.on('end', () => received.push({ method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, bodyBytes: bytes, bodySha256: hash.digest('hex'), upgrade: false }));
+      req.on('end', () =>
+        received.push({
+          method: req.method!,
+          url: req.url!,
+          rawHeaders: req.rawHeaders,
+          bodyBytes: bytes,
+          bodySha256: hash.digest('hex'),
+          upgrade: false,
+        }),
+      );
       return;
     }
     req.on('data', (c: Buffer) => {
@@ -71,7 +80,14 @@ export async function startRecordingBackend(): Promise<RecordingBackend> {
       bytes += c.length;
     });
     req.on('end', () => {
-      received.push({ method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, bodyBytes: bytes, bodySha256: hash.digest('hex'), upgrade: false });
+      received.push({
+        method: req.method!,
+        url: req.url!,
+        rawHeaders: req.rawHeaders,
+        bodyBytes: bytes,
+        bodySha256: hash.digest('hex'),
+        upgrade: false,
+      });
       if (query.has('slow')) return; // never answers
       if (query.has('big')) {
         const total = Number(query.get('big'));
@@ -101,7 +117,9 @@ export async function startRecordingBackend(): Promise<RecordingBackend> {
     received.push({ method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, bodyBytes: 0, bodySha256: '', upgrade: true });
     const key = String(req.headers['sec-websocket-key'] ?? '');
     const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    socket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+    );
     if (head.length > 0) socket.write(head);
     socket.on('error', () => socket.destroy());
     socket.pipe(socket);
@@ -143,15 +161,32 @@ export interface HttpResponse {
 }
 
 /** One request with Node's https client (fresh connection), body streamed from `body`. */
-export function httpsCall(address: string, creds: Required<Creds>, opts: { method?: string; path: string; headers?: Record<string, string>; body?: Buffer }): Promise<HttpResponse> {
+export function httpsCall(
+  address: string,
+  creds: Required<Creds>,
+  opts: { method?: string; path: string; headers?: Record<string, string>; body?: Buffer },
+): Promise<HttpResponse> {
   const [host, port] = splitHostPort(address);
   return new Promise((resolve, reject) => {
     const req = httpsRequest(
-      { host, port, method: opts.method ?? 'GET', path: opts.path, headers: opts.headers ?? {}, cert: creds.cert, key: creds.key, ca: creds.ca, checkServerIdentity: () => undefined, agent: false },
+      {
+        host,
+        port,
+        method: opts.method ?? 'GET',
+        path: opts.path,
+        headers: opts.headers ?? {},
+        cert: creds.cert,
+        key: creds.key,
+        ca: creds.ca,
+        checkServerIdentity: () => undefined,
+        agent: false,
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers as Record<string, string>, body: Buffer.concat(chunks) }),
+        );
         res.on('error', reject);
       },
     );
@@ -244,7 +279,8 @@ export class RawHttpConnection {
     const deadline = Date.now() + timeoutMs;
     let headEnd = this.#buf.indexOf('\r\n\r\n');
     while (headEnd === -1) {
-      if (this.#closed || Date.now() > deadline) throw new Error(`no response (closed: ${this.#closed}); got ${JSON.stringify(this.#buf.toString('latin1').slice(0, 200))}`);
+      if (this.#closed || Date.now() > deadline)
+        throw new Error(`no response (closed: ${this.#closed}); got ${JSON.stringify(this.#buf.toString('latin1').slice(0, 200))}`);
       await this.wait(deadline);
       headEnd = this.#buf.indexOf('\r\n\r\n');
     }
@@ -299,10 +335,13 @@ export class RawHttpConnection {
 
   private wait(deadline: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
-        this.#wake = undefined;
-        resolve();
-      }, Math.max(1, Math.min(250, deadline - Date.now())));
+      const t = setTimeout(
+        () => {
+          this.#wake = undefined;
+          resolve();
+        },
+        Math.max(1, Math.min(250, deadline - Date.now())),
+      );
       this.#wake = () => {
         clearTimeout(t);
         this.#wake = undefined;
@@ -313,7 +352,11 @@ export class RawHttpConnection {
 }
 
 /** One raw request on a fresh connection, which is then closed. */
-export async function rawCall(address: string, creds: Required<Creds>, request: string): Promise<HttpResponse & { localPort: number | undefined }> {
+export async function rawCall(
+  address: string,
+  creds: Required<Creds>,
+  request: string,
+): Promise<HttpResponse & { localPort: number | undefined }> {
   const c = await RawHttpConnection.open(address, creds);
   const localPort = c.localPort;
   try {
@@ -329,7 +372,14 @@ export function getRequest(target: string, extra: readonly string[] = [], method
 }
 
 /** The http-mode sidecar config body (inbound.mode: http). */
-export function httpSidecarYaml(opts: { setDir: string; policy: string; forward: string; crl?: string; extraInbound?: string; extra?: string }): string {
+export function httpSidecarYaml(opts: {
+  setDir: string;
+  policy: string;
+  forward: string;
+  crl?: string;
+  extraInbound?: string;
+  extra?: string;
+}): string {
   const lines = ['identity:', `  dir: ${opts.setDir}`];
   if (opts.crl) lines.push(`  crl: ${opts.crl}`);
   lines.push(`policy: ${opts.policy}`, 'inbound:', '  listen: 127.0.0.1:0', `  forward: ${opts.forward}`, '  mode: http');

@@ -10,7 +10,14 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, revokeSerials, serialOfSet, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { getRequest, httpSidecarYaml, RawHttpConnection, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  getRequest,
+  httpSidecarYaml,
+  RawHttpConnection,
+  startRecordingBackend,
+  STOCK_POLICY,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 const NO_STOCK = `services:
   inventory-service:
@@ -36,7 +43,10 @@ describe('sidecar http mode: keep-alive connections', () => {
     const inventory = ca.issue('inventory-service');
     policy = writePolicy(ca.root, STOCK_POLICY);
     backend = await startRecordingBackend();
-    sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, crl: join(ca.dir, 'crl.pem') }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, crl: join(ca.dir, 'crl.pem') }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -48,7 +58,9 @@ describe('sidecar http mode: keep-alive connections', () => {
     const seen = sidecar.lines.length;
     writeFileSync(policy, body);
     sidecar.proc.kill('SIGHUP');
-    await sidecar.waitForLine((l) => sidecar.lines.indexOf(l) >= seen && l.event === 'reload' && l.result === 'success' && l.policyChanged === true);
+    await sidecar.waitForLine(
+      (l) => sidecar.lines.indexOf(l) >= seen && l.event === 'reload' && l.result === 'success' && l.policyChanged === true,
+    );
   }
 
   it('refuses the next request on an open connection once the policy denies it, and keeps the connection', async () => {
@@ -83,7 +95,9 @@ describe('sidecar http mode: keep-alive connections', () => {
       await revokeSerials(ca, [serialOfSet(order)], TEST_PASSPHRASE);
       sidecar.proc.kill('SIGHUP');
       await c.waitClosed(15_000);
-      const line = await sidecar.waitForLine((l) => l.event === 'refused' && l.open === true && l.peer === 'spiffe://example.org/order-service');
+      const line = await sidecar.waitForLine(
+        (l) => l.event === 'refused' && l.open === true && l.peer === 'spiffe://example.org/order-service',
+      );
       assert.equal(line.reason, 'revoked');
     } finally {
       c.close();

@@ -10,7 +10,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, refusalFrom, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { getRequest, httpSidecarYaml, rawCall, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  getRequest,
+  httpSidecarYaml,
+  rawCall,
+  startRecordingBackend,
+  STOCK_POLICY,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 describe('sidecar http mode: path normalization', () => {
   let ca: TestCa;
@@ -25,7 +32,10 @@ describe('sidecar http mode: path normalization', () => {
     order = ca.issue('order-service');
     const inventory = ca.issue('inventory-service');
     backend = await startRecordingBackend();
-    sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: backend.address }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: backend.address }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -80,10 +90,17 @@ describe('sidecar http mode: path normalization', () => {
     { name: 'encoded NUL', request: getRequest('/stock/a%00b'), detail: /control character/ },
     { name: 'dot-dot with parameters', request: getRequest('/stock/..;x/admin'), detail: /parameters/ },
     { name: 'an HTTP/0.9 request line', request: 'GET /stock/1\r\n\r\n', detail: /HTTP\/0\.9 is not served here/ },
-    { name: 'HTTP/2.0 in a request line', request: 'GET /stock/1 HTTP/2.0\r\nHost: inventory.internal\r\n\r\n', detail: /HTTP\/2\.0 is not served here/ },
+    {
+      name: 'HTTP/2.0 in a request line',
+      request: 'GET /stock/1 HTTP/2.0\r\nHost: inventory.internal\r\n\r\n',
+      detail: /HTTP\/2\.0 is not served here/,
+    },
   ];
   for (const c of refused) {
-    for (const [who, set] of [['notification', () => notification], ['order', () => order]] as const) {
+    for (const [who, set] of [
+      ['notification', () => notification],
+      ['order', () => order],
+    ] as const) {
       it(`400 for ${c.name} (${who}-service)`, async () => {
         const seen = backend.received.length;
         const r = await rawCall(sidecar.inbound!, credsFromDir(set()), c.request);

@@ -24,7 +24,14 @@ import { decodeCertificates } from '../../common/pem.js';
 import { parseCertificate } from '../../common/x509.js';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, revokeSerials, serialOfSet, writePolicy } from './sidecar-harness.js';
-import { getRequest, httpSidecarYaml, RawHttpConnection, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  getRequest,
+  httpSidecarYaml,
+  RawHttpConnection,
+  startRecordingBackend,
+  STOCK_POLICY,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 type LogEntry = Record<string, unknown>;
 
@@ -51,7 +58,10 @@ describe('sidecar http mode: the per-request validity check on its own', () => {
     const inventory = ca.issue('inventory-service');
     const policy = writePolicy(ca.root, STOCK_POLICY);
     backend = await startRecordingBackend();
-    config = parseConfig(httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, crl: join(ca.dir, 'crl.pem') }), join(ca.root, 'sidecar.yaml'));
+    config = parseConfig(
+      httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, crl: join(ca.dir, 'crl.pem') }),
+      join(ca.root, 'sidecar.yaml'),
+    );
   });
   after(async () => {
     for (const s of started) {
@@ -75,7 +85,14 @@ describe('sidecar http mode: the per-request validity check on its own', () => {
       onSwap: () => undefined,
       onTick: () => undefined,
     };
-    const proxy = new InboundProxy({ config: config.inbound!, snapshots, logger, metrics, certs: new CertCache(), ...(now ? { now } : {}) });
+    const proxy = new InboundProxy({
+      config: config.inbound!,
+      snapshots,
+      logger,
+      metrics,
+      certs: new CertCache(),
+      ...(now ? { now } : {}),
+    });
     const address = await proxy.start();
     const s: InProcess = { proxy, address, lines, setSnapshot: (next) => (snap = next) };
     started.push(s);
@@ -139,7 +156,9 @@ describe('sidecar http mode: the per-request validity check on its own', () => {
     }
   });
 
-  it('HTTP/2: the next stream of an expired caller is refused (gRPC: UNAUTHENTICATED), and the connection gets GOAWAY', { timeout: 60_000 }, async () => {
+  it('HTTP/2: the next stream of an expired caller is refused (gRPC: UNAUTHENTICATED), and the connection gets GOAWAY', {
+    timeout: 60_000,
+  }, async () => {
     const notAfter = parseCertificate(decodeCertificates(readFileSync(join(notification, 'tls.crt'), 'utf8'), 'tls.crt')[0]!).notAfter;
     let clock = new Date();
     const inbound = await startInbound(() => clock);

@@ -9,7 +9,14 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { adminGet, credsFromDir, refusalFrom, runAsync, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { getRequest, httpSidecarYaml, rawCall, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  getRequest,
+  httpSidecarYaml,
+  rawCall,
+  startRecordingBackend,
+  STOCK_POLICY,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 const TD = 'spiffe://example.org';
 
@@ -26,7 +33,13 @@ describe('sidecar http mode: method and path rules', () => {
     backend = await startRecordingBackend();
     sidecar = await startSidecarProcess(
       ca.root,
-      httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: backend.address, crl: join(ca.dir, 'crl.pem'), extra: 'admin:\n  listen: 127.0.0.1:0' }),
+      httpSidecarYaml({
+        setDir: inventory,
+        policy: writePolicy(ca.root, STOCK_POLICY),
+        forward: backend.address,
+        crl: join(ca.dir, 'crl.pem'),
+        extra: 'admin:\n  listen: 127.0.0.1:0',
+      }),
     );
   });
   after(async () => {
@@ -51,7 +64,11 @@ describe('sidecar http mode: method and path rules', () => {
   for (const c of table) {
     it(c.name, async () => {
       const seenBefore = backend.received.length;
-      const r = await rawCall(sidecar.inbound!, credsFromDir(sets[c.who]), c.method === 'POST' ? `${getRequest(c.target, ['Content-Length: 2'], 'POST')}hi` : getRequest(c.target, [], c.method));
+      const r = await rawCall(
+        sidecar.inbound!,
+        credsFromDir(sets[c.who]),
+        c.method === 'POST' ? `${getRequest(c.target, ['Content-Length: 2'], 'POST')}hi` : getRequest(c.target, [], c.method),
+      );
       assert.equal(r.status, c.want, r.body.toString());
       if (c.want === 200) {
         assert.equal(backend.received.length, seenBefore + 1);
@@ -80,14 +97,35 @@ describe('sidecar http mode: method and path rules', () => {
 
   it('refuses with curl too (403 and the body)', async () => {
     const n = sets.notification;
-    const r = await runAsync('curl', ['-sS', '--max-time', '10', '-k', '--cert', join(n, 'tls.crt'), '--key', join(n, 'tls.key'), '-X', 'POST', '-d', 'x=1', '-w', '%{http_code}', `https://${sidecar.inbound}/stock`], { timeoutMs: 15_000 });
+    const r = await runAsync(
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '10',
+        '-k',
+        '--cert',
+        join(n, 'tls.crt'),
+        '--key',
+        join(n, 'tls.key'),
+        '-X',
+        'POST',
+        '-d',
+        'x=1',
+        '-w',
+        '%{http_code}',
+        `https://${sidecar.inbound}/stock`,
+      ],
+      { timeoutMs: 15_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, `forbidden: no rule allows ${TD}/notification-service to POST /stock\n403`);
   });
 
   it('counts requests by status and policy result', async () => {
     const m = await adminGet(sidecar.admin!, '/metrics');
-    const count = (status: string, result: string) => Number(new RegExp(`svcca_sidecar_http_requests_total\\{status="${status}",result="${result}"\\} (\\d+)`).exec(m.body)?.[1] ?? 0);
+    const count = (status: string, result: string) =>
+      Number(new RegExp(`svcca_sidecar_http_requests_total\\{status="${status}",result="${result}"\\} (\\d+)`).exec(m.body)?.[1] ?? 0);
     // The table's 5 allowed and 5 refused, the DELETE and curl's POST above.
     assert.equal(count('200', 'allowed'), 5, m.body);
     assert.equal(count('403', 'denied'), 7, m.body);

@@ -9,7 +9,14 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { getRequest, httpSidecarYaml, RawHttpConnection, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  getRequest,
+  httpSidecarYaml,
+  RawHttpConnection,
+  startRecordingBackend,
+  STOCK_POLICY,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 describe('sidecar http mode: slow request heads', () => {
   let ca: TestCa;
@@ -23,7 +30,10 @@ describe('sidecar http mode: slow request heads', () => {
     const inventory = ca.issue('inventory-service');
     const policy = writePolicy(ca.root, STOCK_POLICY);
     backend = await startRecordingBackend();
-    sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extraInbound: '  handshakeTimeout: 1s' }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extraInbound: '  handshakeTimeout: 1s' }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -43,7 +53,9 @@ describe('sidecar http mode: slow request heads', () => {
       await sleep(100);
     }
     assert.equal(c.closed, true, 'the dripping caller was never cut off');
-    const line = await sidecar.waitForLine((l) => l.reason === 'request-head-timeout' && typeof l.address === 'string' && l.address.endsWith(`:${port}`));
+    const line = await sidecar.waitForLine(
+      (l) => l.reason === 'request-head-timeout' && typeof l.address === 'string' && l.address.endsWith(`:${port}`),
+    );
     assert.equal(line.peer, 'spiffe://example.org/order-service');
     assert.equal(line.event, 'refused');
     assert.equal(backend.received.length, before, 'a partial request reached the service');

@@ -67,7 +67,10 @@ describe('sidecar http mode: request smuggling and header limits', () => {
     inventory = ca.issue('inventory-service');
     const policy = writePolicy(ca.root, STOCK_POLICY);
     service = await startEagerService();
-    sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: service.address, crl: join(ca.dir, 'crl.pem') }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({ setDir: inventory, policy, forward: service.address, crl: join(ca.dir, 'crl.pem') }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -144,14 +147,18 @@ describe('sidecar http mode: request smuggling and header limits', () => {
     }
     const got = service.seen.slice(before);
     assert.equal(got.length, 1);
-    assert.deepEqual(headerValues(got[0]!.rawHeaders, 'x-forwarded-client-cert'), [expectedXfcc('spiffe://example.org/inventory-service', notification, 'spiffe://example.org/notification-service')]);
+    assert.deepEqual(headerValues(got[0]!.rawHeaders, 'x-forwarded-client-cert'), [
+      expectedXfcc('spiffe://example.org/inventory-service', notification, 'spiffe://example.org/notification-service'),
+    ]);
   });
 
   it('pipelined: a slow allowed request is answered before the 400 for a malformed one behind it, and the 400 comes once', async () => {
     const c = await RawHttpConnection.open(sidecar.inbound!, credsFromDir(notification));
     try {
       const slow = ['GET /stock/slow HTTP/1.1', 'Host: a', '', ''].join('\r\n');
-      const bad = ['POST /stock/x HTTP/1.1', 'Host: a', 'Transfer-Encoding: xchunked', '', 'garbage that is not a chunk\r\n\r\n'].join('\r\n');
+      const bad = ['POST /stock/x HTTP/1.1', 'Host: a', 'Transfer-Encoding: xchunked', '', 'garbage that is not a chunk\r\n\r\n'].join(
+        '\r\n',
+      );
       c.write(slow + bad);
       const first = await c.readResponse();
       assert.equal(first.status, 200, first.body.toString());
@@ -168,7 +175,10 @@ describe('sidecar http mode: request smuggling and header limits', () => {
   it('pipelined: a slow allowed request is answered before the 400 for an unparseable head behind it', async () => {
     const c = await RawHttpConnection.open(sidecar.inbound!, credsFromDir(notification));
     try {
-      c.write(['GET /stock/slow-2 HTTP/1.1', 'Host: a', '', ''].join('\r\n') + ['GET /stock/y HTTP/1.1', 'Host: a', 'A header line without a colon', '', ''].join('\r\n'));
+      c.write(
+        ['GET /stock/slow-2 HTTP/1.1', 'Host: a', '', ''].join('\r\n') +
+          ['GET /stock/y HTTP/1.1', 'Host: a', 'A header line without a colon', '', ''].join('\r\n'),
+      );
       const first = await c.readResponse();
       assert.equal(first.status, 200, first.body.toString());
       assert.equal(first.body.toString(), 'ran GET /stock/slow-2\n');

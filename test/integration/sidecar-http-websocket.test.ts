@@ -10,7 +10,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, refusalFrom, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { expectedXfcc, headerValues, httpSidecarYaml, RawHttpConnection, startRecordingBackend, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  expectedXfcc,
+  headerValues,
+  httpSidecarYaml,
+  RawHttpConnection,
+  startRecordingBackend,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 const POLICY = `services:
   inventory-service:
@@ -21,7 +28,17 @@ const POLICY = `services:
 `;
 
 function upgradeRequest(path: string, key: string): string {
-  return [`GET ${path} HTTP/1.1`, 'Host: inventory.internal', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Key: ${key}`, 'Sec-WebSocket-Version: 13', 'X-Forwarded-Client-Cert: By=forged', '', ''].join('\r\n');
+  return [
+    `GET ${path} HTTP/1.1`,
+    'Host: inventory.internal',
+    'Upgrade: websocket',
+    'Connection: Upgrade',
+    `Sec-WebSocket-Key: ${key}`,
+    'Sec-WebSocket-Version: 13',
+    'X-Forwarded-Client-Cert: By=forged',
+    '',
+    '',
+  ].join('\r\n');
 }
 
 describe('sidecar http mode: WebSocket upgrades', () => {
@@ -53,11 +70,16 @@ describe('sidecar http mode: WebSocket upgrades', () => {
       assert.equal(r.status, 101);
       assert.equal(r.headers.upgrade, 'websocket');
       assert.match(r.headers.connection ?? '', /upgrade/i);
-      assert.equal(r.headers['sec-websocket-accept'], createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64'));
+      assert.equal(
+        r.headers['sec-websocket-accept'],
+        createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64'),
+      );
       const seen = backend.received.at(-1)!;
       assert.equal(seen.upgrade, true);
       assert.equal(seen.url, '/ws/feed', 'the service sees the normalized path');
-      assert.deepEqual(headerValues(seen.rawHeaders, 'x-forwarded-client-cert'), [expectedXfcc('spiffe://example.org/inventory-service', notification, 'spiffe://example.org/notification-service')]);
+      assert.deepEqual(headerValues(seen.rawHeaders, 'x-forwarded-client-cert'), [
+        expectedXfcc('spiffe://example.org/inventory-service', notification, 'spiffe://example.org/notification-service'),
+      ]);
       const payload = randomBytes(256 * 1024);
       c.write(payload);
       const echoed = await c.readBytes(payload.length);
@@ -90,7 +112,17 @@ describe('sidecar http mode: WebSocket upgrades', () => {
     const c = await RawHttpConnection.open(sidecar.inbound!, credsFromDir(notification));
     const localPort = c.localPort;
     try {
-      const r = await c.send(['GET /ws/feed HTTP/1.1', 'Host: inventory.internal', 'Connection: Upgrade, HTTP2-Settings', 'Upgrade: h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA', '', ''].join('\r\n'));
+      const r = await c.send(
+        [
+          'GET /ws/feed HTTP/1.1',
+          'Host: inventory.internal',
+          'Connection: Upgrade, HTTP2-Settings',
+          'Upgrade: h2c',
+          'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA',
+          '',
+          '',
+        ].join('\r\n'),
+      );
       assert.equal(r.status, 400);
       assert.match(r.body.toString(), /only WebSocket upgrades pass the sidecar, not "h2c"/);
       assert.equal(backend.received.length, seen, 'the service never saw it');

@@ -11,7 +11,18 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, refusalFrom, runAsync, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { expectedXfcc, getRequest, headerValues, httpSidecarYaml, httpsCall, rawCall, RawHttpConnection, startRecordingBackend, STOCK_POLICY, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  expectedXfcc,
+  getRequest,
+  headerValues,
+  httpSidecarYaml,
+  httpsCall,
+  rawCall,
+  RawHttpConnection,
+  startRecordingBackend,
+  STOCK_POLICY,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 
 const TD = 'spiffe://example.org';
 const FORGED = `By=${TD}/inventory-service;Hash=0000;URI=${TD}/admin-service`;
@@ -31,7 +42,10 @@ describe('sidecar http mode: x-forwarded-client-cert', () => {
     const inventory = ca.issue('inventory-service');
     xfccOrder = expectedXfcc(`${TD}/inventory-service`, order, `${TD}/order-service`);
     backend = await startRecordingBackend();
-    sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: backend.address }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: backend.address }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -47,7 +61,15 @@ describe('sidecar http mode: x-forwarded-client-cert', () => {
     { name: 'upper-case underscores', lines: [`X_FORWARDED_CLIENT_CERT: ${FORGED}`] },
     { name: 'mixed - and _', lines: [`X-Forwarded_Client-Cert: ${FORGED}`] },
     { name: 'two copies', lines: [`x-forwarded-client-cert: ${FORGED}`, `X-Forwarded-Client-Cert: By=x;URI=${TD}/other`] },
-    { name: 'every spelling at once', lines: [`x-forwarded-client-cert: ${FORGED}`, `x_forwarded_client_cert: ${FORGED}`, `X-FORWARDED-CLIENT-CERT: ${FORGED}`, `x-forwarded-client-cert: ${FORGED}`] },
+    {
+      name: 'every spelling at once',
+      lines: [
+        `x-forwarded-client-cert: ${FORGED}`,
+        `x_forwarded_client_cert: ${FORGED}`,
+        `X-FORWARDED-CLIENT-CERT: ${FORGED}`,
+        `x-forwarded-client-cert: ${FORGED}`,
+      ],
+    },
     { name: 'an empty one', lines: ['x-forwarded-client-cert:'] },
   ];
   for (const c of spoofs) {
@@ -62,14 +84,37 @@ describe('sidecar http mode: x-forwarded-client-cert', () => {
   it('carries the right identity per caller (notification-service)', async () => {
     const r = await rawCall(sidecar.inbound!, credsFromDir(notification), getRequest('/stock', [`x-forwarded-client-cert: ${FORGED}`]));
     assert.equal(r.status, 200);
-    assert.deepEqual(headerValues(backend.received.at(-1)!.rawHeaders, 'x-forwarded-client-cert'), [expectedXfcc(`${TD}/inventory-service`, notification, `${TD}/notification-service`)]);
+    assert.deepEqual(headerValues(backend.received.at(-1)!.rawHeaders, 'x-forwarded-client-cert'), [
+      expectedXfcc(`${TD}/inventory-service`, notification, `${TD}/notification-service`),
+    ]);
   });
 
   it('removes a forged XFCC sent by curl and by Node https', async () => {
-    const c = await runAsync('curl', ['-sS', '--max-time', '10', '-k', '--cert', join(order, 'tls.crt'), '--key', join(order, 'tls.key'), '-H', `X-Forwarded-Client-Cert: ${FORGED}`, '-H', `x_forwarded_client_cert: ${FORGED}`, `https://${sidecar.inbound}/curl`], { timeoutMs: 15_000 });
+    const c = await runAsync(
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '10',
+        '-k',
+        '--cert',
+        join(order, 'tls.crt'),
+        '--key',
+        join(order, 'tls.key'),
+        '-H',
+        `X-Forwarded-Client-Cert: ${FORGED}`,
+        '-H',
+        `x_forwarded_client_cert: ${FORGED}`,
+        `https://${sidecar.inbound}/curl`,
+      ],
+      { timeoutMs: 15_000 },
+    );
     assert.equal(c.status, 0, c.stderr);
     assert.deepEqual(headerValues(backend.received.at(-1)!.rawHeaders, 'x-forwarded-client-cert'), [xfccOrder]);
-    const n = await httpsCall(sidecar.inbound!, credsFromDir(order), { path: '/node', headers: { 'X-Forwarded-Client-Cert': FORGED, x_forwarded_client_cert: FORGED } });
+    const n = await httpsCall(sidecar.inbound!, credsFromDir(order), {
+      path: '/node',
+      headers: { 'X-Forwarded-Client-Cert': FORGED, x_forwarded_client_cert: FORGED },
+    });
     assert.equal(n.status, 200);
     assert.deepEqual(headerValues(backend.received.at(-1)!.rawHeaders, 'x-forwarded-client-cert'), [xfccOrder]);
   });
@@ -94,7 +139,17 @@ describe('sidecar http mode: x-forwarded-client-cert', () => {
   }
 
   it('sets x-forwarded-for from the connection, whatever the caller sent', async () => {
-    const r = await rawCall(sidecar.inbound!, credsFromDir(order), getRequest('/stock', ['X-Forwarded-For: 6.6.6.6', 'x_forwarded_for: 6.6.6.7', 'Forwarded: for=6.6.6.8', 'X-Real-IP: 6.6.6.9', 'X-Forwarded-Proto: http']));
+    const r = await rawCall(
+      sidecar.inbound!,
+      credsFromDir(order),
+      getRequest('/stock', [
+        'X-Forwarded-For: 6.6.6.6',
+        'x_forwarded_for: 6.6.6.7',
+        'Forwarded: for=6.6.6.8',
+        'X-Real-IP: 6.6.6.9',
+        'X-Forwarded-Proto: http',
+      ]),
+    );
     assert.equal(r.status, 200);
     const h = backend.received.at(-1)!.rawHeaders;
     assert.deepEqual(headerValues(h, 'x-forwarded-for'), ['127.0.0.1']);
@@ -104,10 +159,24 @@ describe('sidecar http mode: x-forwarded-client-cert', () => {
   });
 
   it('strips hop-by-hop headers and those the Connection header names', async () => {
-    const r = await rawCall(sidecar.inbound!, credsFromDir(order), getRequest('/stock', ['Connection: keep-alive, X-Secret', 'X-Secret: 1', 'x_secret: 2', 'Keep-Alive: timeout=99', 'TE: trailers', 'Proxy-Authorization: Basic Zm9vOmJhcg==', 'Upgrade: h2c', 'X-Kept: yes']));
+    const r = await rawCall(
+      sidecar.inbound!,
+      credsFromDir(order),
+      getRequest('/stock', [
+        'Connection: keep-alive, X-Secret',
+        'X-Secret: 1',
+        'x_secret: 2',
+        'Keep-Alive: timeout=99',
+        'TE: trailers',
+        'Proxy-Authorization: Basic Zm9vOmJhcg==',
+        'Upgrade: h2c',
+        'X-Kept: yes',
+      ]),
+    );
     assert.equal(r.status, 200);
     const h = backend.received.at(-1)!.rawHeaders;
-    for (const gone of ['x-secret', 'keep-alive', 'te', 'proxy-authorization', 'upgrade']) assert.deepEqual(headerValues(h, gone), [], `${gone} reached the service`);
+    for (const gone of ['x-secret', 'keep-alive', 'te', 'proxy-authorization', 'upgrade'])
+      assert.deepEqual(headerValues(h, gone), [], `${gone} reached the service`);
     assert.deepEqual(headerValues(h, 'x-kept'), ['yes']);
     assert.deepEqual(headerValues(h, 'host'), ['inventory.internal']);
   });
@@ -116,9 +185,17 @@ describe('sidecar http mode: x-forwarded-client-cert', () => {
     const seen = backend.received.length;
     const two = await rawCall(sidecar.inbound!, credsFromDir(order), getRequest('/stock', ['Host: evil.internal']));
     assert.equal(two.status, 400);
-    const te = await rawCall(sidecar.inbound!, credsFromDir(order), `POST /stock HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`);
+    const te = await rawCall(
+      sidecar.inbound!,
+      credsFromDir(order),
+      `POST /stock HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n`,
+    );
     assert.equal(te.status, 400);
-    const smuggle = await rawCall(sidecar.inbound!, credsFromDir(order), `POST /stock HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n`);
+    const smuggle = await rawCall(
+      sidecar.inbound!,
+      credsFromDir(order),
+      `POST /stock HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n`,
+    );
     assert.equal(smuggle.status, 400);
     assert.equal(backend.received.length, seen, 'the service saw a refused request');
   });

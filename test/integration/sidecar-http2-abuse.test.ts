@@ -46,7 +46,11 @@ describe('sidecar http mode: HTTP/2 abuse is bounded and cuts only the offender'
     backend = await startRecordingBackend();
     [sidecar, shortIdle] = await Promise.all([
       startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address }), 'main.yaml'),
-      startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extraInbound: '  idleTimeout: 1s' }), 'short-idle.yaml'),
+      startSidecarProcess(
+        ca.root,
+        httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, extraInbound: '  idleTimeout: 1s' }),
+        'short-idle.yaml',
+      ),
     ]);
     bystander = http2Connect(`https://${sidecar.inbound}`, { ...creds, checkServerIdentity: () => undefined });
     assert.equal(await bystanderGet(), 200);
@@ -97,7 +101,15 @@ describe('sidecar http mode: HTTP/2 abuse is bounded and cuts only the offender'
     await c.waitFor((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0);
     // Open streams (no END_STREAM: each waits for a body) up to the limit, then one more.
     const frames: Buffer[] = [];
-    for (let i = 0; i <= 100; i++) frames.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1 + 2 * i, headerBlock([[':method', 'POST'], ...getFields(authority(), `/stock/${i}`).slice(1)])));
+    for (let i = 0; i <= 100; i++)
+      frames.push(
+        frame(
+          FRAME.HEADERS,
+          FLAG.END_HEADERS,
+          1 + 2 * i,
+          headerBlock([[':method', 'POST'], ...getFields(authority(), `/stock/${i}`).slice(1)]),
+        ),
+      );
     c.write(Buffer.concat(frames));
     // nghttp2 treats a limit the peer acknowledged and broke as a connection error.
     await c.waitClosed();
@@ -110,7 +122,15 @@ describe('sidecar http mode: HTTP/2 abuse is bounded and cuts only the offender'
     const c = await RawH2.open(sidecar.inbound!, creds);
     await c.waitFor((f) => f.type === FRAME.SETTINGS && (f.flags & FLAG.ACK) !== 0);
     const frames: Buffer[] = [];
-    for (let i = 0; i < 100; i++) frames.push(frame(FRAME.HEADERS, FLAG.END_HEADERS, 1 + 2 * i, headerBlock([[':method', 'POST'], ...getFields(authority(), `/stock/${i}`).slice(1)])));
+    for (let i = 0; i < 100; i++)
+      frames.push(
+        frame(
+          FRAME.HEADERS,
+          FLAG.END_HEADERS,
+          1 + 2 * i,
+          headerBlock([[':method', 'POST'], ...getFields(authority(), `/stock/${i}`).slice(1)]),
+        ),
+      );
     for (let i = 0; i < 100; i++) frames.push(frame(FRAME.DATA, FLAG.END_STREAM, 1 + 2 * i));
     c.write(Buffer.concat(frames));
     assert.ok(await c.waitFor((f) => f.type === FRAME.HEADERS && f.stream === 199));
@@ -127,14 +147,25 @@ describe('sidecar http mode: HTTP/2 abuse is bounded and cuts only the offender'
     const pieces: Buffer[] = [];
     for (let at = 0; at < big.length; at += 16_000) pieces.push(big.subarray(at, at + 16_000));
     pieces.forEach((p, i) => {
-      c.write(frame(i === 0 ? FRAME.HEADERS : FRAME.CONTINUATION, (i === pieces.length - 1 ? FLAG.END_HEADERS : 0) | (i === 0 ? FLAG.END_STREAM : 0), 1, p));
+      c.write(
+        frame(
+          i === 0 ? FRAME.HEADERS : FRAME.CONTINUATION,
+          (i === pieces.length - 1 ? FLAG.END_HEADERS : 0) | (i === 0 ? FLAG.END_STREAM : 0),
+          1,
+          p,
+        ),
+      );
     });
     const answer = await c.waitFor((f) => f.type === FRAME.HEADERS && f.stream === 1);
     assert.ok(answer, 'the stream got no answer');
     const line = await sidecar.waitForLine((l) => l.reason === 'too-many-headers' && l.protocol === 'h2');
     assert.equal(line.status, 431);
     assert.match(String(line.detail), /the header list is \d+ bytes; the limit is 65536/);
-    assert.equal(backend.received.some((r) => r.rawHeaders.includes('x-big-0')), false, 'the oversized request reached the service');
+    assert.equal(
+      backend.received.some((r) => r.rawHeaders.includes('x-big-0')),
+      false,
+      'the oversized request reached the service',
+    );
     c.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, headerBlock(getFields(authority(), '/stock'))));
     assert.ok(await c.waitFor((f) => f.type === FRAME.HEADERS && f.stream === 3), 'the next request on the connection was not answered');
     c.close();
@@ -150,7 +181,11 @@ describe('sidecar http mode: HTTP/2 abuse is bounded and cuts only the offender'
       const one = kind === 'SETTINGS' ? settings([[SETTING.MAX_CONCURRENT_STREAMS, 100]]) : ping(1);
       const burst = Buffer.concat(Array.from({ length: 4096 }, () => one));
       for (let i = 0; i < 400 && !c.closed; i++) {
-        if (!c.write(burst)) await new Promise((resolve) => { c.socket.once('drain', resolve); c.socket.once('close', resolve); });
+        if (!c.write(burst))
+          await new Promise((resolve) => {
+            c.socket.once('drain', resolve);
+            c.socket.once('close', resolve);
+          });
       }
       c.socket.resume();
       await c.waitClosed();
@@ -165,7 +200,10 @@ describe('sidecar http mode: HTTP/2 abuse is bounded and cuts only the offender'
     c.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock(getFields(shortIdle.inbound!, '/stock?big=1000000'))));
     // The response starts, no byte of its body can be sent, and the stream is given up.
     const cut = await c.waitFor((f) => (f.type === FRAME.RST_STREAM && f.stream === 1) || f.type === FRAME.GOAWAY, 15_000);
-    assert.equal(c.frames.some((f) => f.type === FRAME.DATA && f.payload.length > 0), false);
+    assert.equal(
+      c.frames.some((f) => f.type === FRAME.DATA && f.payload.length > 0),
+      false,
+    );
     assert.ok(cut || c.closed);
     c.close();
   });

@@ -37,7 +37,14 @@ async function startService(): Promise<{ server: Server; address: string; seen: 
       n += c.length;
     });
     req.on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, rawHeaders: req.rawHeaders, rawTrailers: req.rawTrailers, bodySha256: hash.digest('hex'), bodyBytes: n });
+      seen.push({
+        method: req.method!,
+        url: req.url!,
+        rawHeaders: req.rawHeaders,
+        rawTrailers: req.rawTrailers,
+        bodySha256: hash.digest('hex'),
+        bodyBytes: n,
+      });
       if (req.url === '/stock/hints') res.writeEarlyHints({ link: '</style.css>; rel=preload' });
       if (req.url === '/stock/trailers') {
         res.writeHead(200, { 'content-type': 'text/plain', trailer: 'x-checksum' });
@@ -61,7 +68,11 @@ interface H2Response {
   readonly body: Buffer;
 }
 
-function h2Request(session: ClientHttp2Session, headers: OutgoingHttpHeaders, body?: { data: Buffer; trailers?: OutgoingHttpHeaders }): Promise<H2Response> {
+function h2Request(
+  session: ClientHttp2Session,
+  headers: OutgoingHttpHeaders,
+  body?: { data: Buffer; trailers?: OutgoingHttpHeaders },
+): Promise<H2Response> {
   return new Promise((resolve, reject) => {
     const req = session.request(headers, { endStream: body === undefined, ...(body?.trailers ? { waitForTrailers: true } : {}) });
     const informational: IncomingHttpHeaders[] = [];
@@ -73,7 +84,11 @@ function h2Request(session: ClientHttp2Session, headers: OutgoingHttpHeaders, bo
     req.on('trailers', (t) => (trailers = t));
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('error', reject);
-    req.on('close', () => (response ? resolve({ headers: response, informational, trailers, body: Buffer.concat(chunks) }) : reject(new Error(`stream closed with code ${req.rstCode}`))));
+    req.on('close', () =>
+      response
+        ? resolve({ headers: response, informational, trailers, body: Buffer.concat(chunks) })
+        : reject(new Error(`stream closed with code ${req.rstCode}`)),
+    );
     if (body) {
       if (body.trailers) req.once('wantTrailers', () => req.sendTrailers(body.trailers!));
       req.end(body.data);
@@ -93,7 +108,10 @@ describe('sidecar http mode: HTTP/2 callers, HTTP/1.1 service', () => {
     sets = { order: ca.issue('order-service'), notification: ca.issue('notification-service') };
     const inventory = ca.issue('inventory-service');
     service = await startService();
-    sidecar = await startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: service.address }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      httpSidecarYaml({ setDir: inventory, policy: writePolicy(ca.root, STOCK_POLICY), forward: service.address }),
+    );
     const creds = credsFromDir(sets.notification);
     session = http2Connect(`https://${sidecar.inbound}`, { ...creds, checkServerIdentity: () => undefined });
     await new Promise((resolve, reject) => session.once('connect', resolve).once('error', reject));
@@ -108,16 +126,40 @@ describe('sidecar http mode: HTTP/2 callers, HTTP/1.1 service', () => {
 
   // Run asynchronously: the service lives in this process, and must go on answering.
   const curl = (set: string, target: string, extra: readonly string[] = []) =>
-    runAsync('curl', ['-sS', '--http2', '--path-as-is', '-k', '--cert', join(set, 'tls.crt'), '--key', join(set, 'tls.key'), '-o', '-', '-w', '\n%{http_code} %{http_version}', ...extra, `https://${sidecar.inbound}${target}`]);
+    runAsync('curl', [
+      '-sS',
+      '--http2',
+      '--path-as-is',
+      '-k',
+      '--cert',
+      join(set, 'tls.crt'),
+      '--key',
+      join(set, 'tls.key'),
+      '-o',
+      '-',
+      '-w',
+      '\n%{http_code} %{http_version}',
+      ...extra,
+      `https://${sidecar.inbound}${target}`,
+    ]);
 
   it('curl --http2: allowed, with the path normalized, Host from :authority and the XFCC of the caller; forged forwarding headers dropped', async () => {
-    const r = await curl(sets.notification, '/a/../stock//7?q=1', ['-H', `x-forwarded-client-cert: By=x;URI=${TD}/order-service`, '-H', 'x-forwarded-for: 10.9.9.9', '-H', 'forwarded: for=10.9.9.9']);
+    const r = await curl(sets.notification, '/a/../stock//7?q=1', [
+      '-H',
+      `x-forwarded-client-cert: By=x;URI=${TD}/order-service`,
+      '-H',
+      'x-forwarded-for: 10.9.9.9',
+      '-H',
+      'forwarded: for=10.9.9.9',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^ok GET \/stock\/7\?q=1\n\n200 2$/);
     const got = service.seen.at(-1)!;
     assert.equal(got.url, '/stock/7?q=1');
     assert.deepEqual(headerValues(got.rawHeaders, 'host'), [sidecar.inbound]);
-    assert.deepEqual(headerValues(got.rawHeaders, 'x-forwarded-client-cert'), [expectedXfcc(`${TD}/inventory-service`, sets.notification, `${TD}/notification-service`)]);
+    assert.deepEqual(headerValues(got.rawHeaders, 'x-forwarded-client-cert'), [
+      expectedXfcc(`${TD}/inventory-service`, sets.notification, `${TD}/notification-service`),
+    ]);
     assert.deepEqual(headerValues(got.rawHeaders, 'x-forwarded-for'), ['127.0.0.1']);
     assert.deepEqual(headerValues(got.rawHeaders, 'forwarded'), []);
   });
@@ -157,7 +199,10 @@ describe('sidecar http mode: HTTP/2 callers, HTTP/1.1 service', () => {
 
   it('1xx (103 Early Hints) and response trailers come back', async () => {
     const hints = await h2Request(session, { ':method': 'GET', ':path': '/stock/hints' });
-    assert.deepEqual(hints.informational.map((h) => [h[':status'], h.link]), [[103, '</style.css>; rel=preload']]);
+    assert.deepEqual(
+      hints.informational.map((h) => [h[':status'], h.link]),
+      [[103, '</style.css>; rel=preload']],
+    );
     assert.equal(hints.headers[':status'], 200);
     const t = await h2Request(session, { ':method': 'GET', ':path': '/stock/trailers' });
     assert.equal(t.body.toString(), 'body');
@@ -172,12 +217,27 @@ describe('sidecar http mode: HTTP/2 callers, HTTP/1.1 service', () => {
   });
 
   it('many requests share one connection', async () => {
-    const results = await Promise.all(Array.from({ length: 50 }, (_, i) => h2Request(session, { ':method': 'GET', ':path': `/stock/${i}` })));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => h2Request(session, { ':method': 'GET', ':path': `/stock/${i}` })),
+    );
     assert.deepEqual(new Set(results.map((r) => r.headers[':status'])), new Set([200]));
   });
 
   it('HTTP/1.1 callers are still served (ALPN http/1.1)', async () => {
-    const r = await runAsync('curl', ['-sS', '--http1.1', '-k', '--cert', join(sets.order, 'tls.crt'), '--key', join(sets.order, 'tls.key'), '-o', '-', '-w', '\n%{http_version}', `https://${sidecar.inbound}/stock`]);
+    const r = await runAsync('curl', [
+      '-sS',
+      '--http1.1',
+      '-k',
+      '--cert',
+      join(sets.order, 'tls.crt'),
+      '--key',
+      join(sets.order, 'tls.key'),
+      '-o',
+      '-',
+      '-w',
+      '\n%{http_version}',
+      `https://${sidecar.inbound}/stock`,
+    ]);
     assert.equal(r.stdout, 'ok GET /stock\n\n1.1');
   });
 });

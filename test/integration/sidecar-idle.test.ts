@@ -7,7 +7,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type TLSSocket } from 'node:tls';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, useOrderPayment, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  useOrderPayment,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 
 const IDLE = '1s';
 
@@ -40,7 +48,9 @@ describe('sidecar idle timeout (tcp mode)', () => {
     const s = await open();
     const localPort = s.localPort;
     await new Promise<void>((r) => s.once('close', () => r()));
-    const line = await sidecar.waitForLine((l) => l.event === 'closed' && typeof l.address === 'string' && l.address.endsWith(`:${localPort}`));
+    const line = await sidecar.waitForLine(
+      (l) => l.event === 'closed' && typeof l.address === 'string' && l.address.endsWith(`:${localPort}`),
+    );
     assert.equal(line.how, 'idle');
   });
 

@@ -11,14 +11,24 @@ import { join } from 'node:path';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { createIntermediate, createRootCa, issueSvid } from '../helpers/attacker-ca.js';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 
 /** Connects to a plaintext outbound listener, writes `payload`, half-closes, collects the reply. */
 function plainExchange(address: string, payload: string): Promise<{ data: string; localPort: number | undefined }> {
   const [host, port] = splitHostPort(address);
   return new Promise((resolve) => {
     let data = '';
-    const s = address.startsWith('unix:') ? netConnect({ path: address.slice(5), allowHalfOpen: true }) : netConnect({ host, port, allowHalfOpen: true });
+    const s = address.startsWith('unix:')
+      ? netConnect({ path: address.slice(5), allowHalfOpen: true })
+      : netConnect({ host, port, allowHalfOpen: true });
     let localPort: number | undefined;
     s.setEncoding('utf8');
     s.on('connect', () => {
@@ -32,7 +42,10 @@ function plainExchange(address: string, payload: string): Promise<{ data: string
 }
 
 /** A TLS server that presents `cert` and counts every byte it receives. */
-async function impostor(cert: string, key: string): Promise<{ server: TlsServer; address: string; received: () => number; close: () => Promise<void> }> {
+async function impostor(
+  cert: string,
+  key: string,
+): Promise<{ server: TlsServer; address: string; received: () => number; close: () => Promise<void> }> {
   let received = 0;
   const server = createTlsServer({ cert, key, requestCert: true, rejectUnauthorized: false }, (s) => {
     s.on('data', (d: Buffer) => (received += d.length));
@@ -57,10 +70,21 @@ describe('sidecar outbound', () => {
     const paymentSet = ca.issue('payment-service');
     const intruderSet = ca.issue('intruder');
     const inventorySet = ca.issue('inventory-service');
-    const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n  order-service:\n    allow: []\n  inventory-service:\n    allow: []\n');
+    const policy = writePolicy(
+      ca.root,
+      'services:\n  payment-service:\n    allow: [order-service]\n  order-service:\n    allow: []\n  inventory-service:\n    allow: []\n',
+    );
     echo = await startEchoService('payment');
-    payment = await startSidecarProcess(ca.root, sidecarYaml({ setDir: paymentSet, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }), 'payment.yaml');
-    inventory = await startSidecarProcess(ca.root, sidecarYaml({ setDir: inventorySet, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }), 'inventory.yaml');
+    payment = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: paymentSet, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }),
+      'payment.yaml',
+    );
+    inventory = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: inventorySet, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }),
+      'inventory.yaml',
+    );
 
     const intruder = credsFromDir(intruderSet);
     fakes.push(await impostor(intruder.cert, intruder.key));
@@ -82,7 +106,13 @@ describe('sidecar outbound', () => {
     ];
     order = await startSidecarProcess(
       ca.root,
-      sidecarYaml({ setDir: orderSet, crl: join(ca.dir, 'crl.pem'), policy, inbound: false, extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug` }),
+      sidecarYaml({
+        setDir: orderSet,
+        crl: join(ca.dir, 'crl.pem'),
+        policy,
+        inbound: false,
+        extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug`,
+      }),
       'order.yaml',
     );
     assert.equal(order.outbound.length, 8);

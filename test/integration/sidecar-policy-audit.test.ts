@@ -11,8 +11,27 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, runSvcca, cleanEnv, type TestCa } from '../helpers/cli.js';
-import { adminGet, credsFromDir, refusalFrom, revokeSerials, serialOfSet, sidecarYaml, startEchoService, startSidecarProcess, tlsExchange, writePolicy, type RunningSidecar } from './sidecar-harness.js';
-import { getRequest, headerValues, httpSidecarYaml, rawCall, startRecordingBackend, type RecordingBackend } from './sidecar-http-harness.js';
+import {
+  adminGet,
+  credsFromDir,
+  refusalFrom,
+  revokeSerials,
+  serialOfSet,
+  sidecarYaml,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
+import {
+  getRequest,
+  headerValues,
+  httpSidecarYaml,
+  rawCall,
+  startRecordingBackend,
+  type RecordingBackend,
+} from './sidecar-http-harness.js';
 import { TEST_PASSPHRASE } from '../helpers/cli.js';
 
 const TD = 'spiffe://example.org';
@@ -50,7 +69,11 @@ describe('sidecar policy audit mode', () => {
     echo = await startEchoService('inventory');
     const crl = join(ca.dir, 'crl.pem');
     [http, tcp] = await Promise.all([
-      startSidecarProcess(ca.root, httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, crl, extra: 'admin:\n  listen: 127.0.0.1:0' }), 'http.yaml'),
+      startSidecarProcess(
+        ca.root,
+        httpSidecarYaml({ setDir: inventory, policy, forward: backend.address, crl, extra: 'admin:\n  listen: 127.0.0.1:0' }),
+        'http.yaml',
+      ),
       startSidecarProcess(ca.root, sidecarYaml({ setDir: inventory, policy, crl, forward: echo.address }), 'tcp.yaml'),
     ]);
   });
@@ -72,11 +95,15 @@ describe('sidecar policy audit mode', () => {
 
   it('http: logs one would-deny line per distinct caller, method and path, and counts every request', async () => {
     const creds = credsFromDir(sets.intruder);
-    for (const target of ['/orders/1', '/orders/1', '/orders/2']) assert.equal((await rawCall(http.inbound!, creds, getRequest(target, [], 'POST'))).status, 200);
+    for (const target of ['/orders/1', '/orders/1', '/orders/2'])
+      assert.equal((await rawCall(http.inbound!, creds, getRequest(target, [], 'POST'))).status, 200);
     assert.equal((await rawCall(http.inbound!, credsFromDir(sets.notification), getRequest('/stock/7'))).status, 200);
     await http.waitForLine((l) => l.event === 'would-deny' && l.path === '/orders/2');
     const lines = http.lines.filter((l) => l.event === 'would-deny' && l.peer === `${TD}/intruder` && l.method === 'POST');
-    assert.deepEqual(lines.map((l) => l.path), ['/orders/1', '/orders/2']);
+    assert.deepEqual(
+      lines.map((l) => l.path),
+      ['/orders/1', '/orders/2'],
+    );
     const line = lines[0]!;
     assert.equal(line.level, 'warn');
     assert.equal(line.mode, 'http');
@@ -120,7 +147,8 @@ describe('sidecar policy audit mode', () => {
     const folded = join(ca.root, 'learned.yaml');
     const wrote = runSvcca(['policy', 'learn', '--log', log, '--policy', policy, '--paths', 'prefix', '--write', folded], { env });
     assert.equal(wrote.status, 0, wrote.stderr);
-    const check = (from: string, method: string, path: string) => runSvcca(['policy', 'check', from, 'inventory-service', '--policy', folded, '--method', method, '--path', path], { env }).status;
+    const check = (from: string, method: string, path: string) =>
+      runSvcca(['policy', 'check', from, 'inventory-service', '--policy', folded, '--method', method, '--path', path], { env }).status;
     // Still in audit mode, so a call outside every rule is a would-deny (5), not an allow.
     assert.equal(check('intruder', 'POST', '/orders/3'), 0, 'prefix folding allows the sibling path');
     assert.equal(check('intruder', 'GET', '/orders/3'), 5, 'but not another method');

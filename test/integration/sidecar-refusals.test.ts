@@ -46,7 +46,10 @@ describe('sidecar inbound refuses', () => {
     signer = loadCaDir(ca.dir, TEST_PASSPHRASE);
     echo = await startEchoService('payment');
     const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
-    sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -82,9 +85,15 @@ describe('sidecar inbound refuses', () => {
     const count = () => sidecar.lines.filter((l) => l.reason === 'no-certificate').length;
     const before = count();
     const [host, port] = [sidecar.inbound!.split(':')[0]!, sidecar.inbound!.split(':')[1]!];
-    const s = await runAsync('openssl', ['s_client', '-connect', `${host}:${port}`, '-CAfile', join(ca.dir, 'ca.crt'), '-quiet', '-no_ign_eof'], { input: 'ping\n', timeoutMs: 15_000 });
+    const s = await runAsync(
+      'openssl',
+      ['s_client', '-connect', `${host}:${port}`, '-CAfile', join(ca.dir, 'ca.crt'), '-quiet', '-no_ign_eof'],
+      { input: 'ping\n', timeoutMs: 15_000 },
+    );
     assert.doesNotMatch(s.stdout, /hello payment/);
-    const c = await runAsync('curl', ['-sS', '--max-time', '10', '--cacert', join(ca.dir, 'ca.crt'), '-k', `https://${sidecar.inbound}/`], { timeoutMs: 15_000 });
+    const c = await runAsync('curl', ['-sS', '--max-time', '10', '--cacert', join(ca.dir, 'ca.crt'), '-k', `https://${sidecar.inbound}/`], {
+      timeoutMs: 15_000,
+    });
     assert.notEqual(c.status, 0, 'curl without a certificate must fail');
     await sidecar.waitForLine(() => count() >= before + 2);
   });
@@ -99,13 +108,19 @@ describe('sidecar inbound refuses', () => {
   });
 
   it('an expired certificate', async () => {
-    const leaf = await issueSvid(signer.intermediate, ORDER, { notBefore: new Date(Date.now() - 2 * DAY), notAfter: new Date(Date.now() - DAY) });
+    const leaf = await issueSvid(signer.intermediate, ORDER, {
+      notBefore: new Date(Date.now() - 2 * DAY),
+      notAfter: new Date(Date.now() - DAY),
+    });
     const line = await expectRefused(as(leaf), 'expired');
     assert.equal(line.peer, ORDER);
   });
 
   it('a certificate that is not yet valid', async () => {
-    const leaf = await issueSvid(signer.intermediate, ORDER, { notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 2 * DAY) });
+    const leaf = await issueSvid(signer.intermediate, ORDER, {
+      notBefore: new Date(Date.now() + DAY),
+      notAfter: new Date(Date.now() + 2 * DAY),
+    });
     await expectRefused(as(leaf), 'not-yet-valid');
   });
 
@@ -141,7 +156,11 @@ describe('sidecar inbound refuses', () => {
   });
 
   it('a CA:FALSE certificate that may still sign certificates (keyCertSign)', async () => {
-    const leaf = await issueCert(signer.intermediate, { cn: 'order-service', uris: [ORDER], keyUsage: KeyUsageBit.digitalSignature | KeyUsageBit.keyCertSign });
+    const leaf = await issueCert(signer.intermediate, {
+      cn: 'order-service',
+      uris: [ORDER],
+      keyUsage: KeyUsageBit.digitalSignature | KeyUsageBit.keyCertSign,
+    });
     await expectRefused(as(leaf), 'ca-key-usage');
   });
 
@@ -155,7 +174,23 @@ describe('sidecar inbound refuses', () => {
     const count = () => sidecar.lines.filter((l) => l.reason === 'policy-denied').length;
     const before = count();
     const set = join(ca.root, 'sets', 'intruder');
-    const c = await runAsync('curl', ['-sS', '--max-time', '10', '--cacert', join(set, 'ca.crt'), '-k', '--cert', join(set, 'tls.crt'), '--key', join(set, 'tls.key'), `https://${sidecar.inbound}/`], { timeoutMs: 15_000 });
+    const c = await runAsync(
+      'curl',
+      [
+        '-sS',
+        '--max-time',
+        '10',
+        '--cacert',
+        join(set, 'ca.crt'),
+        '-k',
+        '--cert',
+        join(set, 'tls.crt'),
+        '--key',
+        join(set, 'tls.key'),
+        `https://${sidecar.inbound}/`,
+      ],
+      { timeoutMs: 15_000 },
+    );
     assert.notEqual(c.status, 0);
     assert.doesNotMatch(c.stdout, /hello payment/);
     await sidecar.waitForLine(() => count() > before);
@@ -170,7 +205,11 @@ describe('sidecar inbound refuses', () => {
     writeFileSync(keyFile, leaf.keyPem);
     const count = () => sidecar.lines.filter((l) => l.reason === 'untrusted-chain').length;
     const before = count();
-    const s = await runAsync('openssl', ['s_client', '-connect', sidecar.inbound!, '-cert', certFile, '-key', keyFile, '-quiet', '-no_ign_eof'], { input: 'ping\n', timeoutMs: 15_000 });
+    const s = await runAsync(
+      'openssl',
+      ['s_client', '-connect', sidecar.inbound!, '-cert', certFile, '-key', keyFile, '-quiet', '-no_ign_eof'],
+      { input: 'ping\n', timeoutMs: 15_000 },
+    );
     assert.doesNotMatch(s.stdout, /hello payment/);
     const line = await sidecar.waitForLine(() => count() > before);
     assert.ok(line);

@@ -59,12 +59,16 @@ describe('sidecar reload: the content-hash check (reload.hashInterval)', () => {
 
   async function start(policy: string, reload: string): Promise<string> {
     const yaml = sidecarYaml({ setDir: payment, policy, forward: echo.address, extra: `reload:\n${reload}` });
-    const sidecar = await startSidecar(parseConfig(yaml, join(ca.root, 'hash-check.yaml')), { logger: createLogger('silent'), watch: false });
+    const sidecar = await startSidecar(parseConfig(yaml, join(ca.root, 'hash-check.yaml')), {
+      logger: createLogger('silent'),
+      watch: false,
+    });
     sidecars.push(sidecar);
     return sidecar.addresses.inbound!;
   }
 
-  const orderIsServed = async (address: string) => (await tlsExchange(address, credsFromDir(order), { payload: 'ping' })).data.includes('ping');
+  const orderIsServed = async (address: string) =>
+    (await tlsExchange(address, credsFromDir(order), { payload: 'ping' })).data.includes('ping');
 
   it('the stat poll alone does not see a same-size rewrite with its mtime put back', async () => {
     const policy = writeRoundedPolicy(ca.root, 'policy-stat-only.yaml');

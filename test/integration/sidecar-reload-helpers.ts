@@ -11,7 +11,15 @@ import { adminGet, splitHostPort, type Creds } from './sidecar-harness.js';
 export function servedSerial(address: string, creds: Creds): Promise<string> {
   const [host, port] = splitHostPort(address);
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host, port, cert: creds.cert, key: creds.key, ca: creds.ca, rejectUnauthorized: false, checkServerIdentity: () => undefined });
+    const s = tlsConnect({
+      host,
+      port,
+      cert: creds.cert,
+      key: creds.key,
+      ca: creds.ca,
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
+    });
     s.once('secureConnect', () => {
       const cert = s.getPeerX509Certificate();
       s.destroy();

@@ -14,11 +14,24 @@ import { makeCa, type TestCa } from '../helpers/cli.js';
 import { parseCertificate } from '../../common/x509.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { readFileSync } from 'node:fs';
-import { credsFromDir, serialOfSet, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  serialOfSet,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { eventually, gauge, reloadCount, rotateNow, servedSerial, WATCH_ONLY } from './sidecar-reload-helpers.js';
 
 /** A TLS server standing in for the other service's sidecar: records each client's serial. */
-async function recordingServer(creds: { cert: string; key: string; ca: string }): Promise<{ server: TlsServer; address: string; seen: { serial: string; reused: boolean }[]; close: () => Promise<void> }> {
+async function recordingServer(creds: {
+  cert: string;
+  key: string;
+  ca: string;
+}): Promise<{ server: TlsServer; address: string; seen: { serial: string; reused: boolean }[]; close: () => Promise<void> }> {
   const seen: { serial: string; reused: boolean }[] = [];
   const sockets = new Set<TLSSocket>();
   const server = createTlsServer({ ...creds, requestCert: true, rejectUnauthorized: true }, (s: TLSSocket) => {
@@ -30,7 +43,10 @@ async function recordingServer(creds: { cert: string; key: string; ca: string })
     s.end('ok\n');
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { server, address: `127.0.0.1:${(server.address() as { port: number }).port}`, seen,
+  return {
+    server,
+    address: `127.0.0.1:${(server.address() as { port: number }).port}`,
+    seen,
     close: () =>
       new Promise((r) => {
         for (const s of sockets) s.destroy();
@@ -124,7 +140,14 @@ describe('sidecar reload: Kubernetes ..data swap', () => {
     assert.equal(await plainCall(out), 'ok\n');
     assert.equal(await plainCall(out), 'ok\n');
     const current = serialOfSet(payment);
-    assert.deepEqual(target.seen.slice(-2), [{ serial: current, reused: false }, { serial: current, reused: true }], 'the second call resumed the cached session');
+    assert.deepEqual(
+      target.seen.slice(-2),
+      [
+        { serial: current, reused: false },
+        { serial: current, reused: true },
+      ],
+      'the second call resumed the cached session',
+    );
 
     await rotateNow(ca.dir, 'payment-service');
     const rotated = serialOfSet(payment);

@@ -12,7 +12,17 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, revokeSerials, serialOfSet, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  revokeSerials,
+  serialOfSet,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { eventually, svccaAsync, WATCH_ONLY } from './sidecar-reload-helpers.js';
 
 interface OpenConn {
@@ -60,9 +70,15 @@ describe('sidecar reload: open connections re-judged', () => {
       leaked: ca.issue('leaked-service'),
       retired: ca.issue('retired-service'),
     };
-    policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service, leaked-service, retired-service, brief-service]\n');
+    policy = writePolicy(
+      ca.root,
+      'services:\n  payment-service:\n    allow: [order-service, leaked-service, retired-service, brief-service]\n',
+    );
     echo = await startEchoService('payment');
-    sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address, extra: WATCH_ONLY }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address, extra: WATCH_ONLY }),
+    );
     order = await openAs(sets.order);
   });
   after(async () => {
@@ -72,7 +88,8 @@ describe('sidecar reload: open connections re-judged', () => {
     ca?.cleanup();
   });
 
-  const cutLine = (peer: string) => sidecar.waitForLine((l) => l.event === 'refused' && l.open === true && l.peer === `spiffe://example.org/${peer}`);
+  const cutLine = (peer: string) =>
+    sidecar.waitForLine((l) => l.event === 'refused' && l.open === true && l.peer === `spiffe://example.org/${peer}`);
 
   it('closes a caller revoked by a new crl.pem', async () => {
     const conn = await openAs(sets.leaked!);

@@ -9,7 +9,16 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, serialOfSet, sidecarYaml, startEchoService, startSidecarProcess, tlsExchange, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  serialOfSet,
+  sidecarYaml,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { servedSerial, svccaAsync, WATCH_ONLY } from './sidecar-reload-helpers.js';
 
 describe('sidecar reload: plain files', () => {
@@ -77,7 +86,10 @@ describe('sidecar reload: plain files', () => {
     // The torn window lasts a few seconds: the sidecar is up and serving the old pair.
     for (let i = 0; i < 5; i++) {
       assert.equal(await servedSerial(sidecar.inbound!, credsFromDir(order)), old);
-      assert.equal((await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: `torn ${i}\n` })).data, `hello payment\ntorn ${i}\n`);
+      assert.equal(
+        (await tlsExchange(sidecar.inbound!, credsFromDir(order), { payload: `torn ${i}\n` })).data,
+        `hello payment\ntorn ${i}\n`,
+      );
       await new Promise((r) => setTimeout(r, 500));
     }
     assert.equal(sidecar.proc.exitCode, null);

@@ -13,7 +13,19 @@ import { join } from 'node:path';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
 import { createIntermediate, createRootCa, issueSvid, loadCaDir } from '../helpers/attacker-ca.js';
 import { writeCredentialSet } from '../../common/credential-set.js';
-import { credsFromDir, refusalFrom, revokeSerials, serialOfSet, sidecarYaml, startEchoService, startSidecarProcess, tlsExchange, writePolicy, type LogLine, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  refusalFrom,
+  revokeSerials,
+  serialOfSet,
+  sidecarYaml,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+  type LogLine,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { reloadCount, rotateNow, servedSerial, WATCH_ONLY } from './sidecar-reload-helpers.js';
 
 const PAYMENT = 'spiffe://example.org/payment-service';
@@ -39,7 +51,13 @@ describe('sidecar reload: invalid changes refused, last good state kept', () => 
     echo = await startEchoService('payment');
     sidecar = await startSidecarProcess(
       ca.root,
-      sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address, extra: `admin:\n  listen: 127.0.0.1:0\n${WATCH_ONLY}` }),
+      sidecarYaml({
+        setDir: payment,
+        crl: join(ca.dir, 'crl.pem'),
+        policy,
+        forward: echo.address,
+        extra: `admin:\n  listen: 127.0.0.1:0\n${WATCH_ONLY}`,
+      }),
     );
     original = serialOfSet(payment);
   });
@@ -50,7 +68,8 @@ describe('sidecar reload: invalid changes refused, last good state kept', () => 
   });
 
   /** Resolves with the first line logged after index `from` that matches. */
-  const lineAfter = (from: number, pred: (l: LogLine) => boolean) => sidecar.waitForLine((l) => sidecar.lines.indexOf(l) >= from && pred(l));
+  const lineAfter = (from: number, pred: (l: LogLine) => boolean) =>
+    sidecar.waitForLine((l) => sidecar.lines.indexOf(l) >= from && pred(l));
 
   async function expectRefused(kind: string, refusal: string, change: () => void | Promise<void>): Promise<LogLine> {
     const count = await reloadCount(sidecar.admin!, kind, 'refused');
@@ -72,7 +91,11 @@ describe('sidecar reload: invalid changes refused, last good state kept', () => 
   };
 
   it('refuses a key that does not match the certificate', async () => {
-    const line = await expectRefused('identity', 'key-mismatch', swapIn({ certChainPem: read(payment, 'tls.crt'), keyPem: read(order, 'tls.key') }));
+    const line = await expectRefused(
+      'identity',
+      'key-mismatch',
+      swapIn({ certChainPem: read(payment, 'tls.crt'), keyPem: read(order, 'tls.key') }),
+    );
     assert.match(String(line.reason), /does not belong to the certificate/);
   });
 
@@ -85,7 +108,11 @@ describe('sidecar reload: invalid changes refused, last good state kept', () => 
   });
 
   it('refuses a certificate for another SPIFFE ID', async () => {
-    const line = await expectRefused('identity', 'different-identity', swapIn({ certChainPem: read(order, 'tls.crt'), keyPem: read(order, 'tls.key') }));
+    const line = await expectRefused(
+      'identity',
+      'different-identity',
+      swapIn({ certChainPem: read(order, 'tls.crt'), keyPem: read(order, 'tls.key') }),
+    );
     assert.match(String(line.reason), /order-service, not spiffe:\/\/example\.org\/payment-service/);
   });
 
@@ -131,7 +158,9 @@ describe('sidecar reload: invalid changes refused, last good state kept', () => 
   });
 
   it('refuses a broken policy picked up from the file event and keeps the last good one', async () => {
-    const line = await expectRefused('policy', 'policy-invalid', () => writeFileSync(policy, 'services:\n  payment-service:\n    allow: [order-service\n'));
+    const line = await expectRefused('policy', 'policy-invalid', () =>
+      writeFileSync(policy, 'services:\n  payment-service:\n    allow: [order-service\n'),
+    );
     assert.match(String(line.reason), /policy\.yaml/);
   });
 });

@@ -12,7 +12,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, serialOfSet, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, writePolicy, type Creds, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  serialOfSet,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  writePolicy,
+  type Creds,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { reloadCount, rotateNow } from './sidecar-reload-helpers.js';
 
 const ROTATIONS = 10;
@@ -58,7 +68,9 @@ function runStream(address: string, creds: Creds): { stop: () => void; done: Pro
       receivedHash.update(d);
     });
     s.on('error', (e) => (error = e.message));
-    s.on('close', () => resolve({ sent, received, sentHash: sentHash.digest('hex'), receivedHash: receivedHash.digest('hex'), error, serial }));
+    s.on('close', () =>
+      resolve({ sent, received, sentHash: sentHash.digest('hex'), receivedHash: receivedHash.digest('hex'), error, serial }),
+    );
     s.once('secureConnect', async () => {
       const peer = s.getPeerX509Certificate();
       serial = peer ? BigInt(`0x${peer.serialNumber}`).toString(16) : '';
@@ -163,7 +175,10 @@ describe('sidecar reload under load', () => {
     const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
     echo = await startEchoService('payment');
     // The default reload settings: watcher, 2 s stat poll, 60 s hash check.
-    sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0' }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0' }),
+    );
     firstSerial = serialOfSet(payment);
 
     const s = runStream(sidecar.inbound!, order);
@@ -205,7 +220,9 @@ describe('sidecar reload under load', () => {
   });
 
   it('served twenty clients without pause with no failed request and no corrupted byte', (t) => {
-    t.diagnostic(`load: ${load.requests} requests on ${load.connections} connections; ${new Set(load.serials).size} certificates seen by new handshakes`);
+    t.diagnostic(
+      `load: ${load.requests} requests on ${load.connections} connections; ${new Set(load.serials).size} certificates seen by new handshakes`,
+    );
     assert.deepEqual(load.failures, []);
     assert.ok(load.requests > 0 && load.connections > CLIENTS);
     // New handshakes during the run saw the first certificate and the last one.

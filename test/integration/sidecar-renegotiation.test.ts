@@ -8,7 +8,15 @@ import assert from 'node:assert/strict';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 
 describe('sidecar: TLS renegotiation', () => {
   let ca: TestCa;
@@ -22,7 +30,10 @@ describe('sidecar: TLS renegotiation', () => {
     const payment = ca.issue('payment-service');
     const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
     echo = await startEchoService('payment');
-    sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }),
+    );
   });
   after(async () => {
     await sidecar?.stop();
@@ -36,7 +47,14 @@ describe('sidecar: TLS renegotiation', () => {
     const result = await new Promise<{ data: string; renegotiated: boolean | undefined }>((resolve) => {
       let data = '';
       let renegotiated: boolean | undefined;
-      const s = tlsConnect({ host, port, ...creds, maxVersion: 'TLSv1.2', rejectUnauthorized: false, checkServerIdentity: () => undefined });
+      const s = tlsConnect({
+        host,
+        port,
+        ...creds,
+        maxVersion: 'TLSv1.2',
+        rejectUnauthorized: false,
+        checkServerIdentity: () => undefined,
+      });
       s.setEncoding('utf8');
       s.on('data', (d: string) => {
         data += d;

@@ -51,7 +51,13 @@ describe('sidecar revocation', () => {
     const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service, inventory-service]\n');
     sidecar = await startSidecarProcess(
       ca.root,
-      sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0\nreload:\n  interval: 200ms' }),
+      sidecarYaml({
+        setDir: payment,
+        crl: join(ca.dir, 'crl.pem'),
+        policy,
+        forward: echo.address,
+        extra: 'admin:\n  listen: 127.0.0.1:0\nreload:\n  interval: 200ms',
+      }),
     );
   });
   after(async () => {
@@ -112,7 +118,12 @@ describe('sidecar revocation', () => {
       crlPemFile(
         [
           makeCrlDer(root, { crlNumber: 1n, thisUpdate: new Date(Date.now() - 7_200_000), nextUpdate: past }),
-          makeCrlDer(intermediate, { serials: [serialOfSet(inventory)], crlNumber: 1n, thisUpdate: new Date(Date.now() - 7_200_000), nextUpdate: past }),
+          makeCrlDer(intermediate, {
+            serials: [serialOfSet(inventory)],
+            crlNumber: 1n,
+            thisUpdate: new Date(Date.now() - 7_200_000),
+            nextUpdate: past,
+          }),
         ],
         [intermediate],
       ),
@@ -121,7 +132,13 @@ describe('sidecar revocation', () => {
     const policy = join(ca.root, 'policy.yaml');
     const s2 = await startSidecarProcess(
       ca.root,
-      sidecarYaml({ setDir: join(ca.root, 'sets', 'payment-service'), crl: expiredCrl, policy, forward: echo2.address, extra: 'admin:\n  listen: 127.0.0.1:0' }),
+      sidecarYaml({
+        setDir: join(ca.root, 'sets', 'payment-service'),
+        crl: expiredCrl,
+        policy,
+        forward: echo2.address,
+        extra: 'admin:\n  listen: 127.0.0.1:0',
+      }),
       'sidecar-expired-crl.yaml',
     );
     try {
@@ -169,7 +186,10 @@ describe('sidecar revocation', () => {
     const blocks = decodePemBlocks(good);
     const kept = blocks.filter((b) => !(b.label === 'X509 CRL' && parseCrlDer(b.der).issuerNameDer.equals(intermediateName)));
     assert.equal(kept.length, blocks.length - 1, 'the file held one CRL from the intermediate');
-    assert.ok(kept.some((b) => b.label === 'X509 CRL'), "the root's CRL stays");
+    assert.ok(
+      kept.some((b) => b.label === 'X509 CRL'),
+      "the root's CRL stays",
+    );
     const stripped = kept.map((b) => encodePem(b.label, b.der)).join('');
 
     const strippedCopy = join(ca.root, 'crl-stripped.pem');
@@ -177,7 +197,12 @@ describe('sidecar revocation', () => {
     // A start on such a file fails with the reason.
     const start = await startSidecarProcess(
       ca.root,
-      sidecarYaml({ setDir: join(ca.root, 'sets', 'payment-service'), crl: strippedCopy, policy: join(ca.root, 'policy.yaml'), forward: echo.address }),
+      sidecarYaml({
+        setDir: join(ca.root, 'sets', 'payment-service'),
+        crl: strippedCopy,
+        policy: join(ca.root, 'policy.yaml'),
+        forward: echo.address,
+      }),
       'sidecar-stripped-crl.yaml',
     ).then(
       async (started) => {
@@ -190,7 +215,9 @@ describe('sidecar revocation', () => {
 
     writeFileSync(crlPath, stripped);
     try {
-      const refused = await sidecar.waitForLine((l) => l.event === 'reload' && l.result === 'failure' && /holds no CRL from/.test(String(l.reason)));
+      const refused = await sidecar.waitForLine(
+        (l) => l.event === 'reload' && l.result === 'failure' && /holds no CRL from/.test(String(l.reason)),
+      );
       assert.equal(refused.refusal, 'crl-invalid');
       await assertRevokedRefusal(sidecar, credsFromDir(order), 'z\n');
       const other = await tlsExchange(sidecar.inbound!, credsFromDir(inventory), { payload: 'w\n' });
@@ -205,10 +232,17 @@ describe('sidecar revocation', () => {
     await revokeSerials(ca, [own], TEST_PASSPHRASE);
     // Earlier reload lines are still in the log: wait for the readiness itself.
     let ready = await adminGet(sidecar.admin!, '/readyz');
-    for (const deadline = Date.now() + 15_000; ready.status === 200 && Date.now() < deadline; ready = await adminGet(sidecar.admin!, '/readyz')) {
+    for (
+      const deadline = Date.now() + 15_000;
+      ready.status === 200 && Date.now() < deadline;
+      ready = await adminGet(sidecar.admin!, '/readyz')
+    ) {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(ready.status, 503, ready.body);
-    assert.match(ready.body, new RegExp(`is revoked \\(serial ${own} is on the CRL\\); issue it again with \`svcca issue payment-service\``));
+    assert.match(
+      ready.body,
+      new RegExp(`is revoked \\(serial ${own} is on the CRL\\); issue it again with \`svcca issue payment-service\``),
+    );
   });
 });

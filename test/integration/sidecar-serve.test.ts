@@ -10,7 +10,16 @@ import { copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import { readLedger } from './cli-rotate-helpers.js';
-import { credsFromDir, startEchoService, startSidecarProcess, tlsExchange, writePolicy, adminGet, type Creds, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+  adminGet,
+  type Creds,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { startServeProcess, svccaClient, type RunningServe } from './serve-harness.js';
 
 const GREETING = 'hello payment\n';
@@ -24,7 +33,8 @@ describe('sidecar renewing itself and fetching its CRL from svcca serve', () => 
   let inventory: Creds;
   let payment: string;
 
-  const call = async (creds: Creds): Promise<boolean> => (await tlsExchange(sidecar.inbound!, creds, { payload: 'ping\n' })).data === `${GREETING}ping\n`;
+  const call = async (creds: Creds): Promise<boolean> =>
+    (await tlsExchange(sidecar.inbound!, creds, { payload: 'ping\n' })).data === `${GREETING}ping\n`;
 
   before(async () => {
     ca = makeCa();
@@ -89,13 +99,18 @@ describe('sidecar renewing itself and fetching its CRL from svcca serve', () => 
     assert.equal((await adminGet(sidecar.admin!, '/readyz')).status, 200);
   });
 
-  it('takes a revocation from the https CRL, refuses a rollback to an older CRL, and keeps the last good one with the CA down', { timeout: 60_000 }, async () => {
+  it('takes a revocation from the https CRL, refuses a rollback to an older CRL, and keeps the last good one with the CA down', {
+    timeout: 60_000,
+  }, async () => {
     assert.equal(await call(order), true);
     const older = join(ca.root, 'crl-before-revoke.pem');
     copyFileSync(join(ca.dir, 'crl.pem'), older);
     const revoke = await svccaClient(['revoke', 'order-service', '--dir', ca.dir]);
     assert.equal(revoke.status, 0, revoke.stderr);
-    await sidecar.waitForLine((l) => l.event === 'reload' && l.result === 'success' && Array.isArray(l.applied) && (l.applied as string[]).includes('crl'), 15_000);
+    await sidecar.waitForLine(
+      (l) => l.event === 'reload' && l.result === 'success' && Array.isArray(l.applied) && (l.applied as string[]).includes('crl'),
+      15_000,
+    );
     assert.equal(await call(order), false, 'the revoked caller is refused');
 
     // The CA serves an older crl.pem (restored from a backup, or replayed): refused.

@@ -7,7 +7,17 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, refusalFrom, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  refusalFrom,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 
 describe('sidecar SIGHUP', () => {
   let ca: TestCa;
@@ -26,7 +36,10 @@ describe('sidecar SIGHUP', () => {
     echo = await startEchoService('payment');
     // A poll interval long enough that the stat poll cannot explain a reload (the watcher
     // may; each assertion below holds whichever of the two applied the change).
-    sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, policy, forward: echo.address, extra: 'reload:\n  interval: 7d' }));
+    sidecar = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: payment, policy, forward: echo.address, extra: 'reload:\n  interval: 7d' }),
+    );
   });
   after(async () => {
     await sidecar?.stop();

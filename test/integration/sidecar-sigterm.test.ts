@@ -4,7 +4,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, useOrderPayment, within } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  useOrderPayment,
+  within,
+} from './sidecar-harness.js';
 
 function openCaller(address: string, creds: ReturnType<typeof credsFromDir>): Promise<TLSSocket> {
   const [host, port] = splitHostPort(address);
@@ -26,7 +35,11 @@ describe('sidecar SIGTERM', () => {
   it('drains: refuses new connections, lets the open one finish, then exits 0', { timeout: 60_000 }, async () => {
     const echo = await startEchoService('payment');
     pair.closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0' }), 'drain.yaml');
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address, extra: 'admin:\n  listen: 127.0.0.1:0' }),
+      'drain.yaml',
+    );
     pair.closers.push(() => sidecar.stop('SIGKILL'));
     const caller = await openCaller(sidecar.inbound!, credsFromDir(pair.order));
 
@@ -34,7 +47,11 @@ describe('sidecar SIGTERM', () => {
     await sidecar.waitForLine((l) => l.event === 'shutdown');
 
     // New connections are no longer served: no TLS session can be opened.
-    const fresh = await within('a new connection is refused', 10_000, tlsExchange(sidecar.inbound!, credsFromDir(pair.order), { payload: 'ping' }));
+    const fresh = await within(
+      'a new connection is refused',
+      10_000,
+      tlsExchange(sidecar.inbound!, credsFromDir(pair.order), { payload: 'ping' }),
+    );
     assert.equal(fresh.handshake, false, 'a TLS session was opened during the drain');
     assert.equal(fresh.data, '');
 
@@ -52,7 +69,11 @@ describe('sidecar SIGTERM', () => {
   it('closes what is still open when the grace period ends, and exits 0', { timeout: 60_000 }, async () => {
     const echo = await startEchoService('payment');
     pair.closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address, extra: 'shutdown:\n  grace: 300ms' }), 'grace.yaml');
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address, extra: 'shutdown:\n  grace: 300ms' }),
+      'grace.yaml',
+    );
     pair.closers.push(() => sidecar.stop('SIGKILL'));
     const caller = await openCaller(sidecar.inbound!, credsFromDir(pair.order));
     caller.on('error', () => undefined);

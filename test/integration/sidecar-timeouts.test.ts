@@ -7,7 +7,16 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect, createServer, type Socket } from 'node:net';
-import { credsFromDir, refusalFrom, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, useOrderPayment } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  refusalFrom,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  useOrderPayment,
+} from './sidecar-harness.js';
 
 describe('sidecar timeouts and limits', () => {
   const pair = useOrderPayment();
@@ -43,7 +52,11 @@ describe('sidecar timeouts and limits', () => {
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
     const deadPort = (probe.address() as { port: number }).port;
     await new Promise((r) => probe.close(r));
-    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `127.0.0.1:${deadPort}` }), 'down.yaml');
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `127.0.0.1:${deadPort}` }),
+      'down.yaml',
+    );
     pair.closers.push(() => sidecar.stop());
     const r = await tlsExchange(sidecar.inbound!, credsFromDir(pair.order), { payload: 'hello?\n' });
     assert.equal(r.data, '');
@@ -56,7 +69,11 @@ describe('sidecar timeouts and limits', () => {
   it('refuses connections beyond maxConnections', async () => {
     const echo = await startEchoService('payment');
     pair.closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(pair.ca.root, `${sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address }).trimEnd()}\n  maxConnections: 1\n`, 'max.yaml');
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      `${sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address }).trimEnd()}\n  maxConnections: 1\n`,
+      'max.yaml',
+    );
     pair.closers.push(() => sidecar.stop());
     const [host, port] = splitHostPort(sidecar.inbound!);
     const first: Socket = netConnect({ host, port });

@@ -9,7 +9,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { credsFromDir, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, useOrderPayment } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  useOrderPayment,
+} from './sidecar-harness.js';
 
 const TEN_MB = 10 * 1024 * 1024;
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -36,7 +44,11 @@ describe('sidecar transfers', () => {
     });
     await new Promise<void>((r) => service.listen(0, '127.0.0.1', r));
     pair.closers.push(() => new Promise((r) => service.close(r)));
-    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `127.0.0.1:${(service.address() as { port: number }).port}` }), 'half-close.yaml');
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `127.0.0.1:${(service.address() as { port: number }).port}` }),
+      'half-close.yaml',
+    );
     pair.closers.push(() => sidecar.stop());
 
     const upload = randomBytes(TEN_MB);
@@ -44,7 +56,15 @@ describe('sidecar transfers', () => {
     const [host, port] = splitHostPort(sidecar.inbound!);
     const received = await new Promise<Buffer>((resolve, reject) => {
       const chunks: Buffer[] = [];
-      const s = tlsConnect({ host, port, cert: creds.cert, key: creds.key, ca: creds.ca, checkServerIdentity: () => undefined, allowHalfOpen: true } as never);
+      const s = tlsConnect({
+        host,
+        port,
+        cert: creds.cert,
+        key: creds.key,
+        ca: creds.ca,
+        checkServerIdentity: () => undefined,
+        allowHalfOpen: true,
+      } as never);
       s.on('secureConnect', () => s.end(upload));
       s.on('data', (d: Buffer) => chunks.push(d));
       s.on('end', () => resolve(Buffer.concat(chunks)));
@@ -60,7 +80,11 @@ describe('sidecar transfers', () => {
     const path = join(pair.ca.root, 'payment.sock');
     const echo = await startEchoService('payment-unix', { path });
     pair.closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `unix:${path}` }), 'unix.yaml');
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `unix:${path}` }),
+      'unix.yaml',
+    );
     pair.closers.push(() => sidecar.stop());
     const r = await tlsExchange(sidecar.inbound!, credsFromDir(pair.order), { payload: 'over unix\n' });
     assert.equal(r.data, 'hello payment-unix\nover unix\n');
@@ -69,10 +93,16 @@ describe('sidecar transfers', () => {
   it('serves 200 concurrent callers', async () => {
     const echo = await startEchoService('payment');
     pair.closers.push(() => echo.close());
-    const sidecar = await startSidecarProcess(pair.ca.root, sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address }), 'concurrent.yaml');
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: echo.address }),
+      'concurrent.yaml',
+    );
     pair.closers.push(() => sidecar.stop());
     const creds = credsFromDir(pair.order);
-    const results = await Promise.all(Array.from({ length: 200 }, (_, i) => tlsExchange(sidecar.inbound!, creds, { payload: `caller ${i}\n` })));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, (_, i) => tlsExchange(sidecar.inbound!, creds, { payload: `caller ${i}\n` })),
+    );
     results.forEach((r, i) => {
       assert.equal(r.data, `hello payment\ncaller ${i}\n`, `caller ${i}: ${r.error ?? ''}`);
     });

@@ -11,7 +11,16 @@ import { connect as h2Connect, constants as h2, type ClientHttp2Session, type Cl
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, sidecarYaml, splitHostPort, startSidecarProcess, within, writePolicy, type Creds, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  sidecarYaml,
+  splitHostPort,
+  startSidecarProcess,
+  within,
+  writePolicy,
+  type Creds,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { metric, startModalService, type ModalService } from './sidecar-tunnel-harness.js';
 
 const TD = 'spiffe://example.org';
@@ -19,7 +28,15 @@ const MAX_STREAMS = 8;
 
 function tunnelSocket(address: string, creds: Required<Creds>): TLSSocket {
   const [host, port] = splitHostPort(address);
-  return tlsConnect({ host, port, cert: creds.cert, key: creds.key, ca: creds.ca, ALPNProtocols: ['svcca-tunnel/1'], checkServerIdentity: () => undefined });
+  return tlsConnect({
+    host,
+    port,
+    cert: creds.cert,
+    key: creds.key,
+    ca: creds.ca,
+    ALPNProtocols: ['svcca-tunnel/1'],
+    checkServerIdentity: () => undefined,
+  });
 }
 
 function session(address: string, creds: Required<Creds>, settings: Record<string, number> = {}): ClientHttp2Session {
@@ -43,9 +60,13 @@ class Victim {
   async ping(): Promise<void> {
     const line = `ping ${++this.#n}\n`;
     this.stream.write(line);
-    await within(`the victim's stream answers ${line.trim()}`, 5000, (async () => {
-      while (!this.#data.includes(line)) await new Promise((r) => setTimeout(r, 10));
-    })());
+    await within(
+      `the victim's stream answers ${line.trim()}`,
+      5000,
+      (async () => {
+        while (!this.#data.includes(line)) await new Promise((r) => setTimeout(r, 10));
+      })(),
+    );
   }
 }
 
@@ -80,7 +101,8 @@ function hpackInt(n: number, prefixBits: number, mask = 0): Buffer {
 
 /** Literal header field without indexing, name from the static table (index) or literal. */
 function literal(name: number | string, value: string): Buffer {
-  const head = typeof name === 'number' ? hpackInt(name, 4) : Buffer.concat([Buffer.from([0]), hpackInt(name.length, 7), Buffer.from(name)]);
+  const head =
+    typeof name === 'number' ? hpackInt(name, 4) : Buffer.concat([Buffer.from([0]), hpackInt(name.length, 7), Buffer.from(name)]);
   return Buffer.concat([head, hpackInt(value.length, 7), Buffer.from(value)]);
 }
 
@@ -102,7 +124,12 @@ class RawTunnel {
       while (this.#buf.length >= 9) {
         const len = this.#buf.readUIntBE(0, 3);
         if (this.#buf.length < 9 + len) break;
-        const f = { type: this.#buf[3]!, flags: this.#buf[4]!, streamId: this.#buf.readUInt32BE(5) & 0x7fffffff, payload: this.#buf.subarray(9, 9 + len) };
+        const f = {
+          type: this.#buf[3]!,
+          flags: this.#buf[4]!,
+          streamId: this.#buf.readUInt32BE(5) & 0x7fffffff,
+          payload: this.#buf.subarray(9, 9 + len),
+        };
         this.#buf = this.#buf.subarray(9 + len);
         this.frames.push(f);
         // Acknowledge the server's SETTINGS, as a real client does: its limits then apply.
@@ -116,9 +143,13 @@ class RawTunnel {
     await this.until(() => this.frames.some((f) => f.type === FRAME.SETTINGS), 'the server SETTINGS');
   }
   async until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
-    await within(what, ms, (async () => {
-      while (!pred() && !this.closed) await new Promise((r) => setTimeout(r, 10));
-    })());
+    await within(
+      what,
+      ms,
+      (async () => {
+        while (!pred() && !this.closed) await new Promise((r) => setTimeout(r, 10));
+      })(),
+    );
   }
   count(type: number): number {
     return this.frames.filter((f) => f.type === type).length;
@@ -183,7 +214,9 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
       await new Promise((r) => setTimeout(r, 5));
     }
     await raw.until(() => raw.closed, 'the attacker’s tunnel closed', 10_000);
-    const line = await payment.waitForLine((l) => l.event === 'refused' && l.reason === 'tunnel-abuse' && /rapid reset/.test(l.detail ?? ''));
+    const line = await payment.waitForLine(
+      (l) => l.event === 'refused' && l.reason === 'tunnel-abuse' && /rapid reset/.test(l.detail ?? ''),
+    );
     assert.equal(line.peer, `${TD}/order-service`);
     assert.ok(raw.count(FRAME.GOAWAY) >= 1, 'told why (GOAWAY) before the cut');
     await victim.ping();
@@ -213,7 +246,9 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
     const served = raw.frames.filter((f) => f.type === FRAME.HEADERS).length;
     assert.ok(served <= MAX_STREAMS, `${served} streams served`);
     assert.ok(service.connections() - before <= MAX_STREAMS, `${service.connections() - before} reached the service`);
-    const line = await payment.waitForLine((l) => l.event === 'refused' && l.reason === 'tunnel-abuse' && /HTTP\/2 rules/.test(l.detail ?? ''));
+    const line = await payment.waitForLine(
+      (l) => l.event === 'refused' && l.reason === 'tunnel-abuse' && /HTTP\/2 rules/.test(l.detail ?? ''),
+    );
     assert.equal(line.peer, `${TD}/order-service`);
     await victim.ping();
   });
@@ -242,17 +277,25 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
     const st = s.request({ ':method': 'CONNECT', ':authority': 'x' });
     st.on('error', () => undefined);
     st.write('E'); // the service answers "hello payment\n", which cannot be sent
-    await within('the stalled stream reached the service', 5000, (async () => {
-      while (service.open() === base) await new Promise((r) => setTimeout(r, 10));
-    })());
+    await within(
+      'the stalled stream reached the service',
+      5000,
+      (async () => {
+        while (service.open() === base) await new Promise((r) => setTimeout(r, 10));
+      })(),
+    );
     // PINGs keep the connection busy, as an attacker holding it would.
     const pinger = setInterval(() => s.ping(() => undefined), 200);
     await within('the stalled stream cut', 10_000, new Promise<void>((r) => st.once('close', () => r())));
     clearInterval(pinger);
     assert.notEqual(st.rstCode, h2.NGHTTP2_NO_ERROR, 'reset, not ended');
-    await within('its service connection closed', 5000, (async () => {
-      while (service.open() > base) await new Promise((r) => setTimeout(r, 10));
-    })());
+    await within(
+      'its service connection closed',
+      5000,
+      (async () => {
+        while (service.open() > base) await new Promise((r) => setTimeout(r, 10));
+      })(),
+    );
     s.destroy();
     await victim.ping();
     assert.ok((await metric(payment.admin!, 'svcca_sidecar_tunnel_streams_total', { direction: 'inbound', result: 'reset' })) >= 1);

@@ -11,7 +11,18 @@ import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, revokeSerials, serialOfSet, sidecarYaml, splitHostPort, startSidecarProcess, unusedPort, within, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  revokeSerials,
+  serialOfSet,
+  sidecarYaml,
+  splitHostPort,
+  startSidecarProcess,
+  unusedPort,
+  within,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { startRecordingBackend, type RecordingBackend } from './sidecar-http-harness.js';
 import { rotateNow } from './sidecar-reload-helpers.js';
 import { AppConn, metric, startModalService, type ModalService } from './sidecar-tunnel-harness.js';
@@ -65,7 +76,11 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     decoy = await startModalService('decoy');
     backend = await startRecordingBackend();
     const admin = 'admin:\n  listen: 127.0.0.1:0\nlog:\n  level: debug';
-    payment = await startSidecarProcess(ca.root, sidecarYaml({ setDir: paymentSet, crl, policy, forward: service.address, extra: `${admin}\nreload:\n  interval: 200ms` }), 'payment.yaml');
+    payment = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: paymentSet, crl, policy, forward: service.address, extra: `${admin}\nreload:\n  interval: 200ms` }),
+      'payment.yaml',
+    );
     inventory = await startSidecarProcess(
       ca.root,
       `identity:\n  dir: ${inventorySet}\n  crl: ${crl}\npolicy: ${policy}\ninbound:\n  listen: 127.0.0.1:0\n  forward: ${backend.address}\n  mode: http\n${admin}\n`,
@@ -74,23 +89,48 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     // A plain TLS server that knows nothing of tunnels, with payment's certificate.
     const port = await unusedPort();
     sServerAddress = `127.0.0.1:${port}`;
-    sServer = spawn('openssl', ['s_server', '-accept', String(port), '-cert', join(paymentSet, 'tls.crt'), '-cert_chain', join(paymentSet, 'tls.crt'), '-key', join(paymentSet, 'tls.key'), '-CAfile', join(paymentSet, 'ca.crt'), '-Verify', '1', '-rev', '-quiet'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    sServer = spawn(
+      'openssl',
+      [
+        's_server',
+        '-accept',
+        String(port),
+        '-cert',
+        join(paymentSet, 'tls.crt'),
+        '-cert_chain',
+        join(paymentSet, 'tls.crt'),
+        '-key',
+        join(paymentSet, 'tls.key'),
+        '-CAfile',
+        join(paymentSet, 'ca.crt'),
+        '-Verify',
+        '1',
+        '-rev',
+        '-quiet',
+      ],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
     sServer.stdout!.resume();
     sServer.stderr!.resume();
-    await within('openssl s_server listening', 10_000, (async () => {
-      for (;;) {
-        const ok = await new Promise<boolean>((r) => {
-          const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-            s.destroy();
-            r(true);
+    await within(
+      'openssl s_server listening',
+      10_000,
+      (async () => {
+        for (;;) {
+          const ok = await new Promise<boolean>((r) => {
+            const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+              s.destroy();
+              r(true);
+            });
+            s.on('error', () => r(false));
           });
-          s.on('error', () => r(false));
-        });
-        if (ok) return;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    })());
-    const out = (connect: string, serverId: string, extra = '') => `  - listen: 127.0.0.1:0\n    connect: ${connect}\n    serverId: ${TD}/${serverId}${extra}`;
+          if (ok) return;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      })(),
+    );
+    const out = (connect: string, serverId: string, extra = '') =>
+      `  - listen: 127.0.0.1:0\n    connect: ${connect}\n    serverId: ${TD}/${serverId}${extra}`;
     const outbound = [
       out(payment.inbound!, 'payment-service'),
       out(inventory.inbound!, 'inventory-service'),
@@ -98,9 +138,26 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
       out(payment.inbound!, 'payment-service', '\n    tunnel: off'),
       out(payment.inbound!, 'inventory-service'),
     ];
-    order = await startSidecarProcess(ca.root, sidecarYaml({ setDir: orderSet, crl, inbound: false, extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug` }), 'order.yaml');
-    billing = await startSidecarProcess(ca.root, sidecarYaml({ setDir: billingSet, crl, inbound: false, extra: `outbound:\n${out(payment.inbound!, 'payment-service')}` }), 'billing.yaml');
-    audit = await startSidecarProcess(ca.root, sidecarYaml({ setDir: auditSet, crl, inbound: false, extra: `outbound:\n${out(payment.inbound!, 'payment-service')}\nlog:\n  level: debug` }), 'audit.yaml');
+    order = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: orderSet, crl, inbound: false, extra: `outbound:\n${outbound.join('\n')}\nlog:\n  level: debug` }),
+      'order.yaml',
+    );
+    billing = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({ setDir: billingSet, crl, inbound: false, extra: `outbound:\n${out(payment.inbound!, 'payment-service')}` }),
+      'billing.yaml',
+    );
+    audit = await startSidecarProcess(
+      ca.root,
+      sidecarYaml({
+        setDir: auditSet,
+        crl,
+        inbound: false,
+        extra: `outbound:\n${out(payment.inbound!, 'payment-service')}\nlog:\n  level: debug`,
+      }),
+      'audit.yaml',
+    );
   });
 
   after(async () => {
@@ -117,7 +174,11 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     assert.equal(await echoOnce(order.outbound[0]!, 'two\n'), 'hello payment\ntwo\n');
     assert.equal(await echoOnce(billing.outbound[0]!, 'three\n'), 'hello payment\nthree\n');
     const opened = payment.lines.filter((l) => l.event === 'tunnel-open');
-    assert.deepEqual(opened.map((l) => l.peer).sort(), [`${TD}/billing-service`, `${TD}/order-service`], 'one tunnel each: the second order connection reused the first tunnel');
+    assert.deepEqual(
+      opened.map((l) => l.peer).sort(),
+      [`${TD}/billing-service`, `${TD}/order-service`],
+      'one tunnel each: the second order connection reused the first tunnel',
+    );
     // Each stream is served as a connection from its tunnel's caller, and no other.
     const allowed = payment.lines.filter((l) => l.event === 'allowed' && l.tunnel === true).map((l) => l.peer);
     assert.deepEqual(allowed.sort(), [`${TD}/billing-service`, `${TD}/order-service`, `${TD}/order-service`]);
@@ -129,7 +190,16 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     const creds = credsFromDir(orderSet);
     const [host, port] = splitHostPort(payment.inbound!);
     const session = h2Connect(`https://${payment.inbound}`, {
-      createConnection: () => tlsConnect({ host, port, cert: creds.cert, key: creds.key, ca: creds.ca, ALPNProtocols: ['svcca-tunnel/1'], checkServerIdentity: () => undefined }),
+      createConnection: () =>
+        tlsConnect({
+          host,
+          port,
+          cert: creds.cert,
+          key: creds.key,
+          ca: creds.ca,
+          ALPNProtocols: ['svcca-tunnel/1'],
+          checkServerIdentity: () => undefined,
+        }),
     });
     session.on('error', () => undefined);
     const stream = session.request({ ':method': 'CONNECT', ':authority': decoy.address });
@@ -162,9 +232,13 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     assert.equal(down.received.length, tenMb);
     down.socket.end(Buffer.alloc(tenMb, 0x63));
     await down.closed;
-    await within('the service saw the caller end', 10_000, (async () => {
-      while (service.afterEnd.length === before) await new Promise((r) => setTimeout(r, 20));
-    })());
+    await within(
+      'the service saw the caller end',
+      10_000,
+      (async () => {
+        while (service.afterEnd.length === before) await new Promise((r) => setTimeout(r, 20));
+      })(),
+    );
     assert.equal(service.afterEnd.at(-1), tenMb);
   });
 
@@ -186,7 +260,10 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     assert.match(xfcc ?? '', new RegExp(`URI=${TD}/order-service`));
     const refused = await inventory.waitForLine((l) => l.event === 'refused' && l.mode === 'http' && l.method === 'DELETE');
     assert.equal(refused.peer, `${TD}/order-service`);
-    assert.ok(inventory.lines.some((l) => l.event === 'tunnel-open' && l.peer === `${TD}/order-service`), 'the requests came on a tunnel');
+    assert.ok(
+      inventory.lines.some((l) => l.event === 'tunnel-open' && l.peer === `${TD}/order-service`),
+      'the requests came on a tunnel',
+    );
   });
 
   it('falls back to one mTLS connection per app connection with openssl s_server, and with tunnel: off', async () => {
@@ -204,9 +281,15 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     const streamsBefore = await metric(payment.admin!, 'svcca_sidecar_tunnel_streams_total', { direction: 'inbound', result: 'done' });
     const tunnelsBefore = payment.lines.filter((l) => l.event === 'tunnel-open').length;
     assert.equal(await echoOnce(order.outbound[3]!, 'direct\n'), 'hello payment\ndirect\n');
-    assert.equal(await metric(payment.admin!, 'svcca_sidecar_tunnel_streams_total', { direction: 'inbound', result: 'done' }), streamsBefore);
+    assert.equal(
+      await metric(payment.admin!, 'svcca_sidecar_tunnel_streams_total', { direction: 'inbound', result: 'done' }),
+      streamsBefore,
+    );
     assert.equal(payment.lines.filter((l) => l.event === 'tunnel-open').length, tunnelsBefore);
-    assert.ok(payment.lines.some((l) => l.event === 'allowed' && l.peer === `${TD}/order-service` && l.tunnel === undefined), 'a direct connection');
+    assert.ok(
+      payment.lines.some((l) => l.event === 'allowed' && l.peer === `${TD}/order-service` && l.tunnel === undefined),
+      'a direct connection',
+    );
   });
 
   it('refuses a tunnel to the wrong serverId before any app byte leaves', async () => {
@@ -215,7 +298,12 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     c.socket.write('Esecret\n');
     const { error } = await c.closed;
     assert.equal(c.text(), '', `nothing came back (${error ?? 'closed'})`);
-    const line = await within('the refusal logged', 10_000, order.waitForLine((l) => l.event === 'refused' && l.reason === 'wrong-server-id'), () => order.stderr());
+    const line = await within(
+      'the refusal logged',
+      10_000,
+      order.waitForLine((l) => l.event === 'refused' && l.reason === 'wrong-server-id'),
+      () => order.stderr(),
+    );
     assert.equal(line.peer, `${TD}/payment-service`);
     assert.equal(service.connections(), before, 'no stream reached the service');
   });
@@ -266,7 +354,12 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     assert.equal(cut.tunnel, true);
     assert.equal(cut.streams, 3);
     // The app's connection is closed under it (the outbound ends it when its stream is reset).
-    for (const c of victims) await within('a revoked stream cut', 10_000, c.until(() => c.ended));
+    for (const c of victims)
+      await within(
+        'a revoked stream cut',
+        10_000,
+        c.until(() => c.ended),
+      );
     // The other caller's stream is untouched.
     other.socket.write('still here\n');
     assert.equal(await other.until((t) => t.includes('still here\n')), 'hello payment\nstill here\n');

@@ -13,7 +13,17 @@ import { join } from 'node:path';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { makeCa, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
 import { createRootCa, issueCert, loadCaDir, type IssuedCert } from '../helpers/attacker-ca.js';
-import { credsFromDir, refusalFrom, sidecarYaml, splitHostPort, startEchoService, startSidecarProcess, tlsExchange, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  credsFromDir,
+  refusalFrom,
+  sidecarYaml,
+  splitHostPort,
+  startEchoService,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -66,7 +76,11 @@ describe('sidecar inbound against unauthenticated clients', () => {
   describe('memory and log lines', () => {
     let sidecar: RunningSidecar;
     before(async () => {
-      sidecar = await startSidecarProcess(ca.root, sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }), 'mem.yaml');
+      sidecar = await startSidecarProcess(
+        ca.root,
+        sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }),
+        'mem.yaml',
+      );
     });
     after(async () => {
       await sidecar?.stop();
@@ -75,11 +89,15 @@ describe('sidecar inbound against unauthenticated clients', () => {
     it('600 distinct ~96 KB certificates from another CA leave RSS where it was, and the allowed caller served', async () => {
       const attacker = await createRootCa('flood root');
       // About 96 KB of DNS names, as in the report.
-      const big = await issueCert(attacker, { uris: ['spiffe://example.org/order-service'], dns: Array.from({ length: 900 }, (_, i) => `${'n'.repeat(96)}${i}.example`) });
+      const big = await issueCert(attacker, {
+        uris: ['spiffe://example.org/order-service'],
+        dns: Array.from({ length: 900 }, (_, i) => `${'n'.repeat(96)}${i}.example`),
+      });
       assert.ok(big.certDer.length > 90_000, `the certificate is only ${big.certDer.length} bytes`);
       const pid = sidecar.proc.pid!;
       // Warm up the paths a refusal takes, then measure from there.
-      for (let i = 0; i < 20; i++) await presentCertificate(sidecar.inbound!, withFreshSerial(big.certDer, big.serialHex), big.keyPem, caPem);
+      for (let i = 0; i < 20; i++)
+        await presentCertificate(sidecar.inbound!, withFreshSerial(big.certDer, big.serialHex), big.keyPem, caPem);
       const start = rssMiB(pid);
       let peak = start;
       const total = 600;
@@ -111,9 +129,19 @@ describe('sidecar inbound against unauthenticated clients', () => {
       const signer = loadCaDir(ca.dir, TEST_PASSPHRASE);
       const cases: { cert: IssuedCert; reason: string; mention: RegExp }[] = [
         // Under the unverified-size bound: parsed, to say what is wrong, then dropped.
-        { cert: await issueCert(await createRootCa('names root'), { dns: Array.from({ length: 300 }, (_, i) => `host-${i}.${'d'.repeat(30)}.example`) }), reason: 'no-uri-san', mention: /and 295 more/ },
+        {
+          cert: await issueCert(await createRootCa('names root'), {
+            dns: Array.from({ length: 300 }, (_, i) => `host-${i}.${'d'.repeat(30)}.example`),
+          }),
+          reason: 'no-uri-san',
+          mention: /and 295 more/,
+        },
         // Signed by the real CA (so verified, and parsed in full): a 12 KB URI and a long subject.
-        { cert: await issueCert(signer.intermediate, { uris: [`spiffe://example.org/${'u'.repeat(12_000)}`] }), reason: 'not-spiffe-id', mention: /\(12\d{3} characters\)/ },
+        {
+          cert: await issueCert(signer.intermediate, { uris: [`spiffe://example.org/${'u'.repeat(12_000)}`] }),
+          reason: 'not-spiffe-id',
+          mention: /\(12\d{3} characters\)/,
+        },
         { cert: await issueCert(signer.intermediate, { cn: 'c'.repeat(20_000) }), reason: 'no-uri-san', mention: /characters\)/ },
       ];
       for (const c of cases) {
@@ -130,7 +158,11 @@ describe('sidecar inbound against unauthenticated clients', () => {
     let sidecar: RunningSidecar;
     before(async () => {
       const limits = ['  maxConnections: 40', '  maxHandshakes: 20', '  maxHandshakesPerAddress: 10', '  handshakeTimeout: 60s'].join('\n');
-      sidecar = await startSidecarProcess(ca.root, `${sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }).trimEnd()}\n${limits}\n`, 'slots.yaml');
+      sidecar = await startSidecarProcess(
+        ca.root,
+        `${sidecarYaml({ setDir: payment, crl: join(ca.dir, 'crl.pem'), policy, forward: echo.address }).trimEnd()}\n${limits}\n`,
+        'slots.yaml',
+      );
     });
     after(async () => {
       await sidecar?.stop();
@@ -160,7 +192,13 @@ describe('sidecar inbound against unauthenticated clients', () => {
         const fresh = await new Promise<string>((resolve) => {
           let data = '';
           // localAddress reaches net.connect; @types/node leaves it out of tls's options.
-          const s = tlsConnect({ host, port, localAddress: '127.0.0.2', ...credsFromDir(order), checkServerIdentity: () => undefined } as ConnectionOptions);
+          const s = tlsConnect({
+            host,
+            port,
+            localAddress: '127.0.0.2',
+            ...credsFromDir(order),
+            checkServerIdentity: () => undefined,
+          } as ConnectionOptions);
           s.setEncoding('utf8');
           s.on('secureConnect', () => s.end('new caller\n'));
           s.on('data', (d: string) => (data += d));

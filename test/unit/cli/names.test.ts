@@ -9,7 +9,11 @@ import { assertDnsName, assertIp } from '../../../cli/names.js';
 import { UsageError } from '../../../common/errors.js';
 
 const oneLine = (flag: string, want?: RegExp) => (err: unknown) =>
-  err instanceof UsageError && err.message.startsWith(flag) && err.hint.length > 0 && !err.line.includes('\n') && (want === undefined || want.test(err.message));
+  err instanceof UsageError &&
+  err.message.startsWith(flag) &&
+  err.hint.length > 0 &&
+  !err.line.includes('\n') &&
+  (want === undefined || want.test(err.message));
 
 describe('--dns: accepted', () => {
   const cases: { name: string; input: string; want: string }[] = [
@@ -64,12 +68,25 @@ describe('--dns: refused', () => {
     assert.throws(() => assertDnsName('a\u007fb.org'), UsageError);
   });
   it('quotes the bad value so a control character stays visible', () => {
-    assert.throws(() => assertDnsName('a\u0000.org'), (err: unknown) => err instanceof UsageError && err.message.includes('\\u0000'));
+    assert.throws(
+      () => assertDnsName('a\u0000.org'),
+      (err: unknown) => err instanceof UsageError && err.message.includes('\\u0000'),
+    );
   });
 });
 
 describe('--ip', () => {
-  const accepted = ['10.0.0.7', '127.0.0.1', '0.0.0.0', '255.255.255.255', '::1', '::', 'fe80::1', '2001:db8::8a2e:370:7334', '::ffff:10.0.0.1'];
+  const accepted = [
+    '10.0.0.7',
+    '127.0.0.1',
+    '0.0.0.0',
+    '255.255.255.255',
+    '::1',
+    '::',
+    'fe80::1',
+    '2001:db8::8a2e:370:7334',
+    '::ffff:10.0.0.1',
+  ];
   for (const ip of accepted) it(`accepts ${ip}`, () => assert.equal(assertIp(ip), ip));
 
   const refused: { name: string; input: string }[] = [

@@ -12,7 +12,14 @@ function stream(isTTY: boolean): NodeJS.WriteStream & { text: () => string } {
       done();
     },
   }) as unknown as NodeJS.WriteStream & { text: () => string };
-  Object.assign(w, { isTTY, columns: 120, cursorTo: () => true, clearLine: () => true, moveCursor: () => true, text: () => chunks.join('') });
+  Object.assign(w, {
+    isTTY,
+    columns: 120,
+    cursorTo: () => true,
+    clearLine: () => true,
+    moveCursor: () => true,
+    text: () => chunks.join(''),
+  });
   return w;
 }
 
@@ -23,7 +30,9 @@ describe('progressWanted', () => {
     { name: '--json on a terminal', tty: true, json: true, term: 'xterm', want: false },
     { name: 'TERM=dumb', tty: true, json: false, term: 'dumb', want: false },
   ];
-  for (const c of cases) it(`${c.want ? 'draws' : 'does not draw'} on ${c.name}`, () => assert.equal(progressWanted(stream(c.tty), c.json, { TERM: c.term }), c.want));
+  for (const c of cases)
+    it(`${c.want ? 'draws' : 'does not draw'} on ${c.name}`, () =>
+      assert.equal(progressWanted(stream(c.tty), c.json, { TERM: c.term }), c.want));
 });
 
 describe('startProgress', () => {

@@ -24,7 +24,10 @@ describe('bootstrap tokens', () => {
   ];
   for (const b of bad) {
     it(`refuses ${b.name} with one line naming the flag`, () => {
-      assert.throws(() => parseBootstrapToken(b.text, '--token'), (e: unknown) => e instanceof UsageError && /^--token is not an svcca bootstrap token/.test(e.message));
+      assert.throws(
+        () => parseBootstrapToken(b.text, '--token'),
+        (e: unknown) => e instanceof UsageError && /^--token is not an svcca bootstrap token/.test(e.message),
+      );
     });
   }
 });

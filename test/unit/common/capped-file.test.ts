@@ -49,14 +49,17 @@ describe('readCappedFile', () => {
     assert.equal(err.message, '/dev/zero: is larger than 100 bytes, the limit for a test file (it has more than that)');
   });
 
-  it('uses the caller\'s label, hint and error class', () => {
+  it("uses the caller's label, hint and error class", () => {
     const path = file('labelled', 500);
     const err = refusal(() => readCappedText(path, CAP, { label: `--thing ${path}`, hint: 'do this', error: ConfigError }));
     assert.ok(err instanceof ConfigError);
-    assert.match((err as ConfigError).line, /^--thing .*labelled: is larger than 100 bytes, the limit for a test file \(it is 500 bytes\); do this$/);
+    assert.match(
+      (err as ConfigError).line,
+      /^--thing .*labelled: is larger than 100 bytes, the limit for a test file \(it is 500 bytes\); do this$/,
+    );
   });
 
-  it('passes Node\'s own errors through for the caller to word', () => {
+  it("passes Node's own errors through for the caller to word", () => {
     assert.equal(errnoCode(refusal(() => readCappedFile(join(dir, 'nope'), CAP))), 'ENOENT');
     assert.equal(errnoCode(refusal(() => readCappedFile(dir, CAP))), 'EISDIR');
   });

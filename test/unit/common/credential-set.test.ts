@@ -6,10 +6,28 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { Worker } from 'node:worker_threads';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  existsSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DATA_LINK, assertUsableSetDir, readCredentialSet, resolveSetFolder, writeCredentialSet, type LoadedCredentialSet } from '../../../common/credential-set.js';
+import {
+  DATA_LINK,
+  assertUsableSetDir,
+  readCredentialSet,
+  resolveSetFolder,
+  writeCredentialSet,
+  type LoadedCredentialSet,
+} from '../../../common/credential-set.js';
 import { IdentityError, UsageError } from '../../../common/errors.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'svcca-credset-'));
@@ -48,7 +66,10 @@ describe('writeCredentialSet', () => {
     const second = writeCredentialSet(dir, files('new'));
     assert.notEqual(first, second);
     assert.equal(existsSync(first), false, 'the previous folder (and its private key) is gone');
-    assert.deepEqual(timestamped(dir).map((e) => join(dir, e)), [second]);
+    assert.deepEqual(
+      timestamped(dir).map((e) => join(dir, e)),
+      [second],
+    );
     assert.equal(resolveSetFolder(dir), second);
     assert.equal(readCredentialSet(dir).keyPem, 'key new\n');
     assert.equal(statSync(join(dir, 'tls.key')).mode & 0o777, 0o600);
@@ -112,7 +133,10 @@ describe('writeCredentialSet', () => {
     const path = join(scratch, `plain-file-${n++}`);
     writeFileSync(path, 'x');
     assert.throws(() => writeCredentialSet(path, files('x')), UsageError);
-    assert.throws(() => assertUsableSetDir(path), (err: unknown) => err instanceof UsageError && /is not a directory/.test(err.message));
+    assert.throws(
+      () => assertUsableSetDir(path),
+      (err: unknown) => err instanceof UsageError && /is not a directory/.test(err.message),
+    );
     assert.doesNotThrow(() => assertUsableSetDir(join(scratch, 'does-not-exist-yet')));
   });
 });
@@ -121,16 +145,27 @@ describe('readCredentialSet', () => {
   it('reads a plain directory of files (no ..data) as is', () => {
     const dir = freshDir();
     mkdirSync(dir);
-    for (const [name, text] of [['tls.crt', 'c'], ['tls.key', 'k'], ['ca.crt', 'a']] as const) writeFileSync(join(dir, name), text);
+    for (const [name, text] of [
+      ['tls.crt', 'c'],
+      ['tls.key', 'k'],
+      ['ca.crt', 'a'],
+    ] as const)
+      writeFileSync(join(dir, name), text);
     const loaded = readCredentialSet(dir);
     assert.deepEqual([loaded.certChainPem, loaded.keyPem, loaded.caPem], ['c', 'k', 'a']);
   });
 
   it('a missing directory or file is an IdentityError naming it', () => {
-    assert.throws(() => readCredentialSet(join(scratch, 'nope')), (err: unknown) => err instanceof IdentityError && /does not exist/.test(err.message));
+    assert.throws(
+      () => readCredentialSet(join(scratch, 'nope')),
+      (err: unknown) => err instanceof IdentityError && /does not exist/.test(err.message),
+    );
     const dir = freshDir();
     writeCredentialSet(dir, { certChainPem: 'c', caPem: 'a' });
-    assert.throws(() => readCredentialSet(dir), (err: unknown) => err instanceof IdentityError && /tls\.key is missing/.test(err.message));
+    assert.throws(
+      () => readCredentialSet(dir),
+      (err: unknown) => err instanceof IdentityError && /tls\.key is missing/.test(err.message),
+    );
   });
 
   it('never pairs files of two sets while a writer swaps sets as fast as it can', async () => {

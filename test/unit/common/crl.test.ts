@@ -19,7 +19,10 @@ describe('loadCrlPem (common/crl.ts)', () => {
 
   it('reads the contract layout: root CRL, intermediate CRL, then the intermediate', async () => {
     const leaf = await issueSvid(inter, 'spiffe://example.org/a');
-    const pem = crlPemFile([makeCrlDer(root, { crlNumber: 1n }), makeCrlDer(inter, { serials: [leaf.serialHex, 'ff00'], crlNumber: 7n })], [inter]);
+    const pem = crlPemFile(
+      [makeCrlDer(root, { crlNumber: 1n }), makeCrlDer(inter, { serials: [leaf.serialHex, 'ff00'], crlNumber: 7n })],
+      [inter],
+    );
     const set = loadCrlPem(pem, [root.certDer]);
     assert.equal(set.crls.length, 2);
     assert.equal(set.crls[1]!.crlNumber, 7n);
@@ -31,26 +34,63 @@ describe('loadCrlPem (common/crl.ts)', () => {
 
   it('reports an expired CRL but keeps its entries', () => {
     const past = new Date(Date.now() - 3_600_000);
-    const pem = crlPemFile([makeCrlDer(inter, { serials: ['abcd'], thisUpdate: new Date(Date.now() - 7_200_000), nextUpdate: past })], [inter]);
+    const pem = crlPemFile(
+      [makeCrlDer(inter, { serials: ['abcd'], thisUpdate: new Date(Date.now() - 7_200_000), nextUpdate: past })],
+      [inter],
+    );
     const set = loadCrlPem(pem, [root.certDer]);
     assert.equal(crlSetExpired(set), true);
     assert.ok(set.revoked.has('abcd'));
   });
 
   const refusals: { name: string; build: () => { pem: string; roots: Buffer[] }; want: RegExp }[] = [
-    { name: 'a corrupted signature', build: () => ({ pem: crlPemFile([makeCrlDer(inter, { corruptSignature: true })], [inter]), roots: [root.certDer] }), want: /signature does not verify/ },
-    { name: 'a CRL from another CA with the same issuer name', build: () => ({ pem: crlPemFile([makeCrlDer(otherInter)], [inter]), roots: [root.certDer] }), want: /signature does not verify|neither in ca.crt/ },
-    { name: 'an intermediate that does not chain to ca.crt', build: () => ({ pem: crlPemFile([makeCrlDer(otherInter)], [otherInter]), roots: [root.certDer] }), want: /does not chain to ca.crt/ },
-    { name: 'a CRL whose issuer is missing', build: () => ({ pem: crlPemFile([makeCrlDer(inter)], []), roots: [root.certDer] }), want: /neither in ca.crt/ },
+    {
+      name: 'a corrupted signature',
+      build: () => ({ pem: crlPemFile([makeCrlDer(inter, { corruptSignature: true })], [inter]), roots: [root.certDer] }),
+      want: /signature does not verify/,
+    },
+    {
+      name: 'a CRL from another CA with the same issuer name',
+      build: () => ({ pem: crlPemFile([makeCrlDer(otherInter)], [inter]), roots: [root.certDer] }),
+      want: /signature does not verify|neither in ca.crt/,
+    },
+    {
+      name: 'an intermediate that does not chain to ca.crt',
+      build: () => ({ pem: crlPemFile([makeCrlDer(otherInter)], [otherInter]), roots: [root.certDer] }),
+      want: /does not chain to ca.crt/,
+    },
+    {
+      name: 'a CRL whose issuer is missing',
+      build: () => ({ pem: crlPemFile([makeCrlDer(inter)], []), roots: [root.certDer] }),
+      want: /neither in ca.crt/,
+    },
     { name: 'no CRL at all', build: () => ({ pem: inter.certPem, roots: [root.certDer] }), want: /holds no X509 CRL block/ },
-    { name: 'a private key block', build: () => ({ pem: `${crlPemFile([makeCrlDer(root)], [])}${encodePem('PRIVATE KEY', Buffer.from([1, 2, 3]))}`, roots: [root.certDer] }), want: /"PRIVATE KEY" block/ },
-    { name: 'garbage DER', build: () => ({ pem: encodePem('X509 CRL', Buffer.from('30820000deadbeef', 'hex')), roots: [root.certDer] }), want: /malformed/ },
-    { name: 'truncated DER', build: () => ({ pem: encodePem('X509 CRL', makeCrlDer(root).subarray(0, 40)), roots: [root.certDer] }), want: /malformed/ },
+    {
+      name: 'a private key block',
+      build: () => ({
+        pem: `${crlPemFile([makeCrlDer(root)], [])}${encodePem('PRIVATE KEY', Buffer.from([1, 2, 3]))}`,
+        roots: [root.certDer],
+      }),
+      want: /"PRIVATE KEY" block/,
+    },
+    {
+      name: 'garbage DER',
+      build: () => ({ pem: encodePem('X509 CRL', Buffer.from('30820000deadbeef', 'hex')), roots: [root.certDer] }),
+      want: /malformed/,
+    },
+    {
+      name: 'truncated DER',
+      build: () => ({ pem: encodePem('X509 CRL', makeCrlDer(root).subarray(0, 40)), roots: [root.certDer] }),
+      want: /malformed/,
+    },
   ];
   for (const { name, build, want } of refusals) {
     it(`refuses ${name}`, () => {
       const { pem, roots } = build();
-      assert.throws(() => loadCrlPem(pem, roots), (err: unknown) => err instanceof InputError && want.test(err.message));
+      assert.throws(
+        () => loadCrlPem(pem, roots),
+        (err: unknown) => err instanceof InputError && want.test(err.message),
+      );
     });
   }
 

@@ -89,7 +89,11 @@ describe('trust domain: named cases', () => {
       const problem = trustDomainProblem(c.input);
       assert.equal(problem === undefined, c.ok, `${JSON.stringify(c.input)}: ${problem ?? 'accepted'}`);
       if (c.ok) assert.equal(assertTrustDomain(c.input), c.input);
-      else assert.throws(() => assertTrustDomain(c.input), (err: unknown) => err instanceof UsageError && /invalid trust domain/.test(err.message) && err.hint.length > 0);
+      else
+        assert.throws(
+          () => assertTrustDomain(c.input),
+          (err: unknown) => err instanceof UsageError && /invalid trust domain/.test(err.message) && err.hint.length > 0,
+        );
     });
   }
 });
@@ -169,7 +173,8 @@ describe('service name: named cases', () => {
       } else {
         assert.throws(
           () => assertServiceName(c.input),
-          (err: unknown) => err instanceof UsageError && /invalid service name/.test(err.message) && !err.message.includes('\n') && err.hint.length > 0,
+          (err: unknown) =>
+            err instanceof UsageError && /invalid service name/.test(err.message) && !err.message.includes('\n') && err.hint.length > 0,
         );
       }
     });
@@ -177,7 +182,10 @@ describe('service name: named cases', () => {
 
   it('quotes an over-long name truncated, never the whole of it', () => {
     const long = 'x'.repeat(5000);
-    assert.throws(() => assertServiceName(long), (err: unknown) => err instanceof UsageError && err.line.length < 400);
+    assert.throws(
+      () => assertServiceName(long),
+      (err: unknown) => err instanceof UsageError && err.line.length < 400,
+    );
   });
 });
 
@@ -225,7 +233,11 @@ describe('parseSpiffeId: named cases', () => {
       input: `spiffe://example.org/${'a'.repeat(MAX_SPIFFE_ID - 'spiffe://example.org/'.length)}`,
       want: { trustDomain: 'example.org', service: 'a'.repeat(MAX_SPIFFE_ID - 'spiffe://example.org/'.length) },
     },
-    { name: `${MAX_SPIFFE_ID + 1} bytes`, input: `spiffe://example.org/${'a'.repeat(MAX_SPIFFE_ID + 1 - 'spiffe://example.org/'.length)}`, want: /2048/ },
+    {
+      name: `${MAX_SPIFFE_ID + 1} bytes`,
+      input: `spiffe://example.org/${'a'.repeat(MAX_SPIFFE_ID + 1 - 'spiffe://example.org/'.length)}`,
+      want: /2048/,
+    },
     { name: 'over-long trust domain', input: `spiffe://${'a'.repeat(MAX_TRUST_DOMAIN + 1)}/api`, want: /trust domain is longer/ },
   ];
   for (const c of cases) {

@@ -15,7 +15,23 @@ function issuer(): { der: Buffer; key: KeyObject } {
   try {
     const keyPath = join(dir, 'k.pem');
     const certPath = join(dir, 'c.pem');
-    const res = spawnSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyPath, '-out', certPath, '-subj', '/CN=test issuer', '-days', '1']);
+    const res = spawnSync('openssl', [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-keyout',
+      keyPath,
+      '-out',
+      certPath,
+      '-subj',
+      '/CN=test issuer',
+      '-days',
+      '1',
+    ]);
     assert.equal(res.status, 0, String(res.stderr));
     return { der: Buffer.from(new X509Certificate(readFileSync(certPath)).raw), key: createPrivateKey(readFileSync(keyPath)) };
   } finally {
@@ -40,7 +56,11 @@ describe('summarizeCrl', () => {
         number: c.number,
         thisUpdate,
         nextUpdate,
-        entries: Array.from({ length: c.entries }, (_, i) => ({ serial: (0x4000 + i).toString(16), revokedAt: thisUpdate, reasonCode: i % 2 ? 1 : 0 })),
+        entries: Array.from({ length: c.entries }, (_, i) => ({
+          serial: (0x4000 + i).toString(16),
+          revokedAt: thisUpdate,
+          reasonCode: i % 2 ? 1 : 0,
+        })),
       });
       const s = summarizeCrl(crl);
       assert.deepEqual(s, { authorityKeyId: '0a0b0c', number: c.number, thisUpdate, nextUpdate, entries: c.entries });
@@ -52,7 +72,10 @@ describe('summarizeCrl', () => {
     assert.equal(s.thisUpdate.getTime(), thisUpdate.getTime());
   });
   it('garbage is one clear error', () => {
-    assert.throws(() => summarizeCrl(Buffer.from('not a crl')), (err: unknown) => err instanceof SvccaError && /cannot be read/.test(err.message));
+    assert.throws(
+      () => summarizeCrl(Buffer.from('not a crl')),
+      (err: unknown) => err instanceof SvccaError && /cannot be read/.test(err.message),
+    );
   });
 });
 

@@ -21,15 +21,34 @@ describe('chooseTtlMs', () => {
     { name: 'no --ttl: the CA default', requested: undefined, intermediateEnd: NOW + 365 * D, want: 24 * H },
     { name: 'a --ttl under the maximum', requested: 2 * H, intermediateEnd: NOW + 365 * D, want: 2 * H },
     { name: 'exactly the maximum', requested: 30 * D, intermediateEnd: NOW + 365 * D, want: 30 * D },
-    { name: 'past the maximum', requested: 31 * D, intermediateEnd: NOW + 365 * D, want: /^--ttl 31d is longer than this CA's maximum of 30d$/ },
+    {
+      name: 'past the maximum',
+      requested: 31 * D,
+      intermediateEnd: NOW + 365 * D,
+      want: /^--ttl 31d is longer than this CA's maximum of 30d$/,
+    },
     { name: 'ending exactly with the intermediate', requested: 2 * H, intermediateEnd: NOW + 2 * H, want: 2 * H },
-    { name: 'outliving the intermediate', requested: 2 * H, intermediateEnd: NOW + H, want: /^--ttl 2h would outlive the intermediate, which ends 2026-11-25T13:00:00\.000Z$/ },
-    { name: 'the default outliving the intermediate', requested: undefined, intermediateEnd: NOW + H, want: /^--ttl 24h would outlive the intermediate/ },
+    {
+      name: 'outliving the intermediate',
+      requested: 2 * H,
+      intermediateEnd: NOW + H,
+      want: /^--ttl 2h would outlive the intermediate, which ends 2026-11-25T13:00:00\.000Z$/,
+    },
+    {
+      name: 'the default outliving the intermediate',
+      requested: undefined,
+      intermediateEnd: NOW + H,
+      want: /^--ttl 24h would outlive the intermediate/,
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
       if (typeof c.want === 'number') assert.equal(chooseTtlMs(c.requested, CONFIG, c.intermediateEnd, NOW), c.want);
-      else assert.throws(() => chooseTtlMs(c.requested, CONFIG, c.intermediateEnd, NOW), (err: unknown) => err instanceof UsageError && (c.want as RegExp).test(err.message) && err.hint.length > 0);
+      else
+        assert.throws(
+          () => chooseTtlMs(c.requested, CONFIG, c.intermediateEnd, NOW),
+          (err: unknown) => err instanceof UsageError && (c.want as RegExp).test(err.message) && err.hint.length > 0,
+        );
     });
   }
 });
@@ -44,7 +63,11 @@ describe('assertWholeSecondTtl', () => {
   for (const c of cases) {
     it(c.name, () => {
       if (c.ok) assertWholeSecondTtl(`${c.ms}ms`, c.ms);
-      else assert.throws(() => assertWholeSecondTtl(`${c.ms}ms`, c.ms), (err: unknown) => err instanceof UsageError && err.message === `--ttl ${c.ms}ms: certificate lifetimes count whole seconds`);
+      else
+        assert.throws(
+          () => assertWholeSecondTtl(`${c.ms}ms`, c.ms),
+          (err: unknown) => err instanceof UsageError && err.message === `--ttl ${c.ms}ms: certificate lifetimes count whole seconds`,
+        );
     });
   }
 });
@@ -60,7 +83,11 @@ describe('assertSetSafeServiceName', () => {
   for (const c of cases) {
     it(c.name, () => {
       if (!c.clash) assertSetSafeServiceName(c.service);
-      else assert.throws(() => assertSetSafeServiceName(c.service), new RegExp(`a segment named ${c.clash.replace('.', '\\.')} would collide with the files of a credential set`));
+      else
+        assert.throws(
+          () => assertSetSafeServiceName(c.service),
+          new RegExp(`a segment named ${c.clash.replace('.', '\\.')} would collide with the files of a credential set`),
+        );
     });
   }
 });
@@ -82,19 +109,69 @@ describe('chooseSetDir', () => {
   const ledger: Record<string, readonly string[]> = {};
   const servicesAt = async (dir: string) => ledger[dir] ?? [];
 
-  const cases: { name: string; service: string; out?: (root: string) => string; previous?: (root: string) => string; others?: (root: string) => Record<string, string[]>; want: RegExp | ((root: string) => string) }[] = [
+  const cases: {
+    name: string;
+    service: string;
+    out?: (root: string) => string;
+    previous?: (root: string) => string;
+    others?: (root: string) => Record<string, string[]>;
+    want: RegExp | ((root: string) => string);
+  }[] = [
     { name: 'default: issued/<service> in the CA directory', service: 'api', want: (r) => join(r, 'ca', 'issued', 'api') },
     { name: 'a service path nests', service: 'ns/prod/api', want: (r) => join(r, 'ca', 'issued', 'ns', 'prod', 'api') },
-    { name: 'no --out: where the set is now', service: 'api', previous: (r) => join(r, 'elsewhere', 'api'), want: (r) => join(r, 'elsewhere', 'api') },
-    { name: '--out wins over where the set is now', service: 'api', out: (r) => join(r, 'new'), previous: (r) => join(r, 'old'), want: (r) => join(r, 'new') },
-    { name: '--out inside issued/ is allowed', service: 'api', out: (r) => join(r, 'ca', 'issued', 'custom'), want: (r) => join(r, 'ca', 'issued', 'custom') },
+    {
+      name: 'no --out: where the set is now',
+      service: 'api',
+      previous: (r) => join(r, 'elsewhere', 'api'),
+      want: (r) => join(r, 'elsewhere', 'api'),
+    },
+    {
+      name: '--out wins over where the set is now',
+      service: 'api',
+      out: (r) => join(r, 'new'),
+      previous: (r) => join(r, 'old'),
+      want: (r) => join(r, 'new'),
+    },
+    {
+      name: '--out inside issued/ is allowed',
+      service: 'api',
+      out: (r) => join(r, 'ca', 'issued', 'custom'),
+      want: (r) => join(r, 'ca', 'issued', 'custom'),
+    },
     { name: '--out the CA directory', service: 'api', out: (r) => join(r, 'ca'), want: /is the CA directory or inside it/ },
-    { name: '--out inside the CA directory, outside issued/', service: 'api', out: (r) => join(r, 'ca', 'mine'), want: /mine is the CA directory or inside it/ },
+    {
+      name: '--out inside the CA directory, outside issued/',
+      service: 'api',
+      out: (r) => join(r, 'ca', 'mine'),
+      want: /mine is the CA directory or inside it/,
+    },
     { name: '--out holding the CA directory', service: 'api', out: (r) => r, want: /holds the CA directory/ },
-    { name: "--out another service's folder", service: 'api', out: (r) => join(r, 'shared'), others: (r) => ({ [join(r, 'shared')]: ['web'] }), want: /holds the credential set of web; give each service a folder of its own/ },
-    { name: '--out its own folder again', service: 'api', out: (r) => join(r, 'mine'), others: (r) => ({ [join(r, 'mine')]: ['api'] }), want: (r) => join(r, 'mine') },
-    { name: '--out inside another set', service: 'api', out: (r) => join(r, 'sets', 'billing', 'api'), want: /it would lie inside the credential set in .*billing/ },
-    { name: '--out around another set', service: 'api', out: (r) => join(r, 'sets'), want: /it would hold the credential set in .*billing/ },
+    {
+      name: "--out another service's folder",
+      service: 'api',
+      out: (r) => join(r, 'shared'),
+      others: (r) => ({ [join(r, 'shared')]: ['web'] }),
+      want: /holds the credential set of web; give each service a folder of its own/,
+    },
+    {
+      name: '--out its own folder again',
+      service: 'api',
+      out: (r) => join(r, 'mine'),
+      others: (r) => ({ [join(r, 'mine')]: ['api'] }),
+      want: (r) => join(r, 'mine'),
+    },
+    {
+      name: '--out inside another set',
+      service: 'api',
+      out: (r) => join(r, 'sets', 'billing', 'api'),
+      want: /it would lie inside the credential set in .*billing/,
+    },
+    {
+      name: '--out around another set',
+      service: 'api',
+      out: (r) => join(r, 'sets'),
+      want: /it would hold the credential set in .*billing/,
+    },
   ];
   for (const c of cases) {
     it(c.name, async () => {

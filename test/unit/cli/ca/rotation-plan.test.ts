@@ -10,7 +10,15 @@ const NOW = Date.UTC(2026, 10, 25, 12, 0, 0);
 /** A 24 h certificate (plus the one-minute back-date) with `leftMs` to go at NOW. */
 function cert(service: string, leftMs: number, lifetimeMs = 24 * H, fromCsr = false): RotationCandidate {
   const notAfter = NOW + leftMs;
-  return { service, serial: `${service}-serial`, notBefore: notAfter - lifetimeMs - 60_000, notAfter, fromCsr, issuerKeyId: 'ab', ownerRenews: false };
+  return {
+    service,
+    serial: `${service}-serial`,
+    notBefore: notAfter - lifetimeMs - 60_000,
+    notAfter,
+    fromCsr,
+    issuerKeyId: 'ab',
+    ownerRenews: false,
+  };
 }
 
 describe('parseThreshold', () => {
@@ -38,7 +46,12 @@ describe('parseThreshold', () => {
     it(`refuses ${c.name} with one line naming the flag`, () => {
       assert.throws(
         () => parseThreshold(c.input),
-        (err: unknown) => err instanceof SvccaError && err.exitCode === 1 && c.mentions.test(err.message) && err.line.includes('--renew-before') && !err.line.includes('\n'),
+        (err: unknown) =>
+          err instanceof SvccaError &&
+          err.exitCode === 1 &&
+          c.mentions.test(err.message) &&
+          err.line.includes('--renew-before') &&
+          !err.line.includes('\n'),
       );
     });
   }
@@ -65,7 +78,11 @@ describe('isDue', () => {
 
 describe('planRotation', () => {
   it('splits due from not due, flags the expired, and finds the next due time', () => {
-    const plan = planRotation([cert('fresh', 20 * H), cert('due', 2 * H), cert('gone', -H), cert('later', 10 * H)], NOW, parseThreshold('33%'));
+    const plan = planRotation(
+      [cert('fresh', 20 * H), cert('due', 2 * H), cert('gone', -H), cert('later', 10 * H)],
+      NOW,
+      parseThreshold('33%'),
+    );
     assert.deepEqual(
       plan.due.map((d) => [d.candidate.service, d.expired]),
       [

@@ -26,7 +26,18 @@ describe('buildPolicyGraph', () => {
       name: 'callers and callees are nodes; one edge per pair; http-only rules are marked',
       input: GRAPH_POLICY,
       want: {
-        nodes: ['payment-service', 'inventory-service', 'audit-service', 'report-service', 'union-service', 'mixed-service', 'order-service', 'notification-service', 'billing-service', 'web'],
+        nodes: [
+          'payment-service',
+          'inventory-service',
+          'audit-service',
+          'report-service',
+          'union-service',
+          'mixed-service',
+          'order-service',
+          'notification-service',
+          'billing-service',
+          'web',
+        ],
         edges: [
           { from: 'order-service', to: 'payment-service', httpOnly: false, conditions: [] },
           { from: 'order-service', to: 'inventory-service', httpOnly: false, conditions: [] },
@@ -51,7 +62,10 @@ describe('renderers', () => {
     const dot = toDot(graph);
     assert.match(dot, /^digraph policy \{\n/);
     assert.match(dot, /\n {2}"order-service" -> "payment-service";\n/);
-    assert.match(dot, /\n {2}"notification-service" -> "inventory-service" \[style=dashed, label="http only\\nGET \/stock \/stock\/\*"\];\n/);
+    assert.match(
+      dot,
+      /\n {2}"notification-service" -> "inventory-service" \[style=dashed, label="http only\\nGET \/stock \/stock\/\*"\];\n/,
+    );
     assert.match(dot, /\n {2}"audit-service";\n/, 'a service nobody may call is still drawn');
     assert.match(dot, /\n\}\n$/);
   });

@@ -40,10 +40,22 @@ describe('policy mode: audit', () => {
   });
 
   const refusals = [
-    { name: 'a misspelt mode', input: 'services:\n  a:\n    mode: audti\n    allow: []\n', want: 'p.yaml: services.a.mode: "audti" is not a mode; did you mean "audit"?' },
-    { name: 'a boolean', input: 'services:\n  a:\n    mode: yes\n    allow: []\n', want: /services\.a\.mode: "yes" is a boolean in YAML, not a mode/ },
+    {
+      name: 'a misspelt mode',
+      input: 'services:\n  a:\n    mode: audti\n    allow: []\n',
+      want: 'p.yaml: services.a.mode: "audti" is not a mode; did you mean "audit"?',
+    },
+    {
+      name: 'a boolean',
+      input: 'services:\n  a:\n    mode: yes\n    allow: []\n',
+      want: /services\.a\.mode: "yes" is a boolean in YAML, not a mode/,
+    },
     { name: 'a list', input: 'services:\n  a:\n    mode: [audit]\n    allow: []\n', want: /services\.a\.mode: must be enforce or audit/ },
-    { name: 'a misspelt key', input: 'services:\n  a:\n    mdoe: audit\n    allow: []\n', want: /services\.a\.mdoe: unknown key; did you mean "mode"\?/ },
+    {
+      name: 'a misspelt key',
+      input: 'services:\n  a:\n    mdoe: audit\n    allow: []\n',
+      want: /services\.a\.mdoe: unknown key; did you mean "mode"\?/,
+    },
   ];
   for (const c of refusals) {
     it(`refuses ${c.name}`, () => {
@@ -54,11 +66,46 @@ describe('policy mode: audit', () => {
   }
 
   const decisions = [
-    { name: 'allowed stays allowed, no wouldDeny', self: 'inventory-service', caller: 'notification-service', req: { method: 'GET', path: '/stock/1' }, allow: true, wouldDeny: undefined },
-    { name: 'a deny in audit mode becomes an allow carrying the reason', self: 'inventory-service', caller: 'notification-service', req: { method: 'POST', path: '/stock/1' }, allow: true, wouldDeny: 'no rule in services.inventory-service allows notification-service to POST /stock/1' },
-    { name: 'an unnamed caller too', self: 'inventory-service', caller: 'intruder', req: undefined, allow: true, wouldDeny: 'no rule in services.inventory-service allows intruder' },
-    { name: 'an enforced entry still denies', self: 'payment-service', caller: 'intruder', req: undefined, allow: false, wouldDeny: undefined },
-    { name: 'a callee missing from the policy has no mode: denied', self: 'ghost', caller: 'intruder', req: undefined, allow: false, wouldDeny: undefined },
+    {
+      name: 'allowed stays allowed, no wouldDeny',
+      self: 'inventory-service',
+      caller: 'notification-service',
+      req: { method: 'GET', path: '/stock/1' },
+      allow: true,
+      wouldDeny: undefined,
+    },
+    {
+      name: 'a deny in audit mode becomes an allow carrying the reason',
+      self: 'inventory-service',
+      caller: 'notification-service',
+      req: { method: 'POST', path: '/stock/1' },
+      allow: true,
+      wouldDeny: 'no rule in services.inventory-service allows notification-service to POST /stock/1',
+    },
+    {
+      name: 'an unnamed caller too',
+      self: 'inventory-service',
+      caller: 'intruder',
+      req: undefined,
+      allow: true,
+      wouldDeny: 'no rule in services.inventory-service allows intruder',
+    },
+    {
+      name: 'an enforced entry still denies',
+      self: 'payment-service',
+      caller: 'intruder',
+      req: undefined,
+      allow: false,
+      wouldDeny: undefined,
+    },
+    {
+      name: 'a callee missing from the policy has no mode: denied',
+      self: 'ghost',
+      caller: 'intruder',
+      req: undefined,
+      allow: false,
+      wouldDeny: undefined,
+    },
   ];
   for (const c of decisions) {
     it(c.name, () => {
@@ -75,7 +122,9 @@ describe('policy mode: audit', () => {
     it('says would deny (audit mode) and exits 5', async () => {
       const ctx = fakeContext();
       await runPolicyCheck({ from: 'intruder', to: 'inventory-service', policy: file.path }, ctx);
-      assert.deepEqual(ctx.lines, ['would deny (audit mode): no rule in services.inventory-service allows intruder; the sidecar lets it through and logs it']);
+      assert.deepEqual(ctx.lines, [
+        'would deny (audit mode): no rule in services.inventory-service allows intruder; the sidecar lets it through and logs it',
+      ]);
       assert.equal(ctx.exitCode, 5);
     });
     it('reports decision would-deny in --json', async () => {
@@ -89,14 +138,42 @@ describe('policy mode: audit', () => {
 describe('callFromLine', () => {
   const S = { self: 'spiffe://example.org/inv', direction: 'inbound', time: '2026-12-03T05:00:00.000Z' };
   const cases: { name: string; line: Record<string, unknown> | string; want: unknown }[] = [
-    { name: 'a would-deny request', line: { ...S, event: 'would-deny', mode: 'http', peer: 'spiffe://example.org/a', method: 'GET', path: '/x' }, want: { callee: 'inv', caller: 'a', method: 'GET', path: '/x', outcome: 'would-deny', time: S.time } },
-    { name: 'a tcp policy refusal', line: { ...S, event: 'refused', reason: 'policy-denied', peer: 'spiffe://example.org/a' }, want: { callee: 'inv', caller: 'a', outcome: 'denied', time: S.time } },
-    { name: 'an allowed request (debug)', line: { ...S, event: 'allowed', mode: 'http', peer: 'spiffe://example.org/a', method: 'GET', path: '/x' }, want: { callee: 'inv', caller: 'a', method: 'GET', path: '/x', outcome: 'allowed', time: S.time } },
-    { name: 'an http connection line is not a call', line: { ...S, event: 'allowed', mode: 'http', peer: 'spiffe://example.org/a' }, want: undefined },
-    { name: 'an identity refusal is not a policy matter', line: { ...S, event: 'refused', reason: 'revoked', peer: 'spiffe://example.org/a' }, want: undefined },
-    { name: 'an open connection cut by a new policy was already seen', line: { ...S, event: 'refused', reason: 'policy-denied', open: true, peer: 'spiffe://example.org/a' }, want: undefined },
+    {
+      name: 'a would-deny request',
+      line: { ...S, event: 'would-deny', mode: 'http', peer: 'spiffe://example.org/a', method: 'GET', path: '/x' },
+      want: { callee: 'inv', caller: 'a', method: 'GET', path: '/x', outcome: 'would-deny', time: S.time },
+    },
+    {
+      name: 'a tcp policy refusal',
+      line: { ...S, event: 'refused', reason: 'policy-denied', peer: 'spiffe://example.org/a' },
+      want: { callee: 'inv', caller: 'a', outcome: 'denied', time: S.time },
+    },
+    {
+      name: 'an allowed request (debug)',
+      line: { ...S, event: 'allowed', mode: 'http', peer: 'spiffe://example.org/a', method: 'GET', path: '/x' },
+      want: { callee: 'inv', caller: 'a', method: 'GET', path: '/x', outcome: 'allowed', time: S.time },
+    },
+    {
+      name: 'an http connection line is not a call',
+      line: { ...S, event: 'allowed', mode: 'http', peer: 'spiffe://example.org/a' },
+      want: undefined,
+    },
+    {
+      name: 'an identity refusal is not a policy matter',
+      line: { ...S, event: 'refused', reason: 'revoked', peer: 'spiffe://example.org/a' },
+      want: undefined,
+    },
+    {
+      name: 'an open connection cut by a new policy was already seen',
+      line: { ...S, event: 'refused', reason: 'policy-denied', open: true, peer: 'spiffe://example.org/a' },
+      want: undefined,
+    },
     { name: 'another trust domain', line: { ...S, event: 'would-deny', peer: 'spiffe://evil.org/a' }, want: undefined },
-    { name: 'a line without self (an old sidecar)', line: { event: 'would-deny', direction: 'inbound', peer: 'spiffe://example.org/a' }, want: undefined },
+    {
+      name: 'a line without self (an old sidecar)',
+      line: { event: 'would-deny', direction: 'inbound', peer: 'spiffe://example.org/a' },
+      want: undefined,
+    },
     { name: 'outbound lines', line: { ...S, direction: 'outbound', event: 'allowed', peer: 'spiffe://example.org/a' }, want: undefined },
     { name: 'not JSON', line: '{"event": "would-deny"', want: undefined },
   ];
@@ -105,7 +182,14 @@ describe('callFromLine', () => {
   }
 });
 
-function call(caller: string, method: string | undefined, path: string | undefined, outcome: 'allowed' | 'denied' | 'would-deny', count = 1, time = '2026-12-03T05:00:00.000Z'): CallSummary {
+function call(
+  caller: string,
+  method: string | undefined,
+  path: string | undefined,
+  outcome: 'allowed' | 'denied' | 'would-deny',
+  count = 1,
+  time = '2026-12-03T05:00:00.000Z',
+): CallSummary {
   return {
     callee: 'inventory-service',
     caller,
@@ -119,10 +203,20 @@ function call(caller: string, method: string | undefined, path: string | undefin
 
 describe('planLearn', () => {
   const policy = parsePolicy(AUDIT, 'p.yaml');
-  const strip = (p: ReturnType<typeof planLearn>) => p.add.map((r) => ({ from: r.from, methods: r.methods, paths: r.paths, count: r.count }));
+  const strip = (p: ReturnType<typeof planLearn>) =>
+    p.add.map((r) => ({ from: r.from, methods: r.methods, paths: r.paths, count: r.count }));
 
   it('adds one entry per set of methods, allowing exactly the pairs seen', () => {
-    const plan = planLearn(policy, [call('a', 'GET', '/x', 'would-deny', 2), call('a', 'GET', '/y', 'denied'), call('a', 'POST', '/y', 'denied'), call('a', 'POST', '/z', 'denied')], 'exact');
+    const plan = planLearn(
+      policy,
+      [
+        call('a', 'GET', '/x', 'would-deny', 2),
+        call('a', 'GET', '/y', 'denied'),
+        call('a', 'POST', '/y', 'denied'),
+        call('a', 'POST', '/z', 'denied'),
+      ],
+      'exact',
+    );
     assert.deepEqual(strip(plan), [
       { from: 'a', methods: ['GET'], paths: ['/x'], count: 2 },
       { from: 'a', methods: ['GET', 'POST'], paths: ['/y'], count: 2 },
@@ -130,7 +224,9 @@ describe('planLearn', () => {
     ]);
   });
   it('a caller seen on a tcp connection needs its name', () => {
-    assert.deepEqual(strip(planLearn(policy, [call('a', undefined, undefined, 'denied'), call('a', 'GET', '/x', 'denied')], 'exact')), [{ from: 'a', methods: undefined, paths: undefined, count: 2 }]);
+    assert.deepEqual(strip(planLearn(policy, [call('a', undefined, undefined, 'denied'), call('a', 'GET', '/x', 'denied')], 'exact')), [
+      { from: 'a', methods: undefined, paths: undefined, count: 2 },
+    ]);
   });
   it('proposes nothing for calls the policy already allows, and marks the rule used', () => {
     const plan = planLearn(policy, [call('notification-service', 'GET', '/stock/1', 'allowed')], 'exact');
@@ -139,17 +235,32 @@ describe('planLearn', () => {
     assert.deepEqual(plan.calleesNotSeen, ['payment-service']);
   });
   it('lists rules no call used, never removes them', () => {
-    assert.deepEqual(planLearn(policy, [call('a', 'GET', '/x', 'denied')], 'exact').unseen, ['services.inventory-service.allow[0] (from: notification-service, methods: [GET], paths: [/stock/*])']);
+    assert.deepEqual(planLearn(policy, [call('a', 'GET', '/x', 'denied')], 'exact').unseen, [
+      'services.inventory-service.allow[0] (from: notification-service, methods: [GET], paths: [/stock/*])',
+    ]);
   });
   it('--paths prefix folds siblings (gRPC methods too), never into /*', () => {
-    const plan = planLearn(policy, [call('a', 'POST', '/orders.v1.Orders/Get', 'denied'), call('a', 'POST', '/orders.v1.Orders/List', 'denied'), call('a', 'GET', '/health', 'denied'), call('a', 'GET', '/ready', 'denied')], 'prefix');
+    const plan = planLearn(
+      policy,
+      [
+        call('a', 'POST', '/orders.v1.Orders/Get', 'denied'),
+        call('a', 'POST', '/orders.v1.Orders/List', 'denied'),
+        call('a', 'GET', '/health', 'denied'),
+        call('a', 'GET', '/ready', 'denied'),
+      ],
+      'prefix',
+    );
     assert.deepEqual(strip(plan), [
       { from: 'a', methods: ['GET'], paths: ['/health', '/ready'], count: 2 },
       { from: 'a', methods: ['POST'], paths: ['/orders.v1.Orders/*'], count: 2 },
     ]);
   });
   it('keeps first and last seen', () => {
-    const plan = planLearn(undefined, [call('a', 'GET', '/x', 'denied', 1, '2026-12-03T05:00:00.000Z'), call('a', 'GET', '/y', 'denied', 1, '2026-12-03T06:00:00.000Z')], 'exact');
+    const plan = planLearn(
+      undefined,
+      [call('a', 'GET', '/x', 'denied', 1, '2026-12-03T05:00:00.000Z'), call('a', 'GET', '/y', 'denied', 1, '2026-12-03T06:00:00.000Z')],
+      'exact',
+    );
     assert.equal(plan.add[0]!.first, '2026-12-03T05:00:00.000Z');
     assert.equal(plan.add[0]!.last, '2026-12-03T06:00:00.000Z');
   });
@@ -158,7 +269,11 @@ describe('planLearn', () => {
 describe('overlayObserved', () => {
   it('puts allowed calls on policy edges and refusals on edges of their own', () => {
     const policy = parsePolicy(AUDIT, 'p.yaml');
-    const g = overlayObserved(buildPolicyGraph(policy), [call('notification-service', 'GET', '/stock/1', 'allowed', 3), call('x', 'GET', '/a', 'denied', 2), call('x', 'GET', '/b', 'would-deny', 1)]);
+    const g = overlayObserved(buildPolicyGraph(policy), [
+      call('notification-service', 'GET', '/stock/1', 'allowed', 3),
+      call('x', 'GET', '/a', 'denied', 2),
+      call('x', 'GET', '/b', 'would-deny', 1),
+    ]);
     assert.equal(g.edges.find((e) => e.from === 'notification-service')!.seen, 3);
     assert.deepEqual(g.refused, [
       { from: 'x', to: 'inventory-service', kind: 'denied', count: 2 },

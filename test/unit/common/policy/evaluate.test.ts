@@ -29,7 +29,11 @@ describe('evaluatePolicy', () => {
     {
       name: 'plain name allows in tcp mode',
       input: { self: 'payment-service', caller: 'order-service' },
-      want: { allow: true, rule: 'services.payment-service.allow[0] (order-service)', reason: 'services.payment-service.allow[0] (order-service) allows order-service' },
+      want: {
+        allow: true,
+        rule: 'services.payment-service.allow[0] (order-service)',
+        reason: 'services.payment-service.allow[0] (order-service) allows order-service',
+      },
     },
     {
       name: 'plain name allows any http request',
@@ -66,7 +70,8 @@ describe('evaluatePolicy', () => {
       input: { self: 'inventory-service', caller: 'notification-service' },
       want: {
         allow: false,
-        reason: 'services.inventory-service allows notification-service only with methods/paths, which allow http-mode requests and nothing in tcp mode',
+        reason:
+          'services.inventory-service allows notification-service only with methods/paths, which allow http-mode requests and nothing in tcp mode',
       },
     },
     {
@@ -102,12 +107,20 @@ describe('evaluatePolicy', () => {
     {
       name: 'from: alone allows in tcp mode, like a plain name',
       input: { self: 'report-service', caller: 'billing-service' },
-      want: { allow: true, rule: 'services.report-service.allow[0] (from: billing-service)', reason: 'services.report-service.allow[0] (from: billing-service) allows billing-service' },
+      want: {
+        allow: true,
+        rule: 'services.report-service.allow[0] (from: billing-service)',
+        reason: 'services.report-service.allow[0] (from: billing-service) allows billing-service',
+      },
     },
     {
       name: 'from: alone allows any http request',
       input: { self: 'report-service', caller: 'billing-service', request: { method: 'PATCH', path: '/x/y' } },
-      want: { allow: true, rule: 'services.report-service.allow[0] (from: billing-service)', reason: 'services.report-service.allow[0] (from: billing-service) allows billing-service' },
+      want: {
+        allow: true,
+        rule: 'services.report-service.allow[0] (from: billing-service)',
+        reason: 'services.report-service.allow[0] (from: billing-service) allows billing-service',
+      },
     },
     {
       name: 'entries are unioned: the second entry allows what the first does not',
@@ -121,7 +134,11 @@ describe('evaluatePolicy', () => {
     {
       name: 'a rule without paths allows any path for its methods',
       input: { self: 'union-service', caller: 'web', request: { method: 'GET', path: '/whatever' } },
-      want: { allow: true, rule: 'services.union-service.allow[0] (from: web, methods: [GET])', reason: 'services.union-service.allow[0] (from: web, methods: [GET]) allows web' },
+      want: {
+        allow: true,
+        rule: 'services.union-service.allow[0] (from: web, methods: [GET])',
+        reason: 'services.union-service.allow[0] (from: web, methods: [GET]) allows web',
+      },
     },
     {
       name: 'a method/path pair must come from one entry, not be mixed across entries',
@@ -136,7 +153,11 @@ describe('evaluatePolicy', () => {
     {
       name: 'the first entry that allows is the one reported',
       input: { self: 'mixed-service', caller: 'web', request: { method: 'GET', path: '/x' } },
-      want: { allow: true, rule: 'services.mixed-service.allow[0] (from: web, paths: [/x])', reason: 'services.mixed-service.allow[0] (from: web, paths: [/x]) allows web' },
+      want: {
+        allow: true,
+        rule: 'services.mixed-service.allow[0] (from: web, paths: [/x])',
+        reason: 'services.mixed-service.allow[0] (from: web, paths: [/x]) allows web',
+      },
     },
   ];
   for (const { name, input, want } of cases) {
@@ -174,7 +195,9 @@ describe('tcpModeWarnings', () => {
     {
       name: 'a methods/paths rule is dead in tcp mode',
       input: 'inventory-service',
-      want: [`${NOTIFY_RULE} has methods/paths and allows nothing in tcp mode; set inbound.mode: http, or allow notification-service by name`],
+      want: [
+        `${NOTIFY_RULE} has methods/paths and allows nothing in tcp mode; set inbound.mode: http, or allow notification-service by name`,
+      ],
     },
     { name: 'missing callee', input: 'ghost-service', want: ['services.ghost-service is not in the policy: every caller will be denied'] },
     { name: 'empty allow list', input: 'audit-service', want: ['services.audit-service.allow is empty: every caller will be denied'] },

@@ -21,14 +21,21 @@ describe('loadPolicyFile', () => {
   it('reads and parses a policy file', () => {
     const file = policyFile(EXAMPLE_POLICY);
     try {
-      assert.deepEqual([...loadPolicyFile(file.path).services.keys()], ['payment-service', 'inventory-service', 'audit-service', 'report-service']);
+      assert.deepEqual(
+        [...loadPolicyFile(file.path).services.keys()],
+        ['payment-service', 'inventory-service', 'audit-service', 'report-service'],
+      );
     } finally {
       file.cleanup();
     }
   });
 
   const cases: { name: string; input: (dir: string, path: string) => string; want: RegExp }[] = [
-    { name: 'missing file', input: (dir) => join(dir, 'nope.yaml'), want: /nope\.yaml: cannot open the policy file \(no such file\); check the path/ },
+    {
+      name: 'missing file',
+      input: (dir) => join(dir, 'nope.yaml'),
+      want: /nope\.yaml: cannot open the policy file \(no such file\); check the path/,
+    },
     { name: 'a directory', input: (dir) => dir, want: /: is a directory, not a policy file; name the policy YAML file itself$/ },
     { name: 'invalid UTF-8', input: (_dir, path) => path, want: /policy\.yaml: is not UTF-8 text; / },
   ];

@@ -37,8 +37,20 @@ class FakeSnapshots implements SnapshotSource {
 /** Just what the re-check reads: a CRL from `issuer` listing `revoked`, and a generation. */
 function snapshot(issuer: Signer, generation: number, revoked: string[] = []): Snapshot {
   const info = parseCertificate(issuer.certDer);
-  const crl = { issuerNameHex: subjectNameDer(issuer.certDer).toString('hex'), issuerSubject: info.subject, issuerKeyId: info.subjectKeyId, authorityKeyId: info.subjectKeyId, crlNumber: BigInt(generation), thisUpdate: new Date(), nextUpdate: undefined, revokedCount: revoked.length };
-  return { generation, crl: { path: 'crl.pem', hash: String(generation), set: { crls: [crl], issuers: [], revoked: new Set(revoked) } } } as unknown as Snapshot;
+  const crl = {
+    issuerNameHex: subjectNameDer(issuer.certDer).toString('hex'),
+    issuerSubject: info.subject,
+    issuerKeyId: info.subjectKeyId,
+    authorityKeyId: info.subjectKeyId,
+    crlNumber: BigInt(generation),
+    thisUpdate: new Date(),
+    nextUpdate: undefined,
+    revokedCount: revoked.length,
+  };
+  return {
+    generation,
+    crl: { path: 'crl.pem', hash: String(generation), set: { crls: [crl], issuers: [], revoked: new Set(revoked) } },
+  } as unknown as Snapshot;
 }
 
 interface FakeConnection {
@@ -58,7 +70,14 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
     inter = await createIntermediate(await createRootCa(), { permittedUriHost: 'example.org' });
     const now = Date.now();
     orderLeaf = parseCertificate((await issueSvid(inter, 'spiffe://example.org/order-service')).certDer);
-    shortLeaf = parseCertificate((await issueSvid(inter, 'spiffe://example.org/billing-service', { notBefore: new Date(now - MINUTE), notAfter: new Date(now + 5 * MINUTE) })).certDer);
+    shortLeaf = parseCertificate(
+      (
+        await issueSvid(inter, 'spiffe://example.org/billing-service', {
+          notBefore: new Date(now - MINUTE),
+          notAfter: new Date(now + 5 * MINUTE),
+        })
+      ).certDer,
+    );
   });
 
   function setUp(rejudge?: (c: FakeConnection, snap: Snapshot) => Rejudged | undefined, ownNotAfter: Date = OWN_FAR) {
@@ -81,13 +100,17 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
   it('a swap to a CRL that revokes one caller refuses that one, and only it', () => {
     const t = setUp();
     t.snapshots.swap(snapshot(inter, 2, [orderLeaf.serialHex]));
-    assert.deepEqual(t.refused, [{ name: 'order', reason: 'revoked', detail: `serial ${orderLeaf.serialHex} is revoked; closing the open connection` }]);
+    assert.deepEqual(t.refused, [
+      { name: 'order', reason: 'revoked', detail: `serial ${orderLeaf.serialHex} is revoked; closing the open connection` },
+    ]);
   });
 
   it('a swap asks the proxy to re-judge the callers still valid (the policy), and refuses whom it names', () => {
     const t = setUp((c) => (c.name === 'billing' ? { reason: 'policy-denied', detail: 'no rule allows billing' } : undefined));
     t.snapshots.swap(snapshot(inter, 2));
-    assert.deepEqual(t.refused, [{ name: 'billing', reason: 'policy-denied', detail: 'no rule allows billing; closing the open connection' }]);
+    assert.deepEqual(t.refused, [
+      { name: 'billing', reason: 'policy-denied', detail: 'no rule allows billing; closing the open connection' },
+    ]);
   });
 
   it('a revoked caller is refused as revoked, before the proxy is asked', () => {
@@ -97,7 +120,10 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
       return { reason: 'policy-denied', detail: 'denied' };
     });
     t.snapshots.swap(snapshot(inter, 2, [orderLeaf.serialHex, shortLeaf.serialHex]));
-    assert.deepEqual(t.refused.map((r) => r.reason), ['revoked', 'revoked']);
+    assert.deepEqual(
+      t.refused.map((r) => r.reason),
+      ['revoked', 'revoked'],
+    );
     assert.equal(asked, 0);
   });
 
@@ -107,7 +133,10 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
     assert.equal(t.refused.length, 0);
     t.setClock(new Date(shortLeaf.notAfter.getTime() + 1000));
     t.snapshots.tick();
-    assert.deepEqual(t.refused.map((r) => [r.name, r.reason]), [['billing', 'expired']]);
+    assert.deepEqual(
+      t.refused.map((r) => [r.name, r.reason]),
+      [['billing', 'expired']],
+    );
   });
 
   it("a tick closes a connection once the sidecar's own certificate it was made with reached notAfter", () => {
@@ -117,12 +146,18 @@ describe('OpenConnections (re-check through the snapshot source)', () => {
     assert.equal(t.refused.length, 0);
     t.setClock(new Date(own.getTime() + 1000));
     t.snapshots.tick();
-    assert.deepEqual(t.refused.map((r) => [r.name, r.reason]), [['order', 'own-certificate-invalid']]);
+    assert.deepEqual(
+      t.refused.map((r) => [r.name, r.reason]),
+      [['order', 'own-certificate-invalid']],
+    );
     // A swap (say a CRL) also finds it.
     const u = setUp(undefined, own);
     u.setClock(new Date(own.getTime() + 1000));
     u.snapshots.swap(snapshot(inter, 2));
-    assert.deepEqual(u.refused.map((r) => [r.name, r.reason]), [['order', 'own-certificate-invalid']]);
+    assert.deepEqual(
+      u.refused.map((r) => [r.name, r.reason]),
+      [['order', 'own-certificate-invalid']],
+    );
   });
 
   it('a connection no longer open is not judged again', () => {

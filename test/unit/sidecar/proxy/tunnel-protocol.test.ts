@@ -15,6 +15,7 @@ describe('selectInboundAlpn', () => {
     { offered: ['spdy/3'], h2: true, want: 'spdy/3' },
   ];
   for (const c of cases) {
-    it(`[${c.offered.join(', ')}] in ${c.h2 ? 'http' : 'tcp'} mode selects ${c.want}`, () => assert.equal(selectInboundAlpn(c.offered, { h2: c.h2 }), c.want));
+    it(`[${c.offered.join(', ')}] in ${c.h2 ? 'http' : 'tcp'} mode selects ${c.want}`, () =>
+      assert.equal(selectInboundAlpn(c.offered, { h2: c.h2 }), c.want));
   }
 });

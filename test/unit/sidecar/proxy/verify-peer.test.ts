@@ -13,7 +13,16 @@ const ORDER = 'spiffe://example.org/order-service';
 function snapshot(revoked: string[] = [], crlsFrom: Signer[] = [inter]): Snapshot {
   const crls = crlsFrom.map((s) => {
     const info = parseCertificate(s.certDer);
-    return { issuerNameHex: subjectNameDer(s.certDer).toString('hex'), issuerSubject: info.subject, issuerKeyId: info.subjectKeyId, authorityKeyId: info.subjectKeyId, crlNumber: 1n, thisUpdate: new Date(), nextUpdate: undefined, revokedCount: revoked.length };
+    return {
+      issuerNameHex: subjectNameDer(s.certDer).toString('hex'),
+      issuerSubject: info.subject,
+      issuerKeyId: info.subjectKeyId,
+      authorityKeyId: info.subjectKeyId,
+      crlNumber: 1n,
+      thisUpdate: new Date(),
+      nextUpdate: undefined,
+      revokedCount: revoked.length,
+    };
   });
   return {
     identity: { id: { trustDomain: 'example.org', service: 'payment-service', uri: 'spiffe://example.org/payment-service' } },
@@ -44,7 +53,14 @@ describe('verifyPeer (X509-SVID checks in JS)', () => {
     certs.noKeyUsage = await issueCert(inter, { uris: [ORDER], keyUsage: null });
   });
 
-  const table: { name: string; cert: string | undefined; authorized?: boolean; role?: 'client' | 'server'; revoked?: boolean; want: string }[] = [
+  const table: {
+    name: string;
+    cert: string | undefined;
+    authorized?: boolean;
+    role?: 'client' | 'server';
+    revoked?: boolean;
+    want: string;
+  }[] = [
     { name: 'a good SVID', cert: 'good', want: 'ok' },
     { name: 'no certificate', cert: undefined, want: 'no-certificate' },
     { name: 'expired', cert: 'expired', want: 'expired' },
@@ -67,7 +83,12 @@ describe('verifyPeer (X509-SVID checks in JS)', () => {
     it(t.name, () => {
       const leaf = t.cert ? certs[t.cert]! : undefined;
       const snap = snapshot(t.revoked && leaf ? [leaf.serialHex] : []);
-      const v = verifyPeer({ leafDer: leaf?.certDer, authorized: t.authorized ?? true, authorizationError: 'X', role: t.role ?? 'client' }, snap, new Date(), new CertCache());
+      const v = verifyPeer(
+        { leafDer: leaf?.certDer, authorized: t.authorized ?? true, authorizationError: 'X', role: t.role ?? 'client' },
+        snap,
+        new Date(),
+        new CertCache(),
+      );
       assert.equal(v.ok ? 'ok' : v.reason, t.want, v.ok ? '' : v.detail);
     });
   }
@@ -87,7 +108,8 @@ describe('verifyPeer (X509-SVID checks in JS)', () => {
     const otherRoot = await createRootCa();
     const otherInter = await createIntermediate(otherRoot, { permittedUriHost: 'example.org' });
     const cache = new CertCache();
-    const judge = (crlsFrom: Signer[]) => verifyPeer({ leafDer: certs.good!.certDer, authorized: true, role: 'client' }, snapshot([], crlsFrom), new Date(), cache);
+    const judge = (crlsFrom: Signer[]) =>
+      verifyPeer({ leafDer: certs.good!.certDer, authorized: true, role: 'client' }, snapshot([], crlsFrom), new Date(), cache);
     const none = judge([]);
     assert.equal(none.ok ? 'ok' : none.reason, 'revocation-unknown');
     const otherOnly = judge([otherInter]);

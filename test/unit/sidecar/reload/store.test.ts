@@ -7,7 +7,16 @@ import { createMetrics, type Metrics } from '../../../../sidecar/metrics.js';
 import { parseConfig } from '../../../../sidecar/config/schema.js';
 import { createLogger } from '../../../../sidecar/logging.js';
 import { SnapshotStore, type ReloadTrigger } from '../../../../sidecar/reload/store.js';
-import { createIntermediate, createRootCa, crlPemFile, issueSvid, makeCrlDer, writeSetDir, type IssuedCert, type Signer } from '../../../helpers/attacker-ca.js';
+import {
+  createIntermediate,
+  createRootCa,
+  crlPemFile,
+  issueSvid,
+  makeCrlDer,
+  writeSetDir,
+  type IssuedCert,
+  type Signer,
+} from '../../../helpers/attacker-ca.js';
 
 const PAYMENT = 'spiffe://example.org/payment-service';
 const DAY = 86_400_000;
@@ -44,7 +53,10 @@ describe('SnapshotStore.reload (content hash, validate, swap per kind)', () => {
   });
 
   const crlText = (n: bigint, serials: string[] = [], opts: { corrupt?: boolean } = {}) =>
-    crlPemFile([makeCrlDer(root, { crlNumber: n }), makeCrlDer(inter, { crlNumber: n, serials, corruptSignature: opts.corrupt ?? false })], [inter]);
+    crlPemFile(
+      [makeCrlDer(root, { crlNumber: n }), makeCrlDer(inter, { crlNumber: n, serials, corruptSignature: opts.corrupt ?? false })],
+      [inter],
+    );
 
   beforeEach(() => {
     const dir = mkdtempSync(join(tmpdir(), 'svcca-reload-'));
@@ -53,7 +65,10 @@ describe('SnapshotStore.reload (content hash, validate, swap per kind)', () => {
     writeFileSync(crl, crlText(2n));
     const policy = join(dir, 'policy.yaml');
     writeFileSync(policy, POLICY);
-    const config = parseConfig(`identity:\n  dir: ${set}\n  crl: ${crl}\npolicy: ${policy}\ninbound:\n  listen: 127.0.0.1:0\n  forward: 127.0.0.1:1\n`, join(dir, 'sidecar.yaml'));
+    const config = parseConfig(
+      `identity:\n  dir: ${set}\n  crl: ${crl}\npolicy: ${policy}\ninbound:\n  listen: 127.0.0.1:0\n  forward: 127.0.0.1:1\n`,
+      join(dir, 'sidecar.yaml'),
+    );
     const lines: Record<string, unknown>[] = [];
     const logger = createLogger('debug', { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) });
     const metrics = createMetrics({ defaultMetrics: false });
@@ -76,7 +91,11 @@ describe('SnapshotStore.reload (content hash, validate, swap per kind)', () => {
     { name: 'an expired certificate', change: () => writePair(certs.expired!), want: 'expired' },
     { name: 'a certificate not yet valid', change: () => writePair(certs.future!), want: 'not-yet-valid' },
     { name: 'another SPIFFE ID', change: () => writePair(certs.order!), want: 'different-identity' },
-    { name: 'garbage PEM', change: () => writeFileSync(join(ctx.set, 'tls.crt'), '-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n'), want: 'unparsable' },
+    {
+      name: 'garbage PEM',
+      change: () => writeFileSync(join(ctx.set, 'tls.crt'), '-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n'),
+      want: 'unparsable',
+    },
     { name: 'a certificate from another CA', change: () => writePair(certs.foreign!), want: 'untrusted-chain' },
     { name: 'a missing key', change: () => unlinkSync(join(ctx.set, 'tls.key')), want: 'unreadable' },
   ];
@@ -86,7 +105,10 @@ describe('SnapshotStore.reload (content hash, validate, swap per kind)', () => {
       t.change();
       const out = ctx.store.reload('watch');
       assert.equal(out.changed, false);
-      assert.deepEqual(out.refused.map((r) => [r.kind, r.code]), [['identity', t.want]]);
+      assert.deepEqual(
+        out.refused.map((r) => [r.kind, r.code]),
+        [['identity', t.want]],
+      );
       assert.equal(ctx.store.current, before);
       assert.equal(refusals().length, 1);
       assert.equal(refusals()[0]!.refusal, t.want);
@@ -133,15 +155,28 @@ describe('SnapshotStore.reload (content hash, validate, swap per kind)', () => {
     writeFileSync(ctx.crl, crlText(3n, ['abcdef']));
     const out = ctx.store.reload('watch');
     assert.deepEqual(out.applied, ['crl']);
-    assert.deepEqual(out.refused.map((r) => r.code), ['key-mismatch']);
+    assert.deepEqual(
+      out.refused.map((r) => r.code),
+      ['key-mismatch'],
+    );
     assert.ok(ctx.store.current.crl!.set.revoked.has('abcdef'));
     assert.equal(ctx.store.current.identity.leaf.serialHex, certs.first!.serialHex);
   });
 
   const otherRefusals: { name: string; change: () => void; kind: string; want: string }[] = [
     { name: 'a CRL older than the one in force', change: () => writeFileSync(ctx.crl, crlText(1n)), kind: 'crl', want: 'crl-rollback' },
-    { name: 'a CRL whose signature does not verify', change: () => writeFileSync(ctx.crl, crlText(3n, [], { corrupt: true })), kind: 'crl', want: 'crl-invalid' },
-    { name: 'a policy with a misspelt key', change: () => writeFileSync(ctx.policy, 'services:\n  payment-service:\n    alow: [x]\n'), kind: 'policy', want: 'policy-invalid' },
+    {
+      name: 'a CRL whose signature does not verify',
+      change: () => writeFileSync(ctx.crl, crlText(3n, [], { corrupt: true })),
+      kind: 'crl',
+      want: 'crl-invalid',
+    },
+    {
+      name: 'a policy with a misspelt key',
+      change: () => writeFileSync(ctx.policy, 'services:\n  payment-service:\n    alow: [x]\n'),
+      kind: 'policy',
+      want: 'policy-invalid',
+    },
     { name: 'a policy that is not YAML', change: () => writeFileSync(ctx.policy, 'services: [\n'), kind: 'policy', want: 'policy-invalid' },
   ];
   for (const t of otherRefusals) {
@@ -149,7 +184,10 @@ describe('SnapshotStore.reload (content hash, validate, swap per kind)', () => {
       const before = ctx.store.current;
       t.change();
       const out = ctx.store.reload('watch');
-      assert.deepEqual(out.refused.map((r) => [r.kind, r.code]), [[t.kind, t.want]]);
+      assert.deepEqual(
+        out.refused.map((r) => [r.kind, r.code]),
+        [[t.kind, t.want]],
+      );
       assert.equal(ctx.store.current, before);
       assert.equal(await count(t.kind, 'refused'), 1);
     });

@@ -52,7 +52,10 @@ describe('ReloadWatcher (events → one debounced "check again")', () => {
     const fired = nextCall();
     writeCredentialSet(join(dir, 'set'), { ...FILES, certChainPem: 'cert 2\n' });
     await fired;
-    assert.ok(calls[0]!.some((p) => p.endsWith('..data')), JSON.stringify(calls));
+    assert.ok(
+      calls[0]!.some((p) => p.endsWith('..data')),
+      JSON.stringify(calls),
+    );
   });
 
   it('folds a burst of events into one call', async () => {
@@ -73,6 +76,9 @@ describe('ReloadWatcher (events → one debounced "check again")', () => {
     const { renameSync } = await import('node:fs');
     renameSync(join(dir, 'ca', 'crl.pem.tmp'), join(dir, 'ca', 'crl.pem'));
     await fired;
-    assert.ok(calls[0]!.every((p) => p.endsWith('crl.pem')), JSON.stringify(calls));
+    assert.ok(
+      calls[0]!.every((p) => p.endsWith('crl.pem')),
+      JSON.stringify(calls),
+    );
   });
 });
