@@ -24,6 +24,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js
 import { pipeBoth, type PipeEnd } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
+import { unreachable, upstreamFailure } from './upstream-failure.js';
 import type { PolicyDecisions } from './policy-decisions.js';
 import { headerLimitRefusal, judgeRequest, logHttpRefusal, type Gate } from './request-judge.js';
 import { policyDecision } from './verdict.js';
@@ -335,28 +336,8 @@ export class HttpInbound {
         this.forward(conn, req, res, g, true);
         return;
       }
-      if (timedOut)
-        this.upstreamFailed(
-          conn,
-          req,
-          res,
-          g.path,
-          504,
-          'upstream-timeout',
-          `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`,
-          hasBody,
-        );
-      else
-        this.upstreamFailed(
-          conn,
-          req,
-          res,
-          g.path,
-          502,
-          'upstream-unavailable',
-          `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`,
-          hasBody,
-        );
+      const f = upstreamFailure(config, timedOut, unreachable(err));
+      this.upstreamFailed(conn, req, res, g.path, f.status, f.reason, f.detail, hasBody);
     });
     if (hasBody && !retried) req.pipe(up);
     else {
@@ -494,11 +475,7 @@ export class HttpInbound {
         return;
       }
       settled = true;
-      const status = timedOut ? 504 : 502;
-      const reason = timedOut ? 'upstream-timeout' : 'upstream-unavailable';
-      const detail = timedOut
-        ? `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`
-        : `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`;
+      const { status, reason, detail } = upstreamFailure(config, timedOut, unreachable(err));
       logger.warn(
         {
           event: 'upstream-error',

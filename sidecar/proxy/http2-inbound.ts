@@ -52,6 +52,7 @@ import { H2cUpstream } from './h2c-upstream.js';
 import type { PolicyDecisions } from './policy-decisions.js';
 import { judgeRequest, logHttpRefusal, type Gate, type GateRefusal } from './request-judge.js';
 import { UpstreamPool } from './upstream-pool.js';
+import { unreachable, upstreamFailure } from './upstream-failure.js';
 
 /** Streams open at once on one caller connection; more are refused (RST_STREAM REFUSED_STREAM). */
 export const MAX_CONCURRENT_STREAMS = 100;
@@ -358,26 +359,8 @@ export class Http2Inbound {
         stream.close(constants.NGHTTP2_INTERNAL_ERROR);
         return;
       }
-      if (timedOut)
-        this.upstreamFailed(
-          conn,
-          stream,
-          method,
-          g.path,
-          504,
-          'upstream-timeout',
-          `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`,
-        );
-      else
-        this.upstreamFailed(
-          conn,
-          stream,
-          method,
-          g.path,
-          502,
-          'upstream-unavailable',
-          `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`,
-        );
+      const f = upstreamFailure(config, timedOut, unreachable(err));
+      this.upstreamFailed(conn, stream, method, g.path, f.status, f.reason, f.detail);
     });
     if (hasBody) {
       const chunked = g.headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'transfer-encoding');
@@ -410,15 +393,8 @@ export class Http2Inbound {
         waitForTrailers: hasBody,
       });
     } catch (err) {
-      this.upstreamFailed(
-        conn,
-        stream,
-        method,
-        g.path,
-        502,
-        'upstream-unavailable',
-        `the local service at ${config.forward.text} is unreachable (${(err as Error).message})`,
-      );
+      const f = upstreamFailure(config, false, unreachable(err as Error));
+      this.upstreamFailed(conn, stream, method, g.path, f.status, f.reason, f.detail);
       return;
     }
     let responded = false;
@@ -479,26 +455,8 @@ export class Http2Inbound {
       // A reset from the service, or a stream that ended without a response.
       if (stream.closed || stream.destroyed) return;
       if (!responded) {
-        if (timedOut)
-          this.upstreamFailed(
-            conn,
-            stream,
-            method,
-            g.path,
-            504,
-            'upstream-timeout',
-            `the local service at ${config.forward.text} did not answer within ${config.upstreamTimeoutMs} ms`,
-          );
-        else
-          this.upstreamFailed(
-            conn,
-            stream,
-            method,
-            g.path,
-            502,
-            'upstream-unavailable',
-            `the local service at ${config.forward.text} closed the stream without answering (code ${up.rstCode ?? 'none'})`,
-          );
+        const f = upstreamFailure(config, timedOut, `closed the stream without answering (code ${up.rstCode ?? 'none'})`);
+        this.upstreamFailed(conn, stream, method, g.path, f.status, f.reason, f.detail);
       } else if (up.rstCode !== undefined && up.rstCode !== constants.NGHTTP2_NO_ERROR) {
         stream.close(up.rstCode);
       }
@@ -506,15 +464,8 @@ export class Http2Inbound {
     up.on('error', (err: NodeJS.ErrnoException) => {
       if (responded || stream.closed) return;
       responded = true;
-      this.upstreamFailed(
-        conn,
-        stream,
-        method,
-        g.path,
-        502,
-        'upstream-unavailable',
-        `the local service at ${config.forward.text} is unreachable (${err.code ?? err.message})`,
-      );
+      const f = upstreamFailure(config, false, unreachable(err));
+      this.upstreamFailed(conn, stream, method, g.path, f.status, f.reason, f.detail);
     });
   }
 
