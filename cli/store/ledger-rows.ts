@@ -3,7 +3,7 @@
  * its mapping to a CertificateRecord, so they cannot drift apart.
  */
 import { isAbsolute, join, relative } from 'node:path';
-import type { CertificateRecord, CertificateStatus, RevocationReason } from './ledger.js';
+import type { BootstrapToken, CertificateRecord, CertificateStatus, RevocationReason } from './ledger.js';
 
 export interface CertRow {
   serial: string;
@@ -60,5 +60,34 @@ export function rowToRecord(base: string, row: CertRow): CertificateRecord {
     ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
     ...(row.revocation_reason === null ? {} : { revocationReason: row.revocation_reason as RevocationReason }),
     ...(row.owner_renews === 1 || row.owner_renews === true ? { ownerRenews: true } : {}),
+  };
+}
+
+/** A bootstrap_tokens row as both back ends return it. */
+export interface TokenRow {
+  secret_sha256: string;
+  service: string;
+  dns_names: string;
+  ips: string;
+  cert_ttl_ms: number;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  revoked_at: number | null;
+  actor: string;
+}
+
+export function rowToToken(row: TokenRow): BootstrapToken {
+  return {
+    secretSha256: row.secret_sha256,
+    service: row.service,
+    dnsNames: JSON.parse(row.dns_names) as string[],
+    ips: JSON.parse(row.ips) as string[],
+    certTtlMs: row.cert_ttl_ms,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    ...(row.used_at === null ? {} : { usedAt: row.used_at }),
+    ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
+    actor: row.actor,
   };
 }

@@ -33,7 +33,7 @@ import type {
   ServiceState,
   StoredEvent,
 } from './ledger.js';
-import { rowToRecord, storedSetDir, type CertRow } from './ledger-rows.js';
+import { rowToRecord, rowToToken, storedSetDir, type CertRow, type TokenRow } from './ledger-rows.js';
 import { parseLedgerUrl, type LedgerUrl } from './ledger-url.js';
 import { MIGRATIONS, POSTGRES_SCHEMA_VERSION, type LedgerTable } from './postgres-schema.js';
 
@@ -595,31 +595,8 @@ export class PostgresLedger implements Ledger {
   }
 
   async getToken(secretSha256: string): Promise<BootstrapToken | undefined> {
-    const [row] = await this.q<{
-      secret_sha256: string;
-      service: string;
-      dns_names: string;
-      ips: string;
-      cert_ttl_ms: number;
-      created_at: number;
-      expires_at: number;
-      used_at: number | null;
-      revoked_at: number | null;
-      actor: string;
-    }>('SELECT * FROM bootstrap_tokens WHERE secret_sha256 = $1', [secretSha256]);
-    if (!row) return undefined;
-    return {
-      secretSha256: row.secret_sha256,
-      service: row.service,
-      dnsNames: JSON.parse(row.dns_names) as string[],
-      ips: JSON.parse(row.ips) as string[],
-      certTtlMs: row.cert_ttl_ms,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at,
-      ...(row.used_at === null ? {} : { usedAt: row.used_at }),
-      ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
-      actor: row.actor,
-    };
+    const [row] = await this.q<TokenRow>('SELECT * FROM bootstrap_tokens WHERE secret_sha256 = $1', [secretSha256]);
+    return row ? rowToToken(row) : undefined;
   }
 
   async useToken(secretSha256: string, at: number): Promise<boolean> {

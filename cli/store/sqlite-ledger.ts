@@ -24,7 +24,7 @@ import type {
   ServiceState,
   StoredEvent,
 } from './ledger.js';
-import { rowToRecord, storedSetDir, type CertRow } from './ledger-rows.js';
+import { rowToRecord, rowToToken, storedSetDir, type CertRow, type TokenRow } from './ledger-rows.js';
 import type { LedgerTable } from './postgres-schema.js';
 
 /** Bumped when the schema changes; `migrate` brings older ledgers forward. */
@@ -103,19 +103,6 @@ CREATE TABLE bootstrap_tokens (
 );
 CREATE INDEX bootstrap_tokens_service ON bootstrap_tokens(service);
 `;
-
-interface TokenRow {
-  secret_sha256: string;
-  service: string;
-  dns_names: string;
-  ips: string;
-  cert_ttl_ms: number;
-  created_at: number;
-  expires_at: number;
-  used_at: number | null;
-  revoked_at: number | null;
-  actor: string;
-}
 
 export class SqliteLedger implements Ledger {
   private readonly db: DatabaseType;
@@ -484,19 +471,7 @@ export class SqliteLedger implements Ledger {
 
   async getToken(secretSha256: string): Promise<BootstrapToken | undefined> {
     const row = this.db.prepare('SELECT * FROM bootstrap_tokens WHERE secret_sha256 = ?').get(secretSha256) as TokenRow | undefined;
-    if (!row) return undefined;
-    return {
-      secretSha256: row.secret_sha256,
-      service: row.service,
-      dnsNames: JSON.parse(row.dns_names) as string[],
-      ips: JSON.parse(row.ips) as string[],
-      certTtlMs: row.cert_ttl_ms,
-      createdAt: row.created_at,
-      expiresAt: row.expires_at,
-      ...(row.used_at === null ? {} : { usedAt: row.used_at }),
-      ...(row.revoked_at === null ? {} : { revokedAt: row.revoked_at }),
-      actor: row.actor,
-    };
+    return row ? rowToToken(row) : undefined;
   }
 
   async useToken(secretSha256: string, at: number): Promise<boolean> {
