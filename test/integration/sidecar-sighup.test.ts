@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { renameSync, writeFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import { makeCa, type TestCa } from '../helpers/cli.js';
 import {
@@ -18,6 +18,16 @@ import {
   writePolicy,
   type RunningSidecar,
 } from './sidecar-harness.js';
+
+/**
+ * Replaces a file the way an operator's tooling does (write beside it, rename over it):
+ * written in place, the sidecar's watcher could read it half-written (seen: an empty
+ * policy refused before the SIGHUP this test waits for).
+ */
+function replaceFile(path: string, text: string): void {
+  writeFileSync(`${path}.new`, text);
+  renameSync(`${path}.new`, path);
+}
 
 describe('sidecar SIGHUP', () => {
   let ca: TestCa;
@@ -58,7 +68,7 @@ describe('sidecar SIGHUP', () => {
     await new Promise<void>((r) => open.once('data', () => r()));
     const openClosed = new Promise<void>((r) => open.once('close', () => r()));
 
-    writeFileSync(policy, 'services:\n  payment-service:\n    allow: [intruder]\n');
+    replaceFile(policy, 'services:\n  payment-service:\n    allow: [intruder]\n');
     sidecar.proc.kill('SIGHUP');
     await sidecar.waitForLine((l) => l.event === 'reload' && l.result === 'success' && l.policyChanged === true);
 
@@ -71,7 +81,7 @@ describe('sidecar SIGHUP', () => {
   });
 
   it('refuses a broken policy on SIGHUP and keeps the last good one', async () => {
-    writeFileSync(policy, 'services:\n  payment-service:\n    alow: [order-service]\n');
+    replaceFile(policy, 'services:\n  payment-service:\n    alow: [order-service]\n');
     sidecar.proc.kill('SIGHUP');
     const refused = await sidecar.waitForLine((l) => l.event === 'reload' && l.result === 'failure');
     assert.match(String(refused.reason), /alow/);
