@@ -125,3 +125,23 @@ export function writeSecretFile(dir: string, name: string, content: string): str
   writeFileSync(path, content, { mode: 0o600 });
   return path;
 }
+
+/** `openssl req -new` for a fresh P-256 key written to `key`, the CSR to `csr`; `extra` goes last (-addext …). */
+export function opensslEcCsr(key: string, csr: string, subject: string, extra: readonly string[] = []): RunResult {
+  return run('openssl', [
+    'req',
+    '-new',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    csr,
+    '-subj',
+    subject,
+    ...extra,
+  ]);
+}

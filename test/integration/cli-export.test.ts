@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createPublicKey } from 'node:crypto';
-import { makeCa, run, writeSecretFile, type TestCa } from '../helpers/cli.js';
+import { makeCa, run, writeSecretFile, type TestCa, opensslEcCsr } from '../helpers/cli.js';
 
 const cas: TestCa[] = [];
 after(() => {
@@ -112,24 +112,7 @@ test('export refuses an unknown service, a CSR-signed one, and a directory as --
 
   const key = join(ca.root, 'own.key');
   const csr = join(ca.root, 'own.csr');
-  assert.equal(
-    run('openssl', [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      key,
-      '-subj',
-      '/CN=own',
-      '-out',
-      csr,
-    ]).status,
-    0,
-  );
+  assert.equal(opensslEcCsr(key, csr, '/CN=own').status, 0);
   assert.equal(ca.svcca(['issue', 'own', '--csr', csr, '--out', join(ca.root, 'own')]).status, 0);
   const fromCsr = ca.svcca(['export', 'own', '--p12', join(ca.root, 'own.p12')], env);
   assert.equal(fromCsr.status, 1);

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeCa, run, type TestCa } from '../helpers/cli.js';
+import { makeCa, run, type TestCa, opensslEcCsr } from '../helpers/cli.js';
 
 const OID_SAN = '2.5.29.17';
 const SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
@@ -322,20 +322,7 @@ describe('svcca issue on one CA', () => {
     before(() => {
       csrDir = join(ca.root, 'csr');
       run('mkdir', ['-p', csrDir]);
-      const res = run('openssl', [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        join(csrDir, 'owner.key'),
-        '-out',
-        join(csrDir, 'req.csr'),
-        '-subj',
-        '/CN=admin/O=evil',
+      const res = opensslEcCsr(join(csrDir, 'owner.key'), join(csrDir, 'req.csr'), '/CN=admin/O=evil', [
         '-addext',
         'subjectAltName=URI:spiffe://example.org/admin,URI:spiffe://evil.org/x,DNS:evil.example.com',
         '-addext',

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { makeCa, run, type TestCa } from '../helpers/cli.js';
+import { makeCa, run, type TestCa, opensslEcCsr } from '../helpers/cli.js';
 import { crlText, isOneLineError, readCrlFile, readLedger, readSet, verifyPemWithCrl, verifyWithCrl } from './cli-rotate-helpers.js';
 
 describe('svcca revoke', () => {
@@ -112,24 +112,7 @@ describe('svcca revoke', () => {
   it('a CSR key revoked for keyCompromise is never signed again, even for another service', () => {
     const key = join(ca.root, 'csr.key');
     const csr = join(ca.root, 'req.csr');
-    assert.equal(
-      run('openssl', [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        csr,
-        '-subj',
-        '/CN=x',
-      ]).status,
-      0,
-    );
+    assert.equal(opensslEcCsr(key, csr, '/CN=x').status, 0);
     assert.equal(ca.svcca(['issue', 'csr-service', '--csr', csr, '--out', join(ca.root, 'csr-set')]).status, 0);
     assert.equal(ca.svcca(['revoke', 'csr-service', '--reason', 'keyCompromise']).status, 0);
     const again = ca.svcca(['issue', 'other-service', '--csr', csr, '--out', join(ca.root, 'csr-set2')]);

@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import { hostname } from 'node:os';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
-import { makeCa, run, SIDECAR_BIN, type TestCa } from '../helpers/cli.js';
+import { makeCa, run, SIDECAR_BIN, type TestCa, opensslEcCsr } from '../helpers/cli.js';
 import { isOneLineError, readLedger, readSet, sleep } from './cli-rotate-helpers.js';
 
 interface RotateJson {
@@ -230,21 +230,7 @@ describe('svcca rotate: certificates signed from a CSR', () => {
     ca = makeCa();
     ownerKey = join(ca.root, 'owner.key');
     const csr = join(ca.root, 'req.csr');
-    const res = run('openssl', [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      ownerKey,
-      '-out',
-      csr,
-      '-subj',
-      '/CN=billing',
-    ]);
+    const res = opensslEcCsr(ownerKey, csr, '/CN=billing');
     assert.equal(res.status, 0, res.stderr);
     setDir = join(ca.root, 'sets', 'billing');
     assert.equal(ca.svcca(['issue', 'billing', '--csr', csr, '--out', setDir]).status, 0);
@@ -275,24 +261,7 @@ describe('svcca rotate: certificates signed from a CSR', () => {
     assert.ok(lstatSync(join(dir, 'tls.key')).isSymbolicLink());
     const key = join(ca.root, 'switched.key');
     const csr = join(ca.root, 'switched.csr');
-    assert.equal(
-      run('openssl', [
-        'req',
-        '-new',
-        '-newkey',
-        'ec',
-        '-pkeyopt',
-        'ec_paramgen_curve:P-256',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        csr,
-        '-subj',
-        '/CN=switched',
-      ]).status,
-      0,
-    );
+    assert.equal(opensslEcCsr(key, csr, '/CN=switched').status, 0);
     assert.equal(ca.svcca(['issue', 'switched', '--csr', csr]).status, 0);
     // No dangling link left: the owner's shell redirect makes a plain file beside the set.
     assert.equal(existsSync(join(dir, 'tls.key')), false);
