@@ -22,8 +22,9 @@ import { HttpInbound, type HttpCaller, type HttpConnection } from './http-inboun
 import { Http2Inbound } from './http2-inbound.js';
 import { listen } from '../net/listen.js';
 import { dial, NO_DELAY, remoteOf } from '../net/socket.js';
+import { dialSharedRead } from '../net/shared-read.js';
 import { OpenConnections, type Rejudged } from './open-connections.js';
-import { abortEnd, pipeBoth, type PipeEnd, type PipeHandle } from './pipe.js';
+import { abortEnd, isH2Stream, pipeBoth, type PipeEnd, type PipeHandle } from './pipe.js';
 import { PolicyDecisions } from './policy-decisions.js';
 import { TunnelInbound, type InboundTunnel } from './tunnel-inbound.js';
 import { TUNNEL_ALPN, selectInboundAlpn } from './tunnel-protocol.js';
@@ -381,7 +382,8 @@ export class InboundProxy {
     const { address } = caller;
     // A stream is counted active by the tunnel (tunnel-inbound.ts).
     if (live) metrics.active.inc({ direction: 'inbound' });
-    const upstream = dial(this.#deps.config.forward);
+    // A caller's TLS socket takes the service's bytes straight from a shared read buffer; a tunnel's stream does not (net/shared-read.ts).
+    const upstream = isH2Stream(conn) ? dial(this.#deps.config.forward) : dialSharedRead(this.#deps.config.forward);
     let connected = false;
     const onUpstreamError = (err: NodeJS.ErrnoException) => {
       if (connected) return;

@@ -14,7 +14,9 @@
 import type { Socket } from 'node:net';
 import type { Http2Stream } from 'node:http2';
 import { constants as h2 } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import { watchIdle } from '../net/idle-sweep.js';
+import { isSharedRead, pipeSharedRead } from '../net/shared-read.js';
 
 export type PipeEnd = Socket | Http2Stream;
 
@@ -96,7 +98,9 @@ export function pipeBoth(peer: PipeEnd, upstream: PipeEnd, opts: PipeOptions): P
     s.on('close', onClose);
   }
   peer.pipe(upstream);
-  upstream.pipe(peer);
+  // The local service's side of an inbound tcp connection reads into a shared buffer (net/shared-read.ts).
+  if (isSharedRead(upstream) && !isH2Stream(peer)) pipeSharedRead(upstream, peer as TLSSocket);
+  else upstream.pipe(peer);
   return { destroy: () => teardown('closed') };
 }
 

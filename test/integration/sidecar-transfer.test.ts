@@ -1,7 +1,9 @@
 /**
  * Bytes through the inbound proxy: a 10 MB upload and a 10 MB download with half-close
- * arrive intact (each direction finishes on its own); a unix-socket `forward`; 200
- * concurrent callers.
+ * arrive intact (each direction finishes on its own); a download to a caller that keeps
+ * stopping reading arrives intact (the service's bytes are read into one shared buffer,
+ * net/shared-read.ts, which must be copied whenever the caller's socket has a queue); a
+ * unix-socket `forward`; 200 concurrent callers.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -74,6 +76,59 @@ describe('sidecar transfers', () => {
     assert.equal(uploadHash, sha(upload));
     assert.equal(received.length, TEN_MB);
     assert.equal(sha(received), sha(download));
+  });
+
+  it('carries an 8 MB download intact to a caller that keeps stopping reading', async () => {
+    const download = randomBytes(8 * 1024 * 1024);
+    // The service writes in small pieces, one per turn of its event loop, so the sidecar
+    // reads small chunks and keeps reading while its writes to the caller are queued.
+    const service: Server = createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => undefined);
+      let at = 0;
+      const next = () => {
+        while (at < download.length) {
+          const piece = download.subarray(at, at + 3000);
+          at += piece.length;
+          if (!s.write(piece)) return void s.once('drain', next);
+          if (at % 48_000 === 0) return void setImmediate(next);
+        }
+        s.end();
+      };
+      next();
+    });
+    await new Promise<void>((r) => service.listen(0, '127.0.0.1', r));
+    pair.closers.push(() => new Promise((r) => service.close(r)));
+    const sidecar = await startSidecarProcess(
+      pair.ca.root,
+      sidecarYaml({ setDir: pair.payment, policy: pair.policy, forward: `127.0.0.1:${(service.address() as { port: number }).port}` }),
+      'slow-reader.yaml',
+    );
+    pair.closers.push(() => sidecar.stop());
+    const creds = credsFromDir(pair.order);
+    const [host, port] = splitHostPort(sidecar.inbound!);
+    let pauses = 0;
+    const received = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let sinceStop = 0;
+      const s = tlsConnect({ host, port, cert: creds.cert, key: creds.key, ca: creds.ca, checkServerIdentity: () => undefined } as never);
+      // Every 256 KiB the caller stops reading long enough for the kernel buffers between
+      // it and the sidecar to fill, so the sidecar's writes queue behind each other.
+      s.on('data', (d: Buffer) => {
+        chunks.push(d);
+        sinceStop += d.length;
+        if (sinceStop >= 256 * 1024) {
+          sinceStop = 0;
+          pauses++;
+          s.pause();
+          setTimeout(() => s.resume(), 15);
+        }
+      });
+      s.on('end', () => resolve(Buffer.concat(chunks)));
+      s.on('error', reject);
+    });
+    assert.ok(pauses >= 30, `the caller stopped ${pauses} times`);
+    assert.equal(received.length, download.length);
+    assert.equal(sha(received), sha(download), 'the download arrived altered');
   });
 
   it('forwards to a unix socket', async () => {
