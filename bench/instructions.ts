@@ -3,7 +3,10 @@
  * callgrind: the same figure for the same binary and inputs whatever else the machine is
  * doing, where CPU seconds on a shared 2-core machine swing by 2× (issue 12). Run by hand:
  *
- *   make build && node dist/bench/instructions.js [tcp http floor] [--small 400 --large 2000]
+ *   make build && node dist/bench/instructions.js [tcp http floor] [--small 400 --large 2000] [--handshakes]
+ *
+ * With --handshakes every connection is new and carries one request, so the figure is the
+ * cost of a full mTLS handshake plus that request (defaults --small 100 --large 400).
  *
  * Each target runs twice under callgrind, serving `small` and then `large` requests (64-byte
  * answers, 8 keep-alive mTLS connections); (I refs large − I refs small) ÷ (large − small) is
@@ -35,8 +38,10 @@ const flag = (name: string, fallback: number) => {
   return i >= 0 ? Number(argv[i + 1]) : fallback;
 };
 const targets = argv.filter((a): a is Target => a === 'tcp' || a === 'http' || a === 'floor');
-const SMALL = flag('small', 400);
-const LARGE = flag('large', 2000);
+const HANDSHAKES = argv.includes('--handshakes');
+const SMALL = flag('small', HANDSHAKES ? 100 : 400);
+const LARGE = flag('large', HANDSHAKES ? 400 : 2000);
+const UNIT = HANDSHAKES ? 'new connection (handshake + 1 request)' : 'request';
 
 function setUp(work: string): { server: string; client: string } {
   const env = { ...process.env, SVCCA_PASSPHRASE: `instructions-${process.pid}`, SVCCA_DIR: join(work, 'ca') };
@@ -132,7 +137,18 @@ async function requests(port: number, client: string, total: number): Promise<nu
         }
       });
     });
-  await Promise.all(Array.from({ length: CONNECTIONS }, () => one(Math.ceil(total / CONNECTIONS))));
+  if (!HANDSHAKES) {
+    await Promise.all(Array.from({ length: CONNECTIONS }, () => one(Math.ceil(total / CONNECTIONS))));
+    return done;
+  }
+  let opened = 0;
+  const worker = async () => {
+    while (opened < total) {
+      opened++;
+      await one(1);
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, worker));
   return done;
 }
 
@@ -175,7 +191,7 @@ async function main(): Promise<void> {
       const large = await instructionsOf(target, work, sets, servicePort, LARGE);
       perRequest[target] = (large.refs - small.refs) / (large.served - small.served);
       console.log(
-        `${target.padEnd(6)} ${(perRequest[target]! / 1000).toFixed(0).padStart(7)} K instructions per request  (${small.served} and ${large.served} requests: ${small.refs} and ${large.refs} in all)`,
+        `${target.padEnd(6)} ${(perRequest[target]! / 1000).toFixed(0).padStart(7)} K instructions per ${UNIT}  (${small.served} and ${large.served}: ${small.refs} and ${large.refs} in all)`,
       );
     }
     const base = perRequest.floor ?? perRequest.tcp;
