@@ -12,7 +12,7 @@ import { errorLine } from '../../common/errors.js';
 import { readCappedText, FILE_CAPS } from '../../common/capped-file.js';
 import { CA_FILES } from '../store/ca-dir.js';
 import type { CaSession } from '../ca/ca-session.js';
-import { issueServerCredential, SERVER_SERVICE, type OnlineCa, type ServerCredential } from '../ca/online-issuance.js';
+import { issueServerCredential, serverServiceFor, type OnlineCa, type ServerCredential } from '../ca/online-issuance.js';
 import { refreshCrl } from '../ca/rotation.js';
 import { CaServer } from './ca-server.js';
 import { ServeAdmin, type Readiness } from './admin-server.js';
@@ -32,6 +32,8 @@ export interface ServeSettings {
   readonly certTtlMs: number;
   /** How long SIGTERM lets requests in flight finish (ms). */
   readonly drainMs: number;
+  /** This replica's name: its own certificate is recorded as svcca/replica/<name>. */
+  readonly replica: string;
   readonly actor: string;
 }
 
@@ -76,13 +78,14 @@ function fileHash(path: string): string {
 export async function startServe(session: CaSession, settings: ServeSettings, logger: Logger): Promise<RunningServe> {
   const metrics: ServeMetrics = createServeMetrics();
   const online = (): OnlineCa => ({ dir: session.dir, ledger: session.ledger, authority: session.authority, actor: settings.actor });
-  let credential = await issueServerCredential(online(), settings.certTtlMs);
+  let credential = await issueServerCredential(online(), settings.certTtlMs, settings.replica);
   metrics.certExpiry.set(credential.info.notAfter.getTime() / 1000);
   logger.info(
     {
       event: 'certificate',
       serial: credential.serial,
       spiffeId: credential.info.uris[0],
+      replica: settings.replica,
       notAfter: credential.info.notAfter.toISOString(),
     },
     'issued its own server certificate',
@@ -106,7 +109,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       lines.push('intermediate: expired; run `svcca rotate --intermediate`');
     } else lines.push(`intermediate: valid until ${new Date(inter).toISOString()}`);
     try {
-      await session.ledger.getService(SERVER_SERVICE);
+      await session.ledger.getService(serverServiceFor(settings.replica));
       lines.push('ledger: ok');
     } catch (err) {
       ready = false;
@@ -142,7 +145,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       // Due, or signed by an intermediate that was rolled away since.
       const rolled = session.authority.intermediate.info.subjectKeyId !== c.authorityKeyId;
       if (rolled || c.notAfter.getTime() - Date.now() < settings.certTtlMs * OWN_RENEWAL_SHARE) {
-        const next = await issueServerCredential(online(), settings.certTtlMs, credential.serial);
+        const next = await issueServerCredential(online(), settings.certTtlMs, settings.replica, credential.serial);
         ca.useCredential(next);
         credential = next;
         metrics.certExpiry.set(next.info.notAfter.getTime() / 1000);
