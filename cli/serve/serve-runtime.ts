@@ -16,6 +16,7 @@ import { issueServerCredential, serverServiceFor, type OnlineCa, type ServerCred
 import { refreshCrl } from '../ca/rotation.js';
 import { CaServer } from './ca-server.js';
 import { ServeAdmin, type Readiness } from './admin-server.js';
+import { CrlFollowLoop } from './crl-follow-loop.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
 import type { RateLimit } from './rate-limiter.js';
 
@@ -126,6 +127,10 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
     'svcca serve is listening',
   );
 
+  // crl.pem follows the CRLs other hosts publish in the ledger (several replicas, a revoke elsewhere).
+  const crlFollow = new CrlFollowLoop(() => session, logger, metrics);
+  crlFollow.start();
+
   let intermediateHash = fileHash(session.dir.file(CA_FILES.intermediateCert));
   let upkeepRunning = false;
   const upkeep = async () => {
@@ -154,6 +159,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
           'renewed its own server certificate',
         );
       }
+      await crlFollow.tick();
       const crl = await refreshCrl(session, settings.actor);
       if (crl && 'error' in crl) {
         metrics.crlRefreshes.inc({ result: 'failed' });
@@ -180,6 +186,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       if (draining) return;
       draining = true;
       clearInterval(timer);
+      await crlFollow.stop();
       logger.info({ event: 'drain', graceMs: settings.drainMs }, 'SIGTERM: draining');
       const closed = new Promise<void>((resolve) => ca.server.close(() => resolve()));
       ca.server.closeIdleConnections();
