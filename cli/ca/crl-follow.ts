@@ -29,7 +29,10 @@ function storedCrl(issuerKeyId: string, number: bigint, pem: string): SignedCrl 
   if (!block) throw new CaStateError(`the ledger's CRL #${number} of ${issuerKeyId} is not a CRL`, 'run `svcca crl` to publish a new one');
   const summary = summarizeCrl(block.der);
   if (summary.number !== number || summary.authorityKeyId !== issuerKeyId || !summary.nextUpdate)
-    throw new CaStateError(`the ledger's CRL #${number} of ${issuerKeyId} does not match its record`, 'run `svcca crl` to publish a new one');
+    throw new CaStateError(
+      `the ledger's CRL #${number} of ${issuerKeyId} does not match its record`,
+      'run `svcca crl` to publish a new one',
+    );
   return { issuerKeyId, number, entries: summary.entries, nextUpdate: summary.nextUpdate, pem };
 }
 
@@ -48,7 +51,10 @@ export class CrlFollower {
   async poll(now = Date.now()): Promise<PublishedCrlInfo[] | undefined> {
     const { dir, ledger, authority } = this.ca();
     const numbers = await ledger.publishedCrlNumbers();
-    const state = [...numbers].map(([k, n]) => `${k}#${n}`).sort().join(',');
+    const state = [...numbers]
+      .map(([k, n]) => `${k}#${n}`)
+      .sort()
+      .join(',');
     if (state === this.#seen) return undefined;
     const written = await this.follow(dir, ledger, authority, now);
     this.#seen = state;

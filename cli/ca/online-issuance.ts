@@ -46,10 +46,7 @@ export function isServerService(service: string): boolean {
 /** Refuses `svcca` and `svcca/replica/…` for issue and token: a certificate for them would pass as the CA server. */
 export function assertNotServerService(service: string): void {
   if (isServerService(service))
-    throw new UsageError(
-      `${service} is the CA server's own identity (svcca serve issues it to itself)`,
-      'choose another service name',
-    );
+    throw new UsageError(`${service} is the CA server's own identity (svcca serve issues it to itself)`, 'choose another service name');
 }
 
 /** Why a request was refused; the server maps each code to an HTTP status. */

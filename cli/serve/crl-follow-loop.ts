@@ -50,7 +50,10 @@ export class CrlFollowLoop {
       }
     } catch (err) {
       if (!this.#failing)
-        this.logger.error({ event: 'crl', result: 'failure', reason: errorLine(err) }, 'cannot follow the ledger\'s CRLs; serving crl.pem as it is');
+        this.logger.error(
+          { event: 'crl', result: 'failure', reason: errorLine(err) },
+          "cannot follow the ledger's CRLs; serving crl.pem as it is",
+        );
       this.#failing = true;
     }
   }

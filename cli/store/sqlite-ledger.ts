@@ -455,9 +455,10 @@ export class SqliteLedger implements Ledger {
   }
 
   async publishedCrlNumbers(): Promise<Map<string, bigint>> {
-    const rows = this.db
-      .prepare('SELECT issuer_key_id, published_number FROM crl_state WHERE published_number IS NOT NULL')
-      .all() as { issuer_key_id: string; published_number: string }[];
+    const rows = this.db.prepare('SELECT issuer_key_id, published_number FROM crl_state WHERE published_number IS NOT NULL').all() as {
+      issuer_key_id: string;
+      published_number: string;
+    }[];
     return new Map(rows.map((r) => [r.issuer_key_id, BigInt(r.published_number)]));
   }
 
