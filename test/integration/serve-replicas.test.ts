@@ -7,7 +7,8 @@
  * - renewals alternating between the replicas from concurrent clients: no duplicate
  *   serial, no lost record (certificate rows and renew events equal the successes);
  * - a renewal whose answer is lost is answered again, for the same key, by the other one;
- * - kill -9 of a replica mid-renewal: every client's set and the ledger agree afterwards;
+ * - kill -9 of a replica mid-renewal: every client's set and the ledger agree afterwards
+ *   (that replica's CA directory made as examples/kubernetes/ha's init container makes it);
  * - after a revoke on one host, both replicas serve the same crl.pem: same CRL number, same
  *   bytes, same ETag (If-None-Match from one answered 304 by the other).
  * SVCCA_TEST_REPLICA_RENEWALS (default 200) sets how many renewals; bench/serve-renew.ts
@@ -16,10 +17,12 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
 import type { Client } from 'pg';
-import { makeCa, tempDir, type TestCa } from '../helpers/cli.js';
+import { makeCa, run, tempDir, type TestCa } from '../helpers/cli.js';
 import { startPostgres, type PgServer } from '../helpers/postgres.js';
 import { startServeProcess, type RunningServe } from './serve-harness.js';
 import { openCaDir } from '../../cli/store/ca-dir.js';
@@ -104,6 +107,24 @@ async function activeOf(service: string): Promise<{ serial: string; spki: string
 const serialOfSet = (dir: string) =>
   parseCertificate(decodeCertificates(readFileSync(join(dir, 'tls.crt'), 'utf8'), 'tls.crt')[0]!).serialHex;
 
+/**
+ * Replica c's CA directory is made by the init container of examples/kubernetes/ha from
+ * the files its Secret would hold (root.key and the ledger left out): what that example
+ * copies is enough for `svcca serve`.
+ */
+function assembleAsKubernetesDoes(from: string, to: string): void {
+  const yamlText = readFileSync(fileURLToPath(new URL('../../../examples/kubernetes/ha/svcca-serve-ha.yaml', import.meta.url)), 'utf8');
+  const pod = (parseAllDocuments(yamlText)[0]!.toJS() as { spec: { template: { spec: { initContainers: { args: string[] }[] } } } }).spec
+    .template.spec;
+  const secret = join(dirname(to), 'secret');
+  mkdirSync(secret);
+  for (const f of ['config', 'root.crt', 'intermediate.crt', 'intermediate.key', 'ca.crt', 'crl.pem'])
+    cpSync(join(from, f), join(secret, f));
+  const script = pod.initContainers[0]!.args[0]!.replaceAll('/etc/svcca/ca-files', secret).replaceAll('/var/lib/svcca/ca-data', to);
+  const res = run('sh', ['-c', script]);
+  assert.equal(res.status, 0, res.stderr);
+}
+
 before(async () => {
   pg = await startPostgres();
   Object.assign(process.env, pg.env); // PGPASSWORD for the in-process seeding
@@ -115,7 +136,7 @@ before(async () => {
   dirB = join(tempDir('svcca-replica-b-'), 'ca');
   dirC = join(tempDir('svcca-replica-c-'), 'ca');
   cpSync(ca.dir, dirB, { recursive: true });
-  cpSync(ca.dir, dirC, { recursive: true });
+  assembleAsKubernetesDoes(ca.dir, dirC);
   caPem = readFileSync(join(ca.dir, 'ca.crt'), 'utf8');
   const flags = ['--rate-limit', '1000000', '--cert-ttl', '12s'];
   [a, b] = await Promise.all([
@@ -194,6 +215,18 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
     assert.equal(listed.status, 0, listed.stderr);
     assert.match(listed.stdout, /svcca\/replica\/a .*spiffe:\/\/example\.org\/svcca /);
     assert.match(listed.stdout, /svcca\/replica\/b .*spiffe:\/\/example\.org\/svcca /);
+  });
+
+  it("refuses to issue or make a token for the server's own names", () => {
+    for (const args of [
+      ['issue', 'svcca'],
+      ['issue', 'svcca/replica/a'],
+      ['token', 'svcca/replica/b'],
+    ]) {
+      const res = ca.svcca(args);
+      assert.equal(res.status, 1, `svcca ${args.join(' ')}`);
+      assert.match(res.stderr, /^svcca: .*is the CA server's own identity.*choose another service name\n$/);
+    }
   });
 
   it('answers a renewal whose answer was lost with the same certificate, through the other replica', async () => {
