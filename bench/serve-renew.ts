@@ -284,11 +284,11 @@ async function main(): Promise<void> {
     );
     if (ledgerCheck) console.log(ledgerCheck);
     console.log(summary('GET /v1/crl.pem keep-alive (304s)', crlLatencies, crlSeconds, crlErrors));
-    servers.forEach((s, i) =>
+    for (const [i, s] of servers.entries()) {
       console.log(
         `server ${i} RSS: ${rssBefore[i]!.toFixed(0)} MB idle, ${rssAfterRenew[i]!.toFixed(0)} MB after renewals, ${procStatus(s.pid!, 'VmRSS').toFixed(0)} MB now, peak ${procStatus(s.pid!, 'VmHWM').toFixed(0)} MB`,
-      ),
-    );
+      );
+    }
   } finally {
     await cleanup();
   }
