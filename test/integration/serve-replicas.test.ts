@@ -265,8 +265,24 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
   it('kill -9 of a replica mid-renewal: afterwards every set and the ledger agree', async (t) => {
     const c = await startServeProcess({ ...ca, dir: dirC }, ['--rate-limit', '1000000', '--replica', 'c'], pg.env);
     const clients = diskClients.filter((d) => d.service.startsWith('kill-'));
+    // kill-0's row is locked here, so that one renewal is surely inside its transaction,
+    // waiting, when the replica is killed; the other clients' may be anywhere.
+    const blocker = await pg.client('replicas');
+    blocker.on('error', () => {});
     let renewed = 0;
-    let killed = false;
+    let kill: Promise<void> | undefined;
+    const killMidRenewal = async () => {
+      await blocker.query('BEGIN');
+      await blocker.query("SELECT 1 FROM services WHERE name = 'kill-0' FOR UPDATE");
+      for (;;) {
+        const waiting = await db.query("SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%services%'");
+        if (waiting.rowCount) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      c.proc.kill('SIGKILL');
+      await c.exited;
+      await blocker.query('ROLLBACK');
+    };
     await Promise.all(
       clients.map(async (client) => {
         for (;;) {
@@ -275,13 +291,12 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
           } catch {
             return; // the replica is gone
           }
-          if (++renewed >= 12 && !killed) {
-            killed = true;
-            c.proc.kill('SIGKILL');
-          }
+          if (++renewed >= 12) kill ??= killMidRenewal();
         }
       }),
     );
+    await kill;
+    await blocker.end();
     assert.equal(await c.exited, null, 'killed by a signal');
     let lostAnswers = 0;
     for (const client of clients) {
@@ -299,6 +314,10 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
           `${client.service}: its pending key is the active one's`,
         );
         lostAnswers++;
+      }
+      if (client.service === 'kill-0') {
+        assert.equal(held, active.serial, 'the renewal killed before its commit left no record');
+        assert.ok(existsSync(join(client.dir, PENDING_RENEWAL_KEY)), 'and the client keeps the key it asked for');
       }
       // Renewing again through the surviving replica works either way.
       const again = await renewCredentialSet({ ca: parseCaUrl(a.url), dir: client.dir, threshold: FORCE, force: true });
