@@ -44,21 +44,20 @@ export class CrlFollower {
   constructor(private readonly ca: () => CrlFollowCa) {}
 
   /**
-   * Writes crl.pem from the ledger's stored CRLs when the ledger holds a newer one of a
-   * live issuer; returns what was written, or undefined (nothing newer, or a CRL stored by
-   * an svcca older than schema 3: the replica's own refresh re-signs then).
+   * Looks at the ledger's CRL numbers; undefined when they did not change since the last
+   * call. Otherwise `numbers` are the ledger's (issuer#number), and `written` what was
+   * written to crl.pem: the ledger held a newer CRL of a live issuer. Nothing is written
+   * when crl.pem is current already, or for a CRL stored by an svcca older than schema 3
+   * (the replica's own refresh re-signs then).
    */
-  async poll(now = Date.now()): Promise<PublishedCrlInfo[] | undefined> {
+  async poll(now = Date.now()): Promise<{ numbers: string[]; written: PublishedCrlInfo[] | undefined } | undefined> {
     const { dir, ledger, authority } = this.ca();
-    const numbers = await ledger.publishedCrlNumbers();
-    const state = [...numbers]
-      .map(([k, n]) => `${k}#${n}`)
-      .sort()
-      .join(',');
+    const numbers = [...(await ledger.publishedCrlNumbers())].map(([k, n]) => `${k}#${n}`).sort();
+    const state = numbers.join(',');
     if (state === this.#seen) return undefined;
     const written = await this.follow(dir, ledger, authority, now);
     this.#seen = state;
-    return written;
+    return { numbers, written };
   }
 
   private async follow(dir: CaDir, ledger: Ledger, authority: Authority, now: number): Promise<PublishedCrlInfo[] | undefined> {

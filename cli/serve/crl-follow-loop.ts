@@ -38,14 +38,20 @@ export class CrlFollowLoop {
 
   private async poll(): Promise<void> {
     try {
-      const written = await this.#follower.poll();
+      const polled = await this.#follower.poll();
       if (this.#failing) this.logger.info({ event: 'crl', result: 'following' }, 'the ledger is reachable again: following its CRLs');
       this.#failing = false;
-      if (written) {
+      if (polled?.written) {
         this.metrics.crlRefreshes.inc({ result: 'followed' });
         this.logger.info(
-          { event: 'crl', result: 'followed', crls: written.map((c) => c.number) },
+          { event: 'crl', result: 'followed', crls: polled.written.map((c) => c.number) },
           'crl.pem now holds the CRLs another host published in the ledger',
+        );
+      } else if (polled) {
+        // Once per publication: crl.pem was written by its publisher (on this host) already.
+        this.logger.info(
+          { event: 'crl', result: 'current', crls: polled.numbers.map((n) => n.split('#')[1]!) },
+          "crl.pem holds the ledger's newest CRLs",
         );
       }
     } catch (err) {
