@@ -11,16 +11,26 @@
  * The server runs pinned to one core (taskset -c 0) when taskset exists. Prints
  * renewals/s, p50/p99 latency (request sent to answer read, TLS handshake included) and
  * the server's RSS (current and peak).
+ *
+ * Several replicas on PostgreSQL (issue 17):
+ *   node dist/bench/serve-renew.js --ledger postgres --replicas 2 [--renewals 1000]
+ * starts a throwaway PostgreSQL (as the tests do), and N `svcca serve` replicas, each on a
+ * CA directory of its own (copies of the same key files), not pinned; the clients send
+ * their renewals to the replicas in turn. --renewals N takes exactly N renewals instead of
+ * renewing for BENCH_SERVE_SECONDS, then checks the ledger: no duplicate serial, one
+ * certificate row and one renew event per renewal.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { openCaDir } from '../cli/store/ca-dir.js';
-import { SqliteLedger } from '../cli/store/sqlite-ledger.js';
+import { openLedger } from '../cli/ca/ca-session.js';
+import { startPostgresServer, type PgServer } from '../test/helpers/postgres-server.js';
 import { loadAuthority } from '../cli/ca/authority.js';
 import { issueAndRecord } from '../cli/ca/issuance.js';
 import { caRequest, CA_SERVER_SERVICE, type CaTls } from '../common/ca-client.js';
@@ -33,6 +43,20 @@ const SECONDS = Number(process.env.BENCH_SERVE_SECONDS ?? 20);
 /** Offered renewals per second across all clients (open loop); unset: as fast as answered. */
 const RATE = process.env.BENCH_SERVE_RATE ? Number(process.env.BENCH_SERVE_RATE) : undefined;
 const PASSPHRASE = 'bench-passphrase';
+const ARGS = parseArgs({
+  options: {
+    replicas: { type: 'string', default: '1' },
+    ledger: { type: 'string', default: 'sqlite' },
+    renewals: { type: 'string' },
+  },
+}).values;
+const REPLICAS = Number(ARGS.replicas);
+const POSTGRES = ARGS.ledger === 'postgres';
+/** Exactly this many renewals in all (then the ledger is checked), instead of SECONDS of them. */
+const FIXED_RENEWALS = ARGS.renewals === undefined ? undefined : Number(ARGS.renewals);
+if (!Number.isInteger(REPLICAS) || REPLICAS < 1 || !['sqlite', 'postgres'].includes(String(ARGS.ledger)))
+  throw new Error('usage: serve-renew.js [--replicas N] [--ledger sqlite|postgres] [--renewals N]');
+if (REPLICAS > 1 && !POSTGRES) throw new Error('--replicas 2 needs --ledger postgres (replicas share the ledger)');
 
 function percentile(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
@@ -54,17 +78,44 @@ function procStatus(pid: number, field: string): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** Finds the port a server listens on from its sockets (log level warn hides the start line). */
+function portOf(pid: number): Promise<URL> {
+  return new Promise<URL>((resolve, reject) => {
+    const deadline = Date.now() + 15_000;
+    const look = () => {
+      const ss = spawnSync('ss', ['-Hltnp'], { encoding: 'utf8' }).stdout;
+      const line = ss.split('\n').find((l) => l.includes(`pid=${pid},`));
+      const port = line ? /127\.0\.0\.1:(\d+)/.exec(line)?.[1] : undefined;
+      if (port) resolve(new URL(`https://127.0.0.1:${port}`));
+      else if (Date.now() > deadline) reject(new Error('svcca serve did not start'));
+      else setTimeout(look, 100);
+    };
+    look();
+  });
+}
+
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'svcca-serve-bench-'));
   const caDir = join(work, 'ca');
-  const env = { ...process.env, SVCCA_PASSPHRASE: PASSPHRASE };
-  const init = spawnSync(process.execPath, [SVCCA, 'init', '--trust-domain', 'bench.example', '--dir', caDir], { env, encoding: 'utf8' });
+  let pg: PgServer | undefined;
+  const env: NodeJS.ProcessEnv = { ...process.env, SVCCA_PASSPHRASE: PASSPHRASE };
+  let ledgerFlags: string[] = [];
+  if (POSTGRES) {
+    pg = await startPostgresServer();
+    Object.assign(process.env, pg.env); // the seeding below opens the ledger in this process
+    Object.assign(env, pg.env);
+    ledgerFlags = ['--ledger', await pg.createDatabase('bench_serve')];
+  }
+  const init = spawnSync(process.execPath, [SVCCA, 'init', '--trust-domain', 'bench.example', '--dir', caDir, ...ledgerFlags], {
+    env,
+    encoding: 'utf8',
+  });
   if (init.status !== 0) throw new Error(init.stderr);
 
   // The clients' first certificates, issued in process (100 CLI runs would take longer than the bench).
   const { dir, config } = openCaDir(caDir);
   const authority = loadAuthority(dir, config, PASSPHRASE);
-  const ledger = SqliteLedger.open(dir.file('ledger.db'));
+  const ledger = await openLedger(dir, config);
   const clients: { service: string; certPem: string; keyPem: string }[] = [];
   for (let i = 0; i < CLIENTS; i++) {
     const service = `bench-${i}`;
@@ -82,90 +133,117 @@ async function main(): Promise<void> {
   }
   await ledger.close();
 
-  const pin = spawnSync('taskset', ['--version']).status === 0 ? ['taskset', '-c', '0'] : [];
+  // SQLite: one server pinned to one core, as issue 16 measured it. PostgreSQL: never
+  // pinned, so one replica and two are compared on the same (whole) machine.
+  const pin = REPLICAS === 1 && !POSTGRES && spawnSync('taskset', ['--version']).status === 0 ? ['taskset', '-c', '0'] : [];
   const prof = process.env.BENCH_SERVE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVE_PROF}`] : [];
-  const server = spawn(
-    pin[0] ?? process.execPath,
-    [
-      ...pin.slice(1),
-      ...(pin.length ? [process.execPath] : []),
-      ...prof,
-      SVCCA,
-      'serve',
-      '--listen',
-      '127.0.0.1:0',
-      '--rate-limit',
-      '1000000',
-      '--dir',
-      caDir,
-    ],
-    {
-      env: { ...env, SVCCA_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const servers: ChildProcess[] = [];
+  for (let r = 0; r < REPLICAS; r++) {
+    // Each replica on a CA directory of its own, as on another host.
+    const replicaDir = r === 0 ? caDir : join(work, `ca-${r}`);
+    if (r > 0) cpSync(caDir, replicaDir, { recursive: true });
+    servers.push(
+      spawn(
+        pin[0] ?? process.execPath,
+        [
+          ...pin.slice(1),
+          ...(pin.length ? [process.execPath] : []),
+          ...prof,
+          SVCCA,
+          'serve',
+          '--listen',
+          '127.0.0.1:0',
+          '--rate-limit',
+          '1000000',
+          '--replica',
+          `bench-${r}`,
+          '--dir',
+          replicaDir,
+        ],
+        { env: { ...env, SVCCA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
+      ),
+    );
+  }
   const cleanup = async () => {
-    // SIGTERM first: the server drains and exits (and writes a --cpu-prof if asked for).
-    const exited = new Promise((r) => server.once('exit', r));
-    server.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-    server.kill('SIGKILL');
+    // SIGTERM first: the servers drain and exit (and write a --cpu-prof if asked for).
+    await Promise.all(
+      servers.map(async (server) => {
+        const exited = new Promise((r) => server.once('exit', r));
+        server.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
+        server.kill('SIGKILL');
+      }),
+    );
+    await pg?.destroy();
     rmSync(work, { recursive: true, force: true });
   };
   process.once('SIGTERM', () => void cleanup().then(() => process.exit(1)));
   try {
-    // Log level warn hides the start line: find the port from the process's sockets instead.
-    const url = await new Promise<URL>((resolve, reject) => {
-      const deadline = Date.now() + 15_000;
-      const look = () => {
-        const ss = spawnSync('ss', ['-Hltnp'], { encoding: 'utf8' }).stdout;
-        const line = ss.split('\n').find((l) => l.includes(`pid=${server.pid},`));
-        const port = line ? /127\.0\.0\.1:(\d+)/.exec(line)?.[1] : undefined;
-        if (port) resolve(new URL(`https://127.0.0.1:${port}`));
-        else if (Date.now() > deadline) reject(new Error('svcca serve did not start'));
-        else setTimeout(look, 100);
-      };
-      look();
-    });
+    const urls = await Promise.all(servers.map((s) => portOf(s.pid!)));
+    const url = urls[0]!;
     const caPem = readFileSync(join(caDir, 'ca.crt'), 'utf8');
     const serverId = `spiffe://bench.example/${CA_SERVER_SERVICE}`;
-    const rssBefore = procStatus(server.pid!, 'VmRSS');
-    const cpu0 = cpuSeconds(server.pid!);
+    const rssBefore = servers.map((s) => procStatus(s.pid!, 'VmRSS'));
+    const cpu0 = servers.map((s) => cpuSeconds(s.pid!));
 
     // 1. Renewals.
     const renewLatencies: number[] = [];
+    const serials: string[] = [];
     let renewErrors = 0;
+    let sent = 0;
     const t0 = performance.now();
     const end = Date.now() + SECONDS * 1000;
+    const more = () => (FIXED_RENEWALS === undefined ? Date.now() < end : sent < FIXED_RENEWALS);
     await Promise.all(
       clients.map(async (c, i) => {
         const gapMs = RATE ? (CLIENTS / RATE) * 1000 : 0;
         let next = Date.now() + (gapMs * i) / CLIENTS;
-        while (Date.now() < end) {
+        while (more()) {
           if (RATE) {
             await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
             next += gapMs;
           }
+          const target = urls[sent++ % urls.length]!;
           const key = generateKey('ecdsa-p256');
           const csr = buildCsrPem(key, c.service);
           const tls: CaTls = { caPem, serverId, certPem: c.certPem, keyPem: c.keyPem };
           const start = performance.now();
-          const answer = await caRequest(url, 'POST', '/v1/renew', tls, { body: { csr } }).catch(() => undefined);
+          const answer = await caRequest(target, 'POST', '/v1/renew', tls, { body: { csr } }).catch(() => undefined);
           if (answer?.status !== 200) {
             renewErrors++;
             continue;
           }
           renewLatencies.push(performance.now() - start);
-          c.certPem = (JSON.parse(answer.body.toString('utf8')) as { certificate: string }).certificate;
+          const body = JSON.parse(answer.body.toString('utf8')) as { certificate: string; serial: string };
+          serials.push(body.serial);
+          c.certPem = body.certificate;
           c.keyPem = exportKeyPem(key);
         }
       }),
     );
     const renewSeconds = (performance.now() - t0) / 1000;
-    const rssAfterRenew = procStatus(server.pid!, 'VmRSS');
-    const cpuPerRenewalMs = ((cpuSeconds(server.pid!) - cpu0) * 1000) / Math.max(1, renewLatencies.length);
+    const rssAfterRenew = servers.map((s) => procStatus(s.pid!, 'VmRSS'));
+    const serverCpu = servers.reduce((sum, s, i) => sum + cpuSeconds(s.pid!) - cpu0[i]!, 0);
+    const cpuPerRenewalMs = (serverCpu * 1000) / Math.max(1, renewLatencies.length);
 
-    // 2. Keep-alive CRL polling.
+    // The ledger agrees with what the clients were answered.
+    let ledgerCheck = '';
+    if (pg) {
+      const db = await pg.client('bench_serve');
+      try {
+        const q = async (sql: string) => Number((await db.query<{ n: string }>(sql)).rows[0]!.n);
+        const rows = await q("SELECT count(*) AS n FROM certificates WHERE service LIKE 'bench-%'");
+        const events = await q("SELECT count(*) AS n FROM events WHERE kind = 'renew' AND service LIKE 'bench-%'");
+        const distinct = new Set(serials).size;
+        const ok = distinct === serials.length && rows === CLIENTS + serials.length && events === serials.length;
+        ledgerCheck = `ledger check: ${serials.length} renewals answered, ${distinct} distinct serials, ${rows - CLIENTS} renewal rows, ${events} renew events: ${ok ? 'OK' : 'MISMATCH'}`;
+        if (!ok) process.exitCode = 1;
+      } finally {
+        await db.end();
+      }
+    }
+
+    // 2. Keep-alive CRL polling (the first replica).
     const agent = new Agent({ keepAlive: true, maxSockets: CLIENTS, ca: caPem, checkServerIdentity: () => undefined });
     const crlLatencies: number[] = [];
     let crlErrors = 0;
@@ -196,17 +274,21 @@ async function main(): Promise<void> {
     const crlSeconds = (performance.now() - t1) / 1000;
     agent.destroy();
 
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(
-      `svcca serve bench: ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}, server ${pin.length ? 'pinned to one core (taskset -c 0)' : 'not pinned (no taskset)'}`,
+      `svcca serve bench: ${REPLICAS} replica(s) on ${POSTGRES ? 'PostgreSQL' : 'SQLite'}, ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}${FIXED_RENEWALS ? `, ${FIXED_RENEWALS} renewals` : ''}, ${pin.length ? 'server pinned to one core (taskset -c 0)' : 'not pinned'}; load average ${load}`,
     );
     console.log(summary(`renew (new key, new mTLS connection)`, renewLatencies, renewSeconds, renewErrors));
     console.log(
-      `server CPU per renewal: ${cpuPerRenewalMs.toFixed(2)} ms (one core's capacity: about ${Math.floor(1000 / cpuPerRenewalMs)} renewals/s)`,
+      `server CPU per renewal (all replicas): ${cpuPerRenewalMs.toFixed(2)} ms (one core's capacity: about ${Math.floor(1000 / cpuPerRenewalMs)} renewals/s)`,
     );
+    if (ledgerCheck) console.log(ledgerCheck);
     console.log(summary('GET /v1/crl.pem keep-alive (304s)', crlLatencies, crlSeconds, crlErrors));
-    console.log(
-      `server RSS: ${rssBefore.toFixed(0)} MB idle, ${rssAfterRenew.toFixed(0)} MB after renewals, ${procStatus(server.pid!, 'VmRSS').toFixed(0)} MB now, peak ${procStatus(server.pid!, 'VmHWM').toFixed(0)} MB`,
-    );
+    for (const [i, s] of servers.entries()) {
+      console.log(
+        `server ${i} RSS: ${rssBefore[i]!.toFixed(0)} MB idle, ${rssAfterRenew[i]!.toFixed(0)} MB after renewals, ${procStatus(s.pid!, 'VmRSS').toFixed(0)} MB now, peak ${procStatus(s.pid!, 'VmHWM').toFixed(0)} MB`,
+      );
+    }
   } finally {
     await cleanup();
   }

@@ -296,10 +296,11 @@ function defineServe(program: Command, w: Wiring): void {
     .option('--rate-limit <n>', 'requests per minute per caller (a service; an address for bootstrap)', '30')
     .option('--cert-ttl <duration>', "lifetime of the server's own certificate (default: the CA's default TTL)")
     .option('--drain <duration>', 'on SIGTERM, how long requests in flight may take to finish', '10s')
+    .option('--replica <name>', "this replica's name when several share a PostgreSQL ledger (default: SVCCA_REPLICA, else the host name)")
     .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .addHelpText(
       'after',
-      `\nEndpoints:\n  POST /v1/renew       mTLS with the current certificate; body {"csr": PEM} for a NEW key\n  POST /v1/bootstrap   body {"token": TOKEN, "csr": PEM} (token from \`svcca token SERVICE\`)\n  GET  /v1/crl.pem     the CRLs (ETag / If-None-Match)\n  GET  /v1/ca.crt      the trust bundle (ETag / If-None-Match)\nThe server presents spiffe://<trust-domain>/svcca, issued to itself and renewed in process.\nLogs are JSON lines on stdout (SVCCA_LOG_LEVEL=debug for more). SIGTERM drains and exits 0.`,
+      `\nEndpoints:\n  POST /v1/renew       mTLS with the current certificate; body {"csr": PEM} for a NEW key\n  POST /v1/bootstrap   body {"token": TOKEN, "csr": PEM} (token from \`svcca token SERVICE\`)\n  GET  /v1/crl.pem     the CRLs (ETag / If-None-Match)\n  GET  /v1/ca.crt      the trust bundle (ETag / If-None-Match)\nThe server presents spiffe://<trust-domain>/svcca, issued to itself and renewed in process, recorded\nas svcca/replica/<name> (one per replica). Several replicas may share a PostgreSQL ledger: see docs/ha.md.\nLogs are JSON lines on stdout (SVCCA_LOG_LEVEL=debug for more). SIGTERM drains and exits 0.`,
     )
     .action(async (o: Flags<ServeOptions, never, 'listen'>, cmd: Command) =>
       (await import('./commands/serve.js')).runServe(

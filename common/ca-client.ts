@@ -9,8 +9,11 @@
  * and it must present exactly `spiffe://<trust-domain>/svcca` (no host-name matching).
  */
 import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
+import { writeFileAtomic } from './atomic-file.js';
 import { readCredentialSet, writeCredentialSet } from './credential-set.js';
 import { buildCsrPem } from './csr-builder.js';
 import { IdentityError, SvccaError, UsageError } from './errors.js';
@@ -267,8 +270,8 @@ export async function renewCredentialSet(o: RenewOptions): Promise<RenewOutcome>
   const validity = { notBefore: leaf.notBefore.getTime(), notAfter: leaf.notAfter.getTime() };
   if (!o.force && !isDue(validity, now, o.threshold))
     return { kind: 'not-due', serial: leaf.serialHex, notAfter: leaf.notAfter, dueAt: new Date(renewalDueAt(leaf, o.threshold)) };
-  const newKey = generateKey(keyTypeOf(key) ?? 'ecdsa-p256');
-  const csr = buildCsrPem(newKey, id.id.service);
+  const pending = pendingRenewalKey(o.dir, keyTypeOf(key) ?? 'ecdsa-p256');
+  const csr = buildCsrPem(pending.key, id.id.service);
   const tls: CaTls = {
     caPem: set.caPem,
     serverId: spiffeIdFor(id.id.trustDomain, CA_SERVER_SERVICE),
@@ -276,8 +279,35 @@ export async function renewCredentialSet(o: RenewOptions): Promise<RenewOutcome>
     keyPem: set.keyPem,
   };
   const answer = await caRequest(o.ca, 'POST', '/v1/renew', tls, { body: { csr }, ...(o.timeoutMs ? { timeoutMs: o.timeoutMs } : {}) });
+  // A refusal is final for this key; an error or a 5xx may hide a renewal that committed.
+  if (answer.status >= 400 && answer.status < 500) pending.forget();
   if (answer.status !== 200) throw refusedBy(o.ca, 'renewal', answer);
-  return { kind: 'renewed', previousSerial: leaf.serialHex, ...writeIssued(o.dir, answer, newKey, set.caPem, id.id.uri, o.ca) };
+  const written = writeIssued(o.dir, answer, pending.key, set.caPem, id.id.uri, o.ca);
+  pending.forget();
+  return { kind: 'renewed', previousSerial: leaf.serialHex, ...written };
+}
+
+/** Where a renewal's new key waits (0600) until its certificate is in the set. */
+export const PENDING_RENEWAL_KEY = '.svcca-renew-pending.key';
+
+/**
+ * The new key of a renewal, kept in the set's folder until the CA's answer is written:
+ * when the answer is lost (the CA replica was killed or the connection broke after the CA
+ * recorded the renewal), the retry sends the same key and the CA answers with the
+ * certificate it already issued for it, instead of refusing the now superseded one.
+ */
+function pendingRenewalKey(dir: string, type: KeyType): { key: KeyObject; forget(): void } {
+  const path = join(dir, PENDING_RENEWAL_KEY);
+  const forget = () => rmSync(path, { force: true });
+  try {
+    const kept = readPrivateKeyPem(readFileSync(path, 'utf8'), path);
+    if (keyTypeOf(kept) === type) return { key: kept, forget };
+  } catch {
+    // none (the usual case), or unreadable: a new one replaces it
+  }
+  const key = generateKey(type);
+  writeFileAtomic(path, exportKeyPem(key), 0o600);
+  return { key, forget };
 }
 
 export interface BootstrapOptions {

@@ -69,8 +69,9 @@ export async function signIssuerCrl(
     ...(bar ? { onEntries: (done: number) => bar.update(done) } : {}),
   });
   bar?.stop();
-  await ledger.recordCrlPublished(issuerKeyId, number, now.getTime());
-  return { issuerKeyId, number, entries: revoked.length, nextUpdate, pem: crlToPem(der) };
+  const pem = crlToPem(der);
+  await ledger.recordCrlPublished(issuerKeyId, number, now.getTime(), pem);
+  return { issuerKeyId, number, entries: revoked.length, nextUpdate, pem };
 }
 
 /** Writes crl.pem atomically: root CRL, intermediate CRLs, intermediate certificates. */

@@ -118,7 +118,14 @@ export async function chooseSetDir(dir: CaDir, req: SetDirRequest): Promise<stri
 }
 
 export interface IssuanceRequest {
+  /** The ledger's name for it: one active certificate per service. */
   readonly service: string;
+  /**
+   * The service the certificate names (SPIFFE ID, CN) when the ledger records it under
+   * another name: each `svcca serve` replica's own certificate is `spiffe://<td>/svcca`,
+   * recorded as `svcca/replica/<name>` so that replicas never supersede each other.
+   */
+  readonly identity?: string;
   readonly ttlMs: number;
   readonly dnsNames: readonly string[];
   readonly ips: readonly string[];
@@ -186,9 +193,10 @@ export async function issueAndRecord(
     clamped = true;
   }
   const trustDomain = authority.config.trustDomain;
+  const identity = req.identity ?? req.service;
   const leaf = await signLeaf(authority, {
-    service: req.service,
-    spiffeId: spiffeIdFor(trustDomain, req.service),
+    service: identity,
+    spiffeId: spiffeIdFor(trustDomain, identity),
     dnsNames: req.dnsNames,
     ips: req.ips,
     spkiDer,
@@ -199,7 +207,7 @@ export async function issueAndRecord(
   const record: CertificateRecord = {
     serial: leaf.info.serialHex,
     service: req.service,
-    spiffeId: spiffeIdFor(trustDomain, req.service),
+    spiffeId: spiffeIdFor(trustDomain, identity),
     issuerKeyId: authority.intermediate.info.subjectKeyId ?? '',
     dnsNames: [...req.dnsNames],
     ips: [...req.ips],

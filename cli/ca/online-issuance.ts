@@ -11,7 +11,7 @@
  * revoked with the rest of the service's unexpired certificates.
  */
 import { createHash, type KeyObject } from 'node:crypto';
-import { CaStateError, InputError } from '../../common/errors.js';
+import { CaStateError, InputError, UsageError } from '../../common/errors.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { parseSpiffeId } from '../../common/spiffe-id.js';
 import { parseCertificate, type CertInfo } from '../../common/x509.js';
@@ -19,12 +19,35 @@ import { generateKey } from '../../common/keys.js';
 import { tokenSecretHash, type BootstrapTokenClaims } from '../../common/bootstrap-token.js';
 import type { CaDir } from '../store/ca-dir.js';
 import type { CertificateRecord, Ledger } from '../store/ledger.js';
-import { spkiOf, type Authority } from './authority.js';
+import { leafValidity, spkiOf, type Authority } from './authority.js';
 import { issueAndRecord, RenewalOvertaken } from './issuance.js';
 import { csrPublicKeyFromPem } from './csr.js';
 
 /** The service name of the CA server's own certificate: `spiffe://<td>/svcca`. */
 export const SERVER_SERVICE = 'svcca';
+const REPLICA_PREFIX = `${SERVER_SERVICE}/replica/`;
+
+/**
+ * The ledger's name for the own certificate of the `svcca serve` replica `replica`. Every
+ * replica presents `spiffe://<td>/svcca` (what clients pin), but each has a serving
+ * certificate of its own, as step-ca and SPIRE servers do: recorded under its own name, a
+ * replica's start or renewal never supersedes another's, and `svcca list` shows one
+ * active certificate per replica.
+ */
+export function serverServiceFor(replica: string): string {
+  return REPLICA_PREFIX + replica;
+}
+
+/** True for the names the CA server's own certificates are recorded under (never issued by hand). */
+export function isServerService(service: string): boolean {
+  return service === SERVER_SERVICE || service.startsWith(REPLICA_PREFIX);
+}
+
+/** Refuses `svcca` and `svcca/replica/…` for issue and token: a certificate for them would pass as the CA server. */
+export function assertNotServerService(service: string): void {
+  if (isServerService(service))
+    throw new UsageError(`${service} is the CA server's own identity (svcca serve issues it to itself)`, 'choose another service name');
+}
 
 /** Why a request was refused; the server maps each code to an HTTP status. */
 export type RefusalCode =
@@ -168,7 +191,14 @@ export async function renewableRecord(ca: OnlineCa, caller: CertInfo, now: numbe
  */
 export async function renewForCaller(ca: OnlineCa, caller: CertInfo, csrPem: string, address: string): Promise<Issued> {
   const now = Date.now();
-  const record = await renewableRecord(ca, caller, now);
+  let record: CertificateRecord;
+  try {
+    record = await renewableRecord(ca, caller, now);
+  } catch (err) {
+    const resent = err instanceof Refusal && err.code === 'superseded' ? await lostRenewalAnswer(ca, caller, csrPem) : undefined;
+    if (resent) return resent;
+    throw err;
+  }
   const spki = await csrKey(csrPem);
   const spkiSha = sha256Hex(spki);
   if (spkiSha === record.spkiSha256 || spki.equals(caller.spkiDer)) {
@@ -189,6 +219,39 @@ export async function renewForCaller(ca: OnlineCa, caller: CertInfo, csrPem: str
     renewsSerial: record.serial,
     now,
   });
+}
+
+/**
+ * A renewal whose answer was lost — the replica was killed, or the connection broke, after
+ * the commit — leaves the client with the certificate it renewed, now superseded. The
+ * client retries with the same new key (common/ca-client.ts keeps it until it holds its
+ * certificate), and gets the certificate already issued for that key: nothing new is
+ * signed, and the set and the ledger agree again. Only when the service's active
+ * certificate is for the CSR's key, was issued after the caller's, and by the intermediate
+ * signing now (the chain sent with it).
+ */
+async function lostRenewalAnswer(ca: OnlineCa, caller: CertInfo, csrPem: string): Promise<Issued | undefined> {
+  const previous = await ca.ledger.getCertificate(caller.serialHex);
+  if (previous?.status !== 'superseded') return undefined;
+  const service = await ca.ledger.getService(previous.service);
+  if (!service?.rotationEnabled || !service.activeSerial) return undefined;
+  const active = await ca.ledger.getCertificate(service.activeSerial);
+  if (
+    active?.status !== 'active' ||
+    !active.fromCsr ||
+    active.issuedAt < previous.issuedAt ||
+    active.issuerKeyId !== ca.authority.intermediate.info.subjectKeyId
+  )
+    return undefined;
+  let spki: Buffer;
+  try {
+    spki = await csrKey(csrPem);
+  } catch {
+    return undefined;
+  }
+  if (sha256Hex(spki) !== active.spkiSha256) return undefined;
+  const clamped = active.notAfter < leafValidity(active.issuedAt, active.ttlMs).notAfter.getTime();
+  return { record: active, chainPem: active.certPem + ca.authority.intermediate.pem, caPem: ca.authority.rootPem, clamped };
 }
 
 /** The one answer for a token that is unknown, used, expired or revoked: nothing to tell them apart by. */
@@ -237,14 +300,16 @@ export interface ServerCredential {
 
 /**
  * The server's own certificate, `spiffe://<td>/svcca`, for a key made in this process (it
- * never touches the disk). Recorded in the ledger like any other, so it can be listed and
- * revoked; rotate leaves it to the server. `renews` is the serial it replaces, if any; a
- * renewal overtaken by a revoke or another server falls back to a fresh issue.
+ * never touches the disk). Recorded in the ledger like any other, under the replica's own
+ * name (serverServiceFor), so it can be listed and revoked; rotate leaves it to the
+ * server. `renews` is the serial it replaces, if any; a renewal overtaken by a revoke or
+ * by another process started with the same replica name falls back to a fresh issue.
  */
-export async function issueServerCredential(ca: OnlineCa, ttlMs: number, renews?: string): Promise<ServerCredential> {
+export async function issueServerCredential(ca: OnlineCa, ttlMs: number, replica: string, renews?: string): Promise<ServerCredential> {
   const key = generateKey(ca.authority.keyType);
   const base = {
-    service: SERVER_SERVICE,
+    service: serverServiceFor(replica),
+    identity: SERVER_SERVICE,
     ttlMs,
     dnsNames: [],
     ips: [],

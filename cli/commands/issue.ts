@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { assertServiceName } from '../../common/spiffe-id.js';
+import { assertNotServerService } from '../ca/online-issuance.js';
 import { makeDirectories } from '../../common/atomic-file.js';
 import { requireDurationMs, formatDuration } from '../../common/duration.js';
 import { assertUsableSetDir, removeCredentialSet } from '../../common/credential-set.js';
@@ -35,6 +36,7 @@ export interface IssueOptions {
 export async function runIssue(opts: IssueOptions, ctx: CommandContext): Promise<void> {
   const service = assertServiceName(opts.service);
   assertSetSafeServiceName(service);
+  assertNotServerService(service);
   const ttlMsFlag = opts.ttl === undefined ? undefined : requireDurationMs('--ttl', opts.ttl);
   if (ttlMsFlag !== undefined) assertWholeSecondTtl(opts.ttl!, ttlMsFlag);
   const dnsNames = [...new Set(opts.dns.map(assertDnsName))];

@@ -9,6 +9,7 @@ import { requireDurationMs } from '../../common/duration.js';
 import { intermediatePassphraseSource, openCaSession } from '../ca/ca-session.js';
 import { startServe, type HostPort } from '../serve/serve-runtime.js';
 import { createServeLogger } from '../serve/serve-logger.js';
+import { defaultReplicaName, parseReplicaName } from '../serve/replica-name.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
 
@@ -22,6 +23,8 @@ export interface ServeOptions {
   /** Grace period for requests in flight at SIGTERM. */
   readonly drain?: string;
   readonly passphraseFile?: string;
+  /** This replica's name (default SVCCA_REPLICA, else the host name). */
+  readonly replica?: string;
 }
 
 /** Parses HOST:PORT or [IPv6]:PORT. */
@@ -43,6 +46,12 @@ export async function runServe(opts: ServeOptions, ctx: CommandContext): Promise
   if (certTtlFlag !== undefined && (certTtlFlag < 10_000 || certTtlFlag % 1000 !== 0))
     throw new UsageError(`--cert-ttl ${opts.certTtl}: use whole seconds, 10s or more`, 'e.g. --cert-ttl 24h');
   const drainMs = opts.drain === undefined ? 10_000 : requireDurationMs('--drain', opts.drain);
+  const replica =
+    opts.replica !== undefined
+      ? parseReplicaName(opts.replica, '--replica')
+      : ctx.env.SVCCA_REPLICA
+        ? parseReplicaName(ctx.env.SVCCA_REPLICA, 'SVCCA_REPLICA')
+        : defaultReplicaName();
 
   const session = await openCaSession(ctx.global.dir, intermediatePassphraseSource(opts.passphraseFile, ctx.env));
   let running: Awaited<ReturnType<typeof startServe>>;
@@ -55,6 +64,7 @@ export async function runServe(opts: ServeOptions, ctx: CommandContext): Promise
         rateLimit: { perMinute, burst: Math.min(10, perMinute) },
         certTtlMs: Math.min(certTtlFlag ?? session.config.defaultTtlMs, session.config.maxTtlMs),
         drainMs,
+        replica,
         actor: actor(),
       },
       createServeLogger(ctx.env.SVCCA_LOG_LEVEL ?? 'info'),

@@ -10,7 +10,7 @@ import { assertDnsName, assertIp } from '../names.js';
 import { intermediatePassphraseSource, openCaForReading, openCaSession } from '../ca/ca-session.js';
 import { assertSetSafeServiceName, assertWholeSecondTtl, chooseTtlMs } from '../ca/issuance.js';
 import { makeBootstrapToken, revokeBootstrapTokens } from '../ca/bootstrap-tokens.js';
-import { SERVER_SERVICE } from '../ca/online-issuance.js';
+import { assertNotServerService } from '../ca/online-issuance.js';
 import { actor } from '../actor.js';
 import type { CommandContext } from '../context.js';
 
@@ -33,7 +33,7 @@ const MAX_TOKEN_TTL_MS = 24 * 3_600_000;
 export async function runToken(opts: TokenOptions, ctx: CommandContext): Promise<void> {
   const service = assertServiceName(opts.service);
   assertSetSafeServiceName(service);
-  if (service === SERVER_SERVICE) throw new UsageError(`${SERVER_SERVICE} is the CA server's own identity`, 'choose another service name');
+  assertNotServerService(service);
   if (opts.revoke) {
     if (opts.ttl !== undefined || opts.certTtl !== undefined || opts.dns.length || opts.ip.length)
       throw new UsageError('--revoke takes no other flag', `run \`svcca token ${service} --revoke\``);

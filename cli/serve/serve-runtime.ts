@@ -12,10 +12,11 @@ import { errorLine } from '../../common/errors.js';
 import { readCappedText, FILE_CAPS } from '../../common/capped-file.js';
 import { CA_FILES } from '../store/ca-dir.js';
 import type { CaSession } from '../ca/ca-session.js';
-import { issueServerCredential, SERVER_SERVICE, type OnlineCa, type ServerCredential } from '../ca/online-issuance.js';
+import { issueServerCredential, serverServiceFor, type OnlineCa, type ServerCredential } from '../ca/online-issuance.js';
 import { refreshCrl } from '../ca/rotation.js';
 import { CaServer } from './ca-server.js';
 import { ServeAdmin, type Readiness } from './admin-server.js';
+import { CrlFollowLoop } from './crl-follow-loop.js';
 import { createServeMetrics, type ServeMetrics } from './serve-metrics.js';
 import type { RateLimit } from './rate-limiter.js';
 
@@ -32,6 +33,8 @@ export interface ServeSettings {
   readonly certTtlMs: number;
   /** How long SIGTERM lets requests in flight finish (ms). */
   readonly drainMs: number;
+  /** This replica's name: its own certificate is recorded as svcca/replica/<name>. */
+  readonly replica: string;
   readonly actor: string;
 }
 
@@ -76,13 +79,14 @@ function fileHash(path: string): string {
 export async function startServe(session: CaSession, settings: ServeSettings, logger: Logger): Promise<RunningServe> {
   const metrics: ServeMetrics = createServeMetrics();
   const online = (): OnlineCa => ({ dir: session.dir, ledger: session.ledger, authority: session.authority, actor: settings.actor });
-  let credential = await issueServerCredential(online(), settings.certTtlMs);
+  let credential = await issueServerCredential(online(), settings.certTtlMs, settings.replica);
   metrics.certExpiry.set(credential.info.notAfter.getTime() / 1000);
   logger.info(
     {
       event: 'certificate',
       serial: credential.serial,
       spiffeId: credential.info.uris[0],
+      replica: settings.replica,
       notAfter: credential.info.notAfter.toISOString(),
     },
     'issued its own server certificate',
@@ -106,7 +110,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       lines.push('intermediate: expired; run `svcca rotate --intermediate`');
     } else lines.push(`intermediate: valid until ${new Date(inter).toISOString()}`);
     try {
-      await session.ledger.getService(SERVER_SERVICE);
+      await session.ledger.getService(serverServiceFor(settings.replica));
       lines.push('ledger: ok');
     } catch (err) {
       ready = false;
@@ -122,6 +126,10 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
     { event: 'start', listen: address, admin: adminAddress ?? null, trustDomain: session.config.trustDomain },
     'svcca serve is listening',
   );
+
+  // crl.pem follows the CRLs other hosts publish in the ledger (several replicas, a revoke elsewhere).
+  const crlFollow = new CrlFollowLoop(() => session, logger, metrics);
+  crlFollow.start();
 
   let intermediateHash = fileHash(session.dir.file(CA_FILES.intermediateCert));
   let upkeepRunning = false;
@@ -142,7 +150,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       // Due, or signed by an intermediate that was rolled away since.
       const rolled = session.authority.intermediate.info.subjectKeyId !== c.authorityKeyId;
       if (rolled || c.notAfter.getTime() - Date.now() < settings.certTtlMs * OWN_RENEWAL_SHARE) {
-        const next = await issueServerCredential(online(), settings.certTtlMs, credential.serial);
+        const next = await issueServerCredential(online(), settings.certTtlMs, settings.replica, credential.serial);
         ca.useCredential(next);
         credential = next;
         metrics.certExpiry.set(next.info.notAfter.getTime() / 1000);
@@ -151,6 +159,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
           'renewed its own server certificate',
         );
       }
+      await crlFollow.tick();
       const crl = await refreshCrl(session, settings.actor);
       if (crl && 'error' in crl) {
         metrics.crlRefreshes.inc({ result: 'failed' });
@@ -177,6 +186,7 @@ export async function startServe(session: CaSession, settings: ServeSettings, lo
       if (draining) return;
       draining = true;
       clearInterval(timer);
+      await crlFollow.stop();
       logger.info({ event: 'drain', graceMs: settings.drainMs }, 'SIGTERM: draining');
       const closed = new Promise<void>((resolve) => ca.server.close(() => resolve()));
       ca.server.closeIdleConnections();

@@ -222,11 +222,19 @@ export interface Ledger {
   /**
    * Records that a CRL numbered `number` and issued at `at` was published for the issuer:
    * entries whose certificate expired before `at` have now been listed after their end
-   * and may be dropped from later CRLs.
+   * and may be dropped from later CRLs. `pem` is the signed CRL itself (schema v3): every
+   * `svcca serve` replica serves these very bytes (publishedCrl).
    */
-  recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void>;
+  recordCrlPublished(issuerKeyId: string, number: bigint, at: number, pem?: string): Promise<void>;
   /** The number and time of the last CRL published for the issuer. */
   lastPublishedCrl(issuerKeyId: string): Promise<{ number: bigint; at: number } | undefined>;
+  /**
+   * The number of the last CRL published for every issuer, in one cheap query: what
+   * `svcca serve` polls to notice that another host published (a revoke, a refresh).
+   */
+  publishedCrlNumbers(): Promise<Map<string, bigint>>;
+  /** The last CRL published for the issuer as signed (PEM), when the publisher stored it. */
+  publishedCrl(issuerKeyId: string): Promise<{ number: bigint; pem: string } | undefined>;
 
   // ---- Bootstrap tokens (svcca token / svcca serve's POST /v1/bootstrap), schema v2 ----
   // Transactions nest: an implementation runs a `transaction` called inside another one

@@ -554,15 +554,16 @@ export class PostgresLedger implements Ledger {
     return row?.at ?? 0;
   }
 
-  async recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void> {
+  async recordCrlPublished(issuerKeyId: string, number: bigint, at: number, pem?: string): Promise<void> {
     await this.q(
       "UPDATE certificates SET listed_after_expiry = true WHERE issuer_key_id = $1 AND status = 'revoked' AND not_after < $2 AND NOT listed_after_expiry",
       [issuerKeyId, at],
     );
     await this.q(
-      `INSERT INTO crl_state (issuer_key_id, next_number, published_number, published_at) VALUES ($1, $2::numeric + 1, $2::numeric, $3)
-       ON CONFLICT (issuer_key_id) DO UPDATE SET published_number = excluded.published_number, published_at = excluded.published_at`,
-      [issuerKeyId, number.toString(), at],
+      `INSERT INTO crl_state (issuer_key_id, next_number, published_number, published_at, published_pem) VALUES ($1, $2::numeric + 1, $2::numeric, $3, $4)
+       ON CONFLICT (issuer_key_id) DO UPDATE SET published_number = excluded.published_number, published_at = excluded.published_at,
+         published_pem = excluded.published_pem`,
+      [issuerKeyId, number.toString(), at, pem ?? null],
     );
   }
 
@@ -573,6 +574,22 @@ export class PostgresLedger implements Ledger {
     );
     if (!row || row.published_number === null || row.published_at === null) return undefined;
     return { number: BigInt(row.published_number), at: row.published_at };
+  }
+
+  async publishedCrlNumbers(): Promise<Map<string, bigint>> {
+    const rows = await this.q<{ issuer_key_id: string; published_number: string }>(
+      'SELECT issuer_key_id, published_number FROM crl_state WHERE published_number IS NOT NULL',
+    );
+    return new Map(rows.map((r) => [r.issuer_key_id, BigInt(r.published_number)]));
+  }
+
+  async publishedCrl(issuerKeyId: string): Promise<{ number: bigint; pem: string } | undefined> {
+    const [row] = await this.q<{ published_number: string | null; published_pem: string | null }>(
+      'SELECT published_number, published_pem FROM crl_state WHERE issuer_key_id = $1',
+      [issuerKeyId],
+    );
+    if (!row || row.published_number === null || row.published_pem === null) return undefined;
+    return { number: BigInt(row.published_number), pem: row.published_pem };
   }
 
   async insertToken(t: BootstrapToken): Promise<void> {

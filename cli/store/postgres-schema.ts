@@ -89,6 +89,11 @@ CREATE TABLE bootstrap_tokens (
 );
 CREATE INDEX bootstrap_tokens_service ON bootstrap_tokens(service);
 `,
+  // v3 (several svcca serve replicas): each issuer's last CRL as signed, so that every
+  // replica serves the same bytes (as SQLite's schema 3).
+  `
+ALTER TABLE crl_state ADD COLUMN published_pem text;
+`,
 ];
 
 export const POSTGRES_SCHEMA_VERSION = MIGRATIONS.length;
@@ -138,7 +143,12 @@ export const LEDGER_TABLES: readonly LedgerTable[] = [
     booleans: ['rotation_enabled'],
   },
   { name: 'compromised_keys', key: 'spki_sha256', columns: ['spki_sha256', 'at'], booleans: [] },
-  { name: 'crl_state', key: 'issuer_key_id', columns: ['issuer_key_id', 'next_number', 'published_number', 'published_at'], booleans: [] },
+  {
+    name: 'crl_state',
+    key: 'issuer_key_id',
+    columns: ['issuer_key_id', 'next_number', 'published_number', 'published_at', 'published_pem'],
+    booleans: [],
+  },
   { name: 'events', key: 'id', columns: ['id', 'at', 'kind', 'service', 'serial', 'actor', 'why'], booleans: [] },
   {
     name: 'bootstrap_tokens',

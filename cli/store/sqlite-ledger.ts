@@ -28,7 +28,7 @@ import { rowToRecord, rowToToken, storedSetDir, type CertRow, type TokenRow } fr
 import type { LedgerTable } from './postgres-schema.js';
 
 /** Bumped when the schema changes; `migrate` brings older ledgers forward. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const SCHEMA_V1 = `
 CREATE TABLE certificates (
@@ -104,6 +104,9 @@ CREATE TABLE bootstrap_tokens (
 CREATE INDEX bootstrap_tokens_service ON bootstrap_tokens(service);
 `;
 
+/** v3 (several `svcca serve` replicas): each issuer's last CRL as signed, served as is. */
+const SCHEMA_V3 = `ALTER TABLE crl_state ADD COLUMN published_pem TEXT;`;
+
 export class SqliteLedger implements Ledger {
   private readonly db: DatabaseType;
   /** The CA directory: relative set folders are resolved against it. */
@@ -164,6 +167,7 @@ export class SqliteLedger implements Ledger {
       const now = this.db.pragma('user_version', { simple: true }) as number;
       if (now === 0) this.db.exec(SCHEMA_V1);
       if (now < 2) this.db.exec(SCHEMA_V2);
+      if (now < 3) this.db.exec(SCHEMA_V3);
       if (now < SCHEMA_VERSION) this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
       this.db.exec('COMMIT');
     } catch (err) {
@@ -423,14 +427,15 @@ export class SqliteLedger implements Ledger {
     return row.at ?? 0;
   }
 
-  async recordCrlPublished(issuerKeyId: string, number: bigint, at: number): Promise<void> {
+  async recordCrlPublished(issuerKeyId: string, number: bigint, at: number, pem?: string): Promise<void> {
     this.prepared(
       "UPDATE certificates SET listed_after_expiry = 1 WHERE issuer_key_id = ? AND status = 'revoked' AND not_after < ? AND listed_after_expiry = 0",
     ).run(issuerKeyId, at);
     this.prepared(
-      `INSERT INTO crl_state (issuer_key_id, next_number, published_number, published_at) VALUES (?, ?, ?, ?)
-         ON CONFLICT(issuer_key_id) DO UPDATE SET published_number = excluded.published_number, published_at = excluded.published_at`,
-    ).run(issuerKeyId, (number + 1n).toString(), number.toString(), at);
+      `INSERT INTO crl_state (issuer_key_id, next_number, published_number, published_at, published_pem) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(issuer_key_id) DO UPDATE SET published_number = excluded.published_number, published_at = excluded.published_at,
+           published_pem = excluded.published_pem`,
+    ).run(issuerKeyId, (number + 1n).toString(), number.toString(), at, pem ?? null);
   }
 
   async lastPublishedCrl(issuerKeyId: string): Promise<{ number: bigint; at: number } | undefined> {
@@ -439,6 +444,22 @@ export class SqliteLedger implements Ledger {
       | undefined;
     if (!row || row.published_number === null || row.published_at === null) return undefined;
     return { number: BigInt(row.published_number), at: row.published_at };
+  }
+
+  async publishedCrlNumbers(): Promise<Map<string, bigint>> {
+    const rows = this.prepared('SELECT issuer_key_id, published_number FROM crl_state WHERE published_number IS NOT NULL').all() as {
+      issuer_key_id: string;
+      published_number: string;
+    }[];
+    return new Map(rows.map((r) => [r.issuer_key_id, BigInt(r.published_number)]));
+  }
+
+  async publishedCrl(issuerKeyId: string): Promise<{ number: bigint; pem: string } | undefined> {
+    const row = this.prepared('SELECT published_number, published_pem FROM crl_state WHERE issuer_key_id = ?').get(issuerKeyId) as
+      | { published_number: string | null; published_pem: string | null }
+      | undefined;
+    if (!row || row.published_number === null || row.published_pem === null) return undefined;
+    return { number: BigInt(row.published_number), pem: row.published_pem };
   }
 
   async insertToken(t: BootstrapToken): Promise<void> {

@@ -14,7 +14,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, posix, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, parseAllDocuments, stringify } from 'yaml';
@@ -688,5 +688,106 @@ describe('examples/kubernetes/serve', () => {
     writeFileSync(join(policyDir, 'policy.yaml'), policyMap.data['policy.yaml']);
     mounts.set('/etc/svcca/policy', policyDir);
     sidecarCheck('kubernetes/serve payment-service', config, mounts, 'payment-service', work);
+  });
+});
+
+/** The flags `svcca serve --help` lists, to check an example's serve command against. */
+function serveFlags(): string[] {
+  const help = run(process.execPath, [SVCCA_BIN, 'serve', '--help']);
+  assert.equal(help.status, 0, help.stderr);
+  return [...help.stdout.matchAll(/(--[a-z-]+)/g)].map((m) => m[1]!);
+}
+
+describe('examples/postgres: two svcca serve replicas', () => {
+  const dir = join(EXAMPLES, 'postgres');
+  const compose = parse(readFileSync(join(dir, 'compose.yaml'), 'utf8'), { merge: true }) as Obj;
+  const services = compose.services as Record<string, Obj>;
+  const replicas = Object.entries(services).filter(([, s]) => Array.isArray(s.command) && s.command[1] === 'serve');
+
+  test('two replicas, each named, behind one name, on the ledger and secrets ca-init set up', () => {
+    assert.equal(replicas.length, 2);
+    const flags = serveFlags();
+    const names = new Set<string>();
+    for (const [name, s] of replicas) {
+      const cmd = s.command as string[];
+      for (const f of cmd.filter((a) => a.startsWith('--'))) assert.ok(flags.includes(f), `${name}: svcca serve has no ${f}`);
+      names.add(cmd[cmd.indexOf('--replica') + 1]!);
+      assert.deepEqual(s.networks.default.aliases, ['ca'], `${name}: reachable as ca`);
+      assert.equal(s.environment.SVCCA_LEDGER, services['ca-init']!.environment.SVCCA_LEDGER);
+      const secretPath = (p: string) => /^\/run\/secrets\/(.+)$/.exec(p)?.[1];
+      assert.ok(s.secrets.includes(secretPath(cmd[cmd.indexOf('--passphrase-file') + 1]!)), `${name}: the passphrase is a secret it gets`);
+      assert.ok(s.secrets.includes(secretPath(s.environment.PGPASSFILE)), `${name}: the pgpass file is a secret it gets`);
+      assert.ok(compose.secrets[secretPath(s.environment.PGPASSFILE)!], 'pgpass is declared');
+      // The image's SVCCA_DIR is the CA directory ca-init made.
+      assert.ok(s.volumes.includes('ca-data:/var/lib/svcca/ca-data'), `${name}: the CA directory`);
+      assert.equal(s.depends_on['ca-init'].condition, 'service_completed_successfully');
+    }
+    assert.equal(names.size, 2, 'distinct --replica names');
+    assert.match(readFileSync(join(REPO, 'Dockerfile'), 'utf8'), /SVCCA_DIR=\/var\/lib\/svcca\/ca-data/);
+  });
+});
+
+describe('examples/kubernetes/ha', () => {
+  const dir = join(EXAMPLES, 'kubernetes', 'ha');
+  const objects = parseAllDocuments(readFileSync(join(dir, 'svcca-serve-ha.yaml'), 'utf8')).map((d) => d.toJS() as Obj);
+  const find = (kind: string) => objects.find((o) => o.kind === kind)!;
+  const deployment = find('Deployment');
+  const pod = deployment.spec.template.spec;
+  const serve = pod.containers[0];
+  const init = pod.initContainers[0];
+  const arg = (flag: string) => serve.args[serve.args.indexOf(flag) + 1] as string;
+  const mountOf = (c: Obj, path: string) => c.volumeMounts.find((m: Obj) => path === m.mountPath || path.startsWith(`${m.mountPath}/`));
+  let ca: TestCa;
+  before(() => (ca = makeCa({ trustDomain: TRUST_DOMAIN })));
+  after(() => ca?.cleanup());
+
+  test('a Deployment of 2 replicas with a PDB, named by pod, ready on /readyz, behind the svcca-ca Service', () => {
+    assert.equal(deployment.spec.replicas, 2);
+    assert.equal(deployment.spec.strategy.rollingUpdate.maxUnavailable, 0);
+    const labels = deployment.spec.template.metadata.labels;
+    assert.deepEqual(find('PodDisruptionBudget').spec.selector.matchLabels, labels);
+    assert.equal(find('PodDisruptionBudget').spec.minAvailable, 1);
+    const service = find('Service');
+    assert.deepEqual(service.spec.selector, labels);
+    const https = service.spec.ports.find((p: Obj) => p.name === 'https');
+    assert.equal(serve.ports.find((p: Obj) => p.name === https.targetPort).containerPort, port(arg('--listen')));
+    assert.equal(serve.readinessProbe.httpGet.path, '/readyz');
+    assert.equal(serve.readinessProbe.httpGet.port, port(arg('--admin')));
+    const env = (name: string) => serve.env.find((e: Obj) => e.name === name);
+    assert.equal(env('SVCCA_REPLICA').valueFrom.fieldRef.fieldPath, 'metadata.name');
+    assert.equal(env('PGPASSWORD').valueFrom.secretKeyRef.name, 'svcca-ledger-password');
+    const passphraseMount = mountOf(serve, arg('--passphrase-file'));
+    assert.ok(pod.volumes.find((v: Obj) => v.name === passphraseMount.name).secret, 'the passphrase from a Secret');
+    assert.ok(!objects.some((o) => o.kind === 'PersistentVolumeClaim'), 'no shared volume: the ledger is the shared state');
+    const flags = serveFlags();
+    for (const f of serve.args.filter((a: string) => a.startsWith('--'))) assert.ok(flags.includes(f), `svcca serve has no ${f}`);
+  });
+
+  test("the init container copies every file svcca serve needs from the Secret into the pod's own CA directory", () => {
+    const caDir = arg('--dir');
+    const shared = mountOf(serve, caDir);
+    assert.equal(mountOf(init, caDir).name, shared.name);
+    assert.ok(pod.volumes.find((v: Obj) => v.name === shared.name).emptyDir);
+    const filesMount = init.volumeMounts.find((m: Obj) => pod.volumes.find((v: Obj) => v.name === m.name).secret);
+    assert.equal(pod.volumes.find((v: Obj) => v.name === filesMount.name).secret.secretName, 'svcca-ca-files');
+    // Run the script for real against a CA made by the CLI, with the paths moved into a temp dir.
+    const root = tempDir('svcca-k8s-ha-');
+    const secretDir = join(root, 'secret');
+    mkdirSync(secretDir);
+    const needed = readdirSync(ca.dir).filter(
+      (f) => !['root.key', 'ledger.db', 'issued', 'retired'].includes(f) && !f.startsWith('ledger.db-'),
+    );
+    for (const f of needed) copyFileSync(join(ca.dir, f), join(secretDir, f));
+    const script = (init.args[0] as string).replaceAll(filesMount.mountPath, secretDir).replaceAll(shared.mountPath, join(root, 'volume'));
+    mkdirSync(join(root, 'volume'));
+    const res = run('sh', ['-c', script]);
+    assert.equal(res.status, 0, res.stderr);
+    const copied = join(root, 'volume', caDir.slice(shared.mountPath.length));
+    assert.deepEqual(readdirSync(copied).sort(), needed.sort(), 'every file of the CA but root.key and the ledger');
+    for (const f of needed) assert.ok(readFileSync(join(copied, f)).equals(readFileSync(join(ca.dir, f))), f);
+    const mode = (f: string) => statSync(join(copied, f)).mode & 0o777;
+    assert.equal(mode('intermediate.key'), 0o600);
+    assert.equal(mode('config'), 0o600);
+    assert.equal(mode('.'), 0o700);
   });
 });

@@ -218,6 +218,18 @@ const CASES: Record<string, Case> = {
       'listed once after its expiry, then dropped',
     );
     assert.equal(await ledger.lastPublishedCrl('i2'), undefined);
+    // The CRL as signed, for svcca serve replicas (schema 3): none stored by that call.
+    assert.equal(await ledger.publishedCrl('i1'), undefined);
+    await ledger.transaction((tx) => tx.recordCrlPublished('i1', 12n, 200, 'PEM #12'));
+    await ledger.transaction((tx) => tx.recordCrlPublished('i2', 3n, 200, 'PEM #3'));
+    assert.deepEqual(await ledger.publishedCrl('i1'), { number: 12n, pem: 'PEM #12' });
+    assert.deepEqual(
+      await ledger.publishedCrlNumbers(),
+      new Map([
+        ['i1', 12n],
+        ['i2', 3n],
+      ]),
+    );
   },
   'revocation and compromised keys': async ({ ledger, base }) => {
     const a = record({ service: 'a' }, base);

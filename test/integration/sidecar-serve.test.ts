@@ -105,13 +105,17 @@ describe('sidecar renewing itself and fetching its CRL from svcca serve', () => 
     assert.equal(await call(order), true);
     const older = join(ca.root, 'crl-before-revoke.pem');
     copyFileSync(join(ca.dir, 'crl.pem'), older);
-    const revoke = await svccaClient(['revoke', 'order-service', '--dir', ca.dir]);
+    const revoke = await svccaClient(['revoke', 'order-service', '--dir', ca.dir, '--json']);
     assert.equal(revoke.status, 0, revoke.stderr);
     await sidecar.waitForLine(
       (l) => l.event === 'reload' && l.result === 'success' && Array.isArray(l.applied) && (l.applied as string[]).includes('crl'),
       15_000,
     );
     assert.equal(await call(order), false, 'the revoked caller is refused');
+    // The server has seen that CRL in the ledger: it follows the ledger's CRLs (docs/ha.md),
+    // and would otherwise put it back over the older file copied in below.
+    const number = (JSON.parse(revoke.stdout) as { crl: { crls: { number: string }[] } }).crl.crls[0]!.number;
+    await serve.waitForLine((l) => l.event === 'crl' && Array.isArray(l.crls) && (l.crls as string[]).includes(number));
 
     // The CA serves an older crl.pem (restored from a backup, or replayed): refused.
     copyFileSync(older, join(ca.dir, 'crl.pem'));
