@@ -6,7 +6,7 @@ import { createPublicKey, verify as cryptoVerify, type KeyObject } from 'node:cr
 import { InputError, SvccaError, errnoCode } from '../../common/errors.js';
 import { FILE_CAPS, readCappedText } from '../../common/capped-file.js';
 import { decodePemBlocks } from '../../common/pem.js';
-import { keyTypeOf, describeKey } from '../../common/keys.js';
+import { keyTypeOf, describeKey, type KeyType } from '../../common/keys.js';
 import { children, DerError, expectTag, rawOf, readOid, readTlv } from '../../common/der-reader.js';
 import { SIGNATURE_DIGESTS } from '../../common/crl.js';
 
@@ -33,6 +33,17 @@ export async function readCsrPublicKey(path: string): Promise<Buffer> {
  * error line (`--csr FILE`, `the CSR`). Anything else the CSR says is ignored.
  */
 export async function csrPublicKeyFromPem(text: string, label: string): Promise<Buffer> {
+  return (await csrKeyFromPem(text, label)).spki;
+}
+
+/** A verified CSR's public key: its SPKI DER and key type (what issuance needs). */
+export interface CsrKey {
+  readonly spki: Buffer;
+  readonly keyType: KeyType;
+}
+
+/** csrPublicKeyFromPem, with the key type it found (so that issuance need not parse the key again). */
+export async function csrKeyFromPem(text: string, label: string): Promise<CsrKey> {
   const blocks = decodePemBlocks(text);
   const csrBlock = blocks.find((b) => b.label === 'CERTIFICATE REQUEST' || b.label === 'NEW CERTIFICATE REQUEST');
   if (!csrBlock) {
@@ -73,7 +84,7 @@ export async function csrPublicKeyFromPem(text: string, label: string): Promise<
   }
   if (!valid)
     throw new InputError(`${label} has an invalid signature`, 'the CSR was altered or damaged; make a new one with the private key');
-  return spki;
+  return { spki, keyType: type };
 }
 
 interface ParsedCsr {

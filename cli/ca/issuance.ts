@@ -132,6 +132,8 @@ export interface IssuanceRequest {
   readonly setDir: string;
   /** The owner's public key (SPKI DER) when signing a CSR; otherwise a key is generated. */
   readonly csrSpkiDer?: Buffer;
+  /** csrSpkiDer's key type, when the caller has read it already (csrKeyFromPem). */
+  readonly csrKeyType?: KeyType;
   /** Cut the lifetime at this time (ms), for renewals that would outlive the intermediate. */
   readonly notAfterCap?: number;
   readonly kind: Extract<EventKind, 'issue' | 'renew'>;
@@ -178,7 +180,7 @@ export async function issueAndRecord(
   let keyType: KeyType;
   if (req.csrSpkiDer) {
     spkiDer = req.csrSpkiDer;
-    const type = keyTypeOf(createPublicKey({ key: spkiDer, format: 'der', type: 'spki' }));
+    const type = req.csrKeyType ?? keyTypeOf(createPublicKey({ key: spkiDer, format: 'der', type: 'spki' }));
     if (!type) throw new CaStateError('the CSR key type is not supported', 'use an ECDSA P-256/P-384 or RSA 2048/3072 key');
     keyType = type;
   } else {

@@ -21,7 +21,7 @@ import type { CaDir } from '../store/ca-dir.js';
 import type { CertificateRecord, Ledger } from '../store/ledger.js';
 import { leafValidity, spkiOf, type Authority } from './authority.js';
 import { issueAndRecord, RenewalOvertaken } from './issuance.js';
-import { csrPublicKeyFromPem } from './csr.js';
+import { csrKeyFromPem, type CsrKey } from './csr.js';
 
 /** The service name of the CA server's own certificate: `spiffe://<td>/svcca`. */
 export const SERVER_SERVICE = 'svcca';
@@ -95,9 +95,9 @@ function sha256Hex(der: Buffer): string {
   return createHash('sha256').update(der).digest('hex');
 }
 
-async function csrKey(csrPem: string): Promise<Buffer> {
+async function csrKey(csrPem: string): Promise<CsrKey> {
   try {
-    return await csrPublicKeyFromPem(csrPem, 'the CSR');
+    return await csrKeyFromPem(csrPem, 'the CSR');
   } catch (err) {
     if (err instanceof InputError) throw new Refusal('bad-csr', err.line);
     throw err;
@@ -199,7 +199,7 @@ export async function renewForCaller(ca: OnlineCa, caller: CertInfo, csrPem: str
     if (resent) return resent;
     throw err;
   }
-  const spki = await csrKey(csrPem);
+  const { spki, keyType: csrKeyType } = await csrKey(csrPem);
   const spkiSha = sha256Hex(spki);
   if (spkiSha === record.spkiSha256 || spki.equals(caller.spkiDer)) {
     throw new Refusal('same-key', 'the CSR is for the key of the current certificate; renewal needs a new key (make one and a new CSR)');
@@ -214,6 +214,7 @@ export async function renewForCaller(ca: OnlineCa, caller: CertInfo, csrPem: str
     ips: record.ips,
     setDir: record.setDir,
     csrSpkiDer: spki,
+    csrKeyType,
     kind: 'renew',
     why: `renewed over mTLS by ${record.spiffeId} from ${address} (svcca serve)`,
     renewsSerial: record.serial,
@@ -245,7 +246,7 @@ async function lostRenewalAnswer(ca: OnlineCa, caller: CertInfo, csrPem: string)
     return undefined;
   let spki: Buffer;
   try {
-    spki = await csrKey(csrPem);
+    spki = (await csrKey(csrPem)).spki;
   } catch {
     return undefined;
   }
@@ -261,7 +262,7 @@ const TOKEN_REFUSAL =
 /** POST /v1/bootstrap: a first certificate for the token's service; the token is used up in the same transaction. */
 export async function bootstrapWithToken(ca: OnlineCa, claims: BootstrapTokenClaims, csrPem: string, address: string): Promise<Issued> {
   // The CSR is checked first: a damaged request must not burn the token.
-  const spki = await csrKey(csrPem);
+  const { spki, keyType: csrKeyType } = await csrKey(csrPem);
   const spkiSha = sha256Hex(spki);
   const now = Date.now();
   assertIntermediateLive(ca.authority, now);
@@ -282,6 +283,7 @@ export async function bootstrapWithToken(ca: OnlineCa, claims: BootstrapTokenCla
         ips: token.ips,
         setDir: previousRecord?.setDir ?? ca.dir.issuedSetDir(token.service),
         csrSpkiDer: spki,
+        csrKeyType,
         kind: 'issue',
         why: `bootstrapped with a one-time token from ${address} (svcca serve)`,
         now,
