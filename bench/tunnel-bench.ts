@@ -103,7 +103,10 @@ async function measure(seconds: number, workers: number, one: () => Promise<numb
     Array.from({ length: workers }, async () => {
       while (performance.now() < deadline) {
         try {
-          units += await one();
+          // Not `units += await one()`: that reads `units` before the await, so with
+          // concurrent workers each store overwrites the others' (it counted ~1/workers).
+          const done = await one();
+          units += done;
         } catch (err) {
           failed++;
           firstError ||= (err as Error).message;
