@@ -55,8 +55,18 @@ export interface TunnelPoolDeps {
 
 /** After a server did not select the ALPN, how long to go direct before asking again. */
 const NO_TUNNEL_RECHECK_MS = 60_000;
-const BACKOFF_BASE_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
+export const BACKOFF_BASE_MS = 100;
+export const BACKOFF_MAX_MS = 5_000;
+
+/**
+ * The wait before the next tunnel dial after `failures` failed ones in a row: doubling
+ * from BACKOFF_BASE_MS up to BACKOFF_MAX_MS, each drawn in [½, 1] of that ("equal
+ * jitter"), so the callers of a sidecar that went down do not all come back at once.
+ */
+export function backoffMs(failures: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 16));
+  return Math.round(ceiling * (0.5 + random() * 0.5));
+}
 
 export class TunnelPool {
   readonly #deps: TunnelPoolDeps;
@@ -190,14 +200,9 @@ export class TunnelPool {
     t.tls.destroy();
   }
 
-  private backoffMs(): number {
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(this.#failures - 1, 16));
-    return Math.round(base * (0.5 + Math.random() * 0.5));
-  }
-
   private fail(g: Extract<Grant, { kind: 'refused' }>): void {
     this.#failures++;
-    this.#retryAt = Date.now() + this.backoffMs();
+    this.#retryAt = Date.now() + backoffMs(this.#failures);
     this.#lastFailure = g;
     for (const w of this.#waiters.splice(0)) w(g);
   }
