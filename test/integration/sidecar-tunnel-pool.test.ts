@@ -17,6 +17,13 @@ import { BACKOFF_BASE_MS, BACKOFF_MAX_MS } from '../../sidecar/proxy/tunnel-pool
 const TD = 'spiffe://example.org';
 /** The limited inbound's maxConnections: its one tunnel + (LIMIT − 1) streams. */
 const LIMIT = 4;
+/**
+ * Bytes a paused app reader may have in flight between the service and itself: socket
+ * buffers on three loopback hops (the kernel grows a receive buffer to several MiB while
+ * its reader keeps up), a stream's HTTP/2 window (1 MiB) and each pipe's high-water mark.
+ * About 9 MiB measured; without back-pressure, all of the transfer.
+ */
+const IN_FLIGHT_BOUND = 24 * 1024 * 1024;
 
 /**
  * A TCP relay in front of a sidecar: `up`, it passes each connection through; `down`, it
@@ -121,6 +128,8 @@ describe('sidecar tunnel pool: idle close, back-off, maxConnections', () => {
           out(relay.address, ''),
           // [2] to the limited inbound, one tunnel: every stream on it counts there.
           out(limited.inbound!, '    tunnelConnections: 1'),
+          // [3] back-pressure: default limits.
+          out(payment.inbound!, ''),
           admin,
         ].join('\n'),
       }),
@@ -269,5 +278,37 @@ describe('sidecar tunnel pool: idle close, back-off, maxConnections', () => {
     later.socket.end('Elater\n');
     await later.closed;
     assert.equal(later.text(), 'hello payment\nlater\n');
+  });
+
+  it('holds a service back to what a paused app reader takes: bytes in flight stay bounded, then every byte arrives', async () => {
+    const total = 96 * 1024 * 1024;
+    const [host, port] = splitHostPort(order.outbound[3]!);
+    const app = netConnect({ host, port });
+    let received = 0;
+    app.on('data', (d: Buffer) => (received += d.length));
+    const ended = new Promise<void>((r) => app.once('end', () => r()));
+    app.pause();
+    app.write(`P${total}\n`);
+    // Held: the service waits for 'drain' and nothing more left it over several looks.
+    await within(
+      'the service held back',
+      30_000,
+      (async () => {
+        let last = -1;
+        let still = 0;
+        while (still < 5 && !service.pump.done) {
+          await new Promise((r) => setTimeout(r, 100));
+          still = service.pump.waiting && service.pump.written === last ? still + 1 : 0;
+          last = service.pump.written;
+        }
+      })(),
+    );
+    const inFlight = service.pump.written - received;
+    assert.equal(service.pump.done, false, `the service sent all ${total} bytes into a reader that took ${received}`);
+    assert.ok(inFlight <= IN_FLIGHT_BOUND, `${inFlight} bytes in flight between the service and a paused reader`);
+    app.resume();
+    await within('every byte arrives once the app reads', 60_000, ended);
+    assert.equal(received, total);
+    app.destroy();
   });
 });
