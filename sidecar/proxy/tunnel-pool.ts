@@ -81,12 +81,17 @@ export class TunnelPool {
   #lastFailure: Extract<Grant, { kind: 'refused' }> | undefined;
   #streamCount = 0;
   #closed = false;
+  /** Bumped when our certificate changes: a tunnel dialed before that is not for new streams. */
+  #identityGeneration = 0;
 
   constructor(deps: TunnelPoolDeps) {
     this.#deps = deps;
     deps.snapshots.onSwap((next, previous) => {
       // Our certificate changed: new tunnels are made with the new one.
-      if (next.identity !== previous.identity) for (const t of [...this.#ready]) this.drain(t, true);
+      if (next.identity !== previous.identity) {
+        this.#identityGeneration++;
+        for (const t of [...this.#ready]) this.drain(t, true);
+      }
       // Anything that changed may have changed the verdict on this server: ask again.
       this.#noTunnelUntil = 0;
       this.#retryAt = 0;
@@ -210,6 +215,7 @@ export class TunnelPool {
   private dialTunnel(): void {
     const { config, logger } = this.#deps;
     this.#dialing++;
+    const generation = this.#identityGeneration;
     const attempt = this.#deps.dialer.dial(OUTBOUND_ALPN);
     void attempt.result.then((r) => {
       if (!r.ok) {
@@ -236,12 +242,12 @@ export class TunnelPool {
         for (const w of rest) w({ kind: 'direct' });
         return;
       }
-      this.startSession(r);
+      this.startSession(r, generation);
     });
   }
 
   /** A verified TLS connection that selected the ALPN: up once the server's SETTINGS arrive. */
-  private startSession(r: Extract<DialResult, { ok: true }>): void {
+  private startSession(r: Extract<DialResult, { ok: true }>, generation: number): void {
     const { config, metrics, logger } = this.#deps;
     // Half-close belongs to the streams: the tunnel's own end is the end of all of them
     // (with allowHalfOpen, a server's FIN would leave the session waiting forever).
@@ -279,6 +285,13 @@ export class TunnelPool {
       this.#live.add(t);
       if (this.#closed) {
         this.drain(t, false);
+        return;
+      }
+      if (generation !== this.#identityGeneration) {
+        // Dialed with the certificate a reload has since replaced: closed unused, and whoever
+        // waits gets a tunnel made with the new one.
+        this.drain(t, false);
+        if (this.#waiters.length > 0 && this.#dialing === 0) this.dialTunnel();
         return;
       }
       this.#ready.push(t);
