@@ -14,7 +14,7 @@
  *
  * Usage: node dist/bench/tunnel-bench.js [--seconds S] [--slow-reader-mb N]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,7 +61,12 @@ async function startSidecar(work: string, name: string, yaml: (port: number) => 
   writeFileSync(config, yaml(port));
   // TUNNEL_CPU_PROF=<dir>: a V8 CPU profile of each sidecar, written when it stops.
   const prof = process.env.TUNNEL_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.TUNNEL_CPU_PROF] : [];
-  const child = spawnLogged(process.execPath, [...prof, SIDECAR, '--config', config], { log });
+  // The V8 flags of the binary's first line, as users run it (`#!/usr/bin/env -S node …`).
+  const nodeFlags = readFileSync(SIDECAR, 'utf8')
+    .split('\n', 1)[0]!
+    .split(/\s+/)
+    .filter((w) => w.startsWith('--'));
+  const child = spawnLogged(process.execPath, [...nodeFlags, ...prof, SIDECAR, '--config', config], { log });
   if (!(await waitListening(port, child))) throw new BenchFailure(`${name} did not start: ${tail(log, 3)}`);
   return { child, port, log, pids: () => (child.pid ? processTree(child.pid) : []) };
 }
