@@ -14,7 +14,7 @@
  *
  * Usage: node dist/bench/tunnel-bench.js [--seconds S] [--slow-reader-mb N]
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,7 +61,12 @@ async function startSidecar(work: string, name: string, yaml: (port: number) => 
   writeFileSync(config, yaml(port));
   // TUNNEL_CPU_PROF=<dir>: a V8 CPU profile of each sidecar, written when it stops.
   const prof = process.env.TUNNEL_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.TUNNEL_CPU_PROF] : [];
-  const child = spawnLogged(process.execPath, [...prof, SIDECAR, '--config', config], { log });
+  // The V8 flags of the binary's first line, as users run it (`#!/usr/bin/env -S node …`).
+  const nodeFlags = readFileSync(SIDECAR, 'utf8')
+    .split('\n', 1)[0]!
+    .split(/\s+/)
+    .filter((w) => w.startsWith('--'));
+  const child = spawnLogged(process.execPath, [...nodeFlags, ...prof, SIDECAR, '--config', config], { log });
   if (!(await waitListening(port, child))) throw new BenchFailure(`${name} did not start: ${tail(log, 3)}`);
   return { child, port, log, pids: () => (child.pid ? processTree(child.pid) : []) };
 }
@@ -103,7 +108,10 @@ async function measure(seconds: number, workers: number, one: () => Promise<numb
     Array.from({ length: workers }, async () => {
       while (performance.now() < deadline) {
         try {
-          units += await one();
+          // Not `units += await one()`: that reads `units` before the await, so with
+          // concurrent workers each store overwrites the others' (it counted ~1/workers).
+          const done = await one();
+          units += done;
         } catch (err) {
           failed++;
           firstError ||= (err as Error).message;
@@ -171,11 +179,20 @@ async function main(): Promise<void> {
       );
     const auto = await outbound('auto');
     const off = await outbound('off');
-    const variants: [string, number, Record<string, Proc>][] = [
-      ['tunnel auto', auto.port, { outbound: auto, inbound }],
-      ['tunnel off', off.port, { outbound: off, inbound }],
-      ['direct', service.port, {}],
-    ];
+    // --variants auto,off,direct (TUNNEL_VARIANTS): some of them (a CPU profile of one alone).
+    const variantsArg = process.argv.includes('--variants')
+      ? process.argv[process.argv.indexOf('--variants') + 1]
+      : process.env.TUNNEL_VARIANTS;
+    const wanted = (variantsArg ?? '').split(',').filter(Boolean);
+    const variants = (
+      [
+        // The service's CPU too: with client, service and both sidecars on two cores, the
+        // sum per request is what bounds the rate.
+        ['tunnel auto', auto.port, { outbound: auto, inbound, service }],
+        ['tunnel off', off.port, { outbound: off, inbound, service }],
+        ['direct', service.port, { service }],
+      ] as [string, number, Record<string, Proc>][]
+    ).filter(([name]) => wanted.length === 0 || wanted.includes(name.replace('tunnel ', '')));
     const kinds: [string, string, number, (port: number, agent: Agent | false) => () => Promise<number>, boolean][] = [
       [
         '(a) new connection per request',
@@ -218,14 +235,16 @@ async function main(): Promise<void> {
         const rate = s.units / s.seconds;
         results.set(`${kind}|${name}`, rate);
         const per = (c: number) => fmt((c / s.units) * 1000, 3);
-        const mem = Object.entries(procs).map(([k, p]) => `${k} rss ${fmt(memory(p.pids()).rss / 1048576)} MiB`);
+        const mem = Object.entries(procs)
+          .filter(([k]) => k !== 'service')
+          .map(([k, p]) => `${k} rss ${fmt(memory(p.pids()).rss / 1048576)} MiB`);
         say(
           `  ${name.padEnd(12)} ${fmt(rate, unit === 'MB/s' ? 1 : 0).padStart(10)} ${unit}   cpu/unit: ${[...Object.entries(s.cpu).map(([k, c]) => `${k} ${per(c)}`), `client ${per(s.clientCpu)}`].join(', ')} ms   client cpu ${fmt((s.clientCpu / s.seconds) * 100)}%   ${mem.join(', ')}`,
         );
       }
-      const a = results.get(`${kind}|tunnel auto`)!;
-      const o = results.get(`${kind}|tunnel off`)!;
-      say(`  auto ÷ off = ${fmt(a / o, 2)}`);
+      const a = results.get(`${kind}|tunnel auto`);
+      const o = results.get(`${kind}|tunnel off`);
+      if (a !== undefined && o !== undefined) say(`  auto ÷ off = ${fmt(a / o, 2)}`);
     }
     if (slowMb > 0) await slowReader(auto, inbound, slowMb, say);
     for (const p of [auto, off, inbound]) await stopChild(p.child);
@@ -262,8 +281,11 @@ async function slowReader(auto: Proc, inbound: Proc, mb: number, say: (s: string
     req.end();
   });
   clearInterval(timer);
+  // VmHWM: the peak between samples too (over each process's life: run with --only none
+  // for a figure of the slow reader alone).
+  const hwm = (p: Proc) => fmt(memory(p.pids()).hwm / 1048576);
   say(
-    `  ${fmt(got / 1048576)} MiB in ${fmt((performance.now() - t0) / 1000)} s; peak RSS outbound ${fmt(peak.outbound / 1048576)} MiB, inbound ${fmt(peak.inbound / 1048576)} MiB`,
+    `  ${fmt(got / 1048576)} MiB in ${fmt((performance.now() - t0) / 1000)} s; peak RSS (sampled every 0.5 s) outbound ${fmt(peak.outbound / 1048576)} MiB, inbound ${fmt(peak.inbound / 1048576)} MiB; VmHWM outbound ${hwm(auto)} MiB, inbound ${hwm(inbound)} MiB`,
   );
 }
 

@@ -55,8 +55,18 @@ export interface TunnelPoolDeps {
 
 /** After a server did not select the ALPN, how long to go direct before asking again. */
 const NO_TUNNEL_RECHECK_MS = 60_000;
-const BACKOFF_BASE_MS = 100;
-const BACKOFF_MAX_MS = 5_000;
+export const BACKOFF_BASE_MS = 100;
+export const BACKOFF_MAX_MS = 5_000;
+
+/**
+ * The wait before the next tunnel dial after `failures` failed ones in a row: doubling
+ * from BACKOFF_BASE_MS up to BACKOFF_MAX_MS, each drawn in [½, 1] of that ("equal
+ * jitter"), so the callers of a sidecar that went down do not all come back at once.
+ */
+export function backoffMs(failures: number, random: () => number = Math.random): number {
+  const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(Math.max(failures, 1) - 1, 16));
+  return Math.round(ceiling * (0.5 + random() * 0.5));
+}
 
 export class TunnelPool {
   readonly #deps: TunnelPoolDeps;
@@ -71,12 +81,17 @@ export class TunnelPool {
   #lastFailure: Extract<Grant, { kind: 'refused' }> | undefined;
   #streamCount = 0;
   #closed = false;
+  /** Bumped when our certificate changes: a tunnel dialed before that is not for new streams. */
+  #identityGeneration = 0;
 
   constructor(deps: TunnelPoolDeps) {
     this.#deps = deps;
     deps.snapshots.onSwap((next, previous) => {
       // Our certificate changed: new tunnels are made with the new one.
-      if (next.identity !== previous.identity) for (const t of [...this.#ready]) this.drain(t, true);
+      if (next.identity !== previous.identity) {
+        this.#identityGeneration++;
+        for (const t of [...this.#ready]) this.drain(t, true);
+      }
       // Anything that changed may have changed the verdict on this server: ask again.
       this.#noTunnelUntil = 0;
       this.#retryAt = 0;
@@ -190,14 +205,9 @@ export class TunnelPool {
     t.tls.destroy();
   }
 
-  private backoffMs(): number {
-    const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(this.#failures - 1, 16));
-    return Math.round(base * (0.5 + Math.random() * 0.5));
-  }
-
   private fail(g: Extract<Grant, { kind: 'refused' }>): void {
     this.#failures++;
-    this.#retryAt = Date.now() + this.backoffMs();
+    this.#retryAt = Date.now() + backoffMs(this.#failures);
     this.#lastFailure = g;
     for (const w of this.#waiters.splice(0)) w(g);
   }
@@ -205,6 +215,7 @@ export class TunnelPool {
   private dialTunnel(): void {
     const { config, logger } = this.#deps;
     this.#dialing++;
+    const generation = this.#identityGeneration;
     const attempt = this.#deps.dialer.dial(OUTBOUND_ALPN);
     void attempt.result.then((r) => {
       if (!r.ok) {
@@ -231,12 +242,12 @@ export class TunnelPool {
         for (const w of rest) w({ kind: 'direct' });
         return;
       }
-      this.startSession(r);
+      this.startSession(r, generation);
     });
   }
 
   /** A verified TLS connection that selected the ALPN: up once the server's SETTINGS arrive. */
-  private startSession(r: Extract<DialResult, { ok: true }>): void {
+  private startSession(r: Extract<DialResult, { ok: true }>, generation: number): void {
     const { config, metrics, logger } = this.#deps;
     // Half-close belongs to the streams: the tunnel's own end is the end of all of them
     // (with allowHalfOpen, a server's FIN would leave the session waiting forever).
@@ -274,6 +285,13 @@ export class TunnelPool {
       this.#live.add(t);
       if (this.#closed) {
         this.drain(t, false);
+        return;
+      }
+      if (generation !== this.#identityGeneration) {
+        // Dialed with the certificate a reload has since replaced: closed unused, and whoever
+        // waits gets a tunnel made with the new one.
+        this.drain(t, false);
+        if (this.#waiters.length > 0 && this.#dialing === 0) this.dialTunnel();
         return;
       }
       this.#ready.push(t);

@@ -56,7 +56,9 @@ export class AppConn {
 /**
  * The local service behind the tunnel. First byte from the caller:
  * `E` echo (answers `hello <name>\n`, then echoes; ends when the caller ends);
- * `S<n>\n` sends n bytes, ends its side, and records how many bytes the caller then sends.
+ * `S<n>\n` sends n bytes, ends its side, and records how many bytes the caller then sends;
+ * `P<n>\n` pumps n bytes in 64 KiB writes, each only when the socket takes more (no
+ * buffering of its own beyond one write), counted in `pump` — what left the service.
  */
 export interface ModalService {
   readonly server: Server;
@@ -65,6 +67,8 @@ export interface ModalService {
   open(): number;
   /** Bytes the caller sent after an `S` service had ended its side, one entry per such connection. */
   readonly afterEnd: number[];
+  /** The latest `P` connection: bytes handed to its socket so far, and whether it waits for 'drain'. */
+  readonly pump: { written: number; waiting: boolean; done: boolean };
   close(): Promise<void>;
 }
 
@@ -72,6 +76,7 @@ export async function startModalService(name: string): Promise<ModalService> {
   let count = 0;
   const sockets = new Set<Socket>();
   const afterEnd: number[] = [];
+  const pump = { written: 0, waiting: false, done: false };
   const server = createServer({ allowHalfOpen: true }, (s) => {
     count++;
     sockets.add(s);
@@ -88,6 +93,7 @@ export async function startModalService(name: string): Promise<ModalService> {
         s.pipe(s);
         return;
       }
+      const mode = head.toString();
       let line = '';
       const onData = (d: Buffer) => {
         line += d.toString('latin1');
@@ -95,6 +101,26 @@ export async function startModalService(name: string): Promise<ModalService> {
         if (nl === -1) return;
         s.off('data', onData);
         const n = Number(line.slice(0, nl));
+        if (mode === 'P') {
+          Object.assign(pump, { written: 0, waiting: false, done: false });
+          const chunk = Buffer.alloc(64 * 1024, 0x70);
+          const more = () => {
+            pump.waiting = false;
+            while (pump.written < n) {
+              const piece = chunk.subarray(0, Math.min(chunk.length, n - pump.written));
+              pump.written += piece.length;
+              if (!s.write(piece)) {
+                pump.waiting = true;
+                s.once('drain', more);
+                return;
+              }
+            }
+            pump.done = true;
+            s.end();
+          };
+          more();
+          return;
+        }
         let got = line.length - nl - 1;
         s.end(Buffer.alloc(n, 0x61));
         s.on('data', (more: Buffer) => (got += more.length));
@@ -111,6 +137,7 @@ export async function startModalService(name: string): Promise<ModalService> {
     connections: () => count,
     open: () => sockets.size,
     afterEnd,
+    pump,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sockets) s.destroy();

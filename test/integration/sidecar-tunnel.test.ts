@@ -137,6 +137,8 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
       out(sServerAddress, 'payment-service'),
       out(payment.inbound!, 'payment-service', '\n    tunnel: off'),
       out(payment.inbound!, 'inventory-service'),
+      // One tunnel at most: no second one opened lazily while a test counts new tunnels.
+      out(payment.inbound!, 'payment-service', '\n    tunnelConnections: 1'),
     ];
     order = await startSidecarProcess(
       ca.root,
@@ -326,19 +328,32 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
   });
 
   it("a reload of the caller's own certificate makes a new tunnel; streams on the old one finish", async () => {
-    const conns = Array.from({ length: 5 }, () => new AppConn(order.outbound[0]!));
-    for (const c of conns) c.socket.write('E');
-    await Promise.all(conns.map((c) => c.until((t) => t.startsWith('hello payment\n'))));
-    const opened = () => payment.lines.filter((l) => l.event === 'tunnel-open' && l.peer === `${TD}/order-service`).length;
-    const before = opened();
-    await rotateNow(ca.dir, 'order-service');
-    const rotated = serialOfSet(orderSet);
-    await order.waitForLine((l) => l.event === 'reload' && l.result === 'success' && l.serial === rotated);
-    assert.equal(await echoOnce(order.outbound[0]!, 'fresh\n'), 'hello payment\nfresh\n');
-    assert.equal(opened(), before + 1, 'a new tunnel, made with the new certificate');
-    for (const [i, c] of conns.entries()) c.socket.end(`old ${i}\n`);
-    await Promise.all(conns.map((c) => c.closed));
-    for (const [i, c] of conns.entries()) assert.equal(c.text(), `hello payment\nold ${i}\n`);
+    const conns = Array.from({ length: 5 }, () => new AppConn(order.outbound[5]!));
+    try {
+      for (const c of conns) c.socket.write('E');
+      await Promise.all(conns.map((c) => c.until((t) => t.startsWith('hello payment\n'))));
+      const opened = () => payment.lines.filter((l) => l.event === 'tunnel-open' && l.peer === `${TD}/order-service`).length;
+      const before = opened();
+      await rotateNow(ca.dir, 'order-service');
+      const rotated = serialOfSet(orderSet);
+      await order.waitForLine((l) => l.event === 'reload' && l.result === 'success' && l.serial === rotated);
+      assert.equal(await echoOnce(order.outbound[5]!, 'fresh\n'), 'hello payment\nfresh\n');
+      // Its log line travels on another pipe than the reply: wait for it, then count.
+      await within(
+        "the new tunnel in payment's log",
+        10_000,
+        (async () => {
+          while (opened() < before + 1) await new Promise((r) => setTimeout(r, 20));
+        })(),
+      );
+      assert.equal(opened(), before + 1, 'a new tunnel, made with the new certificate');
+      for (const [i, c] of conns.entries()) c.socket.end(`old ${i}\n`);
+      await Promise.all(conns.map((c) => c.closed));
+      for (const [i, c] of conns.entries()) assert.equal(c.text(), `hello payment\nold ${i}\n`);
+    } finally {
+      // A failure here must not leave streams open for the drain test below.
+      for (const c of conns) c.socket.destroy();
+    }
   });
 
   it("cuts a revoked caller's tunnel and all its streams, logged with their number, while another caller's keep flowing", async () => {
