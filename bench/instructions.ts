@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { freePort, which } from './proxy/processes.js';
+import { binaryNodeFlags, freePort, which } from './proxy/processes.js';
 
 const CLI = fileURLToPath(new URL('../bin/svcca.mjs', import.meta.url));
 const SIDECAR = fileURLToPath(new URL('../bin/svcca-sidecar.mjs', import.meta.url));
@@ -90,9 +90,7 @@ async function proxyUnderCallgrind(
       `identity:\n  dir: ${sets.server}\n  crl: ${join(work, 'ca', 'crl.pem')}\npolicy: ${policy}\ninbound:\n  listen: 127.0.0.1:${port}\n  forward: 127.0.0.1:${servicePort}\n  mode: ${target}\n  idleTimeout: 10m\n`,
     );
     // The flags the binary's first line gives node.
-    const shebang = readFileSync(SIDECAR, 'utf8').split('\n', 1)[0]!;
-    const nodeFlags = shebang.split(/\s+/).filter((w) => w.startsWith('--'));
-    args = [...valgrind, ...nodeFlags, SIDECAR, '--config', config];
+    args = [...valgrind, ...binaryNodeFlags(SIDECAR), SIDECAR, '--config', config];
   }
   const child = spawn('valgrind', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {

@@ -14,14 +14,24 @@
  *
  * Usage: node dist/bench/tunnel-bench.js [--seconds S] [--slow-reader-mb N]
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { cpuSeconds, memory, processTree } from './proxy/procfs.js';
-import { freePort, runBenchMain, runCommand, spawnLogged, spawnPiped, stopChild, tail, waitListening } from './proxy/processes.js';
+import {
+  binaryNodeFlags,
+  freePort,
+  runBenchMain,
+  runCommand,
+  spawnLogged,
+  spawnPiped,
+  stopChild,
+  tail,
+  waitListening,
+} from './proxy/processes.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const CLI = join(ROOT, 'dist/bin/svcca.mjs');
@@ -62,11 +72,7 @@ async function startSidecar(work: string, name: string, yaml: (port: number) => 
   // TUNNEL_CPU_PROF=<dir>: a V8 CPU profile of each sidecar, written when it stops.
   const prof = process.env.TUNNEL_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.TUNNEL_CPU_PROF] : [];
   // The V8 flags of the binary's first line, as users run it (`#!/usr/bin/env -S node …`).
-  const nodeFlags = readFileSync(SIDECAR, 'utf8')
-    .split('\n', 1)[0]!
-    .split(/\s+/)
-    .filter((w) => w.startsWith('--'));
-  const child = spawnLogged(process.execPath, [...nodeFlags, ...prof, SIDECAR, '--config', config], { log });
+  const child = spawnLogged(process.execPath, [...binaryNodeFlags(SIDECAR), ...prof, SIDECAR, '--config', config], { log });
   if (!(await waitListening(port, child))) throw new BenchFailure(`${name} did not start: ${tail(log, 3)}`);
   return { child, port, log, pids: () => (child.pid ? processTree(child.pid) : []) };
 }

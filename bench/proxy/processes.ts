@@ -210,3 +210,15 @@ export function runBenchMain(
     },
   );
 }
+
+/**
+ * The node flags of a binary's first line (`#!/usr/bin/env -S node --max-semi-space-size=2`):
+ * a benchmark that starts the sidecar as `node svcca-sidecar.mjs` must pass them itself to
+ * measure it as users run it (without them its RSS under load is tens of MB higher).
+ */
+export function binaryNodeFlags(bin: string): string[] {
+  return readFileSync(bin, 'utf8')
+    .split('\n', 1)[0]!
+    .split(/\s+/)
+    .filter((w) => w.startsWith('--'));
+}

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { get } from 'node:http';
 import { processTree } from './procfs.js';
-import { exitWithin, freePort, runCommand, spawnLogged, stopChild, tail, waitListening, which } from './processes.js';
+import { binaryNodeFlags, exitWithin, freePort, runCommand, spawnLogged, stopChild, tail, waitListening, which } from './processes.js';
 
 export type TargetId =
   | 'direct'
@@ -194,7 +194,7 @@ export async function startSidecar(
       '',
     ].join('\n'),
   );
-  const child = spawnLogged(process.execPath, [sidecarBin, '--config', config], { log, pin: 'proxy' });
+  const child = spawnLogged(process.execPath, [...binaryNodeFlags(sidecarBin), sidecarBin, '--config', config], { log, pin: 'proxy' });
   if (mode === 'http') {
     // The sidecar refuses a mode it does not implement at start-up: one line, exit 1.
     const code = await exitWithin(child, 1500);
@@ -242,7 +242,7 @@ export async function startSidecarOutbound(pki: Pki, inbound: Target, sidecarBin
       '',
     ].join('\n'),
   );
-  const child = spawnLogged(process.execPath, [sidecarBin, '--config', config], { log, pin: 'proxy' });
+  const child = spawnLogged(process.execPath, [...binaryNodeFlags(sidecarBin), sidecarBin, '--config', config], { log, pin: 'proxy' });
   if (!(await waitListening(port, child))) return failed(id, child, log, 'svcca-sidecar (outbound)');
   for (let i = 0; i < 50 && !(await readyz(admin)); i++) await new Promise((r) => setTimeout(r, 100));
   if (!(await readyz(admin))) return failed(id, child, log, 'svcca-sidecar (outbound) /readyz');
