@@ -35,6 +35,7 @@ import { HttpError, readJsonBody, requireString, sendError, sendJson } from './h
 import { PublishedFile } from './published-file.js';
 import { RateLimiter, type RateLimit } from './rate-limiter.js';
 import type { ServeMetrics } from './serve-metrics.js';
+import { peerLeafDer } from '../../common/tls-peer.js';
 
 const REFUSAL_STATUS: Record<RefusalCode, number> = {
   'no-client-certificate': 401,
@@ -246,7 +247,7 @@ export class CaServer {
         `the client certificate does not verify against this CA (${String(socket.authorizationError)}); renew with a set this CA issued`,
       );
     }
-    const raw = socket.getPeerX509Certificate()?.raw;
+    const raw = peerLeafDer(socket);
     if (!raw) throw new Refusal('no-client-certificate', 'renewal needs the current certificate as the TLS client certificate');
     const info = parseCertificate(raw, 'the client certificate');
     this.#callers.set(socket, info);

@@ -29,7 +29,8 @@ import { PolicyDecisions } from './policy-decisions.js';
 import { TunnelInbound, type InboundTunnel } from './tunnel-inbound.js';
 import { TUNNEL_ALPN, selectInboundAlpn } from './tunnel-protocol.js';
 import { ownCertificateRefusal, policyDecision } from './verdict.js';
-import { type CertCache, NO_CERTIFICATE, peerLeafDer, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { type CertCache, NO_CERTIFICATE, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { peerLeafDer } from '../../common/tls-peer.js';
 
 export interface InboundDeps {
   readonly config: InboundConfig;

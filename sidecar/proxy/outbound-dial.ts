@@ -17,7 +17,8 @@ import { CIPHERS } from '../net/ciphers.js';
 import { NO_DELAY } from '../net/socket.js';
 import type { Snapshot, SnapshotSource } from '../snapshot.js';
 import { ownCertificateRefusal } from './verdict.js';
-import { type CertCache, peerLeafDer, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { type CertCache, stillValid, verifyPeer, type RefusalReason } from './verify-peer.js';
+import { peerLeafDer } from '../../common/tls-peer.js';
 
 export type DialResult =
   | {

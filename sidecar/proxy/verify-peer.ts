@@ -8,7 +8,6 @@
  * The identity is read from the certificate's DER, never from Node's `subjectaltname`
  * string (where a DNS SAN can read `URI:spiffe://…`).
  */
-import type { TLSSocket } from 'node:tls';
 import { createHash } from 'node:crypto';
 import { parseSpiffeId, type SpiffeId } from '../../common/spiffe-id.js';
 import { EKU_CLIENT_AUTH, EKU_SERVER_AUTH, KeyUsageBit, parseCertificate, type CertInfo } from '../../common/x509.js';
@@ -93,18 +92,6 @@ export class CertCache {
   get size(): number {
     return this.#map.size;
   }
-}
-
-/**
- * The peer's leaf DER, or undefined when it sent none. Only the leaf is needed (OpenSSL
- * verified the chain), so the cheap X509 handle is used rather than building
- * getPeerCertificate(true)'s object graph per connection. (Should the chain ever be
- * needed: getPeerCertificate(true) must be called before getPeerX509Certificate().)
- * A resumed server-side session still carries the client's leaf.
- */
-export function peerLeafDer(socket: TLSSocket): Buffer | undefined {
-  const cert = socket.getPeerX509Certificate();
-  return cert ? cert.raw : undefined;
 }
 
 export interface PeerInput {
