@@ -31,9 +31,15 @@ const dir = opt('dir');
 const peerId = opt('peer-id');
 const creds = { cert: readFileSync(join(dir, 'tls.crt')), key: readFileSync(join(dir, 'tls.key')), ca: readFileSync(join(dir, 'ca.crt')) };
 
-/** Node writes `URI:a, URI:b, DNS:c`; an ID holding ", " would fool this split: enough for a floor. */
+/**
+ * Node writes `URI:a, URI:b, DNS:c`; an ID holding ", " would fool this split: enough for a
+ * floor. getPeerCertificate, not getPeerX509Certificate, which keeps native memory per
+ * connection on Node 20 (common/tls-peer.ts): the floor must not carry a leak svcca avoids.
+ */
 const hasOnlyId = (s: TLSSocket) => {
-  const uris = (s.getPeerX509Certificate()?.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:'));
+  const uris = ((s.getPeerCertificate(false) as { subjectaltname?: string }).subjectaltname ?? '')
+    .split(', ')
+    .filter((n) => n.startsWith('URI:'));
   return uris.length === 1 && uris[0] === `URI:${peerId}`;
 };
 
