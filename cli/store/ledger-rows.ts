@@ -77,6 +77,25 @@ export interface TokenRow {
   actor: string;
 }
 
+/** The columns of a bootstrap_tokens row, in TOKEN_INSERT_COLUMNS order: what both ledgers insert. */
+export const TOKEN_INSERT_COLUMNS =
+  'secret_sha256, service, dns_names, ips, cert_ttl_ms, created_at, expires_at, used_at, revoked_at, actor';
+
+export function tokenToRowValues(t: BootstrapToken): unknown[] {
+  return [
+    t.secretSha256,
+    t.service,
+    JSON.stringify(t.dnsNames),
+    JSON.stringify(t.ips),
+    t.certTtlMs,
+    t.createdAt,
+    t.expiresAt,
+    t.usedAt ?? null,
+    t.revokedAt ?? null,
+    t.actor,
+  ];
+}
+
 export function rowToToken(row: TokenRow): BootstrapToken {
   return {
     secretSha256: row.secret_sha256,

@@ -33,7 +33,15 @@ import type {
   ServiceState,
   StoredEvent,
 } from './ledger.js';
-import { rowToRecord, rowToToken, storedSetDir, type CertRow, type TokenRow } from './ledger-rows.js';
+import {
+  rowToRecord,
+  rowToToken,
+  storedSetDir,
+  TOKEN_INSERT_COLUMNS,
+  tokenToRowValues,
+  type CertRow,
+  type TokenRow,
+} from './ledger-rows.js';
 import { parseLedgerUrl, type LedgerUrl } from './ledger-url.js';
 import { MIGRATIONS, POSTGRES_SCHEMA_VERSION, type LedgerTable } from './postgres-schema.js';
 
@@ -594,20 +602,8 @@ export class PostgresLedger implements Ledger {
 
   async insertToken(t: BootstrapToken): Promise<void> {
     await this.q(
-      `INSERT INTO bootstrap_tokens (secret_sha256, service, dns_names, ips, cert_ttl_ms, created_at, expires_at, used_at, revoked_at, actor)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [
-        t.secretSha256,
-        t.service,
-        JSON.stringify(t.dnsNames),
-        JSON.stringify(t.ips),
-        t.certTtlMs,
-        t.createdAt,
-        t.expiresAt,
-        t.usedAt ?? null,
-        t.revokedAt ?? null,
-        t.actor,
-      ],
+      `INSERT INTO bootstrap_tokens (${TOKEN_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+      tokenToRowValues(t),
     );
   }
 

@@ -24,7 +24,15 @@ import type {
   ServiceState,
   StoredEvent,
 } from './ledger.js';
-import { rowToRecord, rowToToken, storedSetDir, type CertRow, type TokenRow } from './ledger-rows.js';
+import {
+  rowToRecord,
+  rowToToken,
+  storedSetDir,
+  TOKEN_INSERT_COLUMNS,
+  tokenToRowValues,
+  type CertRow,
+  type TokenRow,
+} from './ledger-rows.js';
 import type { LedgerTable } from './postgres-schema.js';
 
 /** Bumped when the schema changes; `migrate` brings older ledgers forward. */
@@ -463,20 +471,8 @@ export class SqliteLedger implements Ledger {
   }
 
   async insertToken(t: BootstrapToken): Promise<void> {
-    this.prepared(
-      `INSERT INTO bootstrap_tokens (secret_sha256, service, dns_names, ips, cert_ttl_ms, created_at, expires_at, used_at, revoked_at, actor)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      t.secretSha256,
-      t.service,
-      JSON.stringify(t.dnsNames),
-      JSON.stringify(t.ips),
-      t.certTtlMs,
-      t.createdAt,
-      t.expiresAt,
-      t.usedAt ?? null,
-      t.revokedAt ?? null,
-      t.actor,
+    this.prepared(`INSERT INTO bootstrap_tokens (${TOKEN_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(
+      ...tokenToRowValues(t),
     );
   }
 
