@@ -6,7 +6,8 @@
  *   make build && node dist/bench/instructions.js [tcp http floor] [--small 400 --large 2000] [--handshakes]
  *
  * With --handshakes every connection is new and carries one request, so the figure is the
- * cost of a full mTLS handshake plus that request (defaults --small 100 --large 400).
+ * cost of a full mTLS handshake plus that request (defaults --small 100 --large 400);
+ * --resumed does the same with each connection offering the last TLS 1.3 ticket.
  *
  * Each target runs twice under callgrind, serving `small` and then `large` requests (64-byte
  * answers, 8 keep-alive mTLS connections); (I refs large − I refs small) ÷ (large − small) is
@@ -38,10 +39,15 @@ const flag = (name: string, fallback: number) => {
   return i >= 0 ? Number(argv[i + 1]) : fallback;
 };
 const targets = argv.filter((a): a is Target => a === 'tcp' || a === 'http' || a === 'floor');
-const HANDSHAKES = argv.includes('--handshakes');
+const RESUMED = argv.includes('--resumed');
+const HANDSHAKES = RESUMED || argv.includes('--handshakes');
 const SMALL = flag('small', HANDSHAKES ? 100 : 400);
 const LARGE = flag('large', HANDSHAKES ? 400 : 2000);
-const UNIT = HANDSHAKES ? 'new connection (handshake + 1 request)' : 'request';
+const UNIT = RESUMED
+  ? 'resumed connection (TLS 1.3 ticket + 1 request)'
+  : HANDSHAKES
+    ? 'new connection (handshake + 1 request)'
+    : 'request';
 
 function setUp(work: string): { server: string; client: string } {
   const env = { ...process.env, SVCCA_PASSPHRASE: `instructions-${process.pid}`, SVCCA_DIR: join(work, 'ca') };
@@ -112,9 +118,18 @@ async function requests(port: number, client: string, total: number): Promise<nu
     ca: readFileSync(join(client, 'ca.crt')),
   };
   let done = 0;
+  // --resumed: every connection offers the last ticket the proxy sent.
+  let ticket: Buffer | undefined;
   const one = (share: number) =>
     new Promise<void>((resolve, reject) => {
-      const s = connect({ host: '127.0.0.1', port, ...creds, checkServerIdentity: () => undefined });
+      const s = connect({
+        host: '127.0.0.1',
+        port,
+        ...creds,
+        checkServerIdentity: () => undefined,
+        ...(RESUMED && ticket ? { session: ticket } : {}),
+      });
+      if (RESUMED) s.on('session', (t: Buffer) => (ticket = t));
       let seen = Buffer.alloc(0);
       let mine = 0;
       s.on('error', reject);
