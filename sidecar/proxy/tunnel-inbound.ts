@@ -49,6 +49,8 @@ export interface TunnelInboundDeps {
  *  a connection now and then; a rapid-reset attack does it thousands of times a second. */
 const RESET_BURST = 200;
 const RESETS_PER_SECOND = 50;
+/** How long a cut tunnel's socket may take to flush its GOAWAY before it is destroyed. */
+const CUT_FLUSH_MS = 1_000;
 
 export class InboundTunnel {
   readonly streams = new Set<ServerHttp2Stream>();
@@ -67,8 +69,11 @@ export class InboundTunnel {
     if (this.#cut) return n;
     this.#cut = true;
     for (const s of this.streams) if (!s.closed) s.close(code);
+    // Sends GOAWAY with `code`, then ends the socket once it is written: the peer learns
+    // why. Destroying the socket here as well would drop the GOAWAY when it was still
+    // queued; a peer that never reads it loses the socket after CUT_FLUSH_MS all the same.
     this.session.destroy(undefined, code);
-    this.socket.destroy();
+    setTimeout(() => this.socket.destroy(), CUT_FLUSH_MS).unref();
     return n;
   }
 

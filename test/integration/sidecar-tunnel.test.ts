@@ -298,8 +298,16 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     const before = service.connections();
     const c = new AppConn(order.outbound[4]!);
     c.socket.write('Esecret\n');
-    const { error } = await c.closed;
-    assert.equal(c.text(), '', `nothing came back (${error ?? 'closed'})`);
+    // The outbound ends the app's connection: a FIN when our bytes had not reached it yet
+    // (this socket, half-open, then stays open until we end it too), else a reset.
+    await within(
+      'the app connection ended by the refusing outbound',
+      20_000,
+      c.until(() => c.ended),
+      () => JSON.stringify(order.lines.slice(-8)),
+    );
+    c.socket.destroy();
+    assert.equal(c.text(), '', 'nothing came back');
     const line = await within(
       'the refusal logged',
       10_000,
@@ -382,7 +390,12 @@ describe('sidecar tunnels (svcca-tunnel/1)', () => {
     // And the revoked caller gets no new tunnel.
     const again = new AppConn(audit.outbound[0]!);
     again.socket.write('Eagain\n');
-    await again.closed;
+    await within(
+      'the refused app connection ended',
+      20_000,
+      again.until(() => again.ended),
+    );
+    again.socket.destroy();
     assert.equal(again.text(), '');
   });
 
