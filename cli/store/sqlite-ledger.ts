@@ -115,6 +115,9 @@ CREATE INDEX bootstrap_tokens_service ON bootstrap_tokens(service);
 /** v3 (several `svcca serve` replicas): each issuer's last CRL as signed, served as is. */
 const SCHEMA_V3 = `ALTER TABLE crl_state ADD COLUMN published_pem TEXT;`;
 
+/** The longest a finished transaction waits for the group's COMMIT while others keep coming. */
+const GROUP_COMMIT_MS = 5;
+
 export class SqliteLedger implements Ledger {
   private readonly db: DatabaseType;
   /** The CA directory: relative set folders are resolved against it. */
@@ -122,6 +125,11 @@ export class SqliteLedger implements Ledger {
   readonly location: string;
   private readonly inTransaction = new AsyncLocalStorage<boolean>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** Transactions released into the open outer transaction, waiting for its COMMIT. */
+  private batch: { since: number; waiters: { resolve: () => void; reject: (err: unknown) => void }[] } | undefined;
+  private commitSoon: NodeJS.Immediate | undefined;
+  /** A transaction's function is running (between its SAVEPOINT and RELEASE). */
+  private running = false;
   /**
    * Prepared statements by SQL text. Compiling a statement costs more than running these
    * one-row queries, and `svcca serve` runs the same dozen for every renewal (9 % of its
@@ -189,25 +197,91 @@ export class SqliteLedger implements Ledger {
    * transaction (in its async context: a helper handed the ledger rather than `tx`) joins
    * it; a call from anywhere else — another request of `svcca serve` whose code runs while
    * this one awaits — waits its turn instead of slipping into a transaction it does not own.
+   *
+   * Group commit: each transaction runs as a SAVEPOINT of one outer transaction, and its
+   * promise settles only once that outer transaction has committed. The outer one commits
+   * as soon as no transaction is running (the next turn of the event loop), or before the
+   * next one starts once it is GROUP_COMMIT_MS old. A lone `svcca issue` commits exactly as
+   * before; `svcca serve` under load pays one fsync for several renewals instead of one
+   * each (1.8 ms of blocked event loop per renewal with synchronous = FULL). Nothing is
+   * answered before its commit, so a crash loses only transactions nobody was told of.
    */
   async transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T> {
     if (this.inTransaction.getStore() === true) return fn(this);
-    const run = () => this.inTransaction.run(true, () => this.runTransaction(fn));
-    const result = this.queue.then(run, run);
-    this.queue = result.catch(() => undefined);
+    let endTurn!: () => void;
+    const turn = new Promise<void>((resolve) => (endTurn = resolve));
+    const previous = this.queue;
+    this.queue = turn;
+    await previous;
+    try {
+      return await this.inTransaction.run(true, () => this.runTransaction(fn, endTurn));
+    } finally {
+      endTurn();
+    }
+  }
+
+  private async runTransaction<T>(fn: (tx: Ledger) => Promise<T>, endTurn: () => void): Promise<T> {
+    if (this.batch && Date.now() - this.batch.since >= GROUP_COMMIT_MS) this.commitBatch();
+    if (!this.db.inTransaction) this.db.exec('BEGIN IMMEDIATE');
+    this.db.exec('SAVEPOINT svcca_tx');
+    this.running = true;
+    let result: T;
+    try {
+      result = await fn(this);
+      this.db.exec('RELEASE svcca_tx');
+    } catch (err) {
+      this.running = false;
+      if (this.db.inTransaction) {
+        this.db.exec('ROLLBACK TO svcca_tx');
+        this.db.exec('RELEASE svcca_tx');
+      }
+      // Some errors (SQLITE_FULL, SQLITE_IOERR) roll back the whole outer transaction:
+      // the others' work in it is gone too, and they are told so by commitBatch.
+      this.scheduleCommit();
+      throw err;
+    }
+    this.running = false;
+    const committed = new Promise<void>((resolve, reject) => {
+      this.batch ??= { since: Date.now(), waiters: [] };
+      this.batch.waiters.push({ resolve, reject });
+    });
+    this.scheduleCommit();
+    // The next transaction may run now; this one's caller hears of it after the commit.
+    endTurn();
+    await committed;
     return result;
   }
 
-  private async runTransaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T> {
-    this.db.exec('BEGIN IMMEDIATE');
+  private scheduleCommit(): void {
+    this.commitSoon ??= setImmediate(() => {
+      this.commitSoon = undefined;
+      // A transaction under way commits with the batch: its own end schedules this again.
+      if (!this.running) this.commitBatch();
+    });
+  }
+
+  /** Commits the outer transaction and settles every transaction in it. Only between transactions. */
+  private commitBatch(): void {
+    if (this.commitSoon) clearImmediate(this.commitSoon);
+    this.commitSoon = undefined;
+    const waiters = this.batch?.waiters ?? [];
+    this.batch = undefined;
+    if (!this.db.inTransaction) {
+      const lost = new CaStateError(
+        `the ledger ${this.location} rolled back a transaction`,
+        'run the command again; if it keeps failing, check the disk (full? read-only?)',
+      );
+      for (const w of waiters) w.reject(lost);
+      return;
+    }
     try {
-      const result = await fn(this);
       this.db.exec('COMMIT');
-      return result;
     } catch (err) {
       if (this.db.inTransaction) this.db.exec('ROLLBACK');
-      throw err;
+      for (const w of waiters) w.reject(err);
+      return;
     }
+    for (const w of waiters) w.resolve();
   }
 
   // BEGIN IMMEDIATE already holds the database's write lock: every writer queues on it.
@@ -527,6 +601,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async close(): Promise<void> {
+    if (this.batch || (this.db.open && this.db.inTransaction && !this.running)) this.commitBatch();
     this.db.close();
   }
 }

@@ -356,6 +356,43 @@ for (const backend of BACKENDS) {
   });
 }
 
+describe('SQLite group commit (svcca serve under load)', () => {
+  it('settles each of 20 concurrent transactions only once another connection sees it, in fewer commits, and one that fails takes nothing of the others', async () => {
+    const base = tempDir('svcca-ledger-');
+    const path = join(base, 'ledger.db');
+    const ledger = SqliteLedger.open(path, { create: true });
+    const reader = new Database(path, { readonly: true });
+    try {
+      const visible = (serial: string) =>
+        (reader.prepare('SELECT count(*) AS n FROM certificates WHERE serial = ?').get(serial) as { n: number }).n === 1;
+      const commitsSeen = () => reader.pragma('data_version', { simple: true }) as number;
+      const before = commitsSeen();
+      const recs = Array.from({ length: 20 }, (_, i) => record({ service: `group-${i}` }, base));
+      const visibleWhenSettled: boolean[] = [];
+      const results = await Promise.allSettled(
+        recs.map(async (rec, i) => {
+          await issue(ledger, i === 7 ? { ...rec, spiffeId: undefined as unknown as string } : rec);
+          visibleWhenSettled[i] = visible(rec.serial);
+        }),
+      );
+      assert.equal(results[7]!.status, 'rejected', 'the broken record is refused');
+      assert.equal(visible(recs[7]!.serial), false);
+      assert.equal(await ledger.getService('group-7'), undefined, 'nothing of the failed transaction is left');
+      for (const [i, r] of results.entries()) {
+        if (i === 7) continue;
+        assert.equal(r.status, 'fulfilled', `transaction ${i}`);
+        assert.equal(visibleWhenSettled[i], true, `transaction ${i} settled before its commit`);
+      }
+      assert.equal((await ledger.listEvents()).length, 19);
+      // Another connection counts each commit it could see: several transactions shared one.
+      assert.ok(commitsSeen() - before < recs.length, `${commitsSeen() - before} commits for ${recs.length} transactions`);
+    } finally {
+      reader.close();
+      await ledger.close();
+    }
+  });
+});
+
 describe('PostgreSQL under real concurrency (two connections)', () => {
   let a: PostgresLedger;
   let b: PostgresLedger;
