@@ -10,8 +10,17 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { sidecarYaml, splitHostPort, startSidecarProcess, within, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  serialOfSet,
+  sidecarYaml,
+  splitHostPort,
+  startSidecarProcess,
+  within,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import { AppConn, metric, startModalService, type ModalService } from './sidecar-tunnel-harness.js';
+import { rotateNow } from './sidecar-reload-helpers.js';
 import { BACKOFF_BASE_MS, BACKOFF_MAX_MS } from '../../sidecar/proxy/tunnel-pool.js';
 
 const TD = 'spiffe://example.org';
@@ -36,6 +45,11 @@ class Relay {
   up = true;
   refused = 0;
   passed = 0;
+  /** Holding, the server's bytes wait at the relay (a handshake that cannot finish) until release(). */
+  holding = false;
+  /** The relay's own address on each connection it made to the target, in order: what the target logs. */
+  readonly dialed: string[] = [];
+  readonly #held: (() => void)[] = [];
   readonly #open = new Set<Socket>();
   constructor(readonly target: string) {
     const [host, port] = splitHostPort(target);
@@ -47,15 +61,21 @@ class Relay {
         return;
       }
       this.passed++;
-      const t = netConnect({ host, port });
+      const t = netConnect({ host, port }, () => this.dialed.push(`${t.localAddress}:${t.localPort}`));
       t.on('error', () => s.destroy());
       s.on('error', () => t.destroy());
       for (const x of [s, t]) {
         this.#open.add(x);
         x.once('close', () => this.#open.delete(x));
       }
-      s.pipe(t).pipe(s);
+      s.pipe(t);
+      if (this.holding) this.#held.push(() => t.pipe(s));
+      else t.pipe(s);
     });
+  }
+  release(): void {
+    this.holding = false;
+    for (const flow of this.#held.splice(0)) flow();
   }
   async listen(): Promise<void> {
     await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
@@ -89,10 +109,12 @@ describe('sidecar tunnel pool: idle close, back-off, maxConnections', () => {
   let limited: RunningSidecar;
   let order: RunningSidecar;
   let relay: Relay;
+  let slowRelay: Relay;
+  let orderSet = '';
 
   before(async () => {
     ca = makeCa();
-    const orderSet = ca.issue('order-service');
+    orderSet = ca.issue('order-service');
     const paymentSet = ca.issue('payment-service');
     const crl = join(ca.dir, 'crl.pem');
     const policy = writePolicy(ca.root, 'services:\n  payment-service:\n    allow: [order-service]\n');
@@ -112,6 +134,8 @@ describe('sidecar tunnel pool: idle close, back-off, maxConnections', () => {
     ]);
     relay = new Relay(payment.inbound!);
     await relay.listen();
+    slowRelay = new Relay(payment.inbound!);
+    await slowRelay.listen();
     const out = (connect: string, extra: string) =>
       `  - listen: 127.0.0.1:0\n    connect: ${connect}\n    serverId: ${TD}/payment-service\n${extra}`;
     order = await startSidecarProcess(
@@ -130,6 +154,9 @@ describe('sidecar tunnel pool: idle close, back-off, maxConnections', () => {
           out(limited.inbound!, '    tunnelConnections: 1'),
           // [3] back-pressure: default limits.
           out(payment.inbound!, ''),
+          // [4] a tunnel dial held at a relay across a reload of order's own certificate.
+          // (a long handshake timeout: the dial waits at the relay while the CLI rotates)
+          out(slowRelay.address, '    handshakeTimeout: 60s'),
           admin,
         ].join('\n'),
       }),
@@ -140,6 +167,7 @@ describe('sidecar tunnel pool: idle close, back-off, maxConnections', () => {
   after(async () => {
     for (const s of [order, payment, limited]) await s?.stop();
     await relay?.close();
+    await slowRelay?.close();
     await service?.close();
     ca?.cleanup();
   });
@@ -315,5 +343,50 @@ describe('sidecar tunnel pool: idle close, back-off, maxConnections', () => {
     await within('every byte arrives once the app reads', 60_000, ended);
     assert.equal(received, total);
     app.destroy();
+  });
+
+  // Last: it rotates order's certificate.
+  it('a tunnel dialed with the certificate a reload then replaced is closed unused; the waiting app connection gets a tunnel made with the new one', async () => {
+    slowRelay.holding = true;
+    const app = new AppConn(order.outbound[4]!);
+    app.socket.write('E');
+    await within(
+      'the tunnel dial reached the relay',
+      10_000,
+      (async () => {
+        while (slowRelay.passed < 1) await new Promise((r) => setTimeout(r, 20));
+      })(),
+    );
+    const before = serialOfSet(orderSet);
+    await rotateNow(ca.dir, 'order-service');
+    const rotated = serialOfSet(orderSet);
+    assert.notEqual(rotated, before);
+    await within(
+      "order's reload",
+      30_000,
+      order.waitForLine((l) => l.event === 'reload' && l.result === 'success' && l.serial === rotated),
+    );
+    // The held handshake now finishes — with the certificate the reload replaced.
+    slowRelay.release();
+    assert.equal(
+      await within(
+        'the echo',
+        15_000,
+        app.until((t) => t.startsWith('hello payment\n')),
+      ),
+      'hello payment\n',
+      JSON.stringify(order.lines.slice(-6)),
+    );
+    const [oldTunnel, newTunnel] = slowRelay.dialed;
+    assert.ok(newTunnel, `a second tunnel was dialed (relay saw ${slowRelay.dialed.length})`);
+    // Payment judged the stream on the second tunnel, made after the reload: the first was
+    // closed without carrying it.
+    const streamLine = await within(
+      "the stream in payment's log",
+      10_000,
+      payment.waitForLine((l) => l.event === 'allowed' && l.tunnel === true && (l.address === oldTunnel || l.address === newTunnel)),
+    );
+    assert.equal(streamLine.address, newTunnel, 'the app connection went out on the tunnel made with the replaced certificate');
+    app.socket.destroy();
   });
 });
