@@ -11,7 +11,16 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeCa, SIDECAR_BIN, TEST_PASSPHRASE, type TestCa } from '../helpers/cli.js';
 import { issueSvid, loadCaDir, writeSetDir } from '../helpers/attacker-ca.js';
-import { adminGet, credsFromDir, refusalFrom, sidecarYaml, startSidecarProcess, tlsExchange, writePolicy } from './sidecar-harness.js';
+import {
+  adminGet,
+  credsFromDir,
+  linesFromNow,
+  refusalFrom,
+  sidecarYaml,
+  startSidecarProcess,
+  tlsExchange,
+  writePolicy,
+} from './sidecar-harness.js';
 
 function sidecar(args: readonly string[]): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [SIDECAR_BIN, ...args], { encoding: 'utf8', timeout: 30_000 });
@@ -254,9 +263,11 @@ describe('svcca-sidecar --check and start-up refusals', () => {
       assert.match(ready.body, /expired/);
       const health = await adminGet(running.admin!, '/healthz');
       assert.equal(health.status, 200);
-      const r = await tlsExchange(running.inbound!, credsFromDir(ca.issue('order-service')), { payload: 'x\n' });
+      const creds = credsFromDir(ca.issue('order-service'));
+      const fresh = linesFromNow(running);
+      const r = await tlsExchange(running.inbound!, creds, { payload: 'x\n' });
       assert.equal(r.data, '');
-      assert.equal((await running.waitForLine(refusalFrom(r.localPort))).reason, 'own-certificate-invalid');
+      assert.equal((await running.waitForLine(fresh(refusalFrom(r.localPort)))).reason, 'own-certificate-invalid');
     } finally {
       await running.stop();
     }

@@ -235,6 +235,16 @@ export function refusalFrom(localPort: number | undefined): (l: LogLine) => bool
 }
 
 /**
+ * Narrows a waitForLine predicate to lines logged from now on. Take it before the
+ * connection it is about: after hundreds of connections, a new one can get the local port
+ * an earlier refused one had, and refusalFrom alone would then match that old line.
+ */
+export function linesFromNow(sidecar: { readonly lines: readonly LogLine[] }): (pred: (l: LogLine) => boolean) => (l: LogLine) => boolean {
+  const earlier = new Set(sidecar.lines);
+  return (pred) => (l) => !earlier.has(l) && pred(l);
+}
+
+/**
  * Revokes `serials` and republishes `<ca>/crl.pem`: through `svcca revoke --serial` when
  * the CLI has it, else with the test-only signer (the real intermediate's key, a CRL
  * number above the one in force), written atomically like the CLI does.

@@ -9,7 +9,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, refusalFrom, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import { credsFromDir, linesFromNow, refusalFrom, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
 import {
   getRequest,
   httpSidecarYaml,
@@ -59,6 +59,7 @@ describe('sidecar http mode: path normalization', () => {
   for (const c of judged) {
     it(`${c.name}: ${c.target} → ${c.want}`, async () => {
       const seen = backend.received.length;
+      const fresh = linesFromNow(sidecar);
       const r = await rawCall(sidecar.inbound!, credsFromDir(notification), getRequest(c.target));
       assert.equal(r.status, c.want, r.body.toString());
       if (c.forwarded) {
@@ -66,7 +67,7 @@ describe('sidecar http mode: path normalization', () => {
         assert.equal(backend.received.at(-1)!.url, c.forwarded, 'the service must see the normalized path');
       } else {
         assert.equal(backend.received.length, seen, 'the service saw a refused request');
-        const line = await sidecar.waitForLine(refusalFrom(r.localPort));
+        const line = await sidecar.waitForLine(fresh(refusalFrom(r.localPort)));
         assert.equal(line.path, c.logged);
         assert.equal(line.reason, 'policy-denied');
       }
@@ -103,11 +104,12 @@ describe('sidecar http mode: path normalization', () => {
     ] as const) {
       it(`400 for ${c.name} (${who}-service)`, async () => {
         const seen = backend.received.length;
+        const fresh = linesFromNow(sidecar);
         const r = await rawCall(sidecar.inbound!, credsFromDir(set()), c.request);
         assert.equal(r.status, 400, r.body.toString());
         assert.match(r.body.toString(), /^bad request: /);
         assert.equal(backend.received.length, seen, 'the service saw a refused request');
-        const line = await sidecar.waitForLine(refusalFrom(r.localPort));
+        const line = await sidecar.waitForLine(fresh(refusalFrom(r.localPort)));
         assert.equal(line.status, 400);
         assert.equal(line.peer, `spiffe://example.org/${who}-service`);
         assert.match(String(line.detail), c.detail);

@@ -8,7 +8,16 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { adminGet, credsFromDir, refusalFrom, runAsync, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import {
+  adminGet,
+  credsFromDir,
+  linesFromNow,
+  refusalFrom,
+  runAsync,
+  startSidecarProcess,
+  writePolicy,
+  type RunningSidecar,
+} from './sidecar-harness.js';
 import {
   getRequest,
   httpSidecarYaml,
@@ -81,11 +90,12 @@ describe('sidecar http mode: method and path rules', () => {
   }
 
   it('answers a refusal with a body naming the caller, method and path, and one log line', async () => {
+    const fresh = linesFromNow(sidecar);
     const r = await rawCall(sidecar.inbound!, credsFromDir(sets.notification), getRequest('/admin/users?id=1', [], 'DELETE'));
     assert.equal(r.status, 403);
     assert.equal(r.body.toString(), `forbidden: no rule allows ${TD}/notification-service to DELETE /admin/users\n`);
     assert.match(r.headers['content-type'] ?? '', /^text\/plain/);
-    const line = await sidecar.waitForLine((l) => refusalFrom(r.localPort)(l) && l.method === 'DELETE');
+    const line = await sidecar.waitForLine(fresh((l) => refusalFrom(r.localPort)(l) && l.method === 'DELETE'));
     assert.equal(line.level, 'warn');
     assert.equal(line.peer, `${TD}/notification-service`);
     assert.equal(line.address, `127.0.0.1:${r.localPort}`);

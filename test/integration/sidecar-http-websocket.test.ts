@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { makeCa, type TestCa } from '../helpers/cli.js';
-import { credsFromDir, refusalFrom, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
+import { credsFromDir, linesFromNow, refusalFrom, startSidecarProcess, writePolicy, type RunningSidecar } from './sidecar-harness.js';
 import {
   expectedXfcc,
   headerValues,
@@ -91,6 +91,7 @@ describe('sidecar http mode: WebSocket upgrades', () => {
 
   it('refuses an upgrade to a denied path with 403, and the service never sees it', async () => {
     const seen = backend.received.length;
+    const fresh = linesFromNow(sidecar);
     const c = await RawHttpConnection.open(sidecar.inbound!, credsFromDir(notification));
     const localPort = c.localPort; // gone once closed
     try {
@@ -99,7 +100,7 @@ describe('sidecar http mode: WebSocket upgrades', () => {
       assert.match(r.body.toString(), /no rule allows spiffe:\/\/example\.org\/notification-service to GET \/admin\/ws/);
       await c.waitClosed();
       assert.equal(backend.received.length, seen);
-      const line = await sidecar.waitForLine(refusalFrom(localPort));
+      const line = await sidecar.waitForLine(fresh(refusalFrom(localPort)));
       assert.equal(line.reason, 'policy-denied');
       assert.equal(line.path, '/admin/ws');
     } finally {
@@ -109,6 +110,7 @@ describe('sidecar http mode: WebSocket upgrades', () => {
 
   it('refuses any upgrade but WebSocket (h2c would tunnel requests nobody judged), even on an allowed path', async () => {
     const seen = backend.received.length;
+    const fresh = linesFromNow(sidecar);
     const c = await RawHttpConnection.open(sidecar.inbound!, credsFromDir(notification));
     const localPort = c.localPort;
     try {
@@ -126,7 +128,7 @@ describe('sidecar http mode: WebSocket upgrades', () => {
       assert.equal(r.status, 400);
       assert.match(r.body.toString(), /only WebSocket upgrades pass the sidecar, not "h2c"/);
       assert.equal(backend.received.length, seen, 'the service never saw it');
-      const line = await sidecar.waitForLine(refusalFrom(localPort));
+      const line = await sidecar.waitForLine(fresh(refusalFrom(localPort)));
       assert.equal(line.reason, 'bad-upgrade');
     } finally {
       c.close();
