@@ -3,7 +3,7 @@
  * its mapping to a CertificateRecord, so they cannot drift apart.
  */
 import { isAbsolute, join, relative } from 'node:path';
-import type { BootstrapToken, CertificateRecord, CertificateStatus, RevocationReason } from './ledger.js';
+import type { BootstrapToken, CertificateRecord, CertificateStatus, LedgerEvent, RevocationReason } from './ledger.js';
 
 export interface CertRow {
   serial: string;
@@ -94,6 +94,13 @@ export function tokenToRowValues(t: BootstrapToken): unknown[] {
     t.revokedAt ?? null,
     t.actor,
   ];
+}
+
+/** The columns of an events row, in EVENT_INSERT_COLUMNS order: what both ledgers append. */
+export const EVENT_INSERT_COLUMNS = 'at, kind, service, serial, actor, why';
+
+export function eventToRowValues(e: LedgerEvent): unknown[] {
+  return [e.at ?? Date.now(), e.kind, e.service ?? null, e.serial ?? null, e.actor, e.why];
 }
 
 export function rowToToken(row: TokenRow): BootstrapToken {

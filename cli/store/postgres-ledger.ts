@@ -34,6 +34,8 @@ import type {
   StoredEvent,
 } from './ledger.js';
 import {
+  EVENT_INSERT_COLUMNS,
+  eventToRowValues,
   rowToRecord,
   rowToToken,
   storedSetDir,
@@ -630,14 +632,7 @@ export class PostgresLedger implements Ledger {
   }
 
   async appendEvent(e: LedgerEvent): Promise<void> {
-    await this.q('INSERT INTO events (at, kind, service, serial, actor, why) VALUES ($1, $2, $3, $4, $5, $6)', [
-      e.at ?? Date.now(),
-      e.kind,
-      e.service ?? null,
-      e.serial ?? null,
-      e.actor,
-      e.why,
-    ]);
+    await this.q(`INSERT INTO events (${EVENT_INSERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)`, eventToRowValues(e));
   }
 
   async listEvents(limit = 100): Promise<StoredEvent[]> {

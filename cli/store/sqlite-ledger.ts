@@ -25,6 +25,8 @@ import type {
   StoredEvent,
 } from './ledger.js';
 import {
+  EVENT_INSERT_COLUMNS,
+  eventToRowValues,
   rowToRecord,
   rowToToken,
   storedSetDir,
@@ -570,14 +572,7 @@ export class SqliteLedger implements Ledger {
   }
 
   async appendEvent(e: LedgerEvent): Promise<void> {
-    this.prepared('INSERT INTO events (at, kind, service, serial, actor, why) VALUES (?, ?, ?, ?, ?, ?)').run(
-      e.at ?? Date.now(),
-      e.kind,
-      e.service ?? null,
-      e.serial ?? null,
-      e.actor,
-      e.why,
-    );
+    this.prepared(`INSERT INTO events (${EVENT_INSERT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`).run(eventToRowValues(e));
   }
 
   async listEvents(limit = 100): Promise<StoredEvent[]> {
