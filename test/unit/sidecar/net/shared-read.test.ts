@@ -30,18 +30,21 @@ describe('shared-buffer reads into a TLS socket', () => {
 
   it('delivers every byte in order when the TLS reader keeps stopping', async () => {
     const payload = randomBytes(24 * 1024 * 1024);
-    // The plain side: 1,000-byte pieces, a turn of the event loop after every few.
+    // The plain side: one 1,000-byte piece per turn of the event loop, so the sidecar's
+    // reads stay small while it keeps reading: when the TLS side blocks, the next small
+    // reads are written behind a queued one (its write still returns true), whatever the
+    // machine's speed. (Sending a few pieces per turn let a fast sender build a backlog
+    // that was read 64 KiB at a time, each such write returning false, and on CI's machine
+    // no write was ever queued behind another.)
     const source = netServer((s) => {
       s.on('error', () => undefined);
       let at = 0;
       const next = () => {
-        while (at < payload.length) {
-          const piece = payload.subarray(at, at + 1000);
-          at += piece.length;
-          if (!s.write(piece)) return void s.once('drain', next);
-          if (at % 4000 === 0) return void setImmediate(next);
-        }
-        s.end();
+        if (at >= payload.length) return void s.end();
+        const piece = payload.subarray(at, at + 1000);
+        at += piece.length;
+        if (!s.write(piece)) return void s.once('drain', next);
+        setImmediate(next);
       };
       next();
     });
