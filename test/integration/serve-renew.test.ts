@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { makeCa, run, type TestCa } from '../helpers/cli.js';
 import { parseCertificate } from '../../common/x509.js';
 import { decodeCertificates } from '../../common/pem.js';
@@ -207,6 +208,39 @@ describe('svcca serve: renewal over mTLS', () => {
     // Clients still renew through it.
     const res = await svccaClient(['renew', '--ca', serve.url, '--dir', sets.caller!, '--force']);
     assert.equal(res.status, 0, res.stderr);
+  });
+
+  it('resumes no TLS session: every connection proves its certificate in a full handshake', async () => {
+    const [host, port] = serve.url.slice('https://'.length).split(':') as [string, string];
+    const options = {
+      host,
+      port: Number(port),
+      cert: readFileSync(join(sets.caller!, 'tls.crt')),
+      key: readFileSync(join(sets.caller!, 'tls.key')),
+      ca: readFileSync(join(ca.dir, 'ca.crt')),
+      // The server's identity is a SPIFFE ID, not a host name; the chain is still verified.
+      checkServerIdentity: () => undefined,
+    };
+    // One request on a connection, keeping whatever session the server offers for reuse.
+    const oneRequest = (session?: Buffer) =>
+      new Promise<{ reused: boolean; session: Buffer | undefined }>((resolve, reject) => {
+        let offered: Buffer | undefined;
+        let reused = false;
+        const socket = tlsConnect({ ...options, session }, () => {
+          reused = socket.isSessionReused();
+          socket.write(`GET /v1/ca.crt HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+        });
+        socket.on('session', (s: Buffer) => {
+          offered = s;
+        });
+        socket.on('error', reject);
+        socket.resume();
+        socket.on('close', () => resolve({ reused, session: offered }));
+      });
+    const first = await oneRequest();
+    assert.ok(first.session, 'the server sent the client something to offer back');
+    const second = await oneRequest(first.session);
+    assert.equal(second.reused, false, 'a connection to the CA resumed an earlier session');
   });
 
   it('SIGTERM drains: a request in flight is answered, then it exits 0', async () => {
