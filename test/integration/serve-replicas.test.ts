@@ -404,7 +404,11 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
       assert.ok(counts.ok - okAtStop <= clients.length, 'no renewal succeeded once the database was down, beyond those in flight');
       await pg.start();
       restarted = true;
-      await eventually('every client renewed after the restart', () => (renewedSinceRestart.size === clients.length ? true : undefined), 60_000);
+      await eventually(
+        'every client renewed after the restart',
+        () => (renewedSinceRestart.size === clients.length ? true : undefined),
+        60_000,
+      );
     } finally {
       running = false;
       await Promise.all(loops);
