@@ -198,19 +198,30 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
   });
 
   it('each replica records its own certificate for spiffe://<td>/svcca and renews it without superseding the other', async () => {
-    // --cert-ttl 12s: both renew their own in process during this file.
-    const renewedA = await a.waitForLine((l) => l.event === 'certificate' && /renewed/.test(String(l.msg)), 20_000);
-    const renewedB = await b.waitForLine((l) => l.event === 'certificate' && /renewed/.test(String(l.msg)), 20_000);
+    // --cert-ttl 12s: both renew their own in process during this file, and may have done
+    // so more than once by now (the renewals above take 15 s or more): the ledger must hold
+    // each one's newest. One may be renewing as we look, so look again until they agree.
+    const renewed = (l: { event?: string; msg?: unknown }) => l.event === 'certificate' && /renewed/.test(String(l.msg));
+    await a.waitForLine(renewed, 20_000);
+    await b.waitForLine(renewed, 20_000);
     for (const r of [a, b]) assert.equal(r.lines.filter((l) => l.event === 'upkeep').length, 0, 'no upkeep failed');
-    const rows = await db.query<{ service: string; spiffe_id: string; serial: string }>(
-      "SELECT c.service, c.spiffe_id, c.serial FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE s.name LIKE 'svcca%' ORDER BY c.service",
-    );
-    assert.deepEqual(
-      rows.rows.map((r) => [r.service, r.spiffe_id, r.serial]),
-      [
-        ['svcca/replica/a', SERVER_ID, renewedA.serial],
-        ['svcca/replica/b', SERVER_ID, renewedB.serial],
-      ],
+    const newest = (r: RunningServe) => r.lines.filter(renewed).at(-1)!.serial;
+    await eventually(
+      "the ledger's active certificates are the replicas' newest",
+      async () => {
+        const rows = await db.query<{ service: string; spiffe_id: string; serial: string }>(
+          "SELECT c.service, c.spiffe_id, c.serial FROM services s JOIN certificates c ON c.serial = s.active_serial WHERE s.name LIKE 'svcca%' ORDER BY c.service",
+        );
+        assert.deepEqual(
+          rows.rows.map((r) => [r.service, r.spiffe_id, r.serial]),
+          [
+            ['svcca/replica/a', SERVER_ID, newest(a)],
+            ['svcca/replica/b', SERVER_ID, newest(b)],
+          ],
+        );
+        return true;
+      },
+      10_000,
     );
     const listed = ca.svcca(['list']);
     assert.equal(listed.status, 0, listed.stderr);
