@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { once } from 'node:events';
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -48,11 +49,18 @@ describe('svcca crl', () => {
   }
 
   it('an entry stays until a CRL issued after its certificate expired listed it, then goes', async () => {
-    ca.issue('ephemeral', ['--ttl', '2s']);
-    const serial = readSet(join(ca.root, 'sets', 'ephemeral')).serial;
-    assert.equal(ca.svcca(['revoke', 'ephemeral']).status, 0);
+    // Revoked (and listed) before its end, so the TTL must outlast starting two CLI
+    // processes: its end is whole seconds, as little as ttl − 1 s after issue's clock. With
+    // 2 s, a machine twice as slow as this one left 0.4 s, and a slower one revokes after
+    // the end, which `revoke` refuses.
+    ca.issue('ephemeral', ['--ttl', '4s']);
+    const { serial, leafPem } = readSet(join(ca.root, 'sets', 'ephemeral'));
+    const end = Date.parse(new X509Certificate(leafPem).validTo);
+    const revoked = ca.svcca(['revoke', 'ephemeral']);
+    assert.equal(revoked.status, 0, revoked.stderr);
     assert.ok(crlText(ca, readCrlFile(ca).crls[1]!).serials.includes(serial));
-    await sleep(2500);
+    // Past its end by the certificate's own clock, however long the steps above took.
+    await sleep(Math.max(0, end - Date.now()) + 100);
     assert.equal(ca.svcca(['crl']).status, 0);
     assert.ok(crlText(ca, readCrlFile(ca).crls[1]!).serials.includes(serial), 'the first CRL after its end still lists it');
     assert.equal(ca.svcca(['crl']).status, 0);

@@ -91,12 +91,11 @@ describe('kill -9 at random moments', () => {
 
   it('leaves every set absent or whole, every record whole, the database intact, and the next issue working', async () => {
     const TRIES = 50;
-    const deadline = Date.now() + 75_000;
     // One uninterrupted issue sets the kill window: from start-up to just before the end.
     const runMs = await timeRun(['issue', 'calibration', '--out', setDir('calibration'), '--dir', ca.dir]);
     let killed = 0;
     let completed = 0;
-    for (let i = 0; i < TRIES && Date.now() < deadline; i++) {
+    for (let i = 0; i < TRIES; i++) {
       const svc = SERVICES[i % SERVICES.length]!;
       const child = spawnSvcca(['issue', svc, '--out', setDir(svc), '--dir', ca.dir]);
       const exited = waitExit(child);
@@ -117,7 +116,6 @@ describe('kill -9 at random moments', () => {
         if (serial !== undefined) assert.ok(known.has(serial), `${s}: the set's certificate ${serial} is in the ledger`);
       }
     }
-    assert.ok(killed + completed >= 50, `${killed + completed} tries`);
     assert.ok(killed > 0, `some processes were killed mid-way (${killed} killed, ${completed} completed)`);
 
     for (const svc of SERVICES) {

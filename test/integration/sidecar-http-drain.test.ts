@@ -11,17 +11,28 @@ import { makeCa, type TestCa } from '../helpers/cli.js';
 import { credsFromDir, startSidecarProcess, within, writePolicy } from './sidecar-harness.js';
 import { getRequest, httpSidecarYaml, RawHttpConnection, STOCK_POLICY } from './sidecar-http-harness.js';
 
-/** A service that answers `/slow` a second after it arrived, anything else at once. */
-async function startSlowBackend(): Promise<{ address: string; slowArrived: Promise<void>; close: () => Promise<void> }> {
+/**
+ * A service that answers `/slow` once the test calls `answerSlow()` (by an event, not a
+ * timer: the answer must come after the sidecar began its drain, however slow the
+ * machine), anything else at once.
+ */
+async function startSlowBackend(): Promise<{
+  address: string;
+  slowArrived: Promise<void>;
+  answerSlow: () => void;
+  close: () => Promise<void>;
+}> {
   let arrived!: () => void;
   const slowArrived = new Promise<void>((r) => (arrived = r));
+  let answerSlow!: () => void;
+  const slowAnswered = new Promise<void>((r) => (answerSlow = r));
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
       if (req.url === '/stock/slow') {
         arrived();
-        setTimeout(() => res.end('slow answer\n'), 1000);
+        void slowAnswered.then(() => res.end('slow answer\n'));
       } else res.end(`ok ${req.url}\n`);
     });
   });
@@ -33,6 +44,7 @@ async function startSlowBackend(): Promise<{ address: string; slowArrived: Promi
   return {
     address: `127.0.0.1:${(server.address() as { port: number }).port}`,
     slowArrived,
+    answerSlow,
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy();
@@ -111,6 +123,8 @@ describe('sidecar http mode: SIGTERM drain', () => {
     // far below the grace period).
     await idle.waitClosed(20_000);
 
+    // Only now does the service answer: the request was in flight through all of the above.
+    backend.answerSlow();
     // The request in flight completes, and the caller is told not to reuse the connection.
     const answer = await busy.readResponse(20_000);
     assert.equal(answer.status, 200);
