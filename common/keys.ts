@@ -24,7 +24,25 @@ export function assertKeyType(value: string): KeyType {
   throw new UsageError(`unknown key type ${JSON.stringify(value)}`, `use one of ${KEY_TYPES.join(', ')}`);
 }
 
+/**
+ * The type of each key generateKey() made, so that keyTypeOf() never asks Node about it.
+ * On Node 20, reading `asymmetricKeyDetails` holds the key's mutex while it allocates a
+ * JS string. If that allocation starts a GC which collects the generateKeyPairSync job
+ * that made the key, the job's destructor (~KeyPairGenConfig) takes the same mutex, and
+ * the thread deadlocks with itself. Seen here once: a bench client that made 3,300 keys
+ * hung for good with GetEcKeyDetail → GC → ~KeyGenJob → pthread_mutex_lock on its stack
+ * (gdb). A process that renews its own key (svcca renew, the sidecar's identity.renew)
+ * would hang the same way.
+ */
+const generatedTypes = new WeakMap<KeyObject, KeyType>();
+
 export function generateKey(type: KeyType): KeyObject {
+  const key = generateKeyOfType(type);
+  generatedTypes.set(key, type);
+  return key;
+}
+
+function generateKeyOfType(type: KeyType): KeyObject {
   switch (type) {
     case 'ecdsa-p256':
       return generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey;
@@ -39,6 +57,8 @@ export function generateKey(type: KeyType): KeyObject {
 
 /** The svcca key type of a key (private or public), or undefined for anything else. */
 export function keyTypeOf(key: KeyObject): KeyType | undefined {
+  const generated = generatedTypes.get(key);
+  if (generated) return generated;
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === 'ec') {
     if (details.namedCurve === 'prime256v1') return 'ecdsa-p256';
