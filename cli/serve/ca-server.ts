@@ -110,6 +110,11 @@ export class CaServer {
       },
       (req, res) => void this.handle(req, res),
     );
+    // With a checkContinue listener Node no longer answers `Expect: 100-continue` itself:
+    // readJsonBody sends 100 Continue only for a body it will read, so a client announcing
+    // a body over the limit (or refused before its body matters) gets its answer without
+    // sending it first.
+    this.server.on('checkContinue', (req, res) => void this.handle(req, res));
     this.server.maxConnections = SERVE_LIMITS.maxConnections;
     // With a listener present Node no longer destroys a socket that failed its handshake
     // or timed out in it: do it here, so a silent client cannot hold a connection.
@@ -157,8 +162,9 @@ export class CaServer {
       const httpErr = this.toHttpError(err, log);
       outcome = httpErr.code;
       if (!res.headersSent) sendError(res, httpErr);
-      // A body we stopped reading is not drained: close the connection after the answer.
-      if (httpErr.status === 413) res.once('finish', () => req.socket.destroySoon());
+      // No close on a 413 here: readJsonBody drops the rest of a refused upload (bounded)
+      // so the client reads the answer; closing with its body unread made the kernel send
+      // a reset that could take the 413 with it (curl: "Send failure: Broken pipe").
     } finally {
       this.#inFlight--;
       if (this.#inFlight === 0 && this.#idle) {
@@ -274,7 +280,7 @@ export class CaServer {
     log.caller = caller.uris[0] ?? caller.subject;
     log.serial = caller.serialHex;
     this.limit(log.caller);
-    const body = await readJsonBody(req);
+    const body = await readJsonBody(req, res);
     const csr = requireString(body, 'csr', 'a PEM certificate signing request for a new key');
     const issued = await renewForCaller(this.deps.ca(), caller, csr, req.socket.remoteAddress ?? 'unknown');
     log.issued = issued.record.serial;
@@ -285,7 +291,7 @@ export class CaServer {
   private async bootstrap(req: IncomingMessage, res: ServerResponse, log: RequestLog): Promise<string> {
     // Unauthenticated: limited by address (a guessed token costs the guesser, not the CA).
     this.limit(`bootstrap from ${req.socket.remoteAddress ?? 'unknown'}`);
-    const body = await readJsonBody(req);
+    const body = await readJsonBody(req, res);
     const claims = parseBootstrapToken(requireString(body, 'token', 'the line `svcca token SERVICE` printed'), 'the token');
     const csr = requireString(body, 'csr', 'a PEM certificate signing request');
     const issued = await bootstrapWithToken(this.deps.ca(), claims, csr, req.socket.remoteAddress ?? 'unknown');

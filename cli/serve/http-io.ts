@@ -21,9 +21,10 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 /**
  * Reads a JSON object body of at most `limit` bytes. A larger declared or sent body is
- * refused with 413 as soon as it is known, without reading the rest.
+ * refused with 413 as soon as it is known, without keeping the rest. A client that sent
+ * `Expect: 100-continue` is told to go on only once the body is one this will read.
  */
-export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Record<string, unknown>> {
+export async function readJsonBody(req: IncomingMessage, res: ServerResponse, limit = MAX_BODY_BYTES): Promise<Record<string, unknown>> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json')
     throw new HttpError(415, 'unsupported-media-type', 'send the request as JSON with Content-Type: application/json');
@@ -33,6 +34,7 @@ export async function readJsonBody(req: IncomingMessage, limit = MAX_BODY_BYTES)
   };
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (Number.isFinite(declared) && declared > limit) throw tooLarge();
+  if (/^\s*100-continue\s*$/i.test(req.headers.expect ?? '') && !res.headersSent) res.writeContinue();
   const chunks: Buffer[] = [];
   let size = 0;
   await new Promise<void>((resolve, reject) => {

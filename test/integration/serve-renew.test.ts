@@ -9,12 +9,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { once } from 'node:events';
 import { makeCa, run, type TestCa } from '../helpers/cli.js';
 import { parseCertificate } from '../../common/x509.js';
 import { decodeCertificates } from '../../common/pem.js';
 import { readLedger, readSet } from './cli-rotate-helpers.js';
-import { runAsync } from './sidecar-harness.js';
+import { runAsync, within } from './sidecar-harness.js';
 import { curl, curlRenew, opensslCsr, startServeProcess, svccaClient, type RunningServe } from './serve-harness.js';
 
 describe('svcca serve: renewal over mTLS', () => {
@@ -23,6 +24,34 @@ describe('svcca serve: renewal over mTLS', () => {
   let serve: RunningServe;
   let scratch: string;
   const sets: Record<string, string> = {};
+  /** A TLS connection to the CA with the caller set's certificate, reading nothing yet. */
+  const callerSocket = () => {
+    const [host, port] = serve.url.slice('https://'.length).split(':') as [string, string];
+    return tlsConnect({
+      host,
+      port: Number(port),
+      cert: readFileSync(join(sets.caller!, 'tls.crt')),
+      key: readFileSync(join(sets.caller!, 'tls.key')),
+      ca: readFileSync(join(ca.dir, 'ca.crt')),
+      checkServerIdentity: () => undefined,
+    });
+  };
+  /** Reads until a whole response head has arrived. */
+  const responseHead = (socket: TLSSocket) =>
+    new Promise<string>((resolve, reject) => {
+      let text = '';
+      const onData = (d: Buffer) => {
+        text += d.toString('latin1');
+        if (text.includes('\r\n\r\n')) {
+          socket.off('data', onData);
+          socket.pause();
+          resolve(text);
+        }
+      };
+      socket.on('data', onData);
+      socket.once('error', reject);
+      socket.once('close', () => reject(new Error(`closed before a response head; got ${JSON.stringify(text.slice(0, 200))}`)));
+    });
 
   before(async () => {
     ca = makeCa();
@@ -140,6 +169,48 @@ describe('svcca serve: renewal over mTLS', () => {
     assert.equal(res.status, 413, res.body);
     assert.equal(res.json?.error, 'body-too-large');
     assert.equal((await curl(`${serve.url}/v1/ca.crt`, [])).status, 200);
+  });
+
+  it('answers an oversized upload announced with Expect: 100-continue with 413, not 100 Continue', async () => {
+    const socket = callerSocket();
+    try {
+      await once(socket, 'secureConnect');
+      socket.write(
+        'POST /v1/renew HTTP/1.1\r\nHost: ca\r\nContent-Type: application/json\r\nContent-Length: 10485760\r\nExpect: 100-continue\r\n\r\n',
+      );
+      const head = await within('the answer', 20_000, responseHead(socket));
+      assert.match(head, /^HTTP\/1\.1 413 /, `the first answer: ${head.split('\r\n')[0]}`);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  it('after a 413, takes and drops the rest of the upload instead of resetting the connection', async () => {
+    const socket = callerSocket();
+    const errors: string[] = [];
+    socket.on('error', (err) => errors.push(err.message));
+    try {
+      await once(socket, 'secureConnect');
+      const total = 10 * 1024 * 1024;
+      socket.write(`POST /v1/renew HTTP/1.1\r\nHost: ca\r\nContent-Type: application/json\r\nContent-Length: ${total}\r\n\r\n`);
+      const chunk = Buffer.alloc(64 * 1024, 0x20);
+      socket.write(chunk);
+      const head = await within('the answer', 20_000, responseHead(socket));
+      assert.match(head, /^HTTP\/1\.1 413 /);
+      // The answer is read; the client goes on sending what it announced, as curl does.
+      const sendRest = async () => {
+        for (let sent = chunk.length; sent < total && errors.length === 0 && !socket.destroyed; sent += chunk.length) {
+          if (!socket.write(chunk)) await Promise.race([once(socket, 'drain'), once(socket, 'close')]);
+        }
+        socket.end();
+        if (!socket.closed) await once(socket, 'close');
+      };
+      // Bounded: a server that stops reading leaves the writes stuck rather than failed.
+      await within('sending the refused body to its end', 30_000, sendRest());
+      assert.deepEqual(errors, [], 'the connection was reset while the refused body was still being sent');
+    } finally {
+      socket.destroy();
+    }
   });
 
   it('refuses a body that is not JSON, and an unknown path, as JSON errors', async () => {
