@@ -25,17 +25,21 @@ describe('svcca serve: renewal over mTLS', () => {
   let scratch: string;
   const sets: Record<string, string> = {};
   /** A TLS connection to the CA with the caller set's certificate, reading nothing yet. */
-  const callerSocket = () => {
+  /** TLS options for the CA with the caller set's certificate. The server's identity is a
+   *  SPIFFE ID, not a host name; the chain is still verified. */
+  const callerTlsOptions = () => {
     const [host, port] = serve.url.slice('https://'.length).split(':') as [string, string];
-    return tlsConnect({
+    return {
       host,
       port: Number(port),
       cert: readFileSync(join(sets.caller!, 'tls.crt')),
       key: readFileSync(join(sets.caller!, 'tls.key')),
       ca: readFileSync(join(ca.dir, 'ca.crt')),
       checkServerIdentity: () => undefined,
-    });
+    };
   };
+  /** A TLS connection to the CA as the caller, reading nothing yet. */
+  const callerSocket = () => tlsConnect(callerTlsOptions());
   /** Reads until a whole response head has arrived. */
   const responseHead = (socket: TLSSocket) =>
     new Promise<string>((resolve, reject) => {
@@ -282,16 +286,8 @@ describe('svcca serve: renewal over mTLS', () => {
   });
 
   it('resumes no TLS session: every connection proves its certificate in a full handshake', async () => {
-    const [host, port] = serve.url.slice('https://'.length).split(':') as [string, string];
-    const options = {
-      host,
-      port: Number(port),
-      cert: readFileSync(join(sets.caller!, 'tls.crt')),
-      key: readFileSync(join(sets.caller!, 'tls.key')),
-      ca: readFileSync(join(ca.dir, 'ca.crt')),
-      // The server's identity is a SPIFFE ID, not a host name; the chain is still verified.
-      checkServerIdentity: () => undefined,
-    };
+    const options = callerTlsOptions();
+    const { host } = options;
     // One request on a connection, keeping whatever session the server offers for reuse.
     const oneRequest = (session?: Buffer) =>
       new Promise<{ reused: boolean; session: Buffer | undefined }>((resolve, reject) => {
