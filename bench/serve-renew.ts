@@ -21,7 +21,7 @@
  * certificate row and one renew event per renewal.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -42,20 +42,26 @@ const CLIENTS = Number(process.env.BENCH_SERVE_CLIENTS ?? 100);
 const SECONDS = Number(process.env.BENCH_SERVE_SECONDS ?? 20);
 /** Offered renewals per second across all clients (open loop); unset: as fast as answered. */
 const RATE = process.env.BENCH_SERVE_RATE ? Number(process.env.BENCH_SERVE_RATE) : undefined;
+/** The first seconds of renewals, reported apart from the rest (0: not). */
+const WARMUP = Number(process.env.BENCH_SERVE_WARMUP ?? 3);
 const PASSPHRASE = 'bench-passphrase';
 const ARGS = parseArgs({
   options: {
     replicas: { type: 'string', default: '1' },
     ledger: { type: 'string', default: 'sqlite' },
     renewals: { type: 'string' },
+    client: { type: 'string', default: 'auto' },
   },
 }).values;
 const REPLICAS = Number(ARGS.replicas);
 const POSTGRES = ARGS.ledger === 'postgres';
 /** Exactly this many renewals in all (then the ledger is checked), instead of SECONDS of them. */
 const FIXED_RENEWALS = ARGS.renewals === undefined ? undefined : Number(ARGS.renewals);
+/** Which load client renews: `c` (bench/renew-client.c), `node`, or `auto` (c when it builds). */
+const CLIENT = String(ARGS.client);
 if (!Number.isInteger(REPLICAS) || REPLICAS < 1 || !['sqlite', 'postgres'].includes(String(ARGS.ledger)))
-  throw new Error('usage: serve-renew.js [--replicas N] [--ledger sqlite|postgres] [--renewals N]');
+  throw new Error('usage: serve-renew.js [--replicas N] [--ledger sqlite|postgres] [--renewals N] [--client auto|c|node]');
+if (!['auto', 'c', 'node'].includes(CLIENT)) throw new Error('--client: auto, c or node');
 if (REPLICAS > 1 && !POSTGRES) throw new Error('--replicas 2 needs --ledger postgres (replicas share the ledger)');
 
 function percentile(sorted: number[], p: number): number {
@@ -94,6 +100,138 @@ function portOf(pid: number): Promise<URL> {
   });
 }
 
+interface Client {
+  readonly service: string;
+  certPem: string;
+  keyPem: string;
+}
+type Csr = { key: ReturnType<typeof generateKey>; csr: string };
+interface Renewals {
+  readonly latencies: number[];
+  /** When each renewal in `latencies` was sent, in ms from the first. */
+  readonly sentAt: number[];
+  readonly serials: string[];
+  readonly errors: number;
+  readonly seconds: number;
+  /** The client's CPU over the renewals, as a percentage of one core. */
+  readonly clientCpuPct: number;
+}
+
+/** The clients renew from this process, with svcca's own client code (common/ca-client.ts). */
+async function renewWithNode(urls: URL[], caPem: string, serverId: string, clients: Client[], csrs: Csr[]): Promise<Renewals> {
+  const clientCpu0 = process.cpuUsage();
+  const latencies: number[] = [];
+  const sentAt: number[] = [];
+  const serials: string[] = [];
+  let errors = 0;
+  let sent = 0;
+  const t0 = performance.now();
+  const end = Date.now() + SECONDS * 1000;
+  const more = () => (FIXED_RENEWALS === undefined ? Date.now() < end : sent < FIXED_RENEWALS);
+  await Promise.all(
+    clients.map(async (c, i) => {
+      const gapMs = RATE ? (CLIENTS / RATE) * 1000 : 0;
+      let next = Date.now() + (gapMs * i) / CLIENTS;
+      while (more()) {
+        if (RATE) {
+          await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
+          next += gapMs;
+        }
+        const target = urls[sent++ % urls.length]!;
+        // A CSR names the service, but the CA takes the names from its ledger: any will do.
+        const made = csrs.pop();
+        const key = made?.key ?? generateKey('ecdsa-p256');
+        const csr = made?.csr ?? buildCsrPem(key, c.service);
+        const tls: CaTls = { caPem, serverId, certPem: c.certPem, keyPem: c.keyPem };
+        const start = performance.now();
+        const answer = await caRequest(target, 'POST', '/v1/renew', tls, { body: { csr } }).catch(() => undefined);
+        if (answer?.status !== 200) {
+          errors++;
+          continue;
+        }
+        latencies.push(performance.now() - start);
+        sentAt.push(start - t0);
+        const body = JSON.parse(answer.body.toString('utf8')) as { certificate: string; serial: string };
+        serials.push(body.serial);
+        c.certPem = body.certificate;
+        c.keyPem = exportKeyPem(key);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(clientCpu0);
+  return { latencies, sentAt, serials, errors, seconds, clientCpuPct: ((cpu.user + cpu.system) / 1e6 / seconds) * 100 };
+}
+
+/** bench/renew-client.c built into WORK, or undefined when there is no C compiler or OpenSSL headers. */
+function buildCClient(work: string): string | undefined {
+  const source = fileURLToPath(new URL('../../bench/renew-client.c', import.meta.url));
+  const binary = join(work, 'renew-client');
+  const cc = spawnSync('cc', ['-O2', '-o', binary, source, '-lssl', '-lcrypto', '-lpthread'], { encoding: 'utf8' });
+  if (cc.status === 0) return binary;
+  console.log(`(the C client did not build, so the clients are Node's: ${(cc.stderr ?? cc.error?.message ?? '').split('\n')[0]})`);
+  return undefined;
+}
+
+/**
+ * The same renewals from bench/renew-client.c, in its own process on this process's core:
+ * the files it reads are written here, its lines read back.
+ */
+async function renewWithC(
+  binary: string,
+  work: string,
+  url: URL,
+  caPem: string,
+  serverId: string,
+  clients: Client[],
+  csrs: Csr[],
+): Promise<Renewals> {
+  const jobs = join(work, 'jobs');
+  mkdirSync(jobs);
+  const caFile = join(jobs, 'ca.crt');
+  writeFileSync(caFile, caPem);
+  for (const [i, c] of clients.entries()) writeFileSync(join(jobs, `client-${i}.pem`), c.certPem + c.keyPem);
+  for (const [j, { key, csr }] of csrs.entries()) {
+    writeFileSync(join(jobs, `job-${j}.body`), JSON.stringify({ csr }));
+    writeFileSync(join(jobs, `job-${j}.key`), exportKeyPem(key));
+  }
+  const child = spawn(binary, [url.hostname, url.port, caFile, serverId, jobs, String(CLIENTS), String(RATE ?? 0), String(SECONDS)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const chunks: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => chunks.push(c));
+  const code = await new Promise<number | null>((r) => child.once('close', r));
+  if (code !== 0) throw new Error(`bench/renew-client.c exited ${code}`);
+  const latencies: number[] = [];
+  const sentAt: number[] = [];
+  const serials: string[] = [];
+  let errors = 0;
+  let cpu = NaN;
+  let seconds = NaN;
+  const reasons = new Map<string, number>();
+  const output = Buffer.concat(chunks).toString('utf8');
+  // Each renewal's latency and when it was sent, to tell queueing from stalls.
+  if (process.env.BENCH_SERVE_TRACE) writeFileSync(process.env.BENCH_SERVE_TRACE, output);
+  for (const line of output.split('\n')) {
+    const [kind, a, b, c] = line.split(' ');
+    if (kind === 'ok') {
+      latencies.push(Number(a));
+      serials.push(b!);
+      sentAt.push(Number(c));
+    } else if (kind === 'error') {
+      errors++;
+      const reason = line.slice('error '.length);
+      reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+    } else if (kind === 'cpu') {
+      cpu = Number(a);
+      seconds = Number(b);
+    }
+  }
+  for (const [reason, n] of reasons) console.log(`C client: ${n} × ${reason}`);
+  if (latencies.length + errors >= csrs.length) console.log(`C client: all ${csrs.length} prepared renewals used before ${SECONDS} s`);
+  return { latencies, sentAt, serials, errors, seconds, clientCpuPct: (cpu / seconds) * 100 };
+}
+
 async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'svcca-serve-bench-'));
   const caDir = join(work, 'ca');
@@ -116,7 +254,7 @@ async function main(): Promise<void> {
   const { dir, config } = openCaDir(caDir);
   const authority = loadAuthority(dir, config, PASSPHRASE);
   const ledger = await openLedger(dir, config);
-  const clients: { service: string; certPem: string; keyPem: string }[] = [];
+  const clients: Client[] = [];
   for (let i = 0; i < CLIENTS; i++) {
     const service = `bench-${i}`;
     const issued = await issueAndRecord(authority, ledger, {
@@ -136,7 +274,11 @@ async function main(): Promise<void> {
   // SQLite: one server pinned to one core, as issue 16 measured it. PostgreSQL: never
   // pinned, so one replica and two are compared on the same (whole) machine.
   const pin = REPLICAS === 1 && !POSTGRES && spawnSync('taskset', ['--version']).status === 0 ? ['taskset', '-c', '0'] : [];
-  const prof = process.env.BENCH_SERVE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVE_PROF}`] : [];
+  const prof = [
+    ...(process.env.BENCH_SERVE_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_SERVE_PROF}`] : []),
+    // e.g. --trace-gc, which NODE_OPTIONS does not take
+    ...(process.env.BENCH_SERVE_NODE_FLAGS ?? '').split(' ').filter(Boolean),
+  ];
   // The clients on the other core, every thread of this process (-a): they must not take
   // the server's core, and how busy theirs is is reported.
   if (pin.length) spawnSync('taskset', ['-a', '-pc', '1', String(process.pid)]);
@@ -163,7 +305,7 @@ async function main(): Promise<void> {
           '--dir',
           replicaDir,
         ],
-        { env: { ...env, SVCCA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] },
+        { env: { ...env, SVCCA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'inherit', 'inherit'] },
       ),
     );
   }
@@ -190,57 +332,24 @@ async function main(): Promise<void> {
     // The clients' keys and CSRs are made before the clock starts: making them is the
     // workload's cost, not the CA's, and on the one client core it would queue the answers.
     const pending = FIXED_RENEWALS ?? Math.ceil((RATE ?? 300) * SECONDS * 1.1);
-    const csrs: { key: ReturnType<typeof generateKey>; csr: string }[] = [];
+    const csrs: Csr[] = [];
     for (let i = 0; i < pending; i++) {
       const key = generateKey('ecdsa-p256');
       csrs.push({ key, csr: buildCsrPem(key, clients[i % CLIENTS]!.service) });
     }
+    const cClient = urls.length === 1 && FIXED_RENEWALS === undefined && CLIENT !== 'node' ? buildCClient(work) : undefined;
+    if (CLIENT === 'c' && !cClient)
+      throw new Error('--client c: cannot build bench/renew-client.c (needs cc and libssl-dev) or not with replicas/--renewals');
     const cpu0 = servers.map((s) => cpuSeconds(s.pid!));
-    const clientCpu0 = process.cpuUsage();
 
     // 1. Renewals.
-    const renewLatencies: number[] = [];
-    const serials: string[] = [];
-    let renewErrors = 0;
-    let sent = 0;
-    const t0 = performance.now();
-    const end = Date.now() + SECONDS * 1000;
-    const more = () => (FIXED_RENEWALS === undefined ? Date.now() < end : sent < FIXED_RENEWALS);
-    await Promise.all(
-      clients.map(async (c, i) => {
-        const gapMs = RATE ? (CLIENTS / RATE) * 1000 : 0;
-        let next = Date.now() + (gapMs * i) / CLIENTS;
-        while (more()) {
-          if (RATE) {
-            await new Promise((r) => setTimeout(r, Math.max(0, next - Date.now())));
-            next += gapMs;
-          }
-          const target = urls[sent++ % urls.length]!;
-          // A CSR names the service, but the CA takes the names from its ledger: any will do.
-          const made = csrs.pop();
-          const key = made?.key ?? generateKey('ecdsa-p256');
-          const csr = made?.csr ?? buildCsrPem(key, c.service);
-          const tls: CaTls = { caPem, serverId, certPem: c.certPem, keyPem: c.keyPem };
-          const start = performance.now();
-          const answer = await caRequest(target, 'POST', '/v1/renew', tls, { body: { csr } }).catch(() => undefined);
-          if (answer?.status !== 200) {
-            renewErrors++;
-            continue;
-          }
-          renewLatencies.push(performance.now() - start);
-          const body = JSON.parse(answer.body.toString('utf8')) as { certificate: string; serial: string };
-          serials.push(body.serial);
-          c.certPem = body.certificate;
-          c.keyPem = exportKeyPem(key);
-        }
-      }),
-    );
-    const renewSeconds = (performance.now() - t0) / 1000;
+    const renewals = cClient
+      ? await renewWithC(cClient, work, url, caPem, serverId, clients, csrs)
+      : await renewWithNode(urls, caPem, serverId, clients, csrs);
+    const { latencies: renewLatencies, serials, errors: renewErrors, seconds: renewSeconds, clientCpuPct } = renewals;
     const rssAfterRenew = servers.map((s) => procStatus(s.pid!, 'VmRSS'));
     const serverCpu = servers.reduce((sum, s, i) => sum + cpuSeconds(s.pid!) - cpu0[i]!, 0);
     const cpuPerRenewalMs = (serverCpu * 1000) / Math.max(1, renewLatencies.length);
-    const clientCpu = process.cpuUsage(clientCpu0);
-    const clientCpuPct = ((clientCpu.user + clientCpu.system) / 1e6 / renewSeconds) * 100;
 
     // The ledger agrees with what the clients were answered.
     let ledgerCheck = '';
@@ -295,11 +404,25 @@ async function main(): Promise<void> {
       `svcca serve bench: ${REPLICAS} replica(s) on ${POSTGRES ? 'PostgreSQL' : 'SQLite'}, ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}${FIXED_RENEWALS ? `, ${FIXED_RENEWALS} renewals` : ''}, ${pin.length ? 'server pinned to one core (taskset -c 0)' : 'not pinned'}; load average ${load}`,
     );
     console.log(summary(`renew (new key, new mTLS connection)`, renewLatencies, renewSeconds, renewErrors));
+    if (WARMUP > 0 && WARMUP < renewSeconds) {
+      // A server that has just started runs its JavaScript unoptimised and queues what
+      // comes in meanwhile; the steady state is what a CA that has been up for a while gives.
+      const steady = renewLatencies.filter((_, i) => renewals.sentAt[i]! >= WARMUP * 1000);
+      console.log(summary(`  of them, sent after the first ${WARMUP} s`, steady, renewSeconds - WARMUP, 0));
+      console.log(
+        summary(
+          `  of them, sent in the first ${WARMUP} s`,
+          renewLatencies.filter((_, i) => renewals.sentAt[i]! < WARMUP * 1000),
+          WARMUP,
+          0,
+        ),
+      );
+    }
     console.log(
       `server CPU per renewal (all replicas): ${cpuPerRenewalMs.toFixed(2)} ms (one core's capacity: about ${Math.floor(1000 / cpuPerRenewalMs)} renewals/s)`,
     );
     console.log(
-      `client CPU: ${clientCpuPct.toFixed(0)}% of ${pin.length ? 'its own core (taskset -c 1)' : 'one core'} (near 100%: the client, not the server, set the pace)`,
+      `client (${cClient ? 'C, OpenSSL: bench/renew-client.c' : 'Node'}) CPU: ${clientCpuPct.toFixed(0)}% of ${pin.length ? 'its own core (taskset -c 1)' : 'one core'} (near 100%: the client, not the server, set the pace)`,
     );
     if (ledgerCheck) console.log(ledgerCheck);
     console.log(summary('GET /v1/crl.pem keep-alive (304s)', crlLatencies, crlSeconds, crlErrors));
