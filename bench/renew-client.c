@@ -43,6 +43,9 @@ typedef struct {
 
 static const char *host, *server_id;
 static int port, clients, seconds;
+/* RENEW_CLIENT_KEEP=1 (the floor server, which signs nothing): read the answered chain but
+ * keep presenting the first one. */
+static int keep_chain;
 static double rate;
 static SSL_CTX *ctx;
 static job_t *jobs;
@@ -185,6 +188,9 @@ static const char *renew(STACK_OF(X509) **chain, EVP_PKEY **key, const job_t *jo
   if (!pem || !read_chain(pem, strlen(pem), &next, NULL)) {
     fail = failed_chain;
     if (next) sk_X509_pop_free(next, X509_free);
+  } else if (keep_chain) {
+    sk_X509_pop_free(next, X509_free);
+    snprintf(serial, serial_len, "%s", sn ? sn : "?");
   } else {
     sk_X509_pop_free(*chain, X509_free);
     *chain = next;
@@ -258,6 +264,7 @@ int main(int argc, char **argv) {
   clients = atoi(argv[6]);
   rate = atof(argv[7]);
   seconds = atoi(argv[8]);
+  keep_chain = getenv("RENEW_CLIENT_KEEP") && strcmp(getenv("RENEW_CLIENT_KEEP"), "1") == 0;
 
   ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);

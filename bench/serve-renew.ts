@@ -177,26 +177,28 @@ function buildCClient(work: string): string | undefined {
  * The same renewals from bench/renew-client.c, in its own process on this process's core:
  * the files it reads are written here, its lines read back.
  */
-async function renewWithC(
-  binary: string,
-  work: string,
-  url: URL,
-  caPem: string,
-  serverId: string,
-  clients: Client[],
-  csrs: Csr[],
-): Promise<Renewals> {
+/** The files bench/renew-client.c reads: ca.crt, each client's first chain and key, each renewal's body and key. */
+function writeCJobs(work: string, caPem: string, clients: Client[], csrs: Csr[]): string {
   const jobs = join(work, 'jobs');
   mkdirSync(jobs);
-  const caFile = join(jobs, 'ca.crt');
-  writeFileSync(caFile, caPem);
+  writeFileSync(join(jobs, 'ca.crt'), caPem);
   for (const [i, c] of clients.entries()) writeFileSync(join(jobs, `client-${i}.pem`), c.certPem + c.keyPem);
   for (const [j, { key, csr }] of csrs.entries()) {
     writeFileSync(join(jobs, `job-${j}.body`), JSON.stringify({ csr }));
     writeFileSync(join(jobs, `job-${j}.key`), exportKeyPem(key));
   }
+  return jobs;
+}
+
+/**
+ * The renewals from bench/renew-client.c, in its own process on this process's core.
+ * keepChain: the clients keep their first certificates (for the floor server, which signs nothing).
+ */
+async function renewWithC(binary: string, jobs: string, url: URL, serverId: string, keepChain = false): Promise<Renewals> {
+  const caFile = join(jobs, 'ca.crt');
   const child = spawn(binary, [url.hostname, url.port, caFile, serverId, jobs, String(CLIENTS), String(RATE ?? 0), String(SECONDS)], {
     stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, RENEW_CLIENT_KEEP: keepChain ? '1' : '0' },
   });
   const chunks: Buffer[] = [];
   child.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -228,8 +230,53 @@ async function renewWithC(
     }
   }
   for (const [reason, n] of reasons) console.log(`C client: ${n} × ${reason}`);
-  if (latencies.length + errors >= csrs.length) console.log(`C client: all ${csrs.length} prepared renewals used before ${SECONDS} s`);
+  if (seconds < SECONDS - 1) console.log(`C client: the prepared renewals ran out after ${seconds.toFixed(1)} s`);
   return { latencies, sentAt, serials, errors, seconds, clientCpuPct: (cpu / seconds) * 100 };
+}
+
+/**
+ * bench/serve-floor.ts under the same C client, rate and seconds, pinned as the CA server
+ * was: what a Node mTLS endpoint costs per new connection and request before any CA work.
+ */
+async function runFloor(
+  binary: string,
+  jobs: string,
+  floorDir: string,
+  pin: string[],
+  like: Renewals,
+): Promise<{ renewals: Renewals; cpuPerRequestMs: number }> {
+  const answerFile = join(floorDir, 'answer.json');
+  // An answer of svcca's shape and size: the caller's chain (which the client keeps).
+  const chain = readFileSync(join(jobs, 'client-0.pem'), 'utf8').split('-----BEGIN PRIVATE KEY-----')[0]!;
+  writeFileSync(
+    answerFile,
+    JSON.stringify({
+      spiffeId: 'spiffe://bench.example/bench-0',
+      serial: like.serials[0] ?? '00',
+      notBefore: new Date().toISOString(),
+      notAfter: new Date().toISOString(),
+      clamped: false,
+      certificate: chain,
+      ca: readFileSync(join(floorDir, 'ca.crt'), 'utf8'),
+    }),
+  );
+  const script = fileURLToPath(new URL('./serve-floor.js', import.meta.url));
+  const server = spawn(pin[0] ?? process.execPath, [...pin.slice(1), ...(pin.length ? [process.execPath] : []), script], {
+    env: { ...process.env, SERVE_FLOOR_DIR: floorDir, SERVE_FLOOR_ANSWER: answerFile },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await new Promise<string>((resolve, reject) => {
+      server.stdout.once('data', (d: Buffer) => resolve(d.toString('utf8').trim()));
+      server.once('exit', (code) => reject(new Error(`bench/serve-floor.ts exited ${code}`)));
+    });
+    const cpu0 = cpuSeconds(server.pid!);
+    const renewals = await renewWithC(binary, jobs, new URL(`https://127.0.0.1:${port}`), 'spiffe://bench.example/bench-floor', true);
+    const cpuPerRequestMs = ((cpuSeconds(server.pid!) - cpu0) * 1000) / Math.max(1, renewals.latencies.length);
+    return { renewals, cpuPerRequestMs };
+  } finally {
+    server.kill('SIGTERM');
+  }
 }
 
 async function main(): Promise<void> {
@@ -269,6 +316,22 @@ async function main(): Promise<void> {
     });
     clients.push({ service, certPem: issued.record.certPem + authority.intermediate.pem, keyPem: exportKeyPem(issued.key!) });
   }
+  // The floor server's credential set (bench/serve-floor.ts), from the same CA.
+  const floorDir = join(work, 'floor');
+  const floorSet = await issueAndRecord(authority, ledger, {
+    service: 'bench-floor',
+    ttlMs: 86_400_000,
+    dnsNames: [],
+    ips: ['127.0.0.1'],
+    setDir: floorDir,
+    kind: 'issue',
+    actor: 'bench',
+    why: 'bench',
+  });
+  mkdirSync(floorDir, { recursive: true });
+  writeFileSync(join(floorDir, 'tls.crt'), floorSet.record.certPem + authority.intermediate.pem);
+  writeFileSync(join(floorDir, 'tls.key'), exportKeyPem(floorSet.key!));
+  writeFileSync(join(floorDir, 'ca.crt'), readFileSync(join(caDir, 'ca.crt')));
   await ledger.close();
 
   // SQLite: one server pinned to one core, as issue 16 measured it. PostgreSQL: never
@@ -343,9 +406,9 @@ async function main(): Promise<void> {
     const cpu0 = servers.map((s) => cpuSeconds(s.pid!));
 
     // 1. Renewals.
-    const renewals = cClient
-      ? await renewWithC(cClient, work, url, caPem, serverId, clients, csrs)
-      : await renewWithNode(urls, caPem, serverId, clients, csrs);
+    const jobs = cClient ? writeCJobs(work, caPem, clients, csrs) : undefined;
+    const renewals =
+      cClient && jobs ? await renewWithC(cClient, jobs, url, serverId) : await renewWithNode(urls, caPem, serverId, clients, csrs);
     const { latencies: renewLatencies, serials, errors: renewErrors, seconds: renewSeconds, clientCpuPct } = renewals;
     const rssAfterRenew = servers.map((s) => procStatus(s.pid!, 'VmRSS'));
     const serverCpu = servers.reduce((sum, s, i) => sum + cpuSeconds(s.pid!) - cpu0[i]!, 0);
@@ -399,6 +462,9 @@ async function main(): Promise<void> {
     const crlSeconds = (performance.now() - t1) / 1000;
     agent.destroy();
 
+    // 3. The floor: the same client and load against a plain node:https mTLS server.
+    const floor = cClient && jobs ? await runFloor(cClient, jobs, floorDir, pin, renewals) : undefined;
+
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(
       `svcca serve bench: ${REPLICAS} replica(s) on ${POSTGRES ? 'PostgreSQL' : 'SQLite'}, ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}${FIXED_RENEWALS ? `, ${FIXED_RENEWALS} renewals` : ''}, ${pin.length ? 'server pinned to one core (taskset -c 0)' : 'not pinned'}; load average ${load}`,
@@ -425,6 +491,20 @@ async function main(): Promise<void> {
       `client (${cClient ? 'C, OpenSSL: bench/renew-client.c' : 'Node'}) CPU: ${clientCpuPct.toFixed(0)}% of ${pin.length ? 'its own core (taskset -c 1)' : 'one core'} (near 100%: the client, not the server, set the pace)`,
     );
     if (ledgerCheck) console.log(ledgerCheck);
+    if (floor) {
+      console.log(summary('floor: plain node:https, same load', floor.renewals.latencies, floor.renewals.seconds, floor.renewals.errors));
+      console.log(
+        summary(
+          `  of them, sent after the first ${WARMUP} s`,
+          floor.renewals.latencies.filter((_, i) => floor.renewals.sentAt[i]! >= WARMUP * 1000),
+          floor.renewals.seconds - WARMUP,
+          0,
+        ),
+      );
+      console.log(
+        `floor CPU per request: ${floor.cpuPerRequestMs.toFixed(2)} ms; svcca serve ÷ floor: ${(cpuPerRenewalMs / floor.cpuPerRequestMs).toFixed(2)}× (svcca's own work: ${(cpuPerRenewalMs - floor.cpuPerRequestMs).toFixed(2)} ms per renewal)`,
+      );
+    }
     console.log(summary('GET /v1/crl.pem keep-alive (304s)', crlLatencies, crlSeconds, crlErrors));
     for (const [i, s] of servers.entries()) {
       console.log(
