@@ -7,7 +7,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import Database from 'better-sqlite3';
 import type { Database as DatabaseType, Statement } from 'better-sqlite3';
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fdatasync, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { CaStateError } from '../../common/errors.js';
 import type {
@@ -138,6 +138,13 @@ export class SqliteLedger implements Ledger {
    * CPU per renewal before this cache). The set of texts is fixed by this file.
    */
   private readonly statements = new Map<string, Statement>();
+  /**
+   * The WAL file, for the fdatasync that makes each group commit durable (see
+   * syncCommitsOffThread); undefined while SQLite syncs in COMMIT itself.
+   */
+  private walFd: number | undefined;
+  /** The fdatasyncs under way; close() waits for them before closing walFd. */
+  private readonly syncing = new Set<Promise<void>>();
 
   private constructor(db: DatabaseType, path: string) {
     this.db = db;
@@ -152,9 +159,10 @@ export class SqliteLedger implements Ledger {
       throw new CaStateError(`the ledger ${path} is missing`, 'restore ledger.db from your backup of the CA directory');
     }
     let db: DatabaseType;
+    let journalMode: unknown;
     try {
       db = new Database(path, { timeout: 15_000 });
-      db.pragma('journal_mode = WAL');
+      journalMode = db.pragma('journal_mode = WAL', { simple: true });
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = ON');
     } catch (err) {
@@ -167,7 +175,28 @@ export class SqliteLedger implements Ledger {
     if (!existed) chmodSync(path, 0o600);
     const ledger = new SqliteLedger(db, path);
     ledger.migrate(path);
+    if (journalMode === 'wal') ledger.syncCommitsOffThread(`${path}-wal`);
     return ledger;
+  }
+
+  /**
+   * With synchronous = FULL, every COMMIT blocks the event loop on an fsync of the WAL
+   * (`svcca serve`'s one thread, once per group commit). Instead SQLite runs with
+   * synchronous = NORMAL — commits write the WAL without syncing it; checkpoints still
+   * sync the WAL before copying it and the database after — and commitBatch fdatasyncs
+   * the WAL on libuv's thread pool after each COMMIT, settling the group's transactions
+   * only when that returns. A transaction is therefore answered only once its WAL frames
+   * are on disk, as with FULL. The WAL is one file, so any later sync (ours or another
+   * process's) covers earlier frames too; every write goes through transaction() (the
+   * Ledger contract), so none escapes the sync. When the WAL cannot be opened, FULL stays.
+   */
+  private syncCommitsOffThread(walPath: string): void {
+    try {
+      this.walFd = openSync(walPath, 'r');
+    } catch {
+      return;
+    }
+    this.db.pragma('synchronous = NORMAL');
   }
 
   private migrate(path: string): void {
@@ -204,10 +233,10 @@ export class SqliteLedger implements Ledger {
    * promise settles only once that outer transaction has committed. The outer one commits
    * as soon as no transaction is running (the next turn of the event loop), or before the
    * next one starts once it is GROUP_COMMIT_MS old. A lone `svcca issue` commits exactly as
-   * before; `svcca serve` under load pays one fsync for several renewals instead of one
-   * each (a COMMIT with synchronous = FULL blocks the event loop on an fsync, about
-   * 0.7 ms on the CI machine). Nothing is
-   * answered before its commit, so a crash loses only transactions nobody was told of.
+   * before; `svcca serve` under load pays one WAL sync for several renewals instead of one
+   * each, and that sync runs off the event loop (syncCommitsOffThread). Nothing is
+   * answered before its commit is on disk, so a crash loses only transactions nobody was
+   * told of.
    */
   async transaction<T>(fn: (tx: Ledger) => Promise<T>): Promise<T> {
     if (this.inTransaction.getStore() === true) return fn(this);
@@ -284,7 +313,26 @@ export class SqliteLedger implements Ledger {
       for (const w of waiters) w.reject(err);
       return;
     }
-    for (const w of waiters) w.resolve();
+    if (this.walFd === undefined) {
+      for (const w of waiters) w.resolve();
+      return;
+    }
+    const synced = new Promise<void>((resolve) => {
+      fdatasync(this.walFd!, (err) => {
+        if (!err) for (const w of waiters) w.resolve();
+        else {
+          const lost = new CaStateError(
+            `the ledger ${this.location} could not be synced to disk (${err.code ?? err.message}); what was just recorded may be lost`,
+            'check the disk (full? failing?) and run `svcca list` to see what the ledger holds',
+            err,
+          );
+          for (const w of waiters) w.reject(lost);
+        }
+        resolve();
+      });
+    });
+    this.syncing.add(synced);
+    void synced.then(() => this.syncing.delete(synced));
   }
 
   // BEGIN IMMEDIATE already holds the database's write lock: every writer queues on it.
@@ -598,6 +646,9 @@ export class SqliteLedger implements Ledger {
 
   async close(): Promise<void> {
     if (this.batch || (this.db.open && this.db.inTransaction && !this.running)) this.commitBatch();
+    await Promise.all(this.syncing);
     this.db.close();
+    if (this.walFd !== undefined) closeSync(this.walFd);
+    this.walFd = undefined;
   }
 }
