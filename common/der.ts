@@ -37,7 +37,23 @@ export function integer(value: bigint | Buffer): Buffer {
 
 export const enumerated = (n: number): Buffer => tlv(0x0a, Buffer.from([n]));
 
+/**
+ * Encoded OIDs by dotted text. The set in use is small and fixed (algorithms, extensions,
+ * name attributes), and a certificate or a CRL entry encodes the same ones each time.
+ * Callers only concatenate the result, never write into it.
+ */
+const encodedOids = new Map<string, Buffer>();
+
 export function oid(dotted: string): Buffer {
+  let encoded = encodedOids.get(dotted);
+  if (!encoded) {
+    encoded = encodeOid(dotted);
+    encodedOids.set(dotted, encoded);
+  }
+  return encoded;
+}
+
+function encodeOid(dotted: string): Buffer {
   const parts = dotted.split('.').map(Number);
   const out: number[] = [40 * parts[0]! + parts[1]!];
   for (const p of parts.slice(2)) {
