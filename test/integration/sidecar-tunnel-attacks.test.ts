@@ -62,7 +62,7 @@ class Victim {
     this.stream.write(line);
     await within(
       `the victim's stream answers ${line.trim()}`,
-      5000,
+      15_000,
       (async () => {
         while (!this.#data.includes(line)) await new Promise((r) => setTimeout(r, 10));
       })(),
@@ -142,7 +142,7 @@ class RawTunnel {
     this.socket.write(Buffer.concat([PREFACE, frame(FRAME.SETTINGS, 0, 0)]));
     await this.until(() => this.frames.some((f) => f.type === FRAME.SETTINGS), 'the server SETTINGS');
   }
-  async until(pred: () => boolean, what: string, ms = 5000): Promise<void> {
+  async until(pred: () => boolean, what: string, ms = 15_000): Promise<void> {
     await within(
       what,
       ms,
@@ -279,7 +279,7 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
     st.write('E'); // the service answers "hello payment\n", which cannot be sent
     await within(
       'the stalled stream reached the service',
-      5000,
+      15_000,
       (async () => {
         while (service.open() === base) await new Promise((r) => setTimeout(r, 10));
       })(),
@@ -291,7 +291,7 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
     assert.notEqual(st.rstCode, h2.NGHTTP2_NO_ERROR, 'reset, not ended');
     await within(
       'its service connection closed',
-      5000,
+      15_000,
       (async () => {
         while (service.open() > base) await new Promise((r) => setTimeout(r, 10));
       })(),
@@ -303,11 +303,11 @@ describe('sidecar tunnels under HTTP/2 attack', () => {
 
   it('a caller holds at most maxTunnelsPerCaller (2) tunnels; one more is refused', async () => {
     const held = [session(payment.inbound!, attacker), session(payment.inbound!, attacker)];
-    await within('two tunnels set up', 5000, Promise.all(held.map((s) => new Promise<void>((r) => s.once('remoteSettings', () => r())))));
+    await within('two tunnels set up', 15_000, Promise.all(held.map((s) => new Promise<void>((r) => s.once('remoteSettings', () => r())))));
     const third = session(payment.inbound!, attacker);
     let settings = false;
     third.once('remoteSettings', () => (settings = true));
-    await within('the third tunnel closed', 5000, new Promise<void>((r) => third.once('close', () => r())));
+    await within('the third tunnel closed', 15_000, new Promise<void>((r) => third.once('close', () => r())));
     assert.equal(settings, false, 'never set up');
     const line = await payment.waitForLine((l) => l.event === 'refused' && l.reason === 'too-many-tunnels');
     assert.equal(line.peer, `${TD}/order-service`);
