@@ -247,10 +247,10 @@ async function runFloor(
   floorDir: string,
   pin: string[],
   like: Renewals,
+  chain: string,
 ): Promise<{ renewals: Renewals; cpuPerRequestMs: number }> {
   const answerFile = join(floorDir, 'answer.json');
-  // An answer of svcca's shape and size: the caller's chain (which the client keeps).
-  const chain = readFileSync(join(jobs, 'client-0.pem'), 'utf8').split('-----BEGIN PRIVATE KEY-----')[0]!;
+  // An answer of svcca's shape and size: a client's chain (the client keeps its own).
   writeFileSync(
     answerFile,
     JSON.stringify({
@@ -466,7 +466,7 @@ async function main(): Promise<void> {
     agent.destroy();
 
     // 3. The floor: the same client and load against a plain node:https mTLS server.
-    const floor = cClient && jobs ? await runFloor(cClient, jobs, floorDir, pin, renewals) : undefined;
+    const floor = cClient && jobs ? await runFloor(cClient, jobs, floorDir, pin, renewals, clients[0]!.certPem) : undefined;
 
     const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     console.log(
