@@ -14,11 +14,11 @@
  *   JOB_DIR/job-<j>.key     the key renewal j's CSR is for
  * Clients take jobs in order; RATE 0 renews as fast as answered, otherwise the clients
  * together offer RATE renewals per second. Prints one line per renewal,
- * "ok <latency ms> <serial> <sent at, ms from the start>" or "error <reason>", then "cpu <seconds> <wall seconds>": the
- * CPU (user + system) it used from the first renewal to the last, and how long that was.
+ *   ok <latency ms> <serial> <sent at, ms from the start>    or    error <reason>
+ * then "cpu <seconds> <wall seconds>": the CPU (user + system) it used from the first
+ * renewal to the last, and how long that was.
  */
 #include <arpa/inet.h>
-#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -82,7 +82,7 @@ static char *read_file(const char *path, size_t *len) {
   return buf;
 }
 
-/* A chain (leaf first) and, when want_key, the key after it, from one PEM text. */
+/* A chain (leaf first) from one PEM text and, when key is not NULL, the private key in it too. */
 static int read_chain(const char *pem, size_t len, STACK_OF(X509) **chain, EVP_PKEY **key) {
   BIO *bio = BIO_new_mem_buf(pem, (int)len);
   *chain = sk_X509_new_null();
@@ -188,16 +188,17 @@ static const char *renew(STACK_OF(X509) **chain, EVP_PKEY **key, const job_t *jo
   if (!pem || !read_chain(pem, strlen(pem), &next, NULL)) {
     fail = failed_chain;
     if (next) sk_X509_pop_free(next, X509_free);
-  } else if (keep_chain) {
-    sk_X509_pop_free(next, X509_free);
-    snprintf(serial, serial_len, "%s", sn ? sn : "?");
   } else {
-    sk_X509_pop_free(*chain, X509_free);
-    *chain = next;
-    EVP_PKEY_free(*key);
-    EVP_PKEY_up_ref(job->key);
-    *key = job->key;
     snprintf(serial, serial_len, "%s", sn ? sn : "?");
+    if (keep_chain)
+      sk_X509_pop_free(next, X509_free);
+    else {
+      sk_X509_pop_free(*chain, X509_free);
+      *chain = next;
+      EVP_PKEY_free(*key);
+      EVP_PKEY_up_ref(job->key);
+      *key = job->key;
+    }
   }
   free(pem);
   free(sn);
