@@ -135,10 +135,9 @@ export class ServerDialer {
       }
       tls.disableRenegotiation();
       const current = this.#deps.snapshots.current;
-      const leafDer = peerLeafDer(tls);
       let refusal: { reason: RefusalReason; detail: string; peer: string } | undefined;
       let leaf: CertInfo | undefined;
-      if (!leafDer && tls.isSessionReused() && cached) {
+      if (tls.isSessionReused() && cached) {
         // Resumed: no certificate on the wire; the session was cached only after its
         // server proved serverId, so re-judge the leaf it showed then.
         const still = stillValid(cached.leaf, current, this.#deps.now());
@@ -146,7 +145,7 @@ export class ServerDialer {
         else refusal = { reason: still.reason, detail: still.detail, peer: config.serverId };
       } else {
         const verdict = verifyPeer(
-          { leafDer, authorized: tls.authorized, authorizationError: tls.authorizationError?.toString(), role: 'server' },
+          { leafDer: peerLeafDer(tls), authorized: tls.authorized, authorizationError: tls.authorizationError?.toString(), role: 'server' },
           current,
           this.#deps.now(),
           this.#deps.certs,
