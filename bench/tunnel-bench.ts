@@ -12,7 +12,11 @@
  * reader taking 1 MB/s: the RSS of both sidecars is sampled throughout (back-pressure end
  * to end; the issue's figure is 1 GB, about 17 minutes).
  *
- * Usage: node dist/bench/tunnel-bench.js [--seconds S] [--slow-reader-mb N]
+ * Each cell runs --reps times (TUNNEL_REPS, default 3), the variants' order alternating;
+ * rates are medians, CPU per unit is over all repetitions, and auto ÷ off is the median of
+ * the ratios taken within each repetition.
+ *
+ * Usage: node dist/bench/tunnel-bench.js [--seconds S] [--reps N] [--slow-reader-mb N]
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request, Agent } from 'node:http';
@@ -132,6 +136,12 @@ async function measure(seconds: number, workers: number, one: () => Promise<numb
   return { units, seconds: elapsed, cpu, clientCpu: (c1.user + c1.system) / 1e6 };
 }
 
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 function fmt(n: number, digits = 0): string {
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 }
@@ -139,6 +149,7 @@ function fmt(n: number, digits = 0): string {
 async function main(): Promise<void> {
   const seconds = arg('--seconds', 'TUNNEL_SECONDS', 5);
   const slowMb = arg('--slow-reader-mb', 'TUNNEL_SLOW_MB', 0);
+  const reps = Math.max(1, Math.round(arg('--reps', 'TUNNEL_REPS', 3)));
   const work = mkdtempSync(join(tmpdir(), 'svcca-tunnel-bench-'));
   try {
     const ca = join(work, 'ca');
@@ -225,32 +236,52 @@ async function main(): Promise<void> {
     ];
     const say = (s: string) => process.stdout.write(`${s}\n`);
     say(`tunnel bench: node ${process.version}, ${seconds}s per cell; CPU in ms per request (per MB for downloads)`);
-    const results = new Map<string, number>();
     // --only a,c (TUNNEL_ONLY): just those kinds (--only none: only the slow reader).
     const onlyArg = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : process.env.TUNNEL_ONLY;
     const only = (onlyArg ?? '').split(',').filter(Boolean);
     for (const [kind, unit, workers, make, keepAlive] of kinds) {
       if (only.length > 0 && !only.includes(kind[1]!)) continue;
       say(kind);
-      for (const [name, port, procs] of variants) {
-        const agent = keepAlive ? new Agent({ keepAlive: true, maxSockets: workers }) : false;
-        // Warm-up: connections, tunnels, JIT.
-        await measure(Math.min(1, seconds), workers, make(port, agent), {});
-        const s = await measure(seconds, workers, make(port, agent), procs);
-        if (agent) agent.destroy();
-        const rate = s.units / s.seconds;
-        results.set(`${kind}|${name}`, rate);
-        const per = (c: number) => fmt((c / s.units) * 1000, 3);
+      // Repetitions alternate the variants' order (auto, off, direct; then off, auto, …):
+      // on a shared 2-core machine a neighbour's burst lands on one cell, and a ratio of
+      // two cells measured seconds apart moves with it. Each ratio is taken within one
+      // repetition; the median of them is reported, with their range.
+      const samples = new Map<string, Sample[]>(variants.map(([name]) => [name, []]));
+      for (let rep = 0; rep < reps; rep++) {
+        const order =
+          rep % 2 === 0 ? variants : [...variants.filter(([n]) => n === 'tunnel off'), ...variants.filter(([n]) => n !== 'tunnel off')];
+        for (const [name, port, procs] of order) {
+          const agent = keepAlive ? new Agent({ keepAlive: true, maxSockets: workers }) : false;
+          // Warm-up: connections, tunnels, JIT (the first repetition pays for the JIT).
+          await measure(rep === 0 ? Math.min(1, seconds) : Math.min(0.3, seconds), workers, make(port, agent), {});
+          samples.get(name)!.push(await measure(seconds, workers, make(port, agent), procs));
+          if (agent) agent.destroy();
+        }
+      }
+      for (const [name, , procs] of variants) {
+        const runs = samples.get(name)!;
+        const rates = runs.map((r) => r.units / r.seconds);
+        // CPU per unit over all repetitions together: CPU seconds are counted in 10 ms ticks.
+        const units = runs.reduce((n, r) => n + r.units, 0);
+        const cpuOf = (k: string) => runs.reduce((n, r) => n + r.cpu[k]!, 0);
+        const clientCpu = runs.reduce((n, r) => n + r.clientCpu, 0);
+        const seconds = runs.reduce((n, r) => n + r.seconds, 0);
+        const per = (c: number) => fmt((c / units) * 1000, 3);
         const mem = Object.entries(procs)
           .filter(([k]) => k !== 'service')
           .map(([k, p]) => `${k} rss ${fmt(memory(p.pids()).rss / 1048576)} MiB`);
         say(
-          `  ${name.padEnd(12)} ${fmt(rate, unit === 'MB/s' ? 1 : 0).padStart(10)} ${unit}   cpu/unit: ${[...Object.entries(s.cpu).map(([k, c]) => `${k} ${per(c)}`), `client ${per(s.clientCpu)}`].join(', ')} ms   client cpu ${fmt((s.clientCpu / s.seconds) * 100)}%   ${mem.join(', ')}`,
+          `  ${name.padEnd(12)} ${fmt(median(rates), unit === 'MB/s' ? 1 : 0).padStart(10)} ${unit}   cpu/unit: ${[...Object.keys(procs).map((k) => `${k} ${per(cpuOf(k))}`), `client ${per(clientCpu)}`].join(', ')} ms   client cpu ${fmt((clientCpu / seconds) * 100)}%   ${mem.join(', ')}`,
         );
       }
-      const a = results.get(`${kind}|tunnel auto`);
-      const o = results.get(`${kind}|tunnel off`);
-      if (a !== undefined && o !== undefined) say(`  auto ÷ off = ${fmt(a / o, 2)}`);
+      const a = samples.get('tunnel auto');
+      const o = samples.get('tunnel off');
+      if (a?.length && o?.length) {
+        const ratios = a.map((r, i) => r.units / r.seconds / (o[i]!.units / o[i]!.seconds)).sort((x, y) => x - y);
+        say(
+          `  auto ÷ off = ${fmt(median(ratios), 2)}${reps > 1 ? ` (median of ${reps} repetitions; ${fmt(ratios[0]!, 2)}–${fmt(ratios[ratios.length - 1]!, 2)})` : ''}`,
+        );
+      }
     }
     if (slowMb > 0) await slowReader(auto, inbound, slowMb, say);
     for (const p of [auto, off, inbound]) await stopChild(p.child);
