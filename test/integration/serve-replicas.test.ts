@@ -406,18 +406,34 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
         }
       }
     });
+    // A loop that got anything but a certificate or a 503 has stopped: a wait that times out
+    // names what it got, and how many answers came since the stop (one full run of the
+    // suite saw no 10 503s within 20 s, with nothing to tell why).
+    const until = (done: () => boolean) => () => {
+      if (failures.length > 0) throw new Error(`a client stopped: ${failures.join('; ')}`);
+      return done() ? true : undefined;
+    };
     try {
-      await eventually('renewals before the stop', () => (counts.ok >= 20 ? true : undefined));
+      await eventually(
+        'renewals before the stop',
+        until(() => counts.ok >= 20),
+      );
       await db.end();
       await pg.stop();
       const okAtStop = counts.ok;
-      await eventually('503s while the database is down', () => (counts.unavailable >= 10 ? true : undefined));
+      await eventually(
+        '503s while the database is down',
+        until(() => counts.unavailable >= 10),
+        20_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}; ${counts.ok - okAtStop} renewed and ${counts.unavailable} answered 503 since the stop`);
+      });
       assert.ok(counts.ok - okAtStop <= clients.length, 'no renewal succeeded once the database was down, beyond those in flight');
       await pg.start();
       restarted = true;
       await eventually(
         'every client renewed after the restart',
-        () => (renewedSinceRestart.size === clients.length ? true : undefined),
+        until(() => renewedSinceRestart.size === clients.length),
         60_000,
       );
     } finally {
