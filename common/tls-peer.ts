@@ -4,13 +4,15 @@
  * Read from the connection's session (`getSession()`, OpenSSL's i2d_SSL_SESSION), whose
  * `peer` field is the very X509 OpenSSL verified and that getPeerCertificate() would
  * describe: SSL_get0_peer_certificate returns `session->peer`, for a full handshake and,
- * on the server, a resumed one alike. (On the client end of a resumed session Node's
- * getPeerCertificate reads the peer's chain, which a session does not keep, and gave
- * nothing; the session still names the leaf its first handshake verified. The outbound
- * judges a resumed session by isSessionReused(), not by this.) The first getPeerCertificate(false) on a new connection cost
- * 75–80 µs (it builds the legacy object: three fingerprints, names, the public key); the
- * session's DER 11–14 µs (1,800 new mTLS connections each, Node 20.20, P-256). That is
- * paid on every handshake of the sidecar and every renewal of `svcca serve`.
+ * on the server, a resumed one alike. The first getPeerCertificate(false) on a new
+ * connection cost 75–80 µs (it builds the legacy object: three fingerprints, names, the
+ * public key); the session's DER 11–14 µs (1,800 new mTLS connections each, Node 20.20,
+ * P-256). That is paid on every handshake of the sidecar and every renewal of `svcca serve`.
+ *
+ * On the client end of a resumed session Node's getPeerCertificate reads the peer's chain,
+ * which a session does not keep, and gives nothing, while the session still names the leaf
+ * its first handshake verified: the outbound judges a resumed session by
+ * isSessionReused(), not by this.
  *
  * Not getPeerX509Certificate(): on Node 20.20 every X509Certificate a connection makes
  * keeps native memory that a full GC does not give back (RSS 76 → 132 MB in 30 s of new
