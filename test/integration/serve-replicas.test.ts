@@ -426,7 +426,12 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
         until(() => counts.unavailable >= 10),
         20_000,
       ).catch((err: Error) => {
-        throw new Error(`${err.message}; ${counts.ok - okAtStop} renewed and ${counts.unavailable} answered 503 since the stop`);
+        const state = (r: RunningServe) =>
+          r.proc.exitCode === null && r.proc.signalCode === null ? 'running' : `exited (${r.proc.exitCode ?? r.proc.signalCode})`;
+        const lastError = [...a.lines, ...b.lines].reverse().find((l) => l.level === 'error' || l.level === 'fatal');
+        throw new Error(
+          `${err.message}; ${counts.ok - okAtStop} renewed and ${counts.unavailable} answered 503 since the stop; replica a ${state(a)}, b ${state(b)}${lastError ? `; last error line: ${JSON.stringify(lastError).slice(0, 300)}` : ''}`,
+        );
       });
       assert.ok(counts.ok - okAtStop <= clients.length, 'no renewal succeeded once the database was down, beyond those in flight');
       await pg.start();
