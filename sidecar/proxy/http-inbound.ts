@@ -13,6 +13,7 @@
  */
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { normalizeRequestTarget } from '../../common/http-path.js';
@@ -24,6 +25,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js
 import { pipeBoth, type PipeEnd } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
+import { Http1UpstreamPool } from './http1-upstream.js';
 import { unreachable, upstreamFailure } from './upstream-failure.js';
 import type { PolicyDecisions } from './policy-decisions.js';
 import { headerLimitRefusal, judgeRequest, logHttpRefusal, type Gate } from './request-judge.js';
@@ -92,7 +94,9 @@ export interface HttpInboundDeps {
 export class HttpInbound {
   readonly #deps: HttpInboundDeps;
   readonly #server: Server;
+  /** WebSocket upgrades: node:http's client, one connection each. */
   readonly #pool: UpstreamPool;
+  readonly #http1: Http1UpstreamPool;
   readonly #conns = new WeakMap<object, HttpConnection>();
   readonly #open = new Set<HttpConnection>();
   #draining = false;
@@ -100,6 +104,7 @@ export class HttpInbound {
   constructor(deps: HttpInboundDeps) {
     this.#deps = deps;
     this.#pool = new UpstreamPool(deps.config.forward);
+    this.#http1 = new Http1UpstreamPool(deps.config.forward);
     // Node's own Host and Expect refusals would go unlogged: both are judged here instead.
     // A request head must complete within the handshake timeout of its first byte
     // (slowloris). Node enforces headersTimeout only once its connection tracking runs,
@@ -162,6 +167,7 @@ export class HttpInbound {
   /** Closes the pool's idle connections to the local service. */
   close(): void {
     this.#pool.destroy();
+    this.#http1.destroy();
   }
 
   private now(): Date {
@@ -267,83 +273,77 @@ export class HttpInbound {
   private forward(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, g: Extract<Gate, { ok: true }>, retried: boolean): void {
     const { config } = this.#deps;
     const hasBody = g.hasBody;
-    let up: ReturnType<UpstreamPool['request']>;
-    try {
-      up = this.#pool.request({ method: req.method!, path: g.forwardPath, headers: g.headers, pooled: true });
-    } catch (err) {
-      this.upstreamFailed(
-        conn,
-        req,
-        res,
-        g.path,
-        502,
-        'upstream-unavailable',
-        `cannot build the request to the local service (${(err as Error).message})`,
-        hasBody,
-      );
-      return;
-    }
-    let timedOut = false;
-    up.setTimeout(config.upstreamTimeoutMs, () => {
-      timedOut = true;
-      up.destroy();
-    });
+    // The caller's TLS socket, when body bytes may go to it straight from the shared read
+    // buffer (sharedWriteSafe); a tunnel stream queues what it is given, so it gets copies.
+    const tls = conn.socket instanceof TLSSocket ? conn.socket : undefined;
+    let direct = false;
+    const up = this.#http1.request(
+      {
+        method: req.method!,
+        path: g.forwardPath,
+        headers: g.headers,
+        body: hasBody && !retried ? { stream: req, chunked: g.chunked } : undefined,
+        headTimeoutMs: config.upstreamTimeoutMs,
+        idleTimeoutMs: config.idleTimeoutMs,
+      },
+      {
+        head: (head) => {
+          const headers = clientResponseHeaders(head.rawHeaders);
+          if (this.#draining) {
+            headers.push('connection', 'close');
+            conn.closing = true;
+          }
+          // Throws on a header Node will not write: the exchange then fails with a 502.
+          res.writeHead(head.status, head.reason, headers);
+          // With a Content-Length, Node writes the body as given; chunked, it frames each
+          // piece in writes of its own.
+          direct = tls !== undefined && head.framing.kind === 'length';
+        },
+        data: (chunk, shared) => {
+          const straight = shared && direct && sharedWriteSafe(res, tls!);
+          const ok = res.write(straight || !shared ? chunk : Buffer.from(chunk));
+          // Node corks the socket around each write until the next tick; the slice must be
+          // in OpenSSL before this read returns, so the cork is released now. Nothing was
+          // queued or in flight (sharedWriteSafe), so the flush is synchronous.
+          if (straight && tls!.writableCorked > 0) tls!.uncork();
+          if (ok) return true;
+          res.once('drain', () => up.resume());
+          return false;
+        },
+        end: () => res.end(),
+        error: (err) => {
+          if (res.headersSent || res.destroyed) {
+            // Cut mid-body: the caller must see a cut, not a short body that looks complete.
+            res.destroy();
+            return;
+          }
+          // A kept connection the service closed just as we wrote to it: safe to send
+          // again only when nothing of the body has been consumed, i.e. there is none.
+          if (
+            !err.timedOut &&
+            !retried &&
+            !hasBody &&
+            err.reused &&
+            err.beforeResponse &&
+            (err.code === 'ECONNRESET' || err.code === 'EPIPE')
+          ) {
+            this.forward(conn, req, res, g, true);
+            return;
+          }
+          if (err.code === 'EPROTO') {
+            this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', err.message, hasBody);
+            return;
+          }
+          const f = upstreamFailure(config, err.timedOut, unreachable(err));
+          this.upstreamFailed(conn, req, res, g.path, f.status, f.reason, f.detail, hasBody);
+        },
+      },
+    );
     // The caller went away: stop the upstream exchange too (a finished one is left alone).
     res.once('close', () => {
       if (!res.writableFinished) up.destroy();
     });
-    up.once('response', (upRes) => {
-      // From here on, the service is answering: silence mid-body is bounded by the idle
-      // timeout, and a slow reader on the caller's side is not the service's fault.
-      up.setTimeout(config.idleTimeoutMs);
-      const headers = clientResponseHeaders(upRes.rawHeaders);
-      if (this.#draining) {
-        headers.push('connection', 'close');
-        conn.closing = true;
-      }
-      try {
-        res.writeHead(upRes.statusCode ?? 502, upRes.statusMessage, headers);
-      } catch (err) {
-        upRes.destroy();
-        this.upstreamFailed(
-          conn,
-          req,
-          res,
-          g.path,
-          502,
-          'upstream-unavailable',
-          `the local service sent a response that cannot be passed on (${(err as Error).message})`,
-          hasBody,
-        );
-        return;
-      }
-      upRes.on('error', () => res.destroy());
-      upRes.once('close', () => {
-        // Cut mid-body: the caller must see a cut, not a short body that looks complete.
-        if (!upRes.complete) res.destroy();
-      });
-      upRes.pipe(res);
-    });
-    up.on('error', (err: NodeJS.ErrnoException) => {
-      req.unpipe(up);
-      if (res.headersSent || res.destroyed) {
-        res.destroy();
-        return;
-      }
-      // A pooled connection the service closed just as we wrote to it: safe to send again
-      // only when nothing of the body has been consumed, i.e. there is none.
-      if (!timedOut && !retried && !hasBody && up.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE')) {
-        this.forward(conn, req, res, g, true);
-        return;
-      }
-      const f = upstreamFailure(config, timedOut, unreachable(err));
-      this.upstreamFailed(conn, req, res, g.path, f.status, f.reason, f.detail, hasBody);
-    });
-    if (hasBody && !retried) req.pipe(up);
-    else {
-      up.end();
-      req.resume();
-    }
+    if (!hasBody) req.resume();
   }
 
   private upstreamFailed(
@@ -585,4 +585,14 @@ function endWith(socket: Duplex, text: string): void {
   socket.end(text);
   // The caller normally closes once it read the answer; do not wait on one that does not.
   setTimeout(() => socket.destroy(), 2000).unref();
+}
+
+/**
+ * Whether `res` hands a write straight to its TLS socket, which copies it into OpenSSL
+ * before returning (sidecar/net/shared-read.ts): nothing queued in the response or the
+ * socket, the socket not corked and not still connecting. Anything else keeps the chunk
+ * by reference, and a slice of the shared read buffer would be overwritten under it.
+ */
+function sharedWriteSafe(res: ServerResponse, tls: TLSSocket): boolean {
+  return res.socket === tls && res.writableLength === 0 && res.writableCorked === 0 && tls.writableCorked === 0 && !tls.connecting;
 }

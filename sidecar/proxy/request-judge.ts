@@ -25,6 +25,8 @@ export type Gate =
       readonly forwardPath: string;
       readonly headers: string[];
       readonly hasBody: boolean;
+      /** The caller's body arrives chunked (and goes on chunked). */
+      readonly chunked: boolean;
       readonly rule: string | undefined;
       /** Audit mode let a request through that the allow list denies (already logged). */
       readonly wouldDeny: boolean;
@@ -100,6 +102,7 @@ export function judgeRequest(r: RequestToJudge): Gate {
     forwardPath: target.query ? `${target.path}?${target.query}` : target.path,
     headers: headers.headers,
     hasBody: headers.hasBody,
+    chunked: headers.chunked,
     rule: d.rule,
     wouldDeny: d.wouldDeny !== undefined,
   };
