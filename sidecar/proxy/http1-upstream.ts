@@ -261,6 +261,11 @@ class UpstreamConnection {
     for (;;) {
       const all = this.#head ? Buffer.concat([this.#head, data]) : data;
       const end = all.indexOf('\r\n\r\n', 0, 'latin1');
+      // A head ended by bare LFs would never show its CRLF CRLF: refused at the first one.
+      if (hasBareLf(all, end < 0 ? all.length : end)) {
+        this.protocolError('a bare LF in the response head');
+        return undefined;
+      }
       if (end < 0) {
         if (all.length > MAX_HEAD_BYTES) {
           this.protocolError(`a response head larger than ${MAX_HEAD_BYTES} bytes`);
@@ -315,13 +320,14 @@ class UpstreamConnection {
     let more = true;
     switch (this.#framing.kind) {
       case 'none':
-        if (data.length > 0) this.protocolError('bytes after a response that has no body');
-        else this.complete();
+        // Bytes after a complete response: the connection is out of step, not reused.
+        if (data.length > 0) this.#keepAlive = false;
+        this.complete();
         return true;
       case 'length': {
         if (data.length > this.#left) {
-          this.protocolError('more bytes than the response Content-Length');
-          return true;
+          this.#keepAlive = false;
+          data = data.subarray(0, this.#left);
         }
         this.#left -= data.length;
         if (data.length > 0) more = handlers.data(data, shared);
@@ -337,10 +343,7 @@ class UpstreamConnection {
           return true;
         }
         if (this.#chunked!.done) {
-          if (used < data.length) {
-            this.protocolError('bytes after the last chunk');
-            return true;
-          }
+          if (used < data.length) this.#keepAlive = false;
           this.complete();
         }
         return more;
@@ -406,4 +409,12 @@ class UpstreamConnection {
     this.#request = undefined;
     this.socket.destroy();
   }
+}
+
+/** Whether a LF not preceded by CR occurs in the first `limit` bytes. */
+function hasBareLf(head: Buffer, limit: number): boolean {
+  for (let i = head.indexOf(0x0a); i >= 0 && i < limit; i = head.indexOf(0x0a, i + 1)) {
+    if (i === 0 || head[i - 1] !== 0x0d) return true;
+  }
+  return false;
 }
