@@ -26,6 +26,7 @@ import { pipeBoth, type PipeEnd } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
 import { Http1UpstreamPool } from './http1-upstream.js';
+import { writeResponsePiece } from './response-body-write.js';
 import { unreachable, upstreamFailure } from './upstream-failure.js';
 import type { PolicyDecisions } from './policy-decisions.js';
 import { headerLimitRefusal, judgeRequest, logHttpRefusal, type Gate } from './request-judge.js';
@@ -273,8 +274,8 @@ export class HttpInbound {
   private forward(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, g: Extract<Gate, { ok: true }>, retried: boolean): void {
     const { config } = this.#deps;
     const hasBody = g.hasBody;
-    // The caller's TLS socket, when body bytes may go to it straight from the shared read
-    // buffer (sharedWriteSafe); a tunnel stream queues what it is given, so it gets copies.
+    // The caller's TLS socket, to which body bytes may go straight from the shared read
+    // buffer (response-body-write.ts); a tunnel stream queues what it is given: copies.
     const tls = conn.socket instanceof TLSSocket ? conn.socket : undefined;
     let direct = false;
     const up = this.#http1.request(
@@ -300,12 +301,7 @@ export class HttpInbound {
           direct = tls !== undefined && head.framing.kind === 'length';
         },
         data: (chunk, shared) => {
-          const straight = shared && direct && sharedWriteSafe(res, tls!);
-          const ok = res.write(straight || !shared ? chunk : Buffer.from(chunk));
-          // Node corks the socket around each write until the next tick; the slice must be
-          // in OpenSSL before this read returns, so the cork is released now. Nothing was
-          // queued or in flight (sharedWriteSafe), so the flush is synchronous.
-          if (straight && tls!.writableCorked > 0) tls!.uncork();
+          const ok = writeResponsePiece(res, direct ? tls : undefined, chunk, shared);
           if (ok) return true;
           res.once('drain', () => up.resume());
           return false;
@@ -585,14 +581,4 @@ function endWith(socket: Duplex, text: string): void {
   socket.end(text);
   // The caller normally closes once it read the answer; do not wait on one that does not.
   setTimeout(() => socket.destroy(), 2000).unref();
-}
-
-/**
- * Whether `res` hands a write straight to its TLS socket, which copies it into OpenSSL
- * before returning (sidecar/net/shared-read.ts): nothing queued in the response or the
- * socket, the socket not corked and not still connecting. Anything else keeps the chunk
- * by reference, and a slice of the shared read buffer would be overwritten under it.
- */
-function sharedWriteSafe(res: ServerResponse, tls: TLSSocket): boolean {
-  return res.socket === tls && res.writableLength === 0 && res.writableCorked === 0 && tls.writableCorked === 0 && !tls.connecting;
 }
