@@ -172,6 +172,16 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
 
   const want = createHash('sha256').update(BODY).digest('hex');
 
+  /** Runs `body` on a new caller connection, closed afterwards. */
+  async function onConnection(body: (c: RawHttpConnection) => Promise<void>): Promise<void> {
+    const c = await RawHttpConnection.open(sidecar.inbound!, creds);
+    try {
+      await body(c);
+    } finally {
+      c.close();
+    }
+  }
+
   it('delivers a Content-Length body written in small pieces intact to a caller that keeps stopping', async () => {
     const r = await slowDownload(sidecar.inbound!, creds, '/length');
     assert.match(r.head, /^HTTP\/1\.1 200 /);
@@ -181,8 +191,7 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
   });
 
   it('delivers a chunked body written in small pieces intact to a caller that keeps stopping', async () => {
-    const c = await RawHttpConnection.open(sidecar.inbound!, creds);
-    try {
+    await onConnection(async (c) => {
       c.write(getRequest('/chunked'));
       // Read while stopping now and then, through the connection's own reader.
       const timer = setInterval(() => {
@@ -194,9 +203,7 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
       assert.equal(r.status, 200);
       assert.equal(r.body.length, BODY.length);
       assert.equal(createHash('sha256').update(r.body).digest('hex'), want);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   for (const [path, why] of [
@@ -206,8 +213,7 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
     ['/huge-head', /response head larger than 16384 bytes/],
   ] as const) {
     it(`answers 502 to a response with ${path.slice(1)}, logs why, and the caller's connection goes on`, async () => {
-      const c = await RawHttpConnection.open(sidecar.inbound!, creds);
-      try {
+      await onConnection(async (c) => {
         const r = await c.send(getRequest(path));
         assert.equal(r.status, 502);
         const line = await sidecar.waitForLine(
@@ -218,26 +224,20 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
         const next = await c.send(getRequest('/after'));
         assert.equal(next.status, 200);
         assert.equal(next.body.toString(), '/after');
-      } finally {
-        c.close();
-      }
+      });
     });
   }
 
   it('reads past 100 and 103 heads, even one byte at a time, to the final response', async () => {
-    const c = await RawHttpConnection.open(sidecar.inbound!, creds);
-    try {
+    await onConnection(async (c) => {
       const r = await c.send(getRequest('/interim'));
       assert.equal(r.status, 200);
       assert.equal(r.body.toString(), 'final');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('passes on a body read to the end of the connection, then uses a new connection', async () => {
-    const c = await RawHttpConnection.open(sidecar.inbound!, creds);
-    try {
+    await onConnection(async (c) => {
       const r = await c.send(getRequest('/until-close'));
       assert.equal(r.status, 200);
       assert.equal(r.body.toString(), 'read to the end');
@@ -247,14 +247,11 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
       const asked = service.asked.slice(before);
       const closed = service.asked.find((a) => a.path === '/until-close')!;
       assert.notEqual(asked[0]!.connection, closed.connection, 'a connection read to its end was reused');
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('does not reuse a connection that sent bytes after a response', async () => {
-    const c = await RawHttpConnection.open(sidecar.inbound!, creds);
-    try {
+    await onConnection(async (c) => {
       const r = await c.send(getRequest('/trailing-bytes'));
       assert.equal(r.status, 200);
       assert.equal(r.body.toString(), 'ok');
@@ -264,14 +261,11 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
       const bad = service.asked.find((a) => a.path === '/trailing-bytes')!;
       const after = service.asked.find((a) => a.path === '/after-trailing')!;
       assert.notEqual(after.connection, bad.connection);
-    } finally {
-      c.close();
-    }
+    });
   });
 
   it('reuses a kept connection, and goes on when the service closed it or its Keep-Alive timeout passed', async () => {
-    const c = await RawHttpConnection.open(sidecar.inbound!, creds);
-    try {
+    await onConnection(async (c) => {
       assert.equal((await c.send(getRequest('/keep-1'))).status, 200);
       assert.equal((await c.send(getRequest('/keep-2'))).status, 200);
       const k1 = service.asked.find((a) => a.path === '/keep-1')!;
@@ -292,8 +286,6 @@ describe('sidecar http mode: its HTTP/1.1 client to the local service', () => {
       const short = service.asked.find((a) => a.path === '/short-keepalive')!;
       const next = service.asked.find((a) => a.path === '/after-keepalive')!;
       assert.notEqual(next.connection, short.connection, 'a connection past its Keep-Alive timeout was reused');
-    } finally {
-      c.close();
-    }
+    });
   });
 });
