@@ -306,7 +306,10 @@ export class HttpInbound {
           res.once('drain', () => up.resume());
           return false;
         },
-        end: () => res.end(),
+        end: (last) => {
+          if (last) writeResponsePiece(res, direct ? tls : undefined, last.chunk, last.shared, true);
+          else res.end();
+        },
         error: (err) => {
           if (res.headersSent || res.destroyed) {
             // Cut mid-body: the caller must see a cut, not a short body that looks complete.

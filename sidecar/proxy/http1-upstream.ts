@@ -51,7 +51,11 @@ export interface Http1ResponseHandlers {
   head(head: ResponseHead): void;
   /** Body bytes; `shared` slices are overwritten by the next read. false: stop reading until resume(). */
   data(chunk: Buffer, shared: boolean): boolean;
-  end(): void;
+  /**
+   * The response is complete. `last`: the body's final bytes, when they arrived with the
+   * end (a Content-Length body), so that they and the end go out in one write.
+   */
+  end(last?: { readonly chunk: Buffer; readonly shared: boolean }): void;
   error(err: UpstreamError): void;
 }
 
@@ -330,8 +334,8 @@ class UpstreamConnection {
           data = data.subarray(0, this.#left);
         }
         this.#left -= data.length;
-        if (data.length > 0) more = handlers.data(data, shared);
-        if (this.#left === 0) this.complete();
+        if (this.#left === 0) this.complete(data.length > 0 ? { chunk: data, shared } : undefined);
+        else if (data.length > 0) more = handlers.data(data, shared);
         return more;
       }
       case 'chunked': {
@@ -363,7 +367,7 @@ class UpstreamConnection {
   }
 
   /** The response is complete: tell the handlers, then free or close the connection. */
-  private complete(): void {
+  private complete(last?: { readonly chunk: Buffer; readonly shared: boolean }): void {
     const handlers = this.#handlers!;
     // Answered before the caller's body was all sent (say a 413): the connection is not
     // reused, and what is left of the body is dropped.
@@ -375,7 +379,7 @@ class UpstreamConnection {
     this.#phase = Phase.Idle;
     this.#handlers = undefined;
     this.socket.setTimeout(0);
-    handlers.end();
+    handlers.end(last);
     this.maybeRelease();
   }
 

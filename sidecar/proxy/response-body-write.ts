@@ -15,13 +15,20 @@ import type { TLSSocket } from 'node:tls';
 /**
  * `tls`: the caller's TLS socket when the response has a Content-Length (node:http writes
  * the body as given), undefined otherwise (a tunnel stream, a chunked response): copies.
- * Returns res.write's answer.
+ * With `last`, the piece ends the response: res.end(piece) writes it and the end in one
+ * go, where write() then end() would add an empty TLS write while the first is in
+ * flight. Returns res.write's answer (true after an end).
  */
-export function writeResponsePiece(res: ServerResponse, tls: TLSSocket | undefined, chunk: Buffer, shared: boolean): boolean {
-  if (!shared) return res.write(chunk);
-  const straight = tls !== undefined && takesAtOnce(res, tls);
-  const ok = res.write(straight ? chunk : Buffer.from(chunk));
-  if (straight && tls.writableCorked > 0) tls.uncork();
+export function writeResponsePiece(res: ServerResponse, tls: TLSSocket | undefined, chunk: Buffer, shared: boolean, last = false): boolean {
+  const straight = !shared || (tls !== undefined && takesAtOnce(res, tls));
+  const take = straight ? chunk : Buffer.from(chunk);
+  if (last) {
+    // end() uncorks the socket itself before it returns.
+    res.end(take);
+    return true;
+  }
+  const ok = res.write(take);
+  if (shared && straight && tls!.writableCorked > 0) tls!.uncork();
   return ok;
 }
 

@@ -43,16 +43,16 @@ describe('writeResponsePiece: a slice of a reused buffer reaches the caller unal
     ca?.cleanup();
   });
 
-  /** Writes the pieces from one scratch buffer, overwriting it after each, and ends. */
+  /** Writes the pieces from one scratch buffer, overwriting it after each; the last ends the response. */
   function pieces(res: ServerResponse): void {
     const tls = res.socket as TLSSocket;
     const scratch = Buffer.alloc(PIECE);
     for (let i = 0; i < PIECES; i++) {
       scratch.fill(pieceValue(i));
-      writeResponsePiece(res, tls, scratch, true);
+      // The last piece ends the response, as a Content-Length body's final bytes do.
+      writeResponsePiece(res, tls, scratch, true, i === PIECES - 1);
       scratch.fill(0xee);
     }
-    res.end();
   }
 
   function expected(lead: Buffer | undefined): string {
