@@ -64,6 +64,8 @@ export interface HttpCaller {
 interface Exchange {
   readonly method: string;
   readonly path: string;
+  /** The exchange with the local service carrying it, once there is one. */
+  upstream?: { destroy(): void } | undefined;
 }
 
 /** One caller connection: who, and the requests (or tunnel) open on it right now. */
@@ -227,9 +229,9 @@ export class HttpInbound {
       return;
     }
     conn.unanswered++;
-    res.once('close', () => this.answered(conn));
     const g = this.gate(conn, req);
     if (!g.ok) {
+      res.once('close', () => this.answered(conn));
       this.logRefusal(conn, req, g);
       res.statusCode = g.status;
       res.setHeader('content-type', 'text/plain; charset=utf-8');
@@ -245,10 +247,14 @@ export class HttpInbound {
     }
     if (expectContinue) res.writeContinue();
     const method = req.method!;
-    const ex: Exchange = { method, path: g.path };
+    const ex: Exchange = { method, path: g.path, upstream: undefined };
     conn.exchanges.add(ex);
+    // One listener for all the request's bookkeeping: each `once` costs a wrapper per request.
     res.once('close', () => {
+      this.answered(conn);
       conn.exchanges.delete(ex);
+      // The caller went away: stop the upstream exchange too (a finished one is left alone).
+      if (!res.writableFinished) ex.upstream?.destroy();
       this.#deps.metrics.httpRequests.inc({ status: res.headersSent ? String(res.statusCode) : 'none', result: 'allowed' });
       // A would-deny request was logged by the decision recorder instead.
       if (!g.wouldDeny && this.#deps.logger.isLevelEnabled('debug')) {
@@ -268,10 +274,17 @@ export class HttpInbound {
         );
       }
     });
-    this.forward(conn, req, res, g, false);
+    this.forward(conn, req, res, g, ex, false);
   }
 
-  private forward(conn: HttpConnection, req: IncomingMessage, res: ServerResponse, g: Extract<Gate, { ok: true }>, retried: boolean): void {
+  private forward(
+    conn: HttpConnection,
+    req: IncomingMessage,
+    res: ServerResponse,
+    g: Extract<Gate, { ok: true }>,
+    ex: Exchange,
+    retried: boolean,
+  ): void {
     const { config } = this.#deps;
     const hasBody = g.hasBody;
     // The caller's TLS socket, to which body bytes may go straight from the shared read
@@ -326,7 +339,7 @@ export class HttpInbound {
             err.beforeResponse &&
             (err.code === 'ECONNRESET' || err.code === 'EPIPE')
           ) {
-            this.forward(conn, req, res, g, true);
+            this.forward(conn, req, res, g, ex, true);
             return;
           }
           if (err.code === 'EPROTO') {
@@ -338,10 +351,7 @@ export class HttpInbound {
         },
       },
     );
-    // The caller went away: stop the upstream exchange too (a finished one is left alone).
-    res.once('close', () => {
-      if (!res.writableFinished) up.destroy();
-    });
+    ex.upstream = up;
     if (!hasBody) req.resume();
   }
 
@@ -416,7 +426,7 @@ export class HttpInbound {
       return;
     }
     const method = req.method!;
-    const ex: Exchange = { method, path: g.path };
+    const ex: Exchange = { method, path: g.path, upstream: undefined };
     conn.exchanges.add(ex);
     socket.once('close', () => conn.exchanges.delete(ex));
     // A tunnel leaves the pool for good, so it gets a connection of its own.

@@ -64,10 +64,11 @@ export function parseResponseHead(text: string, method: string): ResponseHead | 
     if (colon <= 0) return { error: 'a header line without a field name' };
     const name = line.slice(0, colon);
     if (!TOKEN.test(name)) return { error: 'a header field name with characters a token cannot hold' };
-    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    const value = trimOws(line, colon + 1);
     if (!FIELD_VALUE.test(value)) return { error: `the value of ${name} holds a control character` };
     rawHeaders.push(name, value);
-    const lower = name.toLowerCase();
+    // Only the four names read here are lower-cased (by their lengths, 10, 14 and 17).
+    const lower = name.length === 10 || name.length === 14 || name.length === 17 ? name.toLowerCase() : '';
     if (lower === 'content-length') {
       if (contentLength !== undefined) return { error: 'more than one Content-Length' };
       contentLength = value;
@@ -85,7 +86,7 @@ export function parseResponseHead(text: string, method: string): ResponseHead | 
     return { error: 'a Transfer-Encoding other than chunked' };
   if (contentLength !== undefined && !/^\d{1,15}$/.test(contentLength)) return { error: 'Content-Length is not a whole number' };
 
-  const tokens = connection.split(',').map((t) => t.trim());
+  const tokens = connection === '' ? [] : connection.split(',').map((t) => t.trim());
   const close = tokens.includes('close');
   // HTTP/1.0 keeps the connection only when it says so.
   const persistent = minor === '1' ? !close : tokens.includes('keep-alive') && !close;
@@ -103,6 +104,14 @@ export function parseResponseHead(text: string, method: string): ResponseHead | 
     keepAlive: persistent && framing.kind !== 'close',
     keepAliveTimeoutMs,
   };
+}
+
+/** `line` from `start`, without the optional white space (spaces, tabs) at either end. */
+function trimOws(line: string, start: number): string {
+  let end = line.length;
+  while (start < end && (line.charCodeAt(start) === 0x20 || line.charCodeAt(start) === 0x09)) start++;
+  while (end > start && (line.charCodeAt(end - 1) === 0x20 || line.charCodeAt(end - 1) === 0x09)) end--;
+  return line.slice(start, end);
 }
 
 const Chunk = { Size: 0, Extension: 1, SizeLf: 2, Data: 3, DataCr: 4, DataLf: 5, Trailer: 6, TrailerLf: 7, Done: 8 } as const;

@@ -118,6 +118,22 @@ export class Http1UpstreamPool {
   }
 }
 
+/** What request() returns: a class, not closures, as one is made per request. */
+class ExchangeHandle implements Http1Exchange {
+  constructor(
+    readonly conn: UpstreamConnection,
+    readonly n: number,
+  ) {}
+
+  resume(): void {
+    this.conn.resumeExchange(this.n);
+  }
+
+  destroy(): void {
+    this.conn.abandonExchange(this.n);
+  }
+}
+
 const Phase = { Idle: 0, Head: 1, Body: 2 } as const;
 type Phase = (typeof Phase)[keyof typeof Phase];
 
@@ -180,15 +196,17 @@ class UpstreamConnection {
       this.#requestDone = true;
     }
     if (this.#paused) this.resume();
-    const current = () => this.#request === r;
-    return {
-      resume: () => {
-        if (current()) this.resume();
-      },
-      destroy: () => {
-        if (current()) this.abandon();
-      },
-    };
+    return new ExchangeHandle(this, this.#exchanges);
+  }
+
+  /** resume() of exchange number `n`, if it is still the one under way. */
+  resumeExchange(n: number): void {
+    if (n === this.#exchanges && this.#request !== undefined) this.resume();
+  }
+
+  /** destroy() of exchange number `n`, if it is still the one under way. */
+  abandonExchange(n: number): void {
+    if (n === this.#exchanges && this.#request !== undefined) this.abandon();
   }
 
   private sendBody(head: string, body: { readonly stream: Readable; readonly chunked: boolean }): void {
