@@ -25,7 +25,7 @@ import { clientResponseHeaders, upstreamRequestHeaders } from './http-headers.js
 import { pipeBoth, type PipeEnd } from './pipe.js';
 import { clipForLog } from '../log-fields.js';
 import { UpstreamPool } from './upstream-pool.js';
-import { Http1UpstreamPool } from './http1-upstream.js';
+import { Http1UpstreamPool, type Http1Exchange } from './http1-upstream.js';
 import { writeResponsePiece } from './response-body-write.js';
 import { unreachable, upstreamFailure } from './upstream-failure.js';
 import type { PolicyDecisions } from './policy-decisions.js';
@@ -291,66 +291,81 @@ export class HttpInbound {
     // buffer (response-body-write.ts); a tunnel stream queues what it is given: copies.
     const tls = conn.socket instanceof TLSSocket ? conn.socket : undefined;
     let direct = false;
-    const up = this.#http1.request(
-      {
-        method: req.method!,
-        path: g.forwardPath,
-        headers: g.headers,
-        body: hasBody && !retried ? { stream: req, chunked: g.chunked } : undefined,
-        headTimeoutMs: config.upstreamTimeoutMs,
-        idleTimeoutMs: config.idleTimeoutMs,
-      },
-      {
-        head: (head) => {
-          const headers = clientResponseHeaders(head.rawHeaders);
-          if (this.#draining) {
-            headers.push('connection', 'close');
-            conn.closing = true;
-          }
-          // Throws on a header Node will not write: the exchange then fails with a 502.
-          res.writeHead(head.status, head.reason, headers);
-          // With a Content-Length, Node writes the body as given; chunked, it frames each
-          // piece in writes of its own.
-          direct = tls !== undefined && head.framing.kind === 'length';
+    let up: Http1Exchange;
+    try {
+      up = this.#http1.request(
+        {
+          method: req.method!,
+          path: g.forwardPath,
+          headers: g.headers,
+          body: hasBody && !retried ? { stream: req, chunked: g.chunked } : undefined,
+          headTimeoutMs: config.upstreamTimeoutMs,
+          idleTimeoutMs: config.idleTimeoutMs,
         },
-        data: (chunk, shared) => {
-          const ok = writeResponsePiece(res, direct ? tls : undefined, chunk, shared);
-          if (ok) return true;
-          res.once('drain', () => up.resume());
-          return false;
+        {
+          head: (head) => {
+            const headers = clientResponseHeaders(head.rawHeaders);
+            if (this.#draining) {
+              headers.push('connection', 'close');
+              conn.closing = true;
+            }
+            // Throws on a header Node will not write: the exchange then fails with a 502.
+            res.writeHead(head.status, head.reason, headers);
+            // With a Content-Length, Node writes the body as given; chunked, it frames each
+            // piece in writes of its own.
+            direct = tls !== undefined && head.framing.kind === 'length';
+          },
+          data: (chunk, shared) => {
+            const ok = writeResponsePiece(res, direct ? tls : undefined, chunk, shared);
+            if (ok) return true;
+            res.once('drain', () => up.resume());
+            return false;
+          },
+          end: (last) => {
+            if (last) writeResponsePiece(res, direct ? tls : undefined, last.chunk, last.shared, true);
+            else res.end();
+          },
+          error: (err) => {
+            if (res.headersSent || res.destroyed) {
+              // Cut mid-body: the caller must see a cut, not a short body that looks complete.
+              res.destroy();
+              return;
+            }
+            // A kept connection the service closed just as we wrote to it: safe to send
+            // again only when nothing of the body has been consumed, i.e. there is none.
+            if (
+              !err.timedOut &&
+              !retried &&
+              !hasBody &&
+              err.reused &&
+              err.beforeResponse &&
+              (err.code === 'ECONNRESET' || err.code === 'EPIPE')
+            ) {
+              this.forward(conn, req, res, g, ex, true);
+              return;
+            }
+            if (err.code === 'EPROTO') {
+              this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', err.message, hasBody);
+              return;
+            }
+            const f = upstreamFailure(config, err.timedOut, unreachable(err));
+            this.upstreamFailed(conn, req, res, g.path, f.status, f.reason, f.detail, hasBody);
+          },
         },
-        end: (last) => {
-          if (last) writeResponsePiece(res, direct ? tls : undefined, last.chunk, last.shared, true);
-          else res.end();
-        },
-        error: (err) => {
-          if (res.headersSent || res.destroyed) {
-            // Cut mid-body: the caller must see a cut, not a short body that looks complete.
-            res.destroy();
-            return;
-          }
-          // A kept connection the service closed just as we wrote to it: safe to send
-          // again only when nothing of the body has been consumed, i.e. there is none.
-          if (
-            !err.timedOut &&
-            !retried &&
-            !hasBody &&
-            err.reused &&
-            err.beforeResponse &&
-            (err.code === 'ECONNRESET' || err.code === 'EPIPE')
-          ) {
-            this.forward(conn, req, res, g, ex, true);
-            return;
-          }
-          if (err.code === 'EPROTO') {
-            this.upstreamFailed(conn, req, res, g.path, 502, 'upstream-unavailable', err.message, hasBody);
-            return;
-          }
-          const f = upstreamFailure(config, err.timedOut, unreachable(err));
-          this.upstreamFailed(conn, req, res, g.path, f.status, f.reason, f.detail, hasBody);
-        },
-      },
-    );
+      );
+    } catch (err) {
+      this.upstreamFailed(
+        conn,
+        req,
+        res,
+        g.path,
+        502,
+        'upstream-unavailable',
+        `cannot build the request to the local service (${(err as Error).message})`,
+        hasBody,
+      );
+      return;
+    }
     ex.upstream = up;
     if (!hasBody) req.resume();
   }

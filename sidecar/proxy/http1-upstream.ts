@@ -22,7 +22,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Address } from '../config/schema.js';
 import { NO_DELAY } from '../net/socket.js';
-import { ChunkedDecoder, MAX_HEAD_BYTES, parseResponseHead, type ResponseHead } from './http1-response.js';
+import { ChunkedDecoder, FIELD_VALUE, MAX_HEAD_BYTES, parseResponseHead, TOKEN, type ResponseHead } from './http1-response.js';
 
 /** One read's worth, as Node's own default. One thread reads into it, one socket at a time. */
 const SHARED = Buffer.allocUnsafe(64 * 1024);
@@ -81,20 +81,44 @@ export interface Http1Exchange {
   destroy(): void;
 }
 
+/** A request target Node's client would send: no white space, control characters or non-latin1. */
+const REQUEST_TARGET = /^[\x21-\x7e\x80-\xff]+$/;
+
+/**
+ * The request head for the local service. Throws on a method, target or header that
+ * would not be one well-formed line, as node:http's client did: whatever the caller's
+ * parser let through, nothing written here can end a line early or start a second request.
+ */
+export function requestHead(method: string, path: string, headers: readonly string[]): string {
+  if (!TOKEN.test(method)) throw new Error(`the method ${JSON.stringify(method.slice(0, 40))} is not a token`);
+  if (!REQUEST_TARGET.test(path)) throw new Error('the request target holds white space or control characters');
+  let head = `${method} ${path} HTTP/1.1\r\n`;
+  for (let i = 0; i + 1 < headers.length; i += 2) {
+    const name = headers[i]!;
+    const value = headers[i + 1]!;
+    if (!TOKEN.test(name)) throw new Error(`the header name ${JSON.stringify(name.slice(0, 40))} is not a token`);
+    if (!FIELD_VALUE.test(value)) throw new Error(`the value of ${name} holds a control character`);
+    head += `${name}: ${value}\r\n`;
+  }
+  return `${head}\r\n`;
+}
+
 export class Http1UpstreamPool {
   readonly #free: UpstreamConnection[] = [];
   #closed = false;
 
   constructor(readonly address: Address) {}
 
+  /** Throws (before any connection is taken) when the request cannot be written: see requestHead. */
   request(r: Http1Request, handlers: Http1ResponseHandlers): Http1Exchange {
+    const head = requestHead(r.method, r.path, r.headers);
     let conn = this.#free.pop();
     while (conn !== undefined && !conn.usable()) {
       conn.socket.destroy();
       conn = this.#free.pop();
     }
     conn ??= new UpstreamConnection(this.address, this);
-    return conn.start(r, handlers);
+    return conn.start(r, head, handlers);
   }
 
   /** A connection done with its exchange and able to carry another. */
@@ -142,7 +166,6 @@ class UpstreamConnection {
   #phase: Phase = Phase.Idle;
   #exchanges = 0;
   #handlers: Http1ResponseHandlers | undefined;
-  #method = '';
   #request: Http1Request | undefined;
   /** Bytes of a response head that spans reads (a copy: the shared buffer is reused). */
   #head: Buffer | undefined;
@@ -179,17 +202,13 @@ class UpstreamConnection {
     return this.#phase === Phase.Idle && !this.socket.destroyed && this.socket.readyState === 'open' && Date.now() < this.#expiresAt;
   }
 
-  start(r: Http1Request, handlers: Http1ResponseHandlers): Http1Exchange {
+  start(r: Http1Request, head: string, handlers: Http1ResponseHandlers): Http1Exchange {
     this.#exchanges++;
     this.#phase = Phase.Head;
     this.#handlers = handlers;
     this.#request = r;
-    this.#method = r.method;
     this.#requestDone = false;
     this.socket.setTimeout(r.headTimeoutMs);
-    let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
-    for (let i = 0; i + 1 < r.headers.length; i += 2) head += `${r.headers[i]}: ${r.headers[i + 1]}\r\n`;
-    head += '\r\n';
     if (r.body) this.sendBody(head, r.body);
     else {
       this.socket.write(head, 'latin1');
@@ -288,21 +307,17 @@ class UpstreamConnection {
         this.protocolError('a bare LF in the response head');
         return undefined;
       }
+      if ((end < 0 ? all.length : end) > MAX_HEAD_BYTES) {
+        this.protocolError(`a response head larger than ${MAX_HEAD_BYTES} bytes`);
+        return undefined;
+      }
       if (end < 0) {
-        if (all.length > MAX_HEAD_BYTES) {
-          this.protocolError(`a response head larger than ${MAX_HEAD_BYTES} bytes`);
-          return undefined;
-        }
         // Kept across reads: copied out of the shared buffer.
         this.#head = Buffer.from(all);
         return undefined;
       }
       this.#head = undefined;
-      if (end > MAX_HEAD_BYTES) {
-        this.protocolError(`a response head larger than ${MAX_HEAD_BYTES} bytes`);
-        return undefined;
-      }
-      const parsed = parseResponseHead(all.toString('latin1', 0, end), this.#method);
+      const parsed = parseResponseHead(all.toString('latin1', 0, end), this.#request!.method);
       if ('error' in parsed) {
         this.protocolError(parsed.error);
         return undefined;
