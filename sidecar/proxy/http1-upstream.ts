@@ -22,6 +22,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import type { Address } from '../config/schema.js';
 import { NO_DELAY } from '../net/socket.js';
+import { writeAfterIo } from '../net/write-after-io.js';
 import { ChunkedDecoder, FIELD_VALUE, MAX_HEAD_BYTES, parseResponseHead, TOKEN, type ResponseHead } from './http1-response.js';
 
 /** One read's worth, as Node's own default. One thread reads into it, one socket at a time. */
@@ -211,7 +212,7 @@ class UpstreamConnection {
     this.socket.setTimeout(r.headTimeoutMs);
     if (r.body) this.sendBody(head, r.body);
     else {
-      this.socket.write(head, 'latin1');
+      writeAfterIo(this.socket, head, 'latin1');
       this.#requestDone = true;
     }
     if (this.#paused) this.resume();
