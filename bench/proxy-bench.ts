@@ -557,12 +557,25 @@ async function main(): Promise<void> {
   say('');
   say('goals (issue 12):');
   const goals: { what: string; ratio: number | null; limit: number }[] = [];
-  const goal = (what: string, r: number, limit: number) => {
+  const goal = (what: string, r: number, limit: number, unit = '×') => {
     goals.push({ what, ratio: Number.isFinite(r) ? r : null, limit });
     say(
-      `  ${Number.isFinite(r) ? (r <= limit ? 'met    ' : 'NOT met') : 'n/a    '} ${what}: ${Number.isFinite(r) ? `${r.toFixed(2)}×` : '–'} (goal ≤ ${limit}×)`,
+      `  ${Number.isFinite(r) ? (r <= limit ? 'met    ' : 'NOT met') : 'n/a    '} ${what}: ${Number.isFinite(r) ? `${r.toFixed(2)}${unit}` : '–'} (goal ≤ ${limit}${unit})`,
     );
   };
+  goal('CPU per keep-alive request (32 conns), svcca tcp ÷ floor', ratioOf(s, 'conc_cpu', 'svcca-tcp', 'floor'), 1.0);
+  goal('p99 on 32 keep-alive conns, svcca tcp ÷ floor', ratioOf(s, 'conc_p99', 'svcca-tcp', 'floor'), 1.2);
+  goal('CPU per MB (4 × 1 MiB), svcca tcp ÷ floor', ratioOf(s, 'dl4_cpu', 'svcca-tcp', 'floor'), 1.0);
+  goal('MB/s (4 × 1 MiB), floor ÷ svcca tcp (lower is better)', ratioOf(s, 'dl4_mbps', 'floor', 'svcca-tcp'), 1.0);
+  goal('CPU per full handshake, svcca tcp ÷ floor', ratioOf(s, 'full_cpu', 'svcca-tcp', 'floor'), 1.05);
+  goal('CPU per resumed ÷ per full handshake, svcca tcp', medianOf(s, 'res_over_full', 'svcca-tcp'), 0.5);
+  goal('http mode CPU per keep-alive request (32 conns), ÷ svcca tcp', ratioOf(s, 'conc_cpu', 'svcca-http', 'svcca-tcp'), 2);
+  goal('http mode p99 on 32 keep-alive conns, ÷ svcca tcp', ratioOf(s, 'conc_p99', 'svcca-http', 'svcca-tcp'), 2);
+  goal('keep-alive req/s, svcca tcp ÷ http mode (lower is better)', ratioOf(s, 'conc_rps', 'svcca-tcp', 'svcca-http'), 2);
+  // 48 MiB and 64 MiB, in the MB (10^6 bytes) the table prints.
+  goal('RSS idle after start, svcca tcp', medianOf(s, 'rss_idle', 'svcca-tcp'), 50.3, ' MB');
+  for (const t of ['svcca-tcp', 'svcca-http', 'svcca-tcp-load'] as const)
+    goal(`RSS peak under the bench loads, ${TARGET_LABEL[t]}`, medianOf(s, 'rss_peak', t), 67.1, ' MB');
   goal('mesh new conn → 1st byte p50, svcca ÷ floor', ratioOf(s, 'mesh_ttfb_p50', 'svcca-tcp', 'floor'), 1.2);
   goal('mesh new conn → 1st byte p99, svcca ÷ floor', ratioOf(s, 'mesh_ttfb_p99', 'svcca-tcp', 'floor'), 1.2);
   goal('inbound new conn → 1st byte p50, svcca tcp ÷ floor', ratioOf(s, 'ttfb_p50', 'svcca-tcp', 'floor'), 1.2);
