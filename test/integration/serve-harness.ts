@@ -30,6 +30,8 @@ export interface RunningServe {
   readonly admin: string;
   waitForLine(pred: (l: ServeLine) => boolean, timeoutMs?: number): Promise<ServeLine>;
   readonly exited: Promise<number | null>;
+  /** What the process wrote to stderr so far (a crash's stack lands here). */
+  stderr(): string;
   stop(): Promise<number | null>;
 }
 
@@ -60,6 +62,7 @@ export async function startServeProcess(
     admin: `http://${String(started.admin)}`,
     waitForLine,
     exited,
+    stderr,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       const timer = setTimeout(() => proc.kill('SIGKILL'), 15_000);

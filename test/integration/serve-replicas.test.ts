@@ -427,7 +427,9 @@ describe('two svcca serve replicas on one PostgreSQL ledger', () => {
         20_000,
       ).catch((err: Error) => {
         const state = (r: RunningServe) =>
-          r.proc.exitCode === null && r.proc.signalCode === null ? 'running' : `exited (${r.proc.exitCode ?? r.proc.signalCode})`;
+          r.proc.exitCode === null && r.proc.signalCode === null
+            ? 'running'
+            : `exited (${r.proc.exitCode ?? r.proc.signalCode}; stderr: ${JSON.stringify(r.stderr().slice(-600))})`;
         const lastError = [...a.lines, ...b.lines].reverse().find((l) => l.level === 'error' || l.level === 'fatal');
         throw new Error(
           `${err.message}; ${counts.ok - okAtStop} renewed and ${counts.unavailable} answered 503 since the stop; replica a ${state(a)}, b ${state(b)}${lastError ? `; last error line: ${JSON.stringify(lastError).slice(0, 300)}` : ''}`,
