@@ -169,6 +169,14 @@ export class PostgresLedger implements Ledger {
     const pool = new pg.Pool({ ...parsed.pool, max: opts.maxConnections ?? 4, connectionTimeoutMillis: 10_000, types: LEDGER_TYPES });
     // An idle connection dropped by a restarting server: the next query reports it.
     pool.on('error', () => undefined);
+    // And every connection keeps a listener of its own for its whole life. pg parses a
+    // read's messages in one go: a server shutting down can send a connection's FATAL in
+    // the same read that hands it to a waiting transaction. pg-pool has then taken its idle
+    // listener off, and the transaction's own is not on yet (it waits for a microtask), so
+    // the 'error' event crashed `svcca serve` (seen in serve-replicas.test.ts under load:
+    // 57P01 from ProcessInterrupts, uncaught). The query that uses the connection still
+    // fails, and pg-pool drops a connection that is no longer queryable when it comes back.
+    pool.on('connect', (client) => client.on('error', () => undefined));
     const ledger = new PostgresLedger({ pool, url: parsed, base, current: new AsyncLocalStorage() }, null);
     if (opts.create) ledger.shared.ready = ledger.prepareNew();
     return ledger;
