@@ -5,10 +5,9 @@ ESBUILD_FLAGS := --bundle --platform=node --format=esm --target=node20 \
   --external:better-sqlite3 --log-level=warning \
   --banner:js="import { createRequire as __svccaCreateRequire } from 'node:module'; const require = __svccaCreateRequire(import.meta.url);"
 # One test file at a time. Two at a time took 346-393 s instead of 587 s on this 2-core
-# machine, but in one of four full runs (and once in an earlier session) a `svcca serve`
-# replica exited with status 1 when serve-replicas.test.ts stopped PostgreSQL under load:
-# a crash to find (its stderr is now in that test's message) before the suite runs in
-# two lanes. TEST_CONCURRENCY=2 runs it so.
+# machine; one such run failed when a `svcca serve` replica crashed as PostgreSQL stopped
+# under load (a race in the PostgreSQL ledger, fixed). Two lanes become the default once
+# more full runs show nothing else that load brings out. TEST_CONCURRENCY=2 runs it so.
 TEST_CONCURRENCY ?= 1
 # No test may wait forever: one that hangs fails after this, named, and the run goes on.
 # A process a test leaves running is killed once its file's tests are done
