@@ -13,12 +13,15 @@
  *   JOB_DIR/job-<j>.body    the exact JSON body of renewal j ({"csr": ...})
  *   JOB_DIR/job-<j>.key     the key renewal j's CSR is for
  * Clients take jobs in order; RATE 0 renews as fast as answered, otherwise the clients
- * together offer RATE renewals per second. Prints one line per renewal,
+ * together offer RATE renewals per second, evenly spaced (RENEW_CLIENT_RAMP: see ramp_ms).
+ * Prints one line per renewal,
  *   ok <latency ms> <serial> <sent at, ms from the start>    or    error <reason>
- * then "cpu <seconds> <wall seconds>": the CPU (user + system) it used from the first
- * renewal to the last, and how long that was.
+ * ("warm" instead of "ok" during the ramp, the start being the ramp's end), then
+ * "cpu <seconds> <wall seconds>": the CPU (user + system) it used from the first renewal
+ * to the last, and how long that was (the ramp included).
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -47,6 +50,11 @@ static int port, clients, seconds;
  * keep presenting the first one. */
 static int keep_chain;
 static double rate;
+/* RENEW_CLIENT_RAMP=S: for the first S seconds the offered rate rises from a tenth of RATE
+ * to RATE, and those renewals print as "warm" lines: a server started cold compiles its hot
+ * code under a load it can carry instead of queueing a backlog it then needs seconds to
+ * drain. SECONDS are measured after the ramp. */
+static double ramp_ms;
 static SSL_CTX *ctx;
 static job_t *jobs;
 static int job_count;
@@ -210,6 +218,17 @@ done:
   return fail;
 }
 
+/* When the k-th renewal of all is due (ms): one every 1/RATE s, fewer during the ramp
+ * (the rate rising linearly from RATE/10). One schedule for all clients, so the arrivals
+ * stay evenly spaced whichever client sends them. */
+static atomic_int next_ticket;
+static double due_at(int k) {
+  double per_ms = rate / 1e3, ramped = per_ms * ramp_ms * 0.55;
+  if (k >= ramped) return t_start + ramp_ms + (k - ramped) / per_ms;
+  double a = 0.45 * per_ms / ramp_ms, b = 0.1 * per_ms; /* arrivals by t: a t^2 + b t */
+  return t_start + (-b + sqrt(b * b + 4 * a * k)) / (2 * a);
+}
+
 static void *client(void *arg) {
   long i = (long)arg;
   char path[4096];
@@ -223,12 +242,10 @@ static void *client(void *arg) {
     exit(2);
   }
   free(pem);
-  double gap = rate > 0 ? clients / rate * 1e3 : 0, next = t_start + gap * i / clients;
   char serial[128], line[256];
   while (now_ms() < t_end) {
     if (rate > 0) {
-      sleep_until(next);
-      next += gap;
+      sleep_until(due_at(atomic_fetch_add(&next_ticket, 1)));
       if (now_ms() >= t_end) break;
     }
     int j = atomic_fetch_add(&next_job, 1);
@@ -236,10 +253,11 @@ static void *client(void *arg) {
     double start = now_ms();
     const char *fail = renew(&chain, &key, &jobs[j], serial, sizeof serial);
     double took = now_ms() - start;
+    double measured_from = t_start + ramp_ms;
     if (fail)
       snprintf(line, sizeof line, "error %s\n", fail);
     else
-      snprintf(line, sizeof line, "ok %.3f %s %.1f\n", took, serial, start - t_start);
+      snprintf(line, sizeof line, "%s %.3f %s %.1f\n", start < measured_from ? "warm" : "ok", took, serial, start - measured_from);
     pthread_mutex_lock(&out_lock);
     fputs(line, stdout);
     pthread_mutex_unlock(&out_lock);
@@ -266,6 +284,7 @@ int main(int argc, char **argv) {
   rate = atof(argv[7]);
   seconds = atoi(argv[8]);
   keep_chain = getenv("RENEW_CLIENT_KEEP") && strcmp(getenv("RENEW_CLIENT_KEEP"), "1") == 0;
+  ramp_ms = getenv("RENEW_CLIENT_RAMP") ? atof(getenv("RENEW_CLIENT_RAMP")) * 1e3 : 0;
 
   ctx = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
@@ -296,7 +315,7 @@ int main(int argc, char **argv) {
 
   double cpu0 = cpu_seconds();
   t_start = now_ms() + 50;
-  t_end = t_start + seconds * 1e3;
+  t_end = t_start + ramp_ms + seconds * 1e3;
   pthread_t *threads = calloc(clients, sizeof *threads);
   pthread_attr_t attr;
   pthread_attr_init(&attr);

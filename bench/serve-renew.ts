@@ -7,7 +7,8 @@
  *    (the previous one's certificate is superseded by the answer).
  * 2. The same clients on keep-alive connections poll GET /v1/crl.pem with If-None-Match.
  * BENCH_SERVE_RATE=200 paces the clients to offer that many renewals per second in all
- * (latency at a given load) instead of renewing as fast as they are answered.
+ * (latency at a given load) instead of renewing as fast as they are answered;
+ * BENCH_SERVE_RAMP=5 first raises the rate to it over 5 s, not counted (see RAMP).
  * The server runs pinned to one core (taskset -c 0) when taskset exists. Prints
  * renewals/s, p50/p99 latency (request sent to answer read, TLS handshake included) and
  * the server's RSS (current and peak).
@@ -44,6 +45,13 @@ const SECONDS = Number(process.env.BENCH_SERVE_SECONDS ?? 20);
 const RATE = process.env.BENCH_SERVE_RATE ? Number(process.env.BENCH_SERVE_RATE) : undefined;
 /** The first seconds of renewals, reported apart from the rest (0: not). */
 const WARMUP = Number(process.env.BENCH_SERVE_WARMUP ?? 3);
+/**
+ * C client only: first ramp the offered rate from a tenth of BENCH_SERVE_RATE up to it over
+ * this many seconds, not counted (the server's CPU over them is, per renewal), then measure
+ * BENCH_SERVE_SECONDS at the full rate: the steady state of a server that was not hit at
+ * full rate while its code was still cold. 0: full rate from the first renewal.
+ */
+const RAMP = Number(process.env.BENCH_SERVE_RAMP ?? 0);
 const PASSPHRASE = 'bench-passphrase';
 const ARGS = parseArgs({
   options: {
@@ -110,8 +118,12 @@ interface Renewals {
   readonly latencies: number[];
   /** When each renewal in `latencies` was sent, in ms from the first. */
   readonly sentAt: number[];
+  /** Every renewal's serial, the ramp's included. */
   readonly serials: string[];
   readonly errors: number;
+  /** Renewals answered during the ramp (BENCH_SERVE_RAMP), not in `latencies`. */
+  readonly warm: number;
+  /** The measured seconds, after the ramp. */
   readonly seconds: number;
   /** The client's CPU over the renewals, as a percentage of one core. */
   readonly clientCpuPct: number;
@@ -160,14 +172,14 @@ async function renewWithNode(urls: URL[], caPem: string, serverId: string, clien
   );
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(clientCpu0);
-  return { latencies, sentAt, serials, errors, seconds, clientCpuPct: ((cpu.user + cpu.system) / 1e6 / seconds) * 100 };
+  return { latencies, sentAt, serials, errors, warm: 0, seconds, clientCpuPct: ((cpu.user + cpu.system) / 1e6 / seconds) * 100 };
 }
 
 /** bench/renew-client.c built into WORK, or undefined when there is no C compiler or OpenSSL headers. */
 function buildCClient(work: string): string | undefined {
   const source = fileURLToPath(new URL('../../bench/renew-client.c', import.meta.url));
   const binary = join(work, 'renew-client');
-  const cc = spawnSync('cc', ['-O2', '-o', binary, source, '-lssl', '-lcrypto', '-lpthread'], { encoding: 'utf8' });
+  const cc = spawnSync('cc', ['-O2', '-o', binary, source, '-lssl', '-lcrypto', '-lpthread', '-lm'], { encoding: 'utf8' });
   if (cc.status === 0) return binary;
   console.log(`(the C client did not build, so the clients are Node's: ${(cc.stderr ?? cc.error?.message ?? '').split('\n')[0]})`);
   return undefined;
@@ -201,7 +213,7 @@ async function renewWithC(binary: string, jobs: string, url: URL, serverId: stri
   const caFile = join(jobs, 'ca.crt');
   const child = spawn(binary, [url.hostname, url.port, caFile, serverId, jobs, String(CLIENTS), String(RATE ?? 0), String(SECONDS)], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RENEW_CLIENT_KEEP: keepChain ? '1' : '0' },
+    env: { ...process.env, RENEW_CLIENT_KEEP: keepChain ? '1' : '0', RENEW_CLIENT_RAMP: String(RAMP) },
   });
   const chunks: Buffer[] = [];
   child.stdout.on('data', (c: Buffer) => chunks.push(c));
@@ -211,6 +223,7 @@ async function renewWithC(binary: string, jobs: string, url: URL, serverId: stri
   const sentAt: number[] = [];
   const serials: string[] = [];
   let errors = 0;
+  let warm = 0;
   let cpu = NaN;
   let seconds = NaN;
   const reasons = new Map<string, number>();
@@ -219,7 +232,10 @@ async function renewWithC(binary: string, jobs: string, url: URL, serverId: stri
   if (process.env.BENCH_SERVE_TRACE) writeFileSync(`${process.env.BENCH_SERVE_TRACE}${keepChain ? '.floor' : ''}`, output);
   for (const line of output.split('\n')) {
     const [kind, a, b, c] = line.split(' ');
-    if (kind === 'ok') {
+    if (kind === 'warm') {
+      warm++;
+      serials.push(b!);
+    } else if (kind === 'ok') {
       latencies.push(Number(a));
       serials.push(b!);
       sentAt.push(Number(c));
@@ -229,12 +245,12 @@ async function renewWithC(binary: string, jobs: string, url: URL, serverId: stri
       reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
     } else if (kind === 'cpu') {
       cpu = Number(a);
-      seconds = Number(b);
+      seconds = Number(b) - RAMP;
     }
   }
   for (const [reason, n] of reasons) console.log(`C client: ${n} × ${reason}`);
   if (seconds < SECONDS - 1) console.log(`C client: the prepared renewals ran out after ${seconds.toFixed(1)} s`);
-  return { latencies, sentAt, serials, errors, seconds, clientCpuPct: (cpu / seconds) * 100 };
+  return { latencies, sentAt, serials, errors, warm, seconds, clientCpuPct: (cpu / (seconds + RAMP)) * 100 };
 }
 
 /**
@@ -275,7 +291,7 @@ async function runFloor(
     });
     const cpu0 = cpuSeconds(server.pid!);
     const renewals = await renewWithC(binary, jobs, new URL(`https://127.0.0.1:${port}`), 'spiffe://bench.example/bench-floor', true);
-    const cpuPerRequestMs = ((cpuSeconds(server.pid!) - cpu0) * 1000) / Math.max(1, renewals.latencies.length);
+    const cpuPerRequestMs = ((cpuSeconds(server.pid!) - cpu0) * 1000) / Math.max(1, renewals.latencies.length + renewals.warm);
     return { renewals, cpuPerRequestMs };
   } finally {
     server.kill('SIGTERM');
@@ -397,13 +413,14 @@ async function main(): Promise<void> {
     const rssBefore = servers.map((s) => procStatus(s.pid!, 'VmRSS'));
     // The clients' keys and CSRs are made before the clock starts: making them is the
     // workload's cost, not the CA's, and on the one client core it would queue the answers.
-    const pending = FIXED_RENEWALS ?? Math.ceil((RATE ?? 300) * SECONDS * 1.1);
+    const pending = FIXED_RENEWALS ?? Math.ceil((RATE ?? 300) * (SECONDS + 0.6 * RAMP) * 1.1);
     const csrs: Csr[] = [];
     for (let i = 0; i < pending; i++) {
       const key = generateKey('ecdsa-p256');
       csrs.push({ key, csr: buildCsrPem(key, clients[i % CLIENTS]!.service) });
     }
     const cClient = urls.length === 1 && FIXED_RENEWALS === undefined && CLIENT !== 'node' ? buildCClient(work) : undefined;
+    if (RAMP > 0 && (!cClient || !RATE)) throw new Error('BENCH_SERVE_RAMP needs BENCH_SERVE_RATE and the C client (cc and libssl-dev)');
     if (CLIENT === 'c' && !cClient)
       throw new Error('--client c: cannot build bench/renew-client.c (needs cc and libssl-dev) or not with replicas/--renewals');
     const cpu0 = servers.map((s) => cpuSeconds(s.pid!));
@@ -415,7 +432,7 @@ async function main(): Promise<void> {
     const { latencies: renewLatencies, serials, errors: renewErrors, seconds: renewSeconds, clientCpuPct } = renewals;
     const rssAfterRenew = servers.map((s) => procStatus(s.pid!, 'VmRSS'));
     const serverCpu = servers.reduce((sum, s, i) => sum + cpuSeconds(s.pid!) - cpu0[i]!, 0);
-    const cpuPerRenewalMs = (serverCpu * 1000) / Math.max(1, renewLatencies.length);
+    const cpuPerRenewalMs = (serverCpu * 1000) / Math.max(1, renewLatencies.length + renewals.warm);
 
     // The ledger agrees with what the clients were answered.
     let ledgerCheck = '';
@@ -472,6 +489,10 @@ async function main(): Promise<void> {
     console.log(
       `svcca serve bench: ${REPLICAS} replica(s) on ${POSTGRES ? 'PostgreSQL' : 'SQLite'}, ${CLIENTS} clients${RATE ? ` offering ${RATE} renewals/s` : ' renewing as fast as answered'}${FIXED_RENEWALS ? `, ${FIXED_RENEWALS} renewals` : ''}, ${pin.length ? 'server pinned to one core (taskset -c 0)' : 'not pinned'}; load average ${load}`,
     );
+    if (renewals.warm > 0)
+      console.log(
+        `ramp: the rate rose from ${(RATE ?? 0) / 10}/s to ${RATE}/s over ${RAMP} s (${renewals.warm} renewals, not counted below)`,
+      );
     console.log(summary(`renew (new key, new mTLS connection)`, renewLatencies, renewSeconds, renewErrors));
     if (WARMUP > 0 && WARMUP < renewSeconds) {
       // A server that has just started runs its JavaScript unoptimised and queues what
