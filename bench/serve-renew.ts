@@ -9,6 +9,8 @@
  * BENCH_SERVE_RATE=200 paces the clients to offer that many renewals per second in all
  * (latency at a given load) instead of renewing as fast as they are answered;
  * BENCH_SERVE_RAMP=5 first raises the rate to it over 5 s, not counted (see RAMP).
+ * The server logs at its default level (info: a JSON line per request), as deployed, to a
+ * file in the bench's scratch directory; BENCH_SERVE_LOG=FILE keeps a copy of it.
  * The server runs pinned to one core (taskset -c 0) when taskset exists. Prints
  * renewals/s, p50/p99 latency (request sent to answer read, TLS handshake included) and
  * the server's RSS (current and peak).
@@ -22,7 +24,7 @@
  * certificate row and one renew event per renewal.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Agent, request } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -92,16 +94,15 @@ function procStatus(pid: number, field: string): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
-/** Finds the port a server listens on from its sockets (log level warn hides the start line). */
-function portOf(pid: number): Promise<URL> {
+/** The address a server logged in its `start` line. */
+function startedAt(logPath: string): Promise<URL> {
   return new Promise<URL>((resolve, reject) => {
     const deadline = Date.now() + 15_000;
     const look = () => {
-      const ss = spawnSync('ss', ['-Hltnp'], { encoding: 'utf8' }).stdout;
-      const line = ss.split('\n').find((l) => l.includes(`pid=${pid},`));
-      const port = line ? /127\.0\.0\.1:(\d+)/.exec(line)?.[1] : undefined;
-      if (port) resolve(new URL(`https://127.0.0.1:${port}`));
-      else if (Date.now() > deadline) reject(new Error('svcca serve did not start'));
+      const text = existsSync(logPath) ? readFileSync(logPath, 'utf8') : '';
+      const line = text.split('\n').find((l) => l.includes('"event":"start"'));
+      if (line) resolve(new URL(`https://${(JSON.parse(line) as { listen: string }).listen}`));
+      else if (Date.now() > deadline) reject(new Error(`svcca serve did not start: ${logPath}`));
       else setTimeout(look, 100);
     };
     look();
@@ -387,7 +388,8 @@ async function main(): Promise<void> {
           '--dir',
           replicaDir,
         ],
-        { env: { ...env, SVCCA_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'inherit', 'inherit'] },
+        // The default log level, as deployed: one JSON line per renewal, to a file.
+        { env, stdio: ['ignore', openSync(join(work, `serve-${r}.log`), 'w'), 'inherit'] },
       ),
     );
   }
@@ -402,11 +404,12 @@ async function main(): Promise<void> {
       }),
     );
     await pg?.destroy();
+    if (process.env.BENCH_SERVE_LOG) cpSync(join(work, 'serve-0.log'), process.env.BENCH_SERVE_LOG);
     rmSync(work, { recursive: true, force: true });
   };
   process.once('SIGTERM', () => void cleanup().then(() => process.exit(1)));
   try {
-    const urls = await Promise.all(servers.map((s) => portOf(s.pid!)));
+    const urls = await Promise.all(servers.map((_, r) => startedAt(join(work, `serve-${r}.log`))));
     const url = urls[0]!;
     const caPem = readFileSync(join(caDir, 'ca.crt'), 'utf8');
     const serverId = `spiffe://bench.example/${CA_SERVER_SERVICE}`;
