@@ -4,11 +4,12 @@ NODE_MODULES_STAMP := node_modules/.package-lock.json
 ESBUILD_FLAGS := --bundle --platform=node --format=esm --target=node20 \
   --external:better-sqlite3 --log-level=warning \
   --banner:js="import { createRequire as __svccaCreateRequire } from 'node:module'; const require = __svccaCreateRequire(import.meta.url);"
-# One test file at a time. Two at a time took 346-393 s instead of 587 s on this 2-core
-# machine; one such run failed when a `svcca serve` replica crashed as PostgreSQL stopped
-# under load (a race in the PostgreSQL ledger, fixed). Two lanes become the default once
-# more full runs show nothing else that load brings out. TEST_CONCURRENCY=2 runs it so.
-TEST_CONCURRENCY ?= 1
+# Two test files at a time: 341-353 s where one at a time took 584-594 s on this 2-core
+# machine, which had put make test at its ten-minute budget. Two lanes once brought out a
+# crash (a `svcca serve` replica as PostgreSQL stopped under load, fixed in 5bfca2f); the
+# full runs at two since, three on 2026-12-04, all passed. TEST_CONCURRENCY=1 runs one file
+# at a time (to tell a failure that needs load from one that does not).
+TEST_CONCURRENCY ?= 2
 # No test may wait forever: one that hangs fails after this, named, and the run goes on.
 # A process a test leaves running is killed once its file's tests are done
 # (test/helpers/children.ts), so it cannot hold the run open either.
