@@ -32,10 +32,12 @@ install: $(NODE_MODULES_STAMP)
 # The sidecar, which runs beside every service for days, is one minified file: V8 keeps
 # a script's source for lazy compilation, and the smaller source is about 2 MB less
 # resident memory (issue 12). --keep-names keeps class and function names, which error
-# names and the few stack traces (SVCCA_DEBUG) read.
+# names and the few stack traces (SVCCA_DEBUG) read. dist/ is emptied first: tsc never
+# deletes what it emitted for a source since removed, and node --test would still run a
+# deleted test from there (tsc recompiles everything either way).
 build: install
+	rm -rf dist
 	npx tsc -p tsconfig.json
-	rm -rf dist/bin
 	npx esbuild svcca=dist/cli/main.js $(ESBUILD_FLAGS) \
 	  --splitting --outdir=dist/bin --out-extension:.js=.mjs --chunk-names=chunks/[name]-[hash]
 	npx esbuild dist/sidecar/main.js $(ESBUILD_FLAGS) --minify --keep-names --outfile=dist/bin/svcca-sidecar.mjs
