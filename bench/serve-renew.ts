@@ -73,6 +73,7 @@ if (!Number.isInteger(REPLICAS) || REPLICAS < 1 || !['sqlite', 'postgres'].inclu
   throw new Error('usage: serve-renew.js [--replicas N] [--ledger sqlite|postgres] [--renewals N] [--client auto|c|node]');
 if (!['auto', 'c', 'node'].includes(CLIENT)) throw new Error('--client: auto, c or node');
 if (REPLICAS > 1 && !POSTGRES) throw new Error('--replicas 2 needs --ledger postgres (replicas share the ledger)');
+if (RAMP > 0 && !RATE) throw new Error('BENCH_SERVE_RAMP needs BENCH_SERVE_RATE (the rate to ramp up to)');
 
 function percentile(sorted: number[], p: number): number {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]! : NaN;
@@ -423,7 +424,7 @@ async function main(): Promise<void> {
       csrs.push({ key, csr: buildCsrPem(key, clients[i % CLIENTS]!.service) });
     }
     const cClient = urls.length === 1 && FIXED_RENEWALS === undefined && CLIENT !== 'node' ? buildCClient(work) : undefined;
-    if (RAMP > 0 && (!cClient || !RATE)) throw new Error('BENCH_SERVE_RAMP needs BENCH_SERVE_RATE and the C client (cc and libssl-dev)');
+    if (RAMP > 0 && !cClient) throw new Error('BENCH_SERVE_RAMP needs the C client (cc and libssl-dev; not with replicas or --renewals)');
     if (CLIENT === 'c' && !cClient)
       throw new Error('--client c: cannot build bench/renew-client.c (needs cc and libssl-dev) or not with replicas/--renewals');
     const cpu0 = servers.map((s) => cpuSeconds(s.pid!));
